@@ -14,14 +14,64 @@ import (
 type Algorithm uint8
 
 const (
-	// FixedWindow counts hits in windows aligned to multiples of the period
-	// since the Unix epoch, as envoyproxy/ratelimit does. The zero value.
+	// FixedWindow counts hits in windows [w*P, (w+1)*P) aligned to the Unix
+	// epoch (a one-minute window starts at second :00), as
+	// envoyproxy/ratelimit does. The zero value.
+	//
+	// The window index is w = floor(now_unix_ns/P), and the count starts
+	// from zero when w changes. A request is admitted iff count+hits <= R.
+	// Refused hits ARE counted, exactly as in envoyproxy/ratelimit (which
+	// increments before it compares), so a rule file gives the same
+	// decisions there and here; a client that keeps retrying therefore keeps
+	// the counter above R until the window ends. Remaining = max(0, R-count);
+	// ResetAfter is the time to the end of the window, and RetryAfter equals
+	// it when refused. Within one window at most R hits are admitted; around
+	// a boundary up to 2R can be admitted within a span of length P (R at the
+	// end of one window, R at the start of the next).
 	FixedWindow Algorithm = iota
-	// SlidingWindow weights the previous fixed window's count by the part of
-	// it still inside the sliding period (the "sliding window counter").
+
+	// SlidingWindow is the sliding window counter: it keeps the admitted hits
+	// of the current epoch-aligned window (curr) and of the previous one
+	// (prev), and estimates the hits of the last P as if prev's had been
+	// spread evenly over the previous window:
+	//
+	//	estimate = prev*(P-elapsed)/P + curr,  elapsed = now - w*P
+	//
+	// A request is admitted iff estimate+hits <= R, compared exactly (in
+	// integers: ceil(prev*(P-elapsed)/P) + curr + hits <= R). Admitted hits
+	// are added to curr; refused hits are NOT counted. Remaining =
+	// max(0, floor(R - estimate)). ResetAfter is the time until the estimate
+	// is zero: the end of the next window if curr > 0, else the end of this
+	// window if prev > 0, else 0. RetryAfter, when refused, is exact under
+	// the linear decay: the earliest instant at which the same hits fit if
+	// nothing else is counted meanwhile, possibly in the next window (when
+	// hits > R, which never fits, the time to the end of this window).
+	//
+	// Accuracy: within any epoch-aligned window at most R hits are admitted,
+	// as with FixedWindow. For a span of length P that straddles a boundary
+	// the estimate assumes the previous window's hits were evenly spread: it
+	// is exact when they were, stricter when they came early, looser when
+	// they came late. In the worst case (R hits at the very end of one
+	// window, more spread up to the end of the next) such a span holds close
+	// to 2R admitted hits, but R hits just before a boundary can never be
+	// followed by R more just after it. The state is two counts and a window
+	// index.
 	SlidingWindow
-	// TokenBucket is a token bucket of capacity Burst refilled at
-	// Requests per Period, implemented as GCRA.
+
+	// TokenBucket is a token bucket of capacity B = Burst (Requests when
+	// Burst is 0) that gains a token every emission interval T = P/R,
+	// implemented as GCRA with one stored theoretical arrival time (TAT).
+	//
+	// T is rounded UP to whole nanoseconds, T = ceil(P/R), and the tolerance
+	// is B*T: a full burst of B is always admitted, and the long-run rate is
+	// at most R per P (slower by under 1 ns per hit). With base =
+	// max(TAT, now) and newTAT = base + hits*T, a request is admitted iff
+	// newTAT - now <= B*T, and then TAT = newTAT; refused hits are NOT
+	// counted. Over any span of length d at most B + d/T hits are admitted.
+	// Remaining = floor((B*T - (TAT-now))/T), clamped to [0, B]; ResetAfter
+	// = max(0, TAT-now), when the bucket is full again; RetryAfter, when
+	// refused, is newTAT - now - B*T (also when hits > B, which never fits).
+	// R == 0 refuses with ResetAfter = RetryAfter = P.
 	TokenBucket
 )
 

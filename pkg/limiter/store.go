@@ -8,7 +8,9 @@ import (
 // Request asks a Store to count Hits against the counter named Key under
 // Limit. Key is opaque to the store (see descriptor.AppendKey); two requests
 // with the same Key in one call refer to the same counter. Hits == 0 only
-// reads the counter.
+// reads the counter. Key may alias a byte buffer that the caller reuses
+// after Take returns, so a store that keeps a key (a map insert, a local
+// cache) copies it with strings.Clone.
 type Request struct {
 	Key   string
 	Limit Limit
@@ -45,12 +47,14 @@ const (
 )
 
 // Store keeps counters. Implementations: memstore.Store, redisstore.Store and
-// the failover chain.
+// the failover chain. Every implementation decides exactly as Limit.Eval and
+// ApplyAll specify, and passes the conformance suite limitertest.Run.
 type Store interface {
 	// Take applies reqs and writes one Result per request into res, which has
 	// len(reqs) elements. It is safe for concurrent use and may block on
 	// I/O until ctx is done. A non-nil error means the backend could not
-	// decide (unreachable, timeout, bad reply); it never means "over limit",
-	// and res is then undefined.
+	// decide (unreachable, timeout, bad reply) or the requests were invalid
+	// (CheckRequests); it never means "over limit", and res is then
+	// undefined. Take does not retain reqs or res.
 	Take(ctx context.Context, mode Mode, reqs []Request, res []Result) error
 }

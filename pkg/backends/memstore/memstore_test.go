@@ -1,0 +1,281 @@
+package memstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"runtime"
+	"testing"
+	"time"
+	"unsafe"
+
+	"github.com/extauthz/extauthz/pkg/limiter"
+	"github.com/extauthz/extauthz/pkg/limiter/limitertest"
+)
+
+var t0 = time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+
+func newTestStore(t *testing.T, opts Options) *Store {
+	t.Helper()
+	s, err := New(opts)
+	if err != nil {
+		t.Fatalf("New(%+v): %v", opts, err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+func TestConformanceFakeClock(t *testing.T) {
+	limitertest.Run(t, func(t *testing.T) (limiter.Store, limitertest.Clock) {
+		clock := limitertest.NewFakeClock(t0)
+		return newTestStore(t, Options{Now: clock.Now}), clock
+	})
+}
+
+func TestConformanceRealClock(t *testing.T) {
+	limitertest.Run(t, func(t *testing.T) (limiter.Store, limitertest.Clock) {
+		return newTestStore(t, Options{}), nil
+	})
+}
+
+// TestConformanceOneShard runs the suite with every key in one shard, so
+// multi-key calls lock one shard once.
+func TestConformanceOneShard(t *testing.T) {
+	limitertest.Run(t, func(t *testing.T) (limiter.Store, limitertest.Clock) {
+		clock := limitertest.NewFakeClock(t0)
+		return newTestStore(t, Options{Shards: 1, Now: clock.Now}), clock
+	})
+}
+
+func TestNewOptions(t *testing.T) {
+	tests := []struct {
+		name       string
+		opts       Options
+		wantShards int
+		wantMax    int // sum of the shards' shares
+		wantErr    error
+	}{
+		{name: "defaults", opts: Options{}, wantShards: 256, wantMax: DefaultMaxKeys},
+		{name: "small max keys gets fewer shards", opts: Options{MaxKeys: 10_000}, wantShards: 8, wantMax: 10_000},
+		{name: "tiny max keys", opts: Options{MaxKeys: 3}, wantShards: 1, wantMax: 3},
+		{name: "shards rounded up to a power of two", opts: Options{Shards: 100}, wantShards: 128, wantMax: DefaultMaxKeys},
+		{name: "shards at most max keys", opts: Options{MaxKeys: 3, Shards: 64}, wantShards: 2, wantMax: 3},
+		{name: "uneven split", opts: Options{MaxKeys: 1001, Shards: 4}, wantShards: 4, wantMax: 1001},
+		{name: "negative max keys", opts: Options{MaxKeys: -1}, wantErr: ErrInvalidOptions},
+		{name: "negative shards", opts: Options{Shards: -1}, wantErr: ErrInvalidOptions},
+		{name: "too many keys per shard", opts: Options{MaxKeys: math.MaxInt32 * 2, Shards: 1}, wantErr: ErrInvalidOptions},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := New(tc.opts)
+			if !errors.Is(err, tc.wantErr) || (err == nil) != (tc.wantErr == nil) {
+				t.Fatalf("got error %v, want %v", err, tc.wantErr)
+			}
+			if err != nil {
+				return
+			}
+			defer s.Close()
+			if got := len(s.shards); got != tc.wantShards {
+				t.Errorf("got %d shards, want %d", got, tc.wantShards)
+			}
+			total := 0
+			for i := range s.shards {
+				total += s.shards[i].max
+				if d := s.shards[i].max - s.shards[0].max; d < -1 || d > 1 {
+					t.Errorf("shard %d holds %d, shard 0 holds %d: want an even split", i, s.shards[i].max, s.shards[0].max)
+				}
+			}
+			if total != tc.wantMax {
+				t.Errorf("got shards holding %d keys in total, want %d", total, tc.wantMax)
+			}
+		})
+	}
+}
+
+func TestShardFillsCacheLines(t *testing.T) {
+	if got := unsafe.Sizeof(shard{}); got%64 != 0 {
+		t.Errorf("got shard size %d, want a multiple of 64 (false sharing between shard locks)", got)
+	}
+}
+
+func take(t *testing.T, s *Store, reqs ...limiter.Request) []limiter.Result {
+	t.Helper()
+	res := make([]limiter.Result, len(reqs))
+	if err := s.Take(context.Background(), limiter.CountAll, reqs, res); err != nil {
+		t.Fatalf("Take: %v", err)
+	}
+	return res
+}
+
+func TestMaxKeysEvictsEarliestExpiry(t *testing.T) {
+	clock := limitertest.NewFakeClock(t0)
+	s := newTestStore(t, Options{MaxKeys: 4, Shards: 1, SweepInterval: -1, Now: clock.Now})
+	// Four keys of one hit each; "k0" expires first (shortest period).
+	for i := range 4 {
+		l := limiter.Limit{Requests: 1, Period: time.Duration(i+1) * time.Hour, Algorithm: limiter.SlidingWindow}
+		take(t, s, limiter.Request{Key: fmt.Sprintf("k%d", i), Limit: l, Hits: 1})
+	}
+	if got := s.Len(); got != 4 {
+		t.Fatalf("got Len %d, want 4", got)
+	}
+	long := limiter.Limit{Requests: 1, Period: 24 * time.Hour}
+	take(t, s, limiter.Request{Key: "new", Limit: long, Hits: 1})
+	if got := s.Len(); got != 4 {
+		t.Errorf("got Len %d, want 4 (MaxKeys)", got)
+	}
+	if got := s.Evictions(); got != 1 {
+		t.Errorf("got %d evictions, want 1", got)
+	}
+	// With 4 slots every slot is sampled: k0 went; the others remain.
+	for i, wantAllowed := range []bool{true, false, false, false} {
+		l := limiter.Limit{Requests: 1, Period: time.Duration(i+1) * time.Hour, Algorithm: limiter.SlidingWindow}
+		res := make([]limiter.Result, 1)
+		err := s.Take(context.Background(), limiter.CountAll, []limiter.Request{{Key: fmt.Sprintf("k%d", i), Limit: l}}, res)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if wantRemaining := map[bool]int64{true: 1, false: 0}[wantAllowed]; res[0].Remaining != wantRemaining {
+			t.Errorf("k%d: got Remaining %d, want %d", i, res[0].Remaining, wantRemaining)
+		}
+	}
+}
+
+func TestMaxKeysReusesExpiredFirst(t *testing.T) {
+	clock := limitertest.NewFakeClock(t0)
+	s := newTestStore(t, Options{MaxKeys: 64, Shards: 1, SweepInterval: -1, Now: clock.Now})
+	short := limiter.Limit{Requests: 5, Period: time.Second}
+	for i := range 64 {
+		take(t, s, limiter.Request{Key: fmt.Sprintf("old%d", i), Limit: short, Hits: 1})
+	}
+	clock.Advance(time.Minute)
+	for i := range 64 {
+		take(t, s, limiter.Request{Key: fmt.Sprintf("new%d", i), Limit: short, Hits: 1})
+	}
+	if got := s.Evictions(); got != 0 {
+		t.Errorf("got %d evictions, want 0: only expired counters had to go", got)
+	}
+	if got := s.Len(); got != 64 {
+		t.Errorf("got Len %d, want 64", got)
+	}
+}
+
+func TestFloodStaysBounded(t *testing.T) {
+	s := newTestStore(t, Options{MaxKeys: 1000, SweepInterval: -1})
+	l := limiter.Limit{Requests: 10, Period: time.Hour}
+	const n = 5000
+	for i := range n {
+		take(t, s, limiter.Request{Key: fmt.Sprintf("flood/%d", i), Limit: l, Hits: 1})
+	}
+	if got := s.Len(); got > 1000 {
+		t.Errorf("got Len %d, want at most MaxKeys 1000", got)
+	}
+	if got := s.Evictions(); got < n-1000 {
+		t.Errorf("got %d evictions, want at least %d", got, n-1000)
+	}
+}
+
+func TestSweepRemovesExpired(t *testing.T) {
+	clock := limitertest.NewFakeClock(t0)
+	s := newTestStore(t, Options{Shards: 1, SweepInterval: -1, Now: clock.Now})
+	short := limiter.Limit{Requests: 5, Period: time.Second}
+	long := limiter.Limit{Requests: 5, Period: time.Hour}
+	for i := range 100 {
+		take(t, s, limiter.Request{Key: fmt.Sprintf("short%d", i), Limit: short, Hits: 1})
+		take(t, s, limiter.Request{Key: fmt.Sprintf("long%d", i), Limit: long, Hits: 1})
+	}
+	clock.Advance(2 * time.Second)
+	s.sweep()
+	if got := s.Len(); got != 100 {
+		t.Errorf("got Len %d after sweep, want 100", got)
+	}
+	// Freed slots are reused, and the long counters survived.
+	for i := range 100 {
+		take(t, s, limiter.Request{Key: fmt.Sprintf("again%d", i), Limit: short, Hits: 1})
+		if r := take(t, s, limiter.Request{Key: fmt.Sprintf("long%d", i), Limit: long})[0]; r.Remaining != 4 {
+			t.Fatalf("long%d: got Remaining %d, want 4", i, r.Remaining)
+		}
+	}
+	slots := 0
+	for i := range s.shards {
+		slots += len(s.shards[i].ents)
+	}
+	if slots != 200 {
+		t.Errorf("got %d slots, want 200 (freed slots reused)", slots)
+	}
+}
+
+func TestSweeperRunsAndCloseStopsIt(t *testing.T) {
+	clock := limitertest.NewFakeClock(t0)
+	before := runtime.NumGoroutine()
+	s, err := New(Options{SweepInterval: time.Millisecond, Now: clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	take(t, s, limiter.Request{Key: "k", Limit: limiter.Limit{Requests: 1, Period: time.Second}, Hits: 1})
+	clock.Advance(time.Hour)
+	deadline := time.Now().Add(5 * time.Second)
+	for s.Len() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("got Len %d 5s after expiry, want 0: sweeper did not run", s.Len())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if err := s.Close(); err != nil {
+		t.Errorf("Close: %v", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+	for runtime.NumGoroutine() > before {
+		if time.Now().After(deadline) {
+			t.Fatalf("got %d goroutines after Close, want %d", runtime.NumGoroutine(), before)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	// Counting still works after Close.
+	take(t, s, limiter.Request{Key: "k", Limit: limiter.Limit{Requests: 1, Period: time.Second}, Hits: 1})
+}
+
+func TestReadsAndRefusalsStoreNothing(t *testing.T) {
+	s := newTestStore(t, Options{SweepInterval: -1})
+	p := time.Hour
+	take(t, s,
+		limiter.Request{Key: "read", Limit: limiter.Limit{Requests: 1, Period: p}},
+		limiter.Request{Key: "zero", Limit: limiter.Limit{Requests: 0, Period: p}, Hits: 1},
+		limiter.Request{Key: "bucket", Limit: limiter.Limit{Requests: 1, Period: p, Algorithm: limiter.TokenBucket}, Hits: 2},
+	)
+	take(t, s, limiter.Request{Key: "read1", Limit: limiter.Limit{Requests: 1, Period: p, Algorithm: limiter.SlidingWindow}})
+	if got := s.Len(); got != 0 {
+		t.Errorf("got Len %d, want 0", got)
+	}
+}
+
+func TestTakeDoesNotAllocate(t *testing.T) {
+	s := newTestStore(t, Options{SweepInterval: -1})
+	ctx := context.Background()
+	for _, l := range []limiter.Limit{
+		{Requests: 1e9, Period: time.Hour},
+		{Requests: 1e9, Period: time.Hour, Algorithm: limiter.SlidingWindow},
+		{Requests: 1e9, Period: time.Hour, Algorithm: limiter.TokenBucket},
+	} {
+		one := []limiter.Request{{Key: "one/" + l.Algorithm.String(), Limit: l, Hits: 1}}
+		three := []limiter.Request{
+			{Key: "a/" + l.Algorithm.String(), Limit: l, Hits: 1},
+			{Key: "b/" + l.Algorithm.String(), Limit: l, Hits: 1},
+			{Key: "a/" + l.Algorithm.String(), Limit: l, Hits: 1},
+		}
+		res := make([]limiter.Result, 3)
+		for _, mode := range []limiter.Mode{limiter.CountAll, limiter.CountIfAllAllowed} {
+			for name, reqs := range map[string][]limiter.Request{"one": one, "three": three} {
+				if err := s.Take(ctx, mode, reqs, res); err != nil { // creates the keys
+					t.Fatal(err)
+				}
+				n := testing.AllocsPerRun(100, func() { _ = s.Take(ctx, mode, reqs, res) })
+				if n != 0 {
+					t.Errorf("%s, mode %d, %s request(s) on existing keys: got %v allocs per Take, want 0", l.Algorithm, mode, name, n)
+				}
+			}
+		}
+	}
+}
