@@ -3,31 +3,178 @@
 package config
 
 import (
-	"io"
-
 	"github.com/extauthz/extauthz/pkg/descriptor"
+	"github.com/extauthz/extauthz/pkg/limiter"
 )
 
 // Config is a loaded, validated server file. Its zero values are the
-// documented defaults.
+// documented defaults; Load fills them in, so a loaded Config states every
+// setting explicitly.
+//
+//	grpc_addr: 0.0.0.0:8081
+//	http_addr: 0.0.0.0:8080
+//	default_algorithm: fixed_window    # fixed_window | sliding_window | token_bucket
+//	count_mode: all                    # all | if_all_allowed
+//	near_limit_ratio: 0.8
+//	response_headers: {enabled: false, limit_header: X-RateLimit-Limit, ...}
+//	over_limit_body: false
+//	backends: [{type: memory, max_keys: 1000000}]
+//	failure_mode: envoy                # and the rest of Failover (chain.go)
+//	domains: [...]                     # inline rule files
+//	rules_dir: ./rules                 # and/or a directory of rule files
 type Config struct {
 	// File is the path the config was loaded from ("" for Load).
-	File string
+	File string `yaml:"-"`
 	// GRPCAddr and HTTPAddr are the listen addresses (defaults
 	// 0.0.0.0:8081 and 0.0.0.0:8080).
 	GRPCAddr string `yaml:"grpc_addr"`
 	HTTPAddr string `yaml:"http_addr"`
-
-	// TODO(config helper): backends, response headers, default algorithm,
-	// count mode, domains, rules_dir.
+	// DefaultAlgorithm counts the rules that name no algorithm, and
+	// per-descriptor limit overrides (default fixed_window, which behaves
+	// exactly as envoyproxy/ratelimit).
+	DefaultAlgorithm limiter.Algorithm `yaml:"default_algorithm"`
+	// CountMode is "all" (default, limiter.CountAll: every matched
+	// descriptor is counted even when another refuses the request, as in
+	// envoyproxy/ratelimit) or "if_all_allowed" (limiter.CountIfAllAllowed).
+	CountMode limiter.Mode `yaml:"count_mode"`
+	// NearLimitRatio: a decision is reported as near_limit in metrics when
+	// used/limit >= NearLimitRatio (default 0.8; 0 < ratio <= 1).
+	NearLimitRatio float64 `yaml:"near_limit_ratio"`
+	// ResponseHeaders configures the X-RateLimit-* response headers.
+	ResponseHeaders ResponseHeaders `yaml:"response_headers"`
+	// OverLimitBody adds a small JSON raw_body naming the refusing limit to
+	// OVER_LIMIT responses (default false).
+	OverLimitBody bool `yaml:"over_limit_body"`
+	// Backends is the ordered backend chain (default: one memory backend).
+	Backends []Backend `yaml:"backends"`
+	// Failover holds failure_mode, breaker, health_check, readiness and
+	// replicas (see chain.go); its keys are top-level.
+	Failover `yaml:",inline"`
+	// Ops holds log, tls, limits and grpc (see ops.go); its keys are
+	// top-level.
+	Ops `yaml:",inline"`
+	// Domains are inline rule files.
+	Domains []Domain `yaml:"domains"`
+	// RulesDir is a directory of rule files (*.yaml, *.yml; one domain
+	// each; hidden files skipped), relative to the server file's directory.
+	// It may be combined with Domains; a domain may be defined only once.
+	RulesDir string `yaml:"rules_dir"`
+	// Authz configures the ext_authz Check API (authz.go); nil: not served.
+	Authz *Authz `yaml:"authz"`
 
 	// Rules is the compiled rule tree of every domain.
 	Rules *descriptor.Set `yaml:"-"`
+	// RuleFiles are the rule files read from RulesDir, in load order (for
+	// reload watchers). RulesDirPath is RulesDir resolved ("" when unset).
+	RuleFiles    []string `yaml:"-"`
+	RulesDirPath string   `yaml:"-"`
+
+	// dirDomains are the domains read from RulesDir.
+	dirDomains []Domain
 }
 
-// Load reads a server file from r; name is used in error messages.
-func Load(r io.Reader, name string) (*Config, error) { return &Config{Rules: &descriptor.Set{}}, nil }
+// Defaults.
+const (
+	DefaultGRPCAddr        = "0.0.0.0:8081"
+	DefaultHTTPAddr        = "0.0.0.0:8080"
+	DefaultNearLimitRatio  = 0.8
+	DefaultMaxKeys         = 1_000_000
+	DefaultLimitHeader     = "X-RateLimit-Limit"
+	DefaultRemainingHeader = "X-RateLimit-Remaining"
+	DefaultResetHeader     = "X-RateLimit-Reset"
+)
 
-// LoadFile reads the server file at path, and the rule files of its
-// rules_dir.
-func LoadFile(path string) (*Config, error) { return &Config{File: path, Rules: &descriptor.Set{}}, nil }
+// ResponseHeaders configures the rate-limit response headers, which Envoy
+// adds to admitted and refused responses alike. They describe the most
+// restrictive matched limit; Retry-After is added on OVER_LIMIT.
+type ResponseHeaders struct {
+	// Enabled turns the headers on (default false).
+	Enabled bool `yaml:"enabled"`
+	// Header names (defaults X-RateLimit-Limit, X-RateLimit-Remaining,
+	// X-RateLimit-Reset).
+	LimitHeader     string `yaml:"limit_header"`
+	RemainingHeader string `yaml:"remaining_header"`
+	ResetHeader     string `yaml:"reset_header"`
+	// Draft adds the IETF draft RateLimit-Policy and RateLimit fields.
+	Draft bool `yaml:"draft"`
+}
+
+// Backend is one entry of the backend chain. Type selects which of the
+// inline settings apply: setting a field of another type is an error.
+//
+// To add a backend type, add its settings struct as one more inline field
+// tagged `backend:"<type>"` (as RedisBackend in redis.go) and list the type
+// in BackendTypes; its validate and setDefaults methods are called for
+// entries of that type.
+type Backend struct {
+	// Type is "memory" or "redis".
+	Type string `yaml:"type"`
+	// MemoryBackend holds max_keys.
+	MemoryBackend `yaml:",inline" backend:"memory"`
+	// RedisBackend holds the Redis settings (redis.go).
+	RedisBackend `yaml:",inline" backend:"redis"`
+	// BackendFailover holds fair_share (chain.go).
+	BackendFailover `yaml:",inline"`
+}
+
+// BackendTypes lists the valid Backend.Type values.
+var BackendTypes = []string{"memory", "redis"}
+
+// MemoryBackend holds the settings of a backend of type memory.
+type MemoryBackend struct {
+	// MaxKeys bounds the number of counters kept (default 1000000); when
+	// full, the store evicts as memstore documents.
+	MaxKeys int `yaml:"max_keys"`
+}
+
+// Domain is one rule file in envoyproxy/ratelimit's format, inline in
+// Config.Domains or a file of Config.RulesDir.
+type Domain struct {
+	Domain      string       `yaml:"domain"`
+	Descriptors []Descriptor `yaml:"descriptors"`
+	// File is the file the domain was read from.
+	File string `yaml:"-"`
+	// pos is where the domain was defined.
+	pos string
+}
+
+// Descriptor is one "descriptors" entry of a rule file.
+type Descriptor struct {
+	// Key is required; Value is optional and may contain '*' patterns.
+	Key   string `yaml:"key"`
+	Value string `yaml:"value"`
+	// RateLimit is the node's rule; nil when the node only groups nested
+	// descriptors.
+	RateLimit      *RateLimit   `yaml:"rate_limit"`
+	Descriptors    []Descriptor `yaml:"descriptors"`
+	ShadowMode     bool         `yaml:"shadow_mode"`
+	DetailedMetric bool         `yaml:"detailed_metric"`
+	ValueToMetric  bool         `yaml:"value_to_metric"`
+	ShareThreshold bool         `yaml:"share_threshold"`
+}
+
+// RateLimit is a rule file's rate_limit block. Algorithm and Burst are
+// extauthz's additions.
+type RateLimit struct {
+	// Unit is second, minute, hour, day, week, month or year (any case).
+	Unit string `yaml:"unit"`
+	// RequestsPerUnit is required unless Unlimited (nil when absent); 0
+	// refuses every request.
+	RequestsPerUnit *int64    `yaml:"requests_per_unit"`
+	Unlimited       bool      `yaml:"unlimited"`
+	Name            string    `yaml:"name"`
+	Replaces        []Replace `yaml:"replaces"`
+	// Algorithm is fixed_window, sliding_window or token_bucket; empty
+	// means Config.DefaultAlgorithm.
+	Algorithm string `yaml:"algorithm"`
+	// Burst is the token bucket capacity (default RequestsPerUnit); only
+	// with algorithm token_bucket.
+	Burst int64 `yaml:"burst"`
+	// Tiering holds tier_key and tiers (authz.go).
+	Tiering `yaml:",inline"`
+}
+
+// Replace is one entry of rate_limit.replaces.
+type Replace struct {
+	Name string `yaml:"name"`
+}

@@ -1,0 +1,530 @@
+package config
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/extauthz/extauthz/pkg/descriptor"
+	"github.com/extauthz/extauthz/pkg/limiter"
+)
+
+// Authz is the authz: section: how the ext_authz Check API turns an HTTP
+// request into rate-limit descriptors of one domain, and the API keys and
+// tenants it knows. Absent, Check is not served.
+//
+//	authz:
+//	  domain: edge                       # required; a domain of the rules
+//	  max_value_bytes: 256               # longer values are hashed
+//	  client_ip:                         # absent: the peer address
+//	    trusted_hops: 1                  # or trusted_proxies: [10.0.0.0/8]
+//	  api_key:
+//	    sources: [{header: authorization, scheme: Bearer}, {header: x-api-key}, {query: api_key}]
+//	    listed_only: false
+//	    descriptor_key: api_key
+//	  tenant:
+//	    sources: [{header: x-tenant}, {host: listed}, {host: first_label}]
+//	    listed_only: false
+//	    share_counters: false            # default: counters are per tenant
+//	    descriptor_key: tenant
+//	  tier: {header: x-plan}             # only when no listed key or tenant has a tier
+//	  api_keys:
+//	    - {id: acme-prod, key_sha256: <hex>, tier: pro, tenant: acme, expires: 2027-01-01T00:00:00Z,
+//	       overrides: [{rule: per_key, unit: minute, requests_per_unit: 5000, expires: ...}]}
+//	  tenants:
+//	    - {name: acme, tier: enterprise, hosts: [api.acme.example], overrides: [...]}
+//	  descriptors:
+//	    - name: per_ip
+//	      entries: [{from: client_ip, v4_mask: 24, v6_mask: 64}]
+//	  upstream_headers: {tenant: x-tenant-id, tier: x-tier, api_key_id: x-api-key-id}
+type Authz struct {
+	// Domain is the rate-limit domain the descriptors are matched in.
+	Domain string `yaml:"domain"`
+	// MaxValueBytes bounds extracted values (default 256); longer ones are
+	// replaced by a hash.
+	MaxValueBytes int `yaml:"max_value_bytes"`
+	// ClientIP says how the client address is found.
+	ClientIP AuthzClientIP `yaml:"client_ip"`
+	// APIKey says where a request's API key comes from.
+	APIKey AuthzAPIKey `yaml:"api_key"`
+	// Tenant says where a request's tenant comes from.
+	Tenant AuthzTenant `yaml:"tenant"`
+	// Tier says where a request's tier comes from when its listed API key
+	// or tenant has none.
+	Tier AuthzTier `yaml:"tier"`
+	// APIKeys and Tenants are the listed identities, with their tiers and
+	// limit overrides.
+	APIKeys []APIKey `yaml:"api_keys"`
+	Tenants []Tenant `yaml:"tenants"`
+	// Descriptors are the descriptors to build from each request.
+	Descriptors []AuthzDescriptor `yaml:"descriptors"`
+	// UpstreamHeaders name the request headers that carry the resolved
+	// tenant, tier and API key id to the upstream.
+	UpstreamHeaders UpstreamHeaders `yaml:"upstream_headers"`
+
+	extractor  *descriptor.Extractor
+	identities *descriptor.Identities
+}
+
+// AuthzClientIP selects the client address: the peer (default), or the
+// X-Forwarded-For entry that trusted proxies vouch for.
+type AuthzClientIP struct {
+	// TrustedHops: the client is this many entries from the right of
+	// X-Forwarded-For (count Envoy when it appends, use_remote_address).
+	TrustedHops int `yaml:"trusted_hops"`
+	// TrustedProxies: addresses or prefixes of trusted proxies; the client
+	// is the first X-Forwarded-For entry, from the right, not in them.
+	TrustedProxies []string `yaml:"trusted_proxies"`
+}
+
+// AuthzAPIKey says where a request's API key comes from.
+type AuthzAPIKey struct {
+	// Sources are tried in order.
+	Sources []AuthzKeySource `yaml:"sources"`
+	// ListedOnly ignores keys that api_keys does not list.
+	ListedOnly bool `yaml:"listed_only"`
+	// DescriptorKey is the descriptor key of API key entries (default
+	// api_key), on the ext_authz and the RateLimitService path.
+	DescriptorKey string `yaml:"descriptor_key"`
+}
+
+// AuthzKeySource is a header (optionally with a scheme, e.g. Bearer) or a
+// query parameter.
+type AuthzKeySource struct {
+	Header string `yaml:"header"`
+	Scheme string `yaml:"scheme"`
+	Query  string `yaml:"query"`
+}
+
+// AuthzTenant says where a request's tenant comes from; a listed API key's
+// tenant always wins.
+type AuthzTenant struct {
+	// Sources are tried in order.
+	Sources []AuthzTenantSource `yaml:"sources"`
+	// ListedOnly ignores tenants that tenants does not list.
+	ListedOnly bool `yaml:"listed_only"`
+	// ShareCounters turns off per-tenant counter namespacing (default
+	// false: a request's counters are the tenant's own).
+	ShareCounters bool `yaml:"share_counters"`
+	// DescriptorKey is the descriptor key of tenant entries (default
+	// tenant).
+	DescriptorKey string `yaml:"descriptor_key"`
+}
+
+// AuthzTenantSource is a header, or the host: "listed" (the tenant whose
+// hosts include it) or "first_label" ("acme" of acme.api.example.com).
+type AuthzTenantSource struct {
+	Header string `yaml:"header"`
+	Host   string `yaml:"host"`
+}
+
+// AuthzTier says where the tier comes from when no listing gives one.
+type AuthzTier struct {
+	// Header is trusted as is: only use one that an earlier filter sets and
+	// strips from client requests.
+	Header string `yaml:"header"`
+}
+
+// APIKey lists one API key. Exactly one of Key and KeySHA256 is set.
+type APIKey struct {
+	// ID names the key wherever it shows: descriptors, counters, headers.
+	ID string `yaml:"id"`
+	// Key is the key in clear (redacted in /config); prefer KeySHA256, the
+	// hex SHA-256 of the key (printf %s "$KEY" | sha256sum).
+	Key       Secret `yaml:"key"`
+	KeySHA256 string `yaml:"key_sha256"`
+	// Tier and Tenant of the key (optional).
+	Tier   string `yaml:"tier"`
+	Tenant string `yaml:"tenant"`
+	// Expires ends the listing (RFC 3339; absent: never).
+	Expires time.Time `yaml:"expires"`
+	// Overrides replace rule limits for this key.
+	Overrides []Override `yaml:"overrides"`
+}
+
+// Tenant lists one tenant.
+type Tenant struct {
+	Name string `yaml:"name"`
+	Tier string `yaml:"tier"`
+	// Hosts are the tenant's hosts, for tenant sources with host: listed.
+	Hosts []string `yaml:"hosts"`
+	// Expires ends the listing (RFC 3339; absent: never).
+	Expires   time.Time  `yaml:"expires"`
+	Overrides []Override `yaml:"overrides"`
+}
+
+// Override replaces the limit of one rule (by rate_limit name), or of every
+// rule (rule absent), for descriptors carrying the identity. The rule's
+// algorithm stays.
+type Override struct {
+	Rule            string    `yaml:"rule"`
+	Unit            string    `yaml:"unit"`
+	RequestsPerUnit *int64    `yaml:"requests_per_unit"`
+	Expires         time.Time `yaml:"expires"`
+}
+
+// AuthzDescriptor is one descriptor to build; entries in order.
+type AuthzDescriptor struct {
+	Name    string       `yaml:"name"`
+	Entries []AuthzEntry `yaml:"entries"`
+}
+
+// AuthzEntry is one entry extractor. From is client_ip, header, query,
+// path, method, api_key, tenant, tier or generic; see descriptor.EntrySpec
+// for the fields each reads.
+type AuthzEntry struct {
+	From       string   `yaml:"from"`
+	Key        string   `yaml:"key"`
+	Header     string   `yaml:"header"`
+	Query      string   `yaml:"query"`
+	Exact      string   `yaml:"exact"`
+	Prefix     string   `yaml:"prefix"`
+	Template   string   `yaml:"template"`
+	Capture    string   `yaml:"capture"`
+	Methods    []string `yaml:"methods"`
+	V4Mask     int      `yaml:"v4_mask"`
+	V6Mask     int      `yaml:"v6_mask"`
+	Value      string   `yaml:"value"`
+	Missing    string   `yaml:"missing"` // skip (default) | default | deny
+	Default    string   `yaml:"default"`
+	DenyStatus int      `yaml:"deny_status"`
+}
+
+// UpstreamHeaders name request headers set (overwriting any client copy,
+// and removed when there is no value) to carry what Check resolved to the
+// upstream. Empty names are not sent.
+type UpstreamHeaders struct {
+	Tenant   string `yaml:"tenant"`
+	Tier     string `yaml:"tier"`
+	APIKeyID string `yaml:"api_key_id"`
+}
+
+// Extractor returns the compiled extractor (nil before Load compiled it).
+func (a *Authz) Extractor() *descriptor.Extractor {
+	if a == nil {
+		return nil
+	}
+	return a.extractor
+}
+
+// Identities returns the compiled API keys and tenants (nil when none).
+func (a *Authz) Identities() *descriptor.Identities {
+	if a == nil {
+		return nil
+	}
+	return a.identities
+}
+
+// compileAuthz checks and compiles cfg.Authz, whose override rule names and
+// domain must exist in domains (the compiled rule files). Load calls it
+// before building the rule Set; linkAuthz after.
+func (cfg *Config) compileAuthz(c *checker, domains []descriptor.Domain) {
+	a := cfg.Authz
+	if a == nil {
+		return
+	}
+	a.compile(c, "authz")
+	if a.Domain == "" {
+		return
+	}
+	names := make(map[string]bool)
+	known := false
+	for i := range domains {
+		collectRuleNames(domains[i].Descriptors, names)
+		known = known || domains[i].Name == a.Domain
+	}
+	if !known {
+		c.errorf("authz.domain", "no rule file defines domain %q: every Check would be allowed unlimited", a.Domain)
+	}
+	checkRules := func(path string, os []Override) {
+		for j, o := range os {
+			if o.Rule != "" && !names[o.Rule] {
+				c.errorf(fmt.Sprintf("%s.overrides[%d].rule", path, j), "no rate_limit is named %q; set name: %s on the rate_limit to override, or omit rule to override every rule", o.Rule, o.Rule)
+			}
+		}
+	}
+	for i := range a.APIKeys {
+		checkRules(fmt.Sprintf("authz.api_keys[%d]", i), a.APIKeys[i].Overrides)
+	}
+	for i := range a.Tenants {
+		checkRules(fmt.Sprintf("authz.tenants[%d]", i), a.Tenants[i].Overrides)
+	}
+}
+
+func collectRuleNames(ns []descriptor.Node, names map[string]bool) {
+	for i := range ns {
+		if rl := ns[i].RateLimit; rl != nil && rl.Name != "" {
+			names[rl.Name] = true
+		}
+		collectRuleNames(ns[i].Descriptors, names)
+	}
+}
+
+// linkAuthz attaches the listed identities to cfg.Rules (see
+// descriptor.LinkIdentities).
+func (cfg *Config) linkAuthz() {
+	descriptor.LinkIdentities(cfg.Rules, cfg.Authz.Identities())
+}
+
+// compile checks a (at path) and builds its identities and extractor.
+func (a *Authz) compile(c *checker, path string) {
+	if a.Domain == "" {
+		c.errorf(join(path, "domain"), "missing: the domain whose rules Check applies, e.g. domain: edge")
+	}
+	nErr := len(*c.errs)
+	ids := a.compileIdentities(c, path)
+	opts := descriptor.ExtractorOptions{
+		Domain:        a.Domain,
+		MaxValueBytes: a.MaxValueBytes,
+		ClientIP:      descriptor.ClientIPOptions{TrustedHops: a.ClientIP.TrustedHops},
+		APIKey:        descriptor.APIKeyOptions{ListedOnly: a.APIKey.ListedOnly},
+		Tenant:        descriptor.TenantOptions{ListedOnly: a.Tenant.ListedOnly, Namespace: !a.Tenant.ShareCounters},
+		Tier:          descriptor.TierOptions{Header: a.Tier.Header},
+		Identities:    ids,
+	}
+	for i, s := range a.ClientIP.TrustedProxies {
+		p, err := parsePrefix(s)
+		if err != nil {
+			c.errorf(fmt.Sprintf("%s.client_ip.trusted_proxies[%d]", path, i), "%q is not an address or prefix: expected e.g. 10.0.0.0/8 or 192.0.2.7", s)
+			continue
+		}
+		opts.ClientIP.TrustedProxies = append(opts.ClientIP.TrustedProxies, p)
+	}
+	for _, s := range a.APIKey.Sources {
+		opts.APIKey.Sources = append(opts.APIKey.Sources, descriptor.KeySource{Header: s.Header, Scheme: s.Scheme, Query: s.Query})
+	}
+	for i, s := range a.Tenant.Sources {
+		ts := descriptor.TenantSource{Header: s.Header}
+		switch s.Host {
+		case "":
+		case "listed":
+			ts.Host = descriptor.HostListed
+		case "first_label":
+			ts.Host = descriptor.HostFirstLabel
+		default:
+			c.errorf(fmt.Sprintf("%s.tenant.sources[%d].host", path, i), "unknown host mode %q: expected listed or first_label", s.Host)
+			ts.Host = descriptor.HostListed // keep the indices of later errors aligned
+		}
+		opts.Tenant.Sources = append(opts.Tenant.Sources, ts)
+	}
+	for i, d := range a.Descriptors {
+		ds := descriptor.DescriptorSpec{Name: d.Name}
+		for j, e := range d.Entries {
+			ep := fmt.Sprintf("%s.descriptors[%d].entries[%d]", path, i, j)
+			spec := descriptor.EntrySpec{
+				Key: e.Key, Header: e.Header, Query: e.Query,
+				Exact: e.Exact, Prefix: e.Prefix, Template: e.Template, Capture: e.Capture, Methods: e.Methods,
+				V4Mask: e.V4Mask, V6Mask: e.V6Mask, Value: e.Value, Default: e.Default, DenyStatus: e.DenyStatus,
+			}
+			var err error
+			if e.From == "" {
+				c.errorf(join(ep, "from"), "missing: expected one of client_ip, header, query, path, method, api_key, tenant, tier, generic")
+				spec.From = descriptor.FromGeneric // keep checking the other fields
+				if spec.Value == "" {
+					spec.Value = "-"
+				}
+			} else if spec.From, err = descriptor.ParseSource(e.From); err != nil {
+				c.errorf(join(ep, "from"), "unknown source %q: expected one of client_ip, header, query, path, method, api_key, tenant, tier, generic", e.From)
+				spec.From = descriptor.FromGeneric
+				if spec.Value == "" {
+					spec.Value = "-"
+				}
+			}
+			if e.Missing != "" {
+				if spec.Missing, err = descriptor.ParseMissing(e.Missing); err != nil {
+					c.errorf(join(ep, "missing"), "unknown policy %q: expected skip, default or deny", e.Missing)
+				}
+			}
+			ds.Entries = append(ds.Entries, spec)
+		}
+		opts.Descriptors = append(opts.Descriptors, ds)
+	}
+	for _, h := range []struct{ name, v string }{
+		{"tenant", a.UpstreamHeaders.Tenant}, {"tier", a.UpstreamHeaders.Tier}, {"api_key_id", a.UpstreamHeaders.APIKeyID},
+	} {
+		if h.v != "" && !isToken(h.v) {
+			c.errorf(join(path, "upstream_headers."+h.name), "%q is not a valid header name: use letters, digits and -", h.v)
+		}
+	}
+	x, err := descriptor.NewExtractor(opts)
+	c.report(path, err)
+	if len(*c.errs) == nErr {
+		a.extractor, a.identities = x, ids
+	}
+}
+
+// compileIdentities builds the listed API keys and tenants.
+func (a *Authz) compileIdentities(c *checker, path string) *descriptor.Identities {
+	opts := descriptor.IdentitiesOptions{APIKeyKey: a.APIKey.DescriptorKey, TenantKey: a.Tenant.DescriptorKey}
+	for i, k := range a.APIKeys {
+		p := fmt.Sprintf("%s.api_keys[%d]", path, i)
+		l := descriptor.APIKeyListing{Identity: descriptor.Identity{ID: k.ID, Tier: k.Tier, Tenant: k.Tenant, Expires: k.Expires}}
+		switch {
+		case k.Key != "" && k.KeySHA256 != "":
+			c.errorf(p, "set key or key_sha256, not both")
+		case k.Key != "":
+			l.Digest = descriptor.HashAPIKey(string(k.Key))
+		case k.KeySHA256 != "":
+			b, err := hex.DecodeString(k.KeySHA256)
+			if err != nil || len(b) != sha256.Size {
+				c.errorf(join(p, "key_sha256"), "expected 64 hex digits, the SHA-256 of the key (printf %%s \"$KEY\" | sha256sum)")
+				break
+			}
+			copy(l.Digest[:], b)
+		default:
+			c.errorf(p, "missing: set key_sha256 (the hex SHA-256 of the key) or key")
+		}
+		if l.Digest == ([sha256.Size]byte{}) {
+			// Keep the index aligned with a digest no real key has.
+			l.Digest = sha256.Sum256(fmt.Appendf(nil, "\x00invalid %d", i))
+		}
+		l.Overrides = compileOverrides(c, p, k.Overrides)
+		opts.APIKeys = append(opts.APIKeys, l)
+	}
+	for i, t := range a.Tenants {
+		p := fmt.Sprintf("%s.tenants[%d]", path, i)
+		opts.Tenants = append(opts.Tenants, descriptor.Identity{
+			ID: t.Name, Tier: t.Tier, Hosts: t.Hosts, Expires: t.Expires,
+			Overrides: compileOverrides(c, p, t.Overrides),
+		})
+	}
+	ids, err := descriptor.NewIdentities(opts)
+	if err != nil {
+		// Paths of tenant.descriptor_key and api_keys[i]... are relative
+		// to the section.
+		c.report(path, err)
+		return nil
+	}
+	return ids
+}
+
+func compileOverrides(c *checker, path string, os []Override) []descriptor.LimitOverride {
+	var out []descriptor.LimitOverride
+	for j, o := range os {
+		p := fmt.Sprintf("%s.overrides[%d]", path, j)
+		unit, ok := descriptor.ParseUnit(o.Unit)
+		switch {
+		case o.Unit == "":
+			c.errorf(join(p, "unit"), "missing: expected one of %s", descriptor.UnitNames)
+			continue
+		case !ok:
+			c.errorf(join(p, "unit"), "unknown unit %q: expected one of %s", o.Unit, descriptor.UnitNames)
+			continue
+		}
+		n, ok := requestsPerUnit(c, join(p, "requests_per_unit"), o.RequestsPerUnit)
+		if !ok {
+			continue
+		}
+		out = append(out, descriptor.LimitOverride{
+			Rule:    o.Rule,
+			Limit:   limiter.Limit{Requests: n, Period: unit.Period()},
+			Unit:    unit,
+			Expires: o.Expires,
+		})
+	}
+	return out
+}
+
+func requestsPerUnit(c *checker, path string, n *int64) (int64, bool) {
+	switch {
+	case n == nil:
+		c.errorf(path, "missing: set how many requests each unit admits (0 refuses every request)")
+	case *n < 0:
+		c.errorf(path, "%d is negative: expected 0 or more", *n)
+	case *n > descriptor.MaxRequestsPerUnit:
+		c.errorf(path, "%d is too large: expected at most %d", *n, int64(descriptor.MaxRequestsPerUnit))
+	default:
+		return *n, true
+	}
+	return 0, false
+}
+
+// parsePrefix parses a prefix, or an address as a single-address prefix.
+func parsePrefix(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		return netip.ParsePrefix(s)
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	a = a.Unmap()
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+// Tiering holds the tier fields that extauthz adds to a rule file's
+// rate_limit (inline in RateLimit):
+//
+//	rate_limit:
+//	  unit: minute
+//	  requests_per_unit: 10          # requests without a known tier
+//	  tier_key: plan                 # the descriptor entry naming the tier
+//	  tiers:
+//	    free: {unit: minute, requests_per_unit: 60}
+//	    pro:  {unit: minute, requests_per_unit: 1000}
+//
+// When tier_key is the API key or tenant descriptor key (authz.api_key and
+// authz.tenant descriptor_key), the tier is the listed identity's, never the
+// entry's value.
+type Tiering struct {
+	TierKey string               `yaml:"tier_key"`
+	Tiers   map[string]TierLimit `yaml:"tiers"`
+}
+
+// TierLimit is one tier's limit; it counts with the rule's algorithm.
+type TierLimit struct {
+	Unit            string `yaml:"unit"`
+	RequestsPerUnit *int64 `yaml:"requests_per_unit"`
+	// Burst is the token bucket capacity, for token_bucket rules only.
+	Burst int64 `yaml:"burst"`
+}
+
+// compile checks t, the tier fields of the rate_limit at path p whose own
+// limit base is already compiled, and returns the rule's tiers (nil
+// without tiers). Identities are attached later (Config.linkAuthz).
+func (t *Tiering) compile(c *checker, p string, base *descriptor.RateLimit) *descriptor.Tiers {
+	switch {
+	case t.TierKey == "" && len(t.Tiers) == 0:
+		return nil
+	case t.TierKey == "":
+		c.errorf(join(p, "tiers"), "tiers need tier_key: the descriptor entry whose value (or listed identity) names the tier")
+		return nil
+	case len(t.Tiers) == 0:
+		c.errorf(join(p, "tier_key"), "tier_key needs tiers: the limit of each tier")
+		return nil
+	case base.Unlimited:
+		c.errorf(join(p, "tiers"), "an unlimited rate_limit has no tiers")
+		return nil
+	}
+	out := &descriptor.Tiers{Key: t.TierKey, Limits: make(map[string]limiter.Limit, len(t.Tiers)), Units: make(map[string]descriptor.Unit, len(t.Tiers))}
+	for name, tl := range t.Tiers {
+		tp := join(join(p, "tiers"), name)
+		if !descriptor.ValidName(name) {
+			c.errorf(tp, "tier name %q: expected letters, digits, '.', '_' or '-'", name)
+			continue
+		}
+		unit, ok := descriptor.ParseUnit(tl.Unit)
+		if !ok {
+			c.errorf(join(tp, "unit"), "unknown unit %q: expected one of %s", tl.Unit, descriptor.UnitNames)
+			continue
+		}
+		n, ok := requestsPerUnit(c, join(tp, "requests_per_unit"), tl.RequestsPerUnit)
+		if !ok {
+			continue
+		}
+		l := limiter.Limit{Requests: n, Period: unit.Period(), Burst: tl.Burst, Algorithm: base.Algorithm}
+		if tl.Burst != 0 && base.Algorithm != limiter.TokenBucket {
+			c.errorf(join(tp, "burst"), "only a token_bucket has a burst, and this rate_limit uses %s", base.Algorithm)
+			continue
+		}
+		if err := l.Validate(); err != nil {
+			c.errorf(tp, "%v", err)
+			continue
+		}
+		out.Limits[name], out.Units[name] = l, unit
+	}
+	return out
+}

@@ -1,0 +1,400 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/extauthz/extauthz/pkg/descriptor"
+	"github.com/extauthz/extauthz/pkg/limiter"
+)
+
+// Error is one problem of a config or rule file. Load and LoadFile return
+// every problem at once, joined with errors.Join; errors.As finds the first
+// *Error.
+type Error struct {
+	// File is the file's name; Line and Col (1-based) locate the offending
+	// value, or its parent when the value is missing (0 when unknown).
+	File      string
+	Line, Col int
+	// Path is the key path, e.g. "domains[0].descriptors[2].rate_limit.unit".
+	Path string
+	// Msg says what is wrong and what is expected.
+	Msg string
+}
+
+// Error formats e as "file:line:col: path: message".
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString(e.File)
+	if e.Line > 0 {
+		if e.File != "" {
+			b.WriteByte(':')
+		}
+		fmt.Fprintf(&b, "%d:%d", e.Line, e.Col)
+	}
+	if b.Len() > 0 {
+		b.WriteString(": ")
+	}
+	if e.Path != "" {
+		b.WriteString(e.Path)
+		b.WriteString(": ")
+	}
+	b.WriteString(e.Msg)
+	return b.String()
+}
+
+// checker reports validation errors of one file at the positions the
+// decoder recorded.
+type checker struct {
+	file    string
+	pos     map[string]Pos
+	present map[string]string
+	failed  map[string]bool
+	errs    *[]error
+}
+
+func (d *decoder) checker(errs *[]error) *checker {
+	return &checker{file: d.file, pos: d.pos, present: d.present, failed: d.failed, errs: errs}
+}
+
+// lookup returns the position of path, or of its closest ancestor.
+func (c *checker) lookup(path string) Pos {
+	for {
+		if p, ok := c.pos[path]; ok {
+			return p
+		}
+		i := strings.LastIndexAny(path, ".[")
+		if i < 0 {
+			if p, ok := c.pos[""]; ok && path != "" {
+				return p
+			}
+			return Pos{}
+		}
+		path = path[:i]
+	}
+}
+
+// errorf reports a problem at path, unless the value at path (or around it)
+// could not be decoded: that error already says what is wrong.
+func (c *checker) errorf(path, format string, args ...any) {
+	for q := path; ; {
+		if c.failed[q] {
+			return
+		}
+		i := strings.LastIndexAny(q, ".[")
+		if i < 0 {
+			break
+		}
+		q = q[:i]
+	}
+	p := c.lookup(path)
+	*c.errs = append(*c.errs, &Error{File: c.file, Line: p.Line, Col: p.Col, Path: path, Msg: fmt.Sprintf(format, args...)})
+}
+
+// has reports whether the key at path was written in the file.
+func (c *checker) has(path string) bool {
+	_, ok := c.present[path]
+	return ok
+}
+
+// source formats the position of path as "file:line:col".
+func (c *checker) source(path string) string {
+	p := c.lookup(path)
+	return fmt.Sprintf("%s:%d:%d", c.file, p.Line, p.Col)
+}
+
+var pathPrefix = regexp.MustCompile(`^([a-z_]+(?:\[\d+\]|\.[^\s:]+)*): (.*)$`)
+
+// report adds err, typically a section's Validate() result whose messages
+// start with a key path relative to base ("breaker.window: ..."), at the
+// position of that path.
+func (c *checker) report(base string, err error) {
+	if err == nil {
+		return
+	}
+	var list []error
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		list = j.Unwrap()
+	} else {
+		list = []error{err}
+	}
+	for _, e := range list {
+		msg := e.Error()
+		if m := pathPrefix.FindStringSubmatch(msg); m != nil {
+			c.errorf(join(base, m[1]), "%s", m[2])
+			continue
+		}
+		c.errorf(base, "%s", msg)
+	}
+}
+
+// validate fills in defaults and checks the server settings (the rule
+// files are checked by compile).
+func (cfg *Config) validate(c *checker) {
+	if cfg.GRPCAddr == "" {
+		cfg.GRPCAddr = DefaultGRPCAddr
+	}
+	if cfg.HTTPAddr == "" {
+		cfg.HTTPAddr = DefaultHTTPAddr
+	}
+	checkAddr(c, "grpc_addr", cfg.GRPCAddr)
+	checkAddr(c, "http_addr", cfg.HTTPAddr)
+	if cfg.GRPCAddr == cfg.HTTPAddr && !strings.HasSuffix(cfg.GRPCAddr, ":0") {
+		at := "http_addr"
+		if !c.has(at) {
+			at = "grpc_addr"
+		}
+		c.errorf(at, "grpc_addr and http_addr are both %s: the two servers need different addresses", cfg.HTTPAddr)
+	}
+	switch r := cfg.NearLimitRatio; {
+	case r == 0:
+		cfg.NearLimitRatio = DefaultNearLimitRatio
+	case r < 0 || r > 1:
+		c.errorf("near_limit_ratio", "%v is out of range: expected a fraction of the limit above 0 and at most 1, e.g. 0.8", r)
+	}
+	cfg.ResponseHeaders.validate(c, "response_headers")
+	if len(cfg.Backends) == 0 {
+		cfg.Backends = []Backend{{Type: "memory"}}
+	}
+	for i := range cfg.Backends {
+		cfg.Backends[i].validate(c, i)
+	}
+	c.report("", cfg.Failover.Validate())
+	cfg.Ops.validate(c)
+}
+
+func checkAddr(c *checker, path, addr string) {
+	host, port, err := net.SplitHostPort(addr)
+	if err == nil {
+		var n uint64
+		n, err = strconv.ParseUint(port, 10, 16)
+		_ = n
+		if err == nil && strings.ContainsAny(host, " /") {
+			err = errors.New("bad host")
+		}
+	}
+	if err != nil {
+		c.errorf(path, "%q is not a listen address: expected HOST:PORT, e.g. 0.0.0.0:8081 or 127.0.0.1:8081", addr)
+	}
+}
+
+func (h *ResponseHeaders) validate(c *checker, path string) {
+	for _, f := range []struct {
+		name string
+		v    *string
+		def  string
+	}{
+		{"limit_header", &h.LimitHeader, DefaultLimitHeader},
+		{"remaining_header", &h.RemainingHeader, DefaultRemainingHeader},
+		{"reset_header", &h.ResetHeader, DefaultResetHeader},
+	} {
+		if *f.v == "" {
+			*f.v = f.def
+		}
+		if !isToken(*f.v) {
+			c.errorf(join(path, f.name), "%q is not a valid header name: use letters, digits and - (e.g. %s)", *f.v, f.def)
+		}
+	}
+	if strings.EqualFold(h.LimitHeader, h.RemainingHeader) || strings.EqualFold(h.LimitHeader, h.ResetHeader) ||
+		strings.EqualFold(h.RemainingHeader, h.ResetHeader) {
+		c.errorf(path, "limit_header, remaining_header and reset_header must be three different names")
+	}
+}
+
+// isToken reports whether s is an HTTP header name (RFC 9110 token).
+func isToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		ch := s[i]
+		if ch >= 'a' && ch <= 'z' || ch >= 'A' && ch <= 'Z' || ch >= '0' && ch <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", ch) >= 0 {
+			continue
+		}
+		return false
+	}
+	return true
+}
+
+func (b *Backend) validate(c *checker, i int) {
+	path := fmt.Sprintf("backends[%d]", i)
+	known := false
+	for _, t := range BackendTypes {
+		known = known || b.Type == t
+	}
+	switch {
+	case b.Type == "":
+		c.errorf(join(path, "type"), "missing: every backend needs a type: %s", strings.Join(BackendTypes, " or "))
+	case !known:
+		c.errorf(join(path, "type"), "unknown backend type %q: expected %s", b.Type, strings.Join(BackendTypes, " or "))
+	}
+	prefix := path + "."
+	var foreign []string
+	for p, owner := range c.present {
+		if owner != "" && owner != b.Type && known && strings.HasPrefix(p, prefix) && !strings.Contains(p[len(prefix):], ".") {
+			foreign = append(foreign, p)
+		}
+	}
+	slices.Sort(foreign)
+	for _, p := range foreign {
+		c.errorf(p, "applies only to backends of type %s; this one is of type %s", c.present[p], b.Type)
+	}
+	switch b.Type {
+	case "memory":
+		switch {
+		case b.MaxKeys == 0:
+			b.MaxKeys = DefaultMaxKeys
+		case b.MaxKeys < 0:
+			c.errorf(join(path, "max_keys"), "%d is negative: expected the maximum number of counters kept, e.g. %d", b.MaxKeys, DefaultMaxKeys)
+		}
+	case "redis":
+		b.RedisBackend.setDefaults()
+		b.RedisBackend.validate(c, path)
+	}
+	c.report("", b.BackendFailover.ValidateFairShare(i, b.Type))
+}
+
+// ruleCompiler checks rule files and turns them into descriptor.Domains.
+type ruleCompiler struct {
+	defaultAlg limiter.Algorithm
+	domains    []descriptor.Domain
+	seen       map[string]string // domain -> where it was defined
+}
+
+// compileDomain checks d (at path, "" for a rule file's root) and adds it.
+func (rc *ruleCompiler) compileDomain(c *checker, d *Domain, path string) {
+	d.pos = c.source(path)
+	if d.Domain == "" {
+		c.errorf(join(path, "domain"), "missing: every rule file needs a domain, e.g. domain: edge")
+	} else if prev, dup := rc.seen[d.Domain]; dup {
+		c.errorf(join(path, "domain"), "duplicate domain %q: already defined at %s; merge the two rule files", d.Domain, prev)
+	} else {
+		rc.seen[d.Domain] = c.source(join(path, "domain"))
+	}
+	names := make(map[string]bool)
+	collectNames(d.Descriptors, names)
+	out := descriptor.Domain{Name: d.Domain, Source: d.pos}
+	out.Descriptors = rc.nodes(c, d.Descriptors, join(path, "descriptors"), names)
+	rc.domains = append(rc.domains, out)
+}
+
+func collectNames(ds []Descriptor, names map[string]bool) {
+	for i := range ds {
+		if rl := ds[i].RateLimit; rl != nil && rl.Name != "" {
+			names[rl.Name] = true
+		}
+		collectNames(ds[i].Descriptors, names)
+	}
+}
+
+func (rc *ruleCompiler) nodes(c *checker, ds []Descriptor, path string, names map[string]bool) []descriptor.Node {
+	type kv struct{ key, value string }
+	seen := make(map[kv]string)
+	out := make([]descriptor.Node, 0, len(ds))
+	for i := range ds {
+		d := &ds[i]
+		p := fmt.Sprintf("%s[%d]", path, i)
+		if d.Key == "" {
+			c.errorf(join(p, "key"), "missing: every descriptor needs a key")
+		}
+		if prev, dup := seen[kv{d.Key, d.Value}]; dup {
+			what := fmt.Sprintf("key %q without a value", d.Key)
+			if d.Value != "" {
+				what = fmt.Sprintf("key %q with value %q", d.Key, d.Value)
+			}
+			c.errorf(p, "duplicate descriptor: %s appears twice at this level (first at %s); merge the two", what, prev)
+		} else {
+			seen[kv{d.Key, d.Value}] = c.source(p)
+		}
+		if d.ShareThreshold && !strings.Contains(d.Value, "*") {
+			c.errorf(join(p, "share_threshold"), "needs a value with a '*' wildcard (e.g. value: /files/*): all values matching it then share one counter")
+		}
+		n := descriptor.Node{
+			Key: d.Key, Value: d.Value,
+			ShadowMode: d.ShadowMode, DetailedMetric: d.DetailedMetric, ValueToMetric: d.ValueToMetric, ShareThreshold: d.ShareThreshold,
+			Source: c.source(p),
+		}
+		if d.RateLimit != nil {
+			n.RateLimit = rc.rateLimit(c, d.RateLimit, join(p, "rate_limit"), names)
+		}
+		n.Descriptors = rc.nodes(c, d.Descriptors, join(p, "descriptors"), names)
+		out = append(out, n)
+	}
+	return out
+}
+
+func (rc *ruleCompiler) rateLimit(c *checker, rl *RateLimit, p string, names map[string]bool) *descriptor.RateLimit {
+	out := &descriptor.RateLimit{Name: rl.Name, Unlimited: rl.Unlimited, Algorithm: rc.defaultAlg, Burst: rl.Burst}
+	for j, r := range rl.Replaces {
+		rp := fmt.Sprintf("%s.replaces[%d].name", p, j)
+		switch {
+		case r.Name == "":
+			c.errorf(rp, "missing: each replaces entry names the rate_limit it replaces")
+		case r.Name == rl.Name:
+			c.errorf(rp, "a rate_limit cannot replace itself (%q)", r.Name)
+		case !names[r.Name]:
+			c.errorf(rp, "no rate_limit of this domain is named %q; set name: %s on the rate_limit to replace", r.Name, r.Name)
+		}
+		out.Replaces = append(out.Replaces, r.Name)
+	}
+	if rl.Unlimited {
+		out.Tiers = rl.Tiering.compile(c, p, out)
+		for _, f := range []struct {
+			name string
+			set  bool
+		}{
+			{"unit", rl.Unit != ""},
+			{"requests_per_unit", rl.RequestsPerUnit != nil},
+			{"algorithm", rl.Algorithm != ""},
+			{"burst", rl.Burst != 0},
+		} {
+			if f.set {
+				c.errorf(join(p, f.name), "an unlimited rate_limit is never counted: remove %s (or unlimited)", f.name)
+			}
+		}
+		return out
+	}
+	switch u, ok := descriptor.ParseUnit(rl.Unit); {
+	case rl.Unit == "":
+		c.errorf(join(p, "unit"), "missing: expected one of %s", descriptor.UnitNames)
+	case !ok:
+		c.errorf(join(p, "unit"), "unknown unit %q: expected one of %s", rl.Unit, descriptor.UnitNames)
+	default:
+		out.Unit = u
+	}
+	switch n := rl.RequestsPerUnit; {
+	case n == nil:
+		c.errorf(join(p, "requests_per_unit"), "missing: set how many requests each unit admits (0 refuses every request), or unlimited: true")
+	case *n < 0:
+		c.errorf(join(p, "requests_per_unit"), "%d is negative: expected 0 or more", *n)
+	case *n > descriptor.MaxRequestsPerUnit:
+		c.errorf(join(p, "requests_per_unit"), "%d is too large: expected at most %d", *n, int64(descriptor.MaxRequestsPerUnit))
+	default:
+		out.RequestsPerUnit = *n
+	}
+	if rl.Algorithm != "" {
+		a, err := limiter.ParseAlgorithm(rl.Algorithm)
+		if err != nil {
+			c.errorf(join(p, "algorithm"), "unknown algorithm %q: expected fixed_window, sliding_window or token_bucket", rl.Algorithm)
+		}
+		out.Algorithm = a
+	}
+	switch {
+	case rl.Burst < 0:
+		c.errorf(join(p, "burst"), "%d is negative: expected the bucket capacity, 1 or more (default requests_per_unit)", rl.Burst)
+		out.Burst = 0
+	case rl.Burst > descriptor.MaxRequestsPerUnit:
+		c.errorf(join(p, "burst"), "%d is too large: expected at most %d", rl.Burst, int64(descriptor.MaxRequestsPerUnit))
+		out.Burst = 0
+	case rl.Burst > 0 && out.Algorithm != limiter.TokenBucket:
+		c.errorf(join(p, "burst"), "only a token_bucket has a burst, and this rate_limit uses %s: set algorithm: token_bucket or remove burst", out.Algorithm)
+		out.Burst = 0
+	}
+	out.Tiers = rl.Tiering.compile(c, p, out)
+	return out
+}

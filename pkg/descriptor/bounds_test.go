@@ -1,0 +1,120 @@
+package descriptor
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+)
+
+func TestCheckBounds(t *testing.T) {
+	small := Bounds{MaxDescriptors: 2, MaxEntries: 2, MaxKeyLength: 3, MaxValueLength: 4, MaxHitsAddend: 10}
+	d := func(kv ...string) Descriptor {
+		var out Descriptor
+		for i := 0; i+1 < len(kv); i += 2 {
+			out = append(out, Entry{Key: kv[i], Value: kv[i+1]})
+		}
+		return out
+	}
+	tests := []struct {
+		name     string
+		bounds   Bounds
+		ds       []Descriptor
+		hits     uint64
+		descHits []uint64
+		// want is the error message; "" for nil.
+		want      string
+		wantBound string
+	}{
+		{name: "within", bounds: small, ds: []Descriptor{d("abc", "1234", "k", ""), d("k", "v")}, hits: 10, descHits: []uint64{10, 0}},
+		{name: "too many descriptors", bounds: small, ds: []Descriptor{d("k", "v"), d("k", "v"), d("k", "v")},
+			want: "3 descriptors is more than max_descriptors 2", wantBound: BoundDescriptors},
+		{name: "request hits", bounds: small, ds: []Descriptor{d("k", "v")}, hits: 11,
+			want: "hits_addend: 11 is more than max_hits_addend 10", wantBound: BoundHitsAddend},
+		{name: "too many entries", bounds: small, ds: []Descriptor{d("k", "v"), d("a", "1", "b", "2", "c", "3")},
+			want: "descriptors[1]: 3 entries is more than max_entries 2", wantBound: BoundEntries},
+		{name: "descriptor hits", bounds: small, ds: []Descriptor{d("k", "v"), d("k", "v")}, descHits: []uint64{0, 11},
+			want: "descriptors[1].hits_addend: 11 is more than max_hits_addend 10", wantBound: BoundHitsAddend},
+		{name: "long key", bounds: small, ds: []Descriptor{d("k", "v", "abcd", "v")},
+			want: "descriptors[0].entries[1].key: 4 bytes is more than max_key_length 3", wantBound: BoundKeyLength},
+		{name: "long value", bounds: small, ds: []Descriptor{d("k", "v"), d("k", "12345")},
+			want: "descriptors[1].entries[0].value: 5 bytes is more than max_value_length 4", wantBound: BoundValueLength},
+		{name: "first violation wins", bounds: small, ds: []Descriptor{d("k", "12345", "abcd", "v")},
+			want: "descriptors[0].entries[0].value: 5 bytes is more than max_value_length 4", wantBound: BoundValueLength},
+		{name: "short descHits", bounds: small, ds: []Descriptor{d("k", "v"), d("k", "v")}, descHits: []uint64{1}},
+		{name: "zero bounds are defaults", ds: []Descriptor{d(strings.Repeat("k", DefaultMaxKeyLength), strings.Repeat("v", DefaultMaxValueLength))},
+			hits: DefaultMaxHitsAddend},
+		{name: "default value length", ds: []Descriptor{d("k", strings.Repeat("v", DefaultMaxValueLength+1))},
+			want: "descriptors[0].entries[0].value: 4097 bytes is more than max_value_length 4096", wantBound: BoundValueLength},
+		{name: "default hits", ds: []Descriptor{d("k", "v")}, hits: DefaultMaxHitsAddend + 1,
+			want: "hits_addend: 1000000001 is more than max_hits_addend 1000000000", wantBound: BoundHitsAddend},
+		{name: "negative bounds are defaults", bounds: Bounds{MaxDescriptors: -1, MaxEntries: -1},
+			ds: make([]Descriptor, DefaultMaxDescriptors+1),
+			want: "65 descriptors is more than max_descriptors 64", wantBound: BoundDescriptors},
+		{name: "default entries", ds: []Descriptor{make(Descriptor, DefaultMaxEntries+1)},
+			want: "descriptors[0]: 33 entries is more than max_entries 32", wantBound: BoundEntries},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := CheckBounds(tc.bounds, tc.ds, tc.hits, tc.descHits)
+			if tc.want == "" {
+				if err != nil {
+					t.Fatalf("CheckBounds: got %v, want nil", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("CheckBounds: got nil, want %q", tc.want)
+			}
+			if got := err.Error(); got != tc.want {
+				t.Errorf("CheckBounds: got %q, want %q", got, tc.want)
+			}
+			if !errors.Is(err, ErrOutOfBounds) {
+				t.Errorf("errors.Is(err, ErrOutOfBounds) = false, want true")
+			}
+			var be *BoundsError
+			if !errors.As(err, &be) {
+				t.Fatalf("errors.As(%T, *BoundsError) = false, want true", err)
+			}
+			if be.Bound != tc.wantBound {
+				t.Errorf("Bound: got %q, want %q", be.Bound, tc.wantBound)
+			}
+		})
+	}
+}
+
+func TestBoundsWithDefaults(t *testing.T) {
+	got := Bounds{MaxEntries: 5, MaxKeyLength: -3}.WithDefaults()
+	want := Bounds{MaxDescriptors: DefaultMaxDescriptors, MaxEntries: 5, MaxKeyLength: DefaultMaxKeyLength,
+		MaxValueLength: DefaultMaxValueLength, MaxHitsAddend: DefaultMaxHitsAddend}
+	if got != want {
+		t.Errorf("WithDefaults: got %+v, want %+v", got, want)
+	}
+}
+
+func TestCheckBoundsDoesNotAllocate(t *testing.T) {
+	ds := []Descriptor{{{Key: "remote_address", Value: "10.0.0.1"}}, {{Key: "path", Value: "/api"}, {Key: "method", Value: "GET"}}}
+	hits := []uint64{1, 2}
+	var b Bounds
+	if n := testing.AllocsPerRun(100, func() {
+		if err := CheckBounds(b, ds, 1, hits); err != nil {
+			t.Fatal(err)
+		}
+	}); n != 0 {
+		t.Errorf("CheckBounds allocates %v times per call, want 0", n)
+	}
+}
+
+func ExampleCheckBounds() {
+	ds := []Descriptor{{{Key: "path", Value: strings.Repeat("x", 5000)}}}
+	err := CheckBounds(Bounds{}, ds, 1, nil) // zero Bounds: the defaults
+	var be *BoundsError
+	if errors.As(err, &be) {
+		// A gRPC handler answers codes.InvalidArgument with err.Error().
+		fmt.Println(be.Bound)
+		fmt.Println(err)
+	}
+	// Output:
+	// max_value_length
+	// descriptors[0].entries[0].value: 5000 bytes is more than max_value_length 4096
+}

@@ -1,0 +1,392 @@
+package descriptor
+
+import (
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/extauthz/extauthz/pkg/limiter"
+)
+
+// Default descriptor keys of identity entries.
+const (
+	DefaultAPIKeyKey = "api_key"
+	DefaultTenantKey = "tenant"
+)
+
+// maxNameLen bounds tenant and tier names taken from headers or hosts.
+const maxNameLen = 128
+
+// Identity is a listed API key or tenant.
+type Identity struct {
+	// ID is the API key's id or the tenant's name: what descriptors,
+	// counters, explain and upstream headers show instead of the key.
+	ID string
+	// Tier is the identity's tier ("" for none).
+	Tier string
+	// Tenant is the tenant an API key belongs to ("" for none); it wins
+	// over every tenant source of the request.
+	Tenant string
+	// Hosts are the hosts a tenant serves (lower case, no port).
+	Hosts []string
+	// Expires ends the listing (zero: never). An expired API key is treated
+	// as unlisted; an expired tenant likewise.
+	Expires time.Time
+	// Overrides replace rule limits for descriptors carrying this identity,
+	// first match wins.
+	Overrides []LimitOverride
+}
+
+// Active reports whether id is non-nil and not expired at now.
+func (id *Identity) Active(now time.Time) bool {
+	return id != nil && (id.Expires.IsZero() || now.Before(id.Expires))
+}
+
+// LimitOverride replaces the limit of a rule for one identity.
+type LimitOverride struct {
+	// Rule is the rate_limit name of the rule it replaces; "" replaces the
+	// limit of every rule matching a descriptor that carries the identity.
+	Rule string
+	// Limit replaces the rule's requests and period; the rule's algorithm
+	// stays (its counter key names it) and Burst must be zero.
+	Limit limiter.Limit
+	// Unit is the configured unit of Limit (for headers and explain).
+	Unit Unit
+	// Expires ends the override (zero: never).
+	Expires time.Time
+}
+
+// applies reports whether o replaces rule r's limit at now.
+func (o *LimitOverride) applies(r *Rule, now time.Time) bool {
+	return (o.Rule == "" || o.Rule == r.Name) && (o.Expires.IsZero() || now.Before(o.Expires))
+}
+
+// APIKeyListing lists one API key by the SHA-256 of the key (HashAPIKey).
+type APIKeyListing struct {
+	Digest [sha256.Size]byte
+	Identity
+}
+
+// IdentitiesOptions configures NewIdentities.
+type IdentitiesOptions struct {
+	// APIKeyKey and TenantKey are the descriptor keys whose values are API
+	// key ids and tenant names (defaults "api_key" and "tenant"): tiers and
+	// overrides resolve entries with these keys, on the ext_authz path and
+	// on the RateLimitService path alike.
+	APIKeyKey string
+	TenantKey string
+	APIKeys   []APIKeyListing
+	Tenants   []Identity
+}
+
+// Identities is the immutable list of API keys and tenants. The zero value
+// lists nothing. It is safe for concurrent use.
+type Identities struct {
+	apiKeyKey, tenantKey string
+	byDigest             map[[sha256.Size]byte]*Identity
+	keys                 map[string]*Identity
+	tenants              map[string]*Identity
+	hosts                map[string]*Identity
+	// overrideRules holds the rule names overrides target ("" for all).
+	overrideRules map[string]bool
+}
+
+// ErrInvalidIdentity is returned by NewIdentities.
+var ErrInvalidIdentity = errors.New("invalid identity")
+
+// NewIdentities validates and indexes opts: ids and names are non-empty,
+// unique, and made of letters, digits, '.', '_' and '-'; digests and hosts
+// are unique; override limits are valid. It reports every problem at once,
+// each a *FieldError whose path indexes api_keys and tenants in the order
+// given.
+func NewIdentities(opts IdentitiesOptions) (*Identities, error) {
+	ids := &Identities{
+		apiKeyKey:     orDefault(opts.APIKeyKey, DefaultAPIKeyKey),
+		tenantKey:     orDefault(opts.TenantKey, DefaultTenantKey),
+		byDigest:      make(map[[sha256.Size]byte]*Identity, len(opts.APIKeys)),
+		keys:          make(map[string]*Identity, len(opts.APIKeys)),
+		tenants:       make(map[string]*Identity, len(opts.Tenants)),
+		hosts:         make(map[string]*Identity),
+		overrideRules: make(map[string]bool),
+	}
+	fe := &fieldErrors{kind: ErrInvalidIdentity}
+	if ids.apiKeyKey == ids.tenantKey {
+		fe.add("tenant.descriptor_key", "%q is also api_key.descriptor_key: API keys and tenants need different descriptor keys", ids.tenantKey)
+	}
+	const nameRule = "want 1 to 128 letters, digits, '.', '_' or '-'"
+	check := func(p, idField string, id *Identity) bool {
+		ok := true
+		if !validName(id.ID) {
+			fe.add(p+"."+idField, "%q: %s", id.ID, nameRule)
+			ok = false
+		}
+		if id.Tier != "" && !validName(id.Tier) {
+			fe.add(p+".tier", "%q: %s", id.Tier, nameRule)
+		}
+		for i := range id.Overrides {
+			o := &id.Overrides[i]
+			op := fmt.Sprintf("%s.overrides[%d]", p, i)
+			if err := o.Limit.Validate(); err != nil {
+				fe.add(op, "%v", err)
+			}
+			if o.Limit.Burst != 0 {
+				fe.add(op, "an override has no burst: it keeps the rule's algorithm and capacity rules")
+			}
+			ids.overrideRules[o.Rule] = true
+		}
+		return ok
+	}
+	for i := range opts.APIKeys {
+		k := &opts.APIKeys[i]
+		p := fmt.Sprintf("api_keys[%d]", i)
+		id := cloneIdentity(&k.Identity)
+		if !check(p, "id", id) {
+			continue
+		}
+		if id.Tenant != "" && !validName(id.Tenant) {
+			fe.add(p+".tenant", "%q: %s", id.Tenant, nameRule)
+		}
+		if len(id.Hosts) > 0 {
+			fe.add(p, "hosts are for tenants, not API keys")
+		}
+		if _, dup := ids.keys[id.ID]; dup {
+			fe.add(p+".id", "%q is listed twice", id.ID)
+			continue
+		}
+		if prev, dup := ids.byDigest[k.Digest]; dup {
+			fe.add(p, "the same key as %q", prev.ID)
+			continue
+		}
+		ids.keys[id.ID] = id
+		ids.byDigest[k.Digest] = id
+	}
+	for i := range opts.Tenants {
+		p := fmt.Sprintf("tenants[%d]", i)
+		id := cloneIdentity(&opts.Tenants[i])
+		if !check(p, "name", id) {
+			continue
+		}
+		if id.Tenant != "" {
+			fe.add(p, "a tenant has no tenant")
+		}
+		if _, dup := ids.tenants[id.ID]; dup {
+			fe.add(p+".name", "%q is listed twice", id.ID)
+			continue
+		}
+		ids.tenants[id.ID] = id
+		for j, h := range id.Hosts {
+			hp := fmt.Sprintf("%s.hosts[%d]", p, j)
+			h = strings.ToLower(h)
+			if h == "" || strings.ContainsAny(h, ":/ []") {
+				fe.add(hp, "%q: want a host name without port, e.g. api.example.com", h)
+				continue
+			}
+			if prev, dup := ids.hosts[h]; dup {
+				fe.add(hp, "%q is already a host of tenant %q", h, prev.ID)
+				continue
+			}
+			ids.hosts[h] = id
+		}
+	}
+	if err := fe.err(); err != nil {
+		return nil, err
+	}
+	return ids, nil
+}
+
+func cloneIdentity(id *Identity) *Identity {
+	c := *id
+	c.Hosts = append([]string(nil), id.Hosts...)
+	c.Overrides = append([]LimitOverride(nil), id.Overrides...)
+	return &c
+}
+
+// HashAPIKey returns the digest under which an API key is listed.
+func HashAPIKey(key string) [sha256.Size]byte { return sha256.Sum256([]byte(key)) }
+
+// APIKeyKey returns the descriptor key of API key entries.
+func (ids *Identities) APIKeyKey() string { return orDefault(ids.apiKeyKey, DefaultAPIKeyKey) }
+
+// TenantKey returns the descriptor key of tenant entries.
+func (ids *Identities) TenantKey() string { return orDefault(ids.tenantKey, DefaultTenantKey) }
+
+// APIKey returns the listed API key with id, if it is active at now.
+func (ids *Identities) APIKey(id string, now time.Time) (*Identity, bool) {
+	k := ids.keys[id]
+	return k, k.Active(now)
+}
+
+// Tenant returns the listed tenant name, if it is active at now.
+func (ids *Identities) Tenant(name string, now time.Time) (*Identity, bool) {
+	t := ids.tenants[name]
+	return t, t.Active(now)
+}
+
+// HasOverridesFor reports whether a listed identity overrides the limit of
+// rules named name (or of every rule).
+func (ids *Identities) HasOverridesFor(name string) bool {
+	return ids != nil && (ids.overrideRules[""] || (name != "" && ids.overrideRules[name]))
+}
+
+// OverrideRules returns the rule names that overrides target ("" excluded),
+// for the configuration to check that they exist.
+func (ids *Identities) OverrideRules() []string {
+	var names []string
+	for n := range ids.overrideRules {
+		if n != "" {
+			names = append(names, n)
+		}
+	}
+	return names
+}
+
+func (ids *Identities) keysHaveTenants() bool {
+	for _, k := range ids.keys {
+		if k.Tenant != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// resolveIdentity fills out's API key, tenant and tier.
+func (x *Extractor) resolveIdentity(r *Request, now time.Time, out *Extraction) {
+	ids := x.ids
+	for i := range x.opts.APIKey.Sources {
+		v := apiKeyFrom(&x.opts.APIKey.Sources[i], r)
+		if v == "" {
+			continue
+		}
+		sum := sha256.Sum256([]byte(v))
+		if k := ids.byDigest[sum]; k.Active(now) {
+			out.APIKey, out.APIKeyID = k, k.ID
+			break
+		}
+		if !x.opts.APIKey.ListedOnly {
+			out.APIKeyID = hashDigest(&sum)
+			break
+		}
+	}
+	if k := out.APIKey; k != nil && k.Tenant != "" {
+		out.Tenant = k.Tenant
+		out.TenantIdentity, _ = ids.Tenant(k.Tenant, now)
+	} else {
+		x.resolveTenant(r, now, out)
+	}
+	if t := out.TenantIdentity; t != nil && !t.Active(now) {
+		out.TenantIdentity = nil
+	}
+	switch {
+	case out.APIKey != nil && out.APIKey.Tier != "":
+		out.Tier = out.APIKey.Tier
+	case out.TenantIdentity != nil && out.TenantIdentity.Tier != "":
+		out.Tier = out.TenantIdentity.Tier
+	case x.opts.Tier.Header != "":
+		if v, ok := r.Header(x.opts.Tier.Header); ok && validName(v) {
+			out.Tier = v
+		}
+	}
+}
+
+func (x *Extractor) resolveTenant(r *Request, now time.Time, out *Extraction) {
+	for i := range x.opts.Tenant.Sources {
+		s := &x.opts.Tenant.Sources[i]
+		var name string
+		var listed *Identity
+		switch s.Host {
+		case HostNone:
+			v, ok := r.Header(s.Header)
+			if !ok || !validName(v) {
+				continue
+			}
+			name = v
+			listed, _ = x.ids.Tenant(name, now)
+		case HostListed:
+			t := x.ids.hosts[asciiLower(hostOnly(r.Host))]
+			if !t.Active(now) {
+				continue
+			}
+			name, listed = t.ID, t
+		case HostFirstLabel:
+			label, _, _ := strings.Cut(hostOnly(r.Host), ".")
+			label = asciiLower(label)
+			if !validName(label) {
+				continue
+			}
+			name = label
+			listed, _ = x.ids.Tenant(name, now)
+		}
+		if !listed.Active(now) {
+			listed = nil
+			if x.opts.Tenant.ListedOnly {
+				continue
+			}
+		}
+		out.Tenant, out.TenantIdentity = name, listed
+		return
+	}
+}
+
+// apiKeyFrom returns the key s finds in r, or "".
+func apiKeyFrom(s *KeySource, r *Request) string {
+	if s.Query != "" {
+		v, _ := QueryValue(r.Query, s.Query)
+		return v
+	}
+	v, ok := r.Header(s.Header)
+	if !ok {
+		return ""
+	}
+	if s.Scheme != "" {
+		scheme, rest, ok := strings.Cut(strings.TrimLeft(v, " \t"), " ")
+		if !ok || !strings.EqualFold(scheme, s.Scheme) {
+			return ""
+		}
+		v = rest
+	}
+	return strings.Trim(v, " \t")
+}
+
+// hostOnly strips the port of a host ("a.example:8080", "[::1]:80").
+func hostOnly(h string) string {
+	if strings.HasPrefix(h, "[") {
+		if i := strings.IndexByte(h, ']'); i > 0 {
+			return h[1:i]
+		}
+		return h
+	}
+	if i := strings.LastIndexByte(h, ':'); i >= 0 && strings.IndexByte(h, ':') == i {
+		return h[:i]
+	}
+	return h
+}
+
+// asciiLower lower-cases s, allocating only when s has upper-case letters.
+func asciiLower(s string) string {
+	for i := 0; i < len(s); i++ {
+		if 'A' <= s[i] && s[i] <= 'Z' {
+			return strings.ToLower(s)
+		}
+	}
+	return s
+}
+
+// ValidName reports whether s can be an API key id, tenant or tier name: 1
+// to 128 letters, digits, '.', '_' or '-'. Names never contain ':', so they
+// never look like HashValue output.
+func ValidName(s string) bool { return validName(s) }
+
+func validName(s string) bool {
+	if s == "" || len(s) > maxNameLen {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
