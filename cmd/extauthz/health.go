@@ -1,0 +1,57 @@
+package main
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/extauthz/extauthz/pkg/backends/chain"
+	"github.com/extauthz/extauthz/pkg/config"
+)
+
+// healthCmd is `extauthz health --config FILE [--timeout D]`: it opens every
+// backend of the server file as serve does, probes each once (PING for
+// Redis), prints a table (backend, address, latency, state, error), and
+// exits 1 when none is usable.
+func healthCmd(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	var (
+		path    string
+		timeout time.Duration
+	)
+	fs := newFlagSet("health", "health --config FILE [--timeout D]", stderr)
+	fs.StringVar(&path, "config", "", "server config file (env "+envConfig+")")
+	fs.DurationVar(&timeout, "timeout", 2*time.Second, "how long each backend may take to answer")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := fromEnv(fs, getenv, map[string]string{"config": envConfig}); err != nil {
+		return err
+	}
+	if err := requireConfig(fs, path); err != nil {
+		return err
+	}
+	cfg, err := config.LoadFile(path)
+	if err != nil {
+		return configError(stderr, err)
+	}
+	bs, err := newBackends(cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		return err
+	}
+	defer bs.close()
+	var members []chain.Backend
+	if bs.chain != nil {
+		members = bs.chain.Backends()
+	} else {
+		members = []chain.Backend{{Name: "memory", Store: bs.store, Local: true}}
+	}
+	usable, err := chain.WriteTable(stdout, chain.Check(ctx, members, timeout))
+	if err != nil {
+		return err
+	}
+	if !usable {
+		return &exitError{code: 1, msg: "no backend is usable"}
+	}
+	return nil
+}
