@@ -14,20 +14,22 @@ import (
 // inlines it, so its keys sit next to "type"; they are rejected on backends
 // of another type. Exactly one of url, sentinel or cluster is set:
 //
-//	- type: redis
-//	  url: redis://127.0.0.1:6379/0      # standalone; rediss:// for TLS; user:password@ allowed
-//	  # sentinel: {master_name: mymaster, addrs: [10.0.0.1:26379], db: 0, username: "", password: ""}
-//	  # cluster: {addrs: [10.0.0.1:6379, 10.0.0.2:6379]}
-//	  username: ""                       # ACL user (overrides the url's)
-//	  password: ""                       # or password_env: NAME, or password_file: PATH
-//	  password_env: REDIS_PASSWORD       # read once at load
-//	  password_file: /run/secrets/redis  # read at every new connection (rotation)
-//	  tls: {enabled: false, ca_file: "", cert_file: "", key_file: "", server_name: "", insecure_skip_verify: false}
-//	  pool: {size: 0, min_idle: 0, timeout: 100ms}   # size 0: 10 per CPU
-//	  timeouts: {dial: 250ms, read: 100ms, write: 100ms}
-//	  max_retries: 0
-//	  prefix: "extauthz:"
-//	  local_cache: {enabled: false, max_keys: 100000}
+//	backends:
+//	  - type: redis
+//	    url: redis://127.0.0.1:6379/0      # standalone; rediss:// for TLS; user:password@ allowed
+//	    # sentinel: {master_name: mymaster, addrs: [10.0.0.1:26379], db: 0, username: "", password: ""}
+//	    # cluster: {addrs: [10.0.0.1:6379, 10.0.0.2:6379]}
+//	    username: ""                       # ACL user (overrides the url's)
+//	    password: ""                       # or password_env: NAME, or password_file: PATH
+//	    password_env: REDIS_PASSWORD       # read once at load
+//	    password_file: /run/secrets/redis  # read at every new connection (rotation)
+//	    tls: {enabled: false, ca_file: "", cert_file: "", key_file: "", server_name: "", insecure_skip_verify: false}
+//	    pool: {size: 0, min_idle: 0, timeout: 100ms}   # size 0: 10 per CPU
+//	    timeouts: {dial: 250ms, read: 100ms, write: 100ms}
+//	    max_retries: 0
+//	    auto_pipeline: false               # batch concurrent calls' writes (url, sentinel)
+//	    prefix: "extauthz:"
+//	    local_cache: {enabled: false, max_keys: 100000}
 //
 // Secrets are Secret values (or, for the url, RedisURL), so Config.Redacted
 // hides them. File paths are used as written (relative to the working
@@ -60,6 +62,11 @@ type RedisBackend struct {
 	// MaxRetries is how many times a failed command is retried (default 0:
 	// a retried script whose reply was lost would count twice).
 	MaxRetries int `yaml:"max_retries"`
+	// AutoPipeline batches the script calls of concurrent requests into
+	// shared pipelined writes: each request is still one call and one round
+	// trip, with far fewer system calls under load. Standalone and Sentinel
+	// only (default false; go-redis marks the feature experimental).
+	AutoPipeline bool `yaml:"auto_pipeline"`
 	// Prefix starts every Redis key (default "extauthz:"); no braces.
 	Prefix string `yaml:"prefix"`
 	// LocalCache answers keys known to be over their limit without a round
@@ -205,6 +212,9 @@ func (r *RedisBackend) validate(c *checker, path string) {
 	}
 	if cl := r.Cluster; cl != nil {
 		checkRedisAddrs(c, at("cluster.addrs"), cl.Addrs)
+		if r.AutoPipeline {
+			c.errorf(at("auto_pipeline"), "not available with cluster: set it only for url or sentinel backends")
+		}
 	}
 
 	secrets := 0

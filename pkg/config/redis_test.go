@@ -33,6 +33,7 @@ backends:
     pool: {size: 32, min_idle: 4}
     timeouts: {dial: 300ms, read: 50ms}
     max_retries: 1
+    auto_pipeline: true
     prefix: "rl:"
     local_cache: {enabled: true}
   - type: memory
@@ -57,6 +58,7 @@ backends:
 		{name: "timeouts.dial", got: r.Timeouts.Dial, want: 300 * time.Millisecond},
 		{name: "timeouts.write default", got: r.Timeouts.Write, want: DefaultRedisWriteTimeout},
 		{name: "max_retries", got: r.MaxRetries, want: 1},
+		{name: "auto_pipeline", got: r.AutoPipeline, want: true},
 		{name: "prefix", got: r.Prefix, want: "rl:"},
 		{name: "local_cache.max_keys default", got: r.LocalCache.MaxKeys, want: DefaultRedisCacheKeys},
 	}
@@ -137,6 +139,7 @@ func TestRedisBackendErrors(t *testing.T) {
 		{name: "missing file", backend: "url: redis://h:1\n    tls: {ca_file: /nonexistent/ca.pem}", wantErr: []string{"backends[0].tls.ca_file: open /nonexistent/ca.pem"}},
 		{name: "cert without key", backend: "url: redis://h:1\n    tls: {cert_file: " + os.Args[0] + "}", wantErr: []string{"backends[0].tls: set both cert_file and key_file"}},
 		{name: "negatives", backend: "url: redis://h:1\n    pool: {size: -1}\n    timeouts: {read: -1s}", wantErr: []string{"backends[0].pool.size: -1 is negative", "backends[0].timeouts.read: -1s is negative"}},
+		{name: "auto pipeline on a cluster", backend: "cluster: {addrs: [h:1]}\n    auto_pipeline: true", wantErr: []string{"backends[0].auto_pipeline: not available with cluster"}},
 		{name: "braces in prefix", backend: "url: redis://h:1\n    prefix: \"a{b}\"", wantErr: []string{`backends[0].prefix: "a{b}" contains '{' or '}'`}},
 		{name: "redis key on memory backend", backend: "url: redis://h:1\n  - type: memory\n    prefix: x", wantErr: []string{"backends[1].prefix: applies only to backends of type redis"}},
 	}

@@ -1,0 +1,146 @@
+package redisstore
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/extauthz/extauthz/pkg/limiter"
+)
+
+var (
+	luaCalls = flag.Int("lua.calls", 4000, "calls of TestScriptMatchesLimiter")
+	luaSeed  = flag.Uint64("lua.seed", 1, "random seed of TestScriptMatchesLimiter")
+)
+
+// TestScriptMatchesLimiter drives the Lua script and the pure Go algorithms
+// (limiter.ApplyAll) through the same random calls on a fake clock and
+// requires identical results: the script mirrors pkg/limiter exactly,
+// window edges, sub-microsecond clocks, duplicate keys and both modes
+// included.
+func TestScriptMatchesLimiter(t *testing.T) {
+	clock := newFakeClock(time.Unix(1_700_000_000, 123_456_789))
+	s, _ := newStandalone(t, Options{Now: clock.Now, ExtraTTL: time.Hour})
+	matchLimiter(t, s, clock, *luaCalls, "")
+}
+
+// matchLimiter makes calls random calls on s and on the pure algorithms,
+// and compares the results. Key names start with prefix.
+func matchLimiter(t *testing.T, s *Store, clock *fakeClock, calls int, prefix string) {
+	t.Helper()
+	ctx := context.Background()
+
+	limits := []limiter.Limit{
+		{Requests: 5, Period: time.Second},
+		{Requests: 3, Period: 100 * time.Millisecond, Algorithm: limiter.SlidingWindow},
+		{Requests: 7, Period: time.Minute, Algorithm: limiter.SlidingWindow},
+		{Requests: 3, Period: time.Second, Algorithm: limiter.TokenBucket},
+		{Requests: 10, Period: time.Minute, Burst: 4, Algorithm: limiter.TokenBucket},
+		{Requests: 0, Period: time.Second},
+		{Requests: 0, Period: time.Second, Algorithm: limiter.SlidingWindow},
+		{Requests: 0, Period: time.Second, Algorithm: limiter.TokenBucket},
+		{Requests: 4, Period: 7*time.Millisecond + 3, Algorithm: limiter.FixedWindow},       // not whole µs
+		{Requests: 4, Period: 7*time.Millisecond + 3, Algorithm: limiter.SlidingWindow},     // not whole µs
+		{Requests: 7, Period: 999_999_999, Algorithm: limiter.TokenBucket},                  // T not whole ns
+		{Requests: 1_000_000, Period: 24 * time.Hour, Algorithm: limiter.SlidingWindow},     // products > 2^53
+		{Requests: 100_000, Period: 30 * 24 * time.Hour, Algorithm: limiter.TokenBucket},    // month
+		{Requests: 1000, Period: 30 * 24 * time.Hour, Algorithm: limiter.FixedWindow},       // month
+		{Requests: 1000, Period: 365 * 24 * time.Hour, Algorithm: limiter.FixedWindow},      // year
+		{Requests: 2, Period: time.Microsecond, Algorithm: limiter.FixedWindow},             // shortest
+		{Requests: 1, Period: time.Hour, Burst: 3, Algorithm: limiter.TokenBucket},          // burst > R
+		{Requests: 9_000_000_000, Period: time.Hour, Algorithm: limiter.SlidingWindow},      // huge R
+		{Requests: 12, Period: 3 * time.Second, Burst: 1, Algorithm: limiter.TokenBucket},   // burst < R
+		{Requests: 50, Period: 10 * time.Second, Algorithm: limiter.SlidingWindow},          // many hits
+		{Requests: 50, Period: 10 * time.Second, Algorithm: limiter.FixedWindow},            // many hits
+		{Requests: 86400, Period: 24 * time.Hour, Algorithm: limiter.TokenBucket},           // T = 1s
+		{Requests: 3, Period: 1500 * time.Millisecond, Algorithm: limiter.SlidingWindow},    // not a divisor of 1s
+		{Requests: 1_000_000, Period: 7 * 24 * time.Hour, Algorithm: limiter.SlidingWindow}, // week
+		{Requests: 999_983, Period: 30 * 24 * time.Hour, Algorithm: limiter.SlidingWindow},  // month, prime R
+		{Requests: 999_983, Period: 7 * 24 * time.Hour, Burst: 5, Algorithm: limiter.TokenBucket},
+	}
+	keys := make([]string, len(limits))
+	for i, l := range limits {
+		keys[i] = fmt.Sprintf("%sk%d:%s", prefix, i, l)
+	}
+	model := make(map[string]*limiter.State)
+	for _, k := range keys {
+		model[k] = new(limiter.State)
+	}
+
+	rng := rand.New(rand.NewPCG(*luaSeed, 2))
+	refused := make(map[limiter.Algorithm]int)
+	admitted := make(map[limiter.Algorithm]int)
+	steps := []time.Duration{0, 1, 999, time.Microsecond, 333 * time.Microsecond, 7 * time.Millisecond,
+		50 * time.Millisecond, 333 * time.Millisecond, time.Second, 17 * time.Second, time.Minute, time.Hour, 26 * time.Hour}
+	for call := range calls {
+		clock.Advance(steps[rng.IntN(len(steps))] + time.Duration(rng.IntN(3))*time.Duration(rng.Int64N(int64(time.Second))))
+		n := 1 + rng.IntN(4)
+		reqs := make([]limiter.Request, n)
+		states := make([]limiter.State, n)
+		for i := range reqs {
+			j := rng.IntN(len(limits))
+			if i > 0 && rng.IntN(4) == 0 {
+				j = -1 // repeat an earlier key of the call
+			}
+			var k string
+			var l limiter.Limit
+			if j < 0 {
+				k, l = reqs[0].Key, reqs[0].Limit
+			} else {
+				k, l = keys[j], limits[j]
+			}
+			hits := int64(rng.IntN(3))
+			if rng.IntN(10) == 0 {
+				hits = int64(rng.IntN(60))
+			}
+			reqs[i] = limiter.Request{Key: k, Limit: l, Hits: hits}
+			states[i] = *model[k]
+		}
+		mode := limiter.Mode(rng.IntN(2))
+		now := clock.Now()
+		want := make([]limiter.Result, n)
+		limiter.ApplyAll(mode, now, reqs, states, want)
+		for i := range reqs {
+			*model[reqs[i].Key] = states[i]
+		}
+		got := make([]limiter.Result, n)
+		if err := s.Take(ctx, mode, reqs, got); err != nil {
+			t.Fatalf("call %d: Take: %v", call, err)
+		}
+		for i := range reqs {
+			if got[i].Allowed {
+				admitted[reqs[i].Limit.Algorithm]++
+			} else {
+				refused[reqs[i].Limit.Algorithm]++
+			}
+			if !sameResult(got[i], want[i]) {
+				t.Fatalf("call %d (mode %d, now %v), request %d %+v:\ngot  %+v\nwant %+v", call, mode, now.UnixNano(), i, reqs[i], got[i], want[i])
+			}
+		}
+	}
+	// The test is only as good as its mix: every algorithm must have been
+	// both admitted and refused many times.
+	for a := limiter.FixedWindow; a <= limiter.TokenBucket; a++ {
+		if admitted[a] < calls/50 || refused[a] < calls/50 {
+			t.Errorf("%s: %d admitted and %d refused results in %d calls, want at least %d of each", a, admitted[a], refused[a], calls, calls/50)
+		}
+	}
+}
+
+// sameResult compares results exactly, except that durations beyond 2^53 ns
+// (about 104 days), which a double cannot hold to the nanosecond, may differ
+// by a few nanoseconds when the clock is not on a whole microsecond (only
+// fake test clocks are; see README.md "Exactness").
+func sameResult(got, want limiter.Result) bool {
+	near := func(a, b time.Duration) bool {
+		if b < 1<<53 {
+			return a == b
+		}
+		return a-b <= 16 && b-a <= 16
+	}
+	return got.Allowed == want.Allowed && got.Limit == want.Limit && got.Remaining == want.Remaining &&
+		near(got.ResetAfter, want.ResetAfter) && near(got.RetryAfter, want.RetryAfter)
+}

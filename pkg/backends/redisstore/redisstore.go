@@ -1,0 +1,658 @@
+// Package redisstore is the Redis limiter.Store: every algorithm of
+// pkg/limiter runs in one atomic Lua script, so all extauthz replicas that
+// share a Redis (standalone, Sentinel or Cluster) share exact counts.
+//
+// One Take is one round trip: a single EVALSHA carrying every key of the
+// call, or, in Cluster mode, one EVALSHA per hash slot sent as one pipeline
+// per node, all nodes concurrently. See README.md for the key layout, the
+// exactness bounds of the Lua arithmetic and the Cluster caveats.
+package redisstore
+
+import (
+	"context"
+	_ "embed"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+	"time"
+	"unsafe"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/extauthz/extauthz/pkg/limiter"
+)
+
+//go:embed take.lua
+var takeSource string
+
+//go:embed undo.lua
+var undoSource string
+
+// The scripts are loaded once per server and called by SHA.
+var (
+	takeScript = redis.NewScript(takeSource)
+	undoScript = redis.NewScript(undoSource)
+)
+
+// DefaultPrefix starts every key when Options.Prefix is empty.
+const DefaultPrefix = "extauthz:"
+
+// maxExact is the largest count, burst or hit number the Lua arithmetic
+// (IEEE doubles) represents exactly.
+const maxExact = 1 << 53
+
+// Script modes (ARGV mode of take.lua).
+const (
+	modeCountAll          = 0
+	modeCountIfAllAllowed = 1
+	modeEvalOnly          = 2
+)
+
+// replyWidth is the number of integers take.lua returns per key.
+const replyWidth = 5
+
+// ErrBadReply is wrapped by Take when Redis answers something take.lua never
+// returns: a reply of the wrong type, length or range.
+var ErrBadReply = errors.New("unexpected reply from redis")
+
+// Options configures a Store. Zero values are the documented defaults.
+type Options struct {
+	// Prefix starts every key (default DefaultPrefix, "extauthz:"). It must
+	// not contain '{' or '}', which would change the key's hash slot.
+	Prefix string
+	// LocalCacheSize bounds the local over-limit cache in keys; 0 (the
+	// default) disables it. With the cache on, once Redis says a key refuses
+	// even a single hit until time T, requests for that key are refused
+	// locally, without a round trip, until T.
+	LocalCacheSize int
+
+	// Now, when set, is the time every decision uses, sent to Redis instead
+	// of letting the script read the server's TIME. Only tests set it: in
+	// production the server clock makes every replica agree however skewed
+	// their own clocks are. The local cache uses Now (default time.Now).
+	Now func() time.Time
+	// ExtraTTL is added to every key's TTL (default 0: a key expires exactly
+	// when its state is no longer needed, rounded up to a millisecond). Tests
+	// that drive a fake Now set it so that keys outlive the fake clock's drift
+	// from the real one.
+	ExtraTTL time.Duration
+
+	// OnCall, when set, is called after every round trip to Redis with its
+	// duration and error (nil on success). Calls answered entirely by the
+	// local cache do not call it. It runs on the request path: keep it cheap.
+	OnCall func(d time.Duration, err error)
+	// OnScriptLoad, when set, is called each time a server answered
+	// NOSCRIPT (after SCRIPT FLUSH, a restart or a failover to a server that
+	// never saw the script) and the script was sent again in full.
+	OnScriptLoad func()
+	// OnCacheHit, when set, is called with the number of requests of a Take
+	// answered by the local over-limit cache (never with 0).
+	OnCacheHit func(n int)
+}
+
+// Store is a limiter.Store backed by Redis. It is safe for concurrent use.
+type Store struct {
+	client  redis.UniversalClient
+	cluster *redis.ClusterClient // non-nil in Cluster mode
+	prefix  string
+	opts    Options
+	cache   *overCache // nil when the local cache is off
+	addr    string     // for String and Addr
+	// closeAfter closes what client wraps (the client under an
+	// autopipeliner), after client.
+	closeAfter func() error
+}
+
+var _ limiter.Store = (*Store)(nil)
+
+// New returns a Store that runs its script on client, a *redis.Client
+// (standalone or Sentinel failover client) or a *redis.ClusterClient. The
+// Store owns client: Close closes it. New does not contact Redis.
+func New(client redis.UniversalClient, opts Options) (*Store, error) {
+	if client == nil {
+		return nil, errors.New("redisstore: nil client")
+	}
+	if opts.Prefix == "" {
+		opts.Prefix = DefaultPrefix
+	}
+	if strings.ContainsAny(opts.Prefix, "{}") {
+		return nil, fmt.Errorf("redisstore: prefix %q contains '{' or '}', which would change the keys' hash slots", opts.Prefix)
+	}
+	if opts.LocalCacheSize < 0 {
+		return nil, fmt.Errorf("redisstore: local cache size %d is negative", opts.LocalCacheSize)
+	}
+	if opts.ExtraTTL < 0 {
+		return nil, fmt.Errorf("redisstore: extra TTL %v is negative", opts.ExtraTTL)
+	}
+	s := &Store{client: client, prefix: opts.Prefix, opts: opts}
+	if cc, ok := client.(*redis.ClusterClient); ok {
+		s.cluster = cc
+		s.addr = "cluster"
+	}
+	if opts.LocalCacheSize > 0 {
+		s.cache = newOverCache(opts.LocalCacheSize)
+	}
+	return s, nil
+}
+
+// String describes the store for logs, e.g. "redis 127.0.0.1:6379/0",
+// "redis sentinel mymaster@10.0.0.1:26379/0" or "redis cluster
+// 10.0.0.1:6379,10.0.0.2:6379" (plus " (tls)") when opened with Open. It
+// never includes credentials.
+func (s *Store) String() string {
+	if s.addr == "" {
+		return "redis"
+	}
+	return "redis " + s.addr
+}
+
+// Addr is String without the leading "redis ", for the health table.
+func (s *Store) Addr() string { return s.addr }
+
+// Close closes the Redis client.
+func (s *Store) Close() error {
+	err := s.client.Close()
+	if s.closeAfter != nil {
+		err = errors.Join(err, s.closeAfter())
+	}
+	if err != nil {
+		return fmt.Errorf("redisstore: close: %w", err)
+	}
+	return nil
+}
+
+// Ping checks that Redis answers: PING on the server, or on every master in
+// Cluster mode. It is the cheap health probe of the failover chain.
+func (s *Store) Ping(ctx context.Context) error {
+	var err error
+	if s.cluster != nil {
+		err = s.cluster.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error {
+			return c.Ping(ctx).Err()
+		})
+	} else {
+		err = s.client.Ping(ctx).Err()
+	}
+	if err != nil {
+		return fmt.Errorf("redisstore: ping: %w", err)
+	}
+	return nil
+}
+
+// LoadScript loads the script on the server (every master in Cluster
+// mode), so that the first Take needs no reload. Take works without it.
+func (s *Store) LoadScript(ctx context.Context) error {
+	if err := takeScript.Load(ctx, s.client).Err(); err != nil {
+		return fmt.Errorf("redisstore: load script: %w", err)
+	}
+	return nil
+}
+
+// Take implements limiter.Store. It validates reqs (limiter.CheckRequests,
+// plus the bounds of the Lua arithmetic: periods of at least a microsecond,
+// counts below 2^53), answers what it can from the local over-limit cache,
+// and sends the rest to Redis in one round trip.
+//
+// In Cluster mode, keys on different hash slots cannot be updated
+// atomically together: see runCluster for how CountIfAllAllowed is kept
+// (exactly without concurrent calls on the same keys, on the strict side
+// with them, at the cost of a second round trip when one slot refused while
+// another counted).
+func (s *Store) Take(ctx context.Context, mode limiter.Mode, reqs []limiter.Request, res []limiter.Result) error {
+	if err := limiter.CheckRequests(reqs, res); err != nil {
+		return fmt.Errorf("redisstore: take %d keys: %w", len(reqs), err)
+	}
+	if err := checkBounds(reqs); err != nil {
+		return fmt.Errorf("redisstore: take %d keys: %w", len(reqs), err)
+	}
+	if len(reqs) == 0 {
+		return nil
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("redisstore: take %d keys: %w", len(reqs), err)
+	}
+	var now time.Time
+	if s.opts.Now != nil {
+		now = s.opts.Now()
+	} else if s.cache != nil {
+		now = time.Now()
+	}
+
+	scriptMode := modeCountAll
+	if mode == limiter.CountIfAllAllowed {
+		scriptMode = modeCountIfAllAllowed
+	}
+	var c call
+	c.init(len(reqs))
+	if s.cache != nil {
+		hits := 0
+		for i := range reqs {
+			if s.cache.get(&reqs[i], now, &res[i]) {
+				c.cached[i] = true
+				hits++
+			}
+		}
+		if hits > 0 {
+			if s.opts.OnCacheHit != nil {
+				s.opts.OnCacheHit(hits)
+			}
+			if hits == len(reqs) {
+				return nil
+			}
+			if scriptMode == modeCountIfAllAllowed {
+				// A refused request means the call counts nothing: the others
+				// are only evaluated.
+				scriptMode = modeEvalOnly
+			}
+		}
+	}
+	c.build(s.prefix, reqs, s.cluster != nil)
+
+	start := time.Now()
+	var err error
+	if s.cluster == nil || c.singleSlot() {
+		err = s.runOne(ctx, &c, reqs, res, scriptMode, now, 0, len(c.idx))
+	} else {
+		err = s.runCluster(ctx, &c, reqs, res, scriptMode, now)
+	}
+	if s.opts.OnCall != nil {
+		s.opts.OnCall(time.Since(start), err)
+	}
+	if err != nil {
+		return fmt.Errorf("redisstore: take %d keys: %w", len(reqs), err)
+	}
+	return nil
+}
+
+// checkBounds rejects limits the Lua arithmetic cannot represent exactly.
+func checkBounds(reqs []limiter.Request) error {
+	for i := range reqs {
+		r := &reqs[i]
+		l := r.Limit
+		switch {
+		case l.Period < time.Microsecond:
+			return fmt.Errorf("%w: request %d: period %v is shorter than the Redis store's 1µs", limiter.ErrInvalidLimit, i, l.Period)
+		case l.Requests >= maxExact || l.Burst >= maxExact:
+			return fmt.Errorf("%w: request %d: limit %v is beyond the Redis store's 2^53", limiter.ErrInvalidLimit, i, l)
+		case r.Hits >= maxExact:
+			return fmt.Errorf("%w: request %d: hits %d is beyond the Redis store's 2^53", limiter.ErrInvalidRequest, i, r.Hits)
+		}
+	}
+	return nil
+}
+
+// runOne sends the requests c.idx[lo:hi] (all on one slot, or any keys
+// outside Cluster mode) as one EVALSHA, and EVAL if the script is missing.
+func (s *Store) runOne(ctx context.Context, c *call, reqs []limiter.Request, res []limiter.Result, mode int, now time.Time, lo, hi int) error {
+	keys, args := c.keys[lo:hi], c.args(reqs, lo, hi, mode, false, now, s.opts)
+	cmd := s.client.EvalSha(ctx, takeScript.Hash(), keys, args)
+	if isNoScript(cmd.Err()) {
+		s.scriptLoaded()
+		cmd = s.client.Eval(ctx, takeSource, keys, args)
+	}
+	_, err := s.decode(cmd, c, reqs, res, lo, hi, now, false)
+	return err
+}
+
+// runCluster sends one EVALSHA per hash slot in one pipeline, which go-redis
+// splits into one pipeline per node, run concurrently. Slots whose node
+// lost the script are sent again with EVAL, in one more pipeline.
+//
+// Keys on different slots cannot be updated atomically together. In
+// CountIfAllAllowed mode each slot's script counts all or nothing; when some
+// slot refused while others counted, a second round trip (undo.lua) puts
+// the counted slots' keys back as they were, unless a concurrent call has
+// changed them since (then those hits stay counted: the error is on the
+// strict side). Without concurrent writers to the same keys the outcome is
+// exactly limiter.ApplyAll's.
+func (s *Store) runCluster(ctx context.Context, c *call, reqs []limiter.Request, res []limiter.Result, mode int, now time.Time) error {
+	groups := c.groups()
+	wantUndo := mode == modeCountIfAllAllowed
+	cmds := make([]*redis.Cmd, len(groups))
+	args := make([]string, len(groups))
+	pipe := s.cluster.Pipeline()
+	for g, gr := range groups {
+		args[g] = c.args(reqs, gr.lo, gr.hi, mode, wantUndo, now, s.opts)
+		cmds[g] = pipe.EvalSha(ctx, takeScript.Hash(), c.keys[gr.lo:gr.hi], args[g])
+	}
+	_, _ = pipe.Exec(ctx) // errors are per command, checked below
+	var retry redis.Pipeliner
+	for g, gr := range groups {
+		if isNoScript(cmds[g].Err()) {
+			if retry == nil {
+				retry = s.cluster.Pipeline()
+				s.scriptLoaded()
+			}
+			cmds[g] = retry.Eval(ctx, takeSource, c.keys[gr.lo:gr.hi], args[g])
+		}
+	}
+	if retry != nil {
+		_, _ = retry.Exec(ctx)
+	}
+	var errs []error
+	outcomes := make([]outcome, len(groups))
+	all := true
+	for g, gr := range groups {
+		o, err := s.decode(cmds[g], c, reqs, res, gr.lo, gr.hi, now, wantUndo)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		outcomes[g] = o
+		all = all && o.allowed
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	if !wantUndo || all {
+		return nil
+	}
+	return s.undo(ctx, c, reqs, res, groups, outcomes)
+}
+
+// undo takes back the hits of the slots that counted in a CountIfAllAllowed
+// call that another slot refused (undo.lua), and makes their results
+// describe the state without them (limiter.ApplyAll: Remaining and
+// ResetAfter of a read).
+func (s *Store) undo(ctx context.Context, c *call, reqs []limiter.Request, res []limiter.Result, groups []group, outcomes []outcome) error {
+	pipe := s.cluster.Pipeline()
+	var cmds []*redis.Cmd
+	var keys [][]string
+	var args [][]interface{}
+	for g, o := range outcomes {
+		if !o.allowed || len(o.writes) == 0 {
+			continue
+		}
+		ks := make([]string, len(o.writes))
+		as := make([]interface{}, 0, 4*len(o.writes))
+		for i, w := range o.writes {
+			ks[i] = c.keys[w.k]
+			first := &reqs[c.idx[w.k]]
+			hits := int64(0)
+			for k := groups[g].lo; k < groups[g].hi; k++ {
+				if reqs[c.idx[k]].Key == first.Key {
+					hits += reqs[c.idx[k]].Hits
+				}
+			}
+			l := first.Limit
+			t := int64(0)
+			if l.Algorithm == limiter.TokenBucket && l.Requests > 0 {
+				t = (int64(l.Period) + l.Requests - 1) / l.Requests // limiter's T = ceil(P/R)
+			}
+			as = append(as, int64(l.Algorithm), w.value, hits, t)
+		}
+		keys, args = append(keys, ks), append(args, as)
+		cmds = append(cmds, pipe.EvalSha(ctx, undoScript.Hash(), ks, as...))
+		for _, r := range o.reads {
+			res[r.i].Remaining, res[r.i].ResetAfter = r.remaining, r.reset
+		}
+	}
+	if len(cmds) == 0 {
+		return nil
+	}
+	_, _ = pipe.Exec(ctx)
+	var retry redis.Pipeliner
+	for i, cmd := range cmds {
+		if isNoScript(cmd.Err()) {
+			if retry == nil {
+				retry = s.cluster.Pipeline()
+				s.scriptLoaded()
+			}
+			cmds[i] = retry.Eval(ctx, undoSource, keys[i], args[i]...)
+		}
+	}
+	if retry != nil {
+		_, _ = retry.Exec(ctx)
+	}
+	var errs []error
+	for _, cmd := range cmds {
+		if _, err := cmd.Int64(); err != nil {
+			errs = append(errs, fmt.Errorf("undo: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (s *Store) scriptLoaded() {
+	if s.opts.OnScriptLoad != nil {
+		s.opts.OnScriptLoad()
+	}
+}
+
+func isNoScript(err error) bool {
+	return err != nil && (errors.Is(err, redis.ErrNoScript) || redis.HasErrorPrefix(err, "NOSCRIPT"))
+}
+
+// outcome is what decode learnt from one script call beyond the results.
+type outcome struct {
+	allowed bool // every request of the call was admitted
+	// With want_undo: the results of reads of the state before the call,
+	// and the keys the script wrote.
+	reads  []readResult
+	writes []write
+}
+
+type readResult struct {
+	i         int // index into reqs
+	remaining int64
+	reset     time.Duration
+}
+
+// write is a key that the script wrote: c.keys[k], set to value.
+type write struct {
+	k     int
+	value string
+}
+
+// decode checks the reply of one script call for requests c.idx[lo:hi] and
+// writes their results (and feeds the local cache).
+func (s *Store) decode(cmd *redis.Cmd, c *call, reqs []limiter.Request, res []limiter.Result, lo, hi int, now time.Time, wantUndo bool) (outcome, error) {
+	var o outcome
+	v, err := cmd.Result()
+	if err != nil {
+		return o, err
+	}
+	vals, ok := v.([]interface{})
+	if !ok {
+		return o, fmt.Errorf("%w: got %T, want an array", ErrBadReply, v)
+	}
+	n := hi - lo
+	want := replyWidth * n
+	if wantUndo {
+		want += 2 * n
+		if len(vals) < want || (len(vals)-want)%2 != 0 {
+			return o, fmt.Errorf("%w: got %d values, want %d and 2 per key written", ErrBadReply, len(vals), want)
+		}
+	} else if len(vals) != want {
+		return o, fmt.Errorf("%w: got %d values, want %d", ErrBadReply, len(vals), want)
+	}
+	o.allowed = true
+	for k := lo; k < hi; k++ {
+		i := c.idx[k]
+		var r [replyWidth]int64
+		for j := range r {
+			x, err := nonNegative(vals, replyWidth*(k-lo)+j)
+			if err != nil {
+				return o, err
+			}
+			r[j] = x
+		}
+		if r[0] > 1 {
+			return o, fmt.Errorf("%w: allowed flag %d, want 0 or 1", ErrBadReply, r[0])
+		}
+		res[i] = limiter.Result{
+			Allowed:    r[0] == 1,
+			Limit:      reqs[i].Limit.Capacity(),
+			Remaining:  r[1],
+			ResetAfter: time.Duration(r[2]),
+			RetryAfter: time.Duration(r[3]),
+		}
+		o.allowed = o.allowed && res[i].Allowed
+		if s.cache != nil && r[4] > 0 {
+			s.cache.put(&reqs[i], now, time.Duration(r[4]), res[i].ResetAfter)
+		}
+	}
+	if !wantUndo {
+		return o, nil
+	}
+	base := replyWidth * n
+	o.reads = make([]readResult, n)
+	for k := range n {
+		remaining, err := nonNegative(vals, base+2*k)
+		if err != nil {
+			return o, err
+		}
+		reset, err := nonNegative(vals, base+2*k+1)
+		if err != nil {
+			return o, err
+		}
+		o.reads[k] = readResult{i: c.idx[lo+k], remaining: remaining, reset: time.Duration(reset)}
+	}
+	for j := base + 2*n; j < len(vals); j += 2 {
+		idx, ok1 := vals[j].(int64)
+		value, ok2 := vals[j+1].(string)
+		if !ok1 || !ok2 || idx < 1 || idx > int64(n) {
+			return o, fmt.Errorf("%w: bad written-key entry %v", ErrBadReply, vals[j:j+2])
+		}
+		o.writes = append(o.writes, write{k: lo + int(idx) - 1, value: value})
+	}
+	return o, nil
+}
+
+// nonNegative returns vals[j] as a non-negative int64.
+func nonNegative(vals []interface{}, j int) (int64, error) {
+	x, ok := vals[j].(int64)
+	if !ok || x < 0 {
+		return 0, fmt.Errorf("%w: element %d is %v (%T), want a non-negative integer", ErrBadReply, j, vals[j], vals[j])
+	}
+	return x, nil
+}
+
+// call is the per-Take scratch: the requests sent to Redis (not answered by
+// the cache), their full keys and, in Cluster mode, their slots.
+type call struct {
+	cached []bool   // cached[i]: reqs[i] was answered locally
+	idx    []int    // indexes into reqs of the requests sent, grouped by slot
+	keys   []string // keys[k] is the Redis key of reqs[idx[k]]
+	slots  []uint16 // slots[k] is the hash slot of keys[k] (Cluster mode)
+
+	// Room for the common case of a few descriptors, so that the slices
+	// above need no allocation.
+	cachedBuf [smallCall]bool
+	idxBuf    [smallCall]int
+	endsBuf   [smallCall]int
+}
+
+// smallCall is how many requests a Take handles in its scratch arrays.
+const smallCall = 8
+
+func (c *call) init(n int) {
+	if n <= smallCall {
+		c.cached, c.idx = c.cachedBuf[:n], c.idxBuf[:0]
+		return
+	}
+	c.cached, c.idx = make([]bool, n), make([]int, 0, n)
+}
+
+// build computes the keys (and slots) of the requests not cached, ordering
+// them by slot in Cluster mode so that each slot is a contiguous range.
+func (c *call) build(prefix string, reqs []limiter.Request, cluster bool) {
+	size := 0
+	for i := range reqs {
+		if !c.cached[i] {
+			c.idx = append(c.idx, i)
+			size += keyLen(prefix, reqs[i].Key)
+		}
+	}
+	buf := make([]byte, 0, size)
+	ends := c.endsBuf[:0]
+	for _, i := range c.idx {
+		buf = appendKey(buf, prefix, reqs[i].Key)
+		ends = append(ends, len(buf))
+	}
+	// buf is never written again: a string over it saves a copy of every
+	// key (BenchmarkTake: one allocation per call).
+	all := unsafe.String(unsafe.SliceData(buf), len(buf))
+	c.keys = make([]string, len(c.idx))
+	start := 0
+	for k := range c.idx {
+		c.keys[k] = all[start:ends[k]]
+		start = ends[k]
+	}
+	if !cluster {
+		return
+	}
+	c.slots = make([]uint16, len(c.idx))
+	for k, i := range c.idx {
+		c.slots[k] = Slot(reqs[i].Key)
+	}
+	// Insertion sort by slot: calls carry a handful of keys, and a stable
+	// order keeps each slot's requests in call order, which duplicates of a
+	// key rely on.
+	for k := 1; k < len(c.idx); k++ {
+		for j := k; j > 0 && c.slots[j-1] > c.slots[j]; j-- {
+			c.slots[j-1], c.slots[j] = c.slots[j], c.slots[j-1]
+			c.idx[j-1], c.idx[j] = c.idx[j], c.idx[j-1]
+			c.keys[j-1], c.keys[j] = c.keys[j], c.keys[j-1]
+		}
+	}
+}
+
+func (c *call) singleSlot() bool {
+	for k := 1; k < len(c.slots); k++ {
+		if c.slots[k] != c.slots[0] {
+			return false
+		}
+	}
+	return true
+}
+
+type group struct{ lo, hi int }
+
+// groups returns the ranges of c.idx that share a slot.
+func (c *call) groups() []group {
+	var gs []group
+	lo := 0
+	for k := 1; k <= len(c.slots); k++ {
+		if k == len(c.slots) || c.slots[k] != c.slots[lo] {
+			gs = append(gs, group{lo, k})
+			lo = k
+		}
+	}
+	return gs
+}
+
+// args encodes ARGV[1] of take.lua for requests c.idx[lo:hi]: little-endian
+// int64s, which the script unpacks with struct.unpack (cheaper there than
+// parsing text).
+func (c *call) args(reqs []limiter.Request, lo, hi, mode int, wantUndo bool, now time.Time, opts Options) string {
+	b := make([]byte, 0, 8*(6+5*(hi-lo)))
+	us, sub := int64(-1), int64(0) // -1: the script reads TIME
+	if opts.Now != nil {
+		ns := now.UnixNano()
+		us, sub = ns/1000, ns%1000
+		if sub < 0 {
+			us, sub = us-1, sub+1000
+		}
+	}
+	extraMS := int64(math.Ceil(float64(opts.ExtraTTL) / float64(time.Millisecond)))
+	for _, v := range [...]int64{int64(mode), us, sub, extraMS, boolInt(opts.LocalCacheSize > 0), boolInt(wantUndo)} {
+		b = binary.LittleEndian.AppendUint64(b, uint64(v))
+	}
+	for _, i := range c.idx[lo:hi] {
+		r := &reqs[i]
+		for _, v := range [...]int64{int64(r.Limit.Algorithm), r.Limit.Requests, int64(r.Limit.Period), r.Limit.Burst, r.Hits} {
+			b = binary.LittleEndian.AppendUint64(b, uint64(v))
+		}
+	}
+	// b is never written again (a new buffer per call): a string over it
+	// saves a copy.
+	return unsafe.String(unsafe.SliceData(b), len(b))
+}
+
+func boolInt(on bool) int64 {
+	if on {
+		return 1
+	}
+	return 0
+}
