@@ -49,7 +49,7 @@ func TestCheckBounds(t *testing.T) {
 		{name: "default hits", ds: []Descriptor{d("k", "v")}, hits: DefaultMaxHitsAddend + 1,
 			want: "hits_addend: 1000000001 is more than max_hits_addend 1000000000", wantBound: BoundHitsAddend},
 		{name: "negative bounds are defaults", bounds: Bounds{MaxDescriptors: -1, MaxEntries: -1},
-			ds: make([]Descriptor, DefaultMaxDescriptors+1),
+			ds:   make([]Descriptor, DefaultMaxDescriptors+1),
 			want: "65 descriptors is more than max_descriptors 64", wantBound: BoundDescriptors},
 		{name: "default entries", ds: []Descriptor{make(Descriptor, DefaultMaxEntries+1)},
 			want: "descriptors[0]: 33 entries is more than max_entries 32", wantBound: BoundEntries},

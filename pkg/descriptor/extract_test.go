@@ -279,6 +279,10 @@ func TestExtractIdentity(t *testing.T) {
 	}{
 		{name: "bearer listed", apiKey: APIKeyOptions{Sources: bearer}, req: Request{Headers: map[string]string{"authorization": "Bearer key-pro-123"}},
 			wantKey: "acme-prod", wantTenant: "acme", wantTier: "pro"},
+		{name: "source header names are case-insensitive", apiKey: APIKeyOptions{Sources: []KeySource{{Header: "Authorization", Scheme: "Bearer"}}},
+			tenant: TenantOptions{Sources: []TenantSource{{Header: "X-Tenant"}}}, tier: TierOptions{Header: "X-Plan"},
+			req:     Request{Headers: map[string]string{"authorization": "Bearer key-free-456", "x-tenant": "initech", "x-plan": "ignored"}},
+			wantKey: "hobby", wantTenant: "initech", wantTier: "free"},
 		{name: "bearer scheme case and spaces", apiKey: APIKeyOptions{Sources: bearer}, req: Request{Headers: map[string]string{"authorization": "bearer   key-free-456 "}},
 			wantKey: "hobby", wantTier: "free"},
 		{name: "other scheme falls through to x-api-key", apiKey: APIKeyOptions{Sources: bearer}, req: Request{Headers: map[string]string{"authorization": "Basic Zm9v", "x-api-key": "key-free-456"}},
@@ -445,6 +449,9 @@ func TestNewIdentitiesErrors(t *testing.T) {
 			_, err := NewIdentities(tc.opts)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("got error %v, want one containing %q", err, tc.want)
+			}
+			if !errors.Is(err, ErrInvalidIdentity) {
+				t.Errorf("got %v, want it to wrap ErrInvalidIdentity", err)
 			}
 		})
 	}

@@ -257,3 +257,40 @@ func FuzzAppendTenantKey(f *testing.F) {
 		}
 	})
 }
+
+// TestLimitForKeepsAlgorithm checks that tiers and overrides change a
+// rule's numbers but never its algorithm, which its counter key names.
+func TestLimitForKeepsAlgorithm(t *testing.T) {
+	ids, err := NewIdentities(IdentitiesOptions{Tenants: []Identity{
+		{ID: "t", Overrides: []LimitOverride{{Limit: perMin(7), Unit: UnitMinute}}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, err := NewSet([]Domain{{Name: "d", Descriptors: []Node{
+		{Key: "tenant", RateLimit: &RateLimit{Unit: UnitSecond, RequestsPerUnit: 10, Algorithm: limiter.TokenBucket, Burst: 20}},
+		{Key: "plan", RateLimit: &RateLimit{Unit: UnitSecond, RequestsPerUnit: 10, Algorithm: limiter.SlidingWindow,
+			Tiers: &Tiers{Key: "plan", Limits: map[string]limiter.Limit{"gold": perMin(100)}, Units: map[string]Unit{"gold": UnitMinute}}}},
+	}}}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	LinkIdentities(set, ids)
+	tests := []struct {
+		d    Descriptor
+		want limiter.Limit
+	}{
+		{d: Descriptor{{"tenant", "t"}}, want: limiter.Limit{Requests: 7, Period: time.Minute, Algorithm: limiter.TokenBucket}},
+		{d: Descriptor{{"tenant", "other"}}, want: limiter.Limit{Requests: 10, Period: time.Second, Burst: 20, Algorithm: limiter.TokenBucket}},
+		{d: Descriptor{{"plan", "gold"}}, want: limiter.Limit{Requests: 100, Period: time.Minute, Algorithm: limiter.SlidingWindow}},
+	}
+	for _, tc := range tests {
+		r, ok := set.Match("d", tc.d)
+		if !ok {
+			t.Fatalf("no rule for %v", tc.d)
+		}
+		if got := r.LimitFor(tc.d, extractNow); got != tc.want {
+			t.Errorf("%v: got %v, want %v", tc.d, got, tc.want)
+		}
+	}
+}

@@ -272,8 +272,14 @@ func (s *Store) takeMany(mode limiter.Mode, reqs []limiter.Request, res []limite
 		slotBuf  [stackRequests]int32
 		stateBuf [stackRequests]limiter.State
 	)
-	shardOf, locks, slots, states := shardBuf[:n:n], lockBuf[:0:n], slotBuf[:n:n], stateBuf[:n:n]
-	if n > stackRequests {
+	var (
+		shardOf, locks []uint32
+		slots          []int32
+		states         []limiter.State
+	)
+	if n <= stackRequests {
+		shardOf, locks, slots, states = shardBuf[:n:n], lockBuf[:0:n], slotBuf[:n:n], stateBuf[:n:n]
+	} else {
 		shardOf, locks = make([]uint32, n), make([]uint32, 0, n)
 		slots, states = make([]int32, n), make([]limiter.State, n)
 	}

@@ -279,3 +279,28 @@ func TestTakeDoesNotAllocate(t *testing.T) {
 		}
 	}
 }
+
+// TestTakeManyBeyondStackBuffers covers calls with more requests than
+// takeMany keeps on the stack.
+func TestTakeManyBeyondStackBuffers(t *testing.T) {
+	for _, n := range []int{stackRequests, stackRequests + 1, 64} {
+		s, err := New(Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		reqs := make([]limiter.Request, n)
+		for i := range reqs {
+			reqs[i] = limiter.Request{Key: fmt.Sprintf("k%d", i%(n/2+1)), Limit: limiter.Limit{Requests: 3, Period: time.Hour}, Hits: 1}
+		}
+		res := make([]limiter.Result, n)
+		for _, mode := range []limiter.Mode{limiter.CountAll, limiter.CountIfAllAllowed} {
+			if err := s.Take(context.Background(), mode, reqs, res); err != nil {
+				t.Fatalf("n=%d mode=%d: Take: %v", n, mode, err)
+			}
+		}
+		if got := s.Len(); got != n/2+1 {
+			t.Errorf("n=%d: Len() = %d, want %d", n, got, n/2+1)
+		}
+	}
+}

@@ -1,0 +1,118 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/extauthz/extauthz/pkg/config"
+	"github.com/extauthz/extauthz/pkg/descriptor"
+	"github.com/extauthz/extauthz/pkg/server"
+)
+
+// descriptorFlags collects repeated --descriptor k=v[,k=v...] flags.
+type descriptorFlags []descriptor.Descriptor
+
+func (f *descriptorFlags) String() string { return fmt.Sprint(*f) }
+
+func (f *descriptorFlags) Set(s string) error {
+	d, err := parseDescriptor(s)
+	if err != nil {
+		return err
+	}
+	*f = append(*f, d)
+	return nil
+}
+
+// parseDescriptor parses "k=v,k=v": entries separated by ',', each split at
+// its first '='. A backslash escapes the next character, so values may hold
+// ',' and '=' ("path=/a\,b"). Keys must not be empty; values may.
+func parseDescriptor(s string) (descriptor.Descriptor, error) {
+	var d descriptor.Descriptor
+	var cur strings.Builder
+	var key string
+	inValue := false
+	flush := func() error {
+		if !inValue {
+			return fmt.Errorf("entry %q has no '=': want key=value", cur.String())
+		}
+		if key == "" {
+			return errors.New("entry with an empty key")
+		}
+		d = append(d, descriptor.Entry{Key: key, Value: cur.String()})
+		cur.Reset()
+		key, inValue = "", false
+		return nil
+	}
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '\\' && i+1 < len(s):
+			i++
+			cur.WriteByte(s[i])
+		case c == '=' && !inValue:
+			key, inValue = cur.String(), true
+			cur.Reset()
+		case c == ',':
+			if err := flush(); err != nil {
+				return nil, err
+			}
+		default:
+			cur.WriteByte(c)
+		}
+	}
+	if err := flush(); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// explain prints how the rules of a server file treat a request's
+// descriptors, without counting anything: descriptors given with
+// --descriptor (a RateLimitService request), or those the authz: section
+// extracts from an HTTP request given with --ip, --header, --host,
+// --method and --path (a Check request).
+func explain(args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	var (
+		path, domain string
+		ds           descriptorFlags
+		req          requestFlags
+	)
+	fs := newFlagSet("explain", "explain --config FILE (--domain D --descriptor k=v[,k=v...] [--descriptor ...] | [--ip IP] [--header name:value ...] [--method M] [--host H] --path P)", stderr)
+	fs.StringVar(&path, "config", "", "server config file (env "+envConfig+")")
+	fs.StringVar(&domain, "domain", "", "rate limit domain of the request")
+	fs.Var(&ds, "descriptor", "a descriptor as key=value[,key=value...] (repeatable; '\\' escapes ',' and '=')")
+	req.register(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := fromEnv(fs, getenv, map[string]string{"config": envConfig}); err != nil {
+		return err
+	}
+	if err := requireConfig(fs, path); err != nil {
+		return err
+	}
+	if req.set() {
+		if domain != "" || len(ds) > 0 {
+			fmt.Fprintln(stderr, "extauthz explain: give either --domain and --descriptor, or a request (--ip, --header, --host, --path)")
+			fs.Usage()
+			return errUsage
+		}
+		cfg, err := config.LoadFile(path)
+		if err != nil {
+			return configError(stderr, err)
+		}
+		return explainRequest(stdout, cfg, &req, time.Now())
+	}
+	if domain == "" || len(ds) == 0 {
+		fmt.Fprintln(stderr, "extauthz explain: --domain and at least one --descriptor are required")
+		fs.Usage()
+		return errUsage
+	}
+	cfg, err := config.LoadFile(path)
+	if err != nil {
+		return configError(stderr, err)
+	}
+	return server.Explain(stdout, cfg.Rules, domain, ds)
+}

@@ -1,0 +1,240 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+
+	"google.golang.org/grpc/credentials"
+
+	"github.com/extauthz/extauthz/pkg/backends/chain"
+	"github.com/extauthz/extauthz/pkg/backends/memstore"
+	"github.com/extauthz/extauthz/pkg/backends/redisstore"
+	"github.com/extauthz/extauthz/pkg/certs"
+	"github.com/extauthz/extauthz/pkg/config"
+	"github.com/extauthz/extauthz/pkg/limiter"
+	"github.com/extauthz/extauthz/pkg/opsmetrics"
+	"github.com/extauthz/extauthz/pkg/server"
+)
+
+// configError prints every problem of a config, one per line
+// ("file:line:col: path: message"), and returns exit code 1.
+func configError(w io.Writer, err error) error {
+	fmt.Fprintln(w, err)
+	return &exitError{code: 1}
+}
+
+// settings maps the server file to the handler's settings.
+func settings(cfg *config.Config) (server.Settings, error) {
+	policy, err := chain.NewFailurePolicy(cfg.FailureMode, cfg.DomainFailureModes)
+	if err != nil {
+		return server.Settings{}, fmt.Errorf("failure mode: %w", err)
+	}
+	h := cfg.ResponseHeaders
+	return server.Settings{
+		Bounds:         cfg.Limits.Bounds(),
+		CountMode:      cfg.CountMode,
+		NearLimitRatio: cfg.NearLimitRatio,
+		Headers: server.HeaderSettings{
+			Enabled:         h.Enabled,
+			LimitHeader:     h.LimitHeader,
+			RemainingHeader: h.RemainingHeader,
+			ResetHeader:     h.ResetHeader,
+			Draft:           h.Draft,
+		},
+		OverLimitBody:        cfg.OverLimitBody,
+		Failure:              policy,
+		FailClosedRetryAfter: cfg.Breaker.OpenFor,
+	}, nil
+}
+
+// newSnapshot builds the handler's snapshot of cfg: rules, settings and
+// the redacted effective configuration for /config.
+func newSnapshot(cfg *config.Config) (*server.Snapshot, error) {
+	st, err := settings(cfg)
+	if err != nil {
+		return nil, err
+	}
+	rendered, err := cfg.Redacted()
+	if err != nil {
+		return nil, err
+	}
+	return server.NewSnapshot(cfg.Rules, st, rendered)
+}
+
+// backends is the store built from the server file's backends: a lone
+// memory backend as is, anything else as a failover chain.
+type backends struct {
+	store  limiter.Store
+	chain  *chain.Chain // nil for a lone memory backend
+	policy chain.Readiness
+	// events receives breaker state changes (dropped when full), for logs
+	// and the gRPC health service.
+	events chan stateEvent
+	// memory holds the memory stores by backend name, for their metrics.
+	memory  map[string]*memstore.Store
+	closers []func()
+}
+
+// stateEvent is one breaker state change of a chain backend.
+type stateEvent struct {
+	backend  string
+	from, to chain.State
+}
+
+// newBackends builds the backends of cfg. Nothing contacts a remote
+// backend here: the chain's health checks find out whether it is up.
+func newBackends(cfg *config.Config, log *slog.Logger) (*backends, error) {
+	bs := &backends{events: make(chan stateEvent, 64), memory: map[string]*memstore.Store{}}
+	list := cfg.Backends
+	if len(list) == 0 {
+		list = []config.Backend{{Type: "memory"}}
+	}
+	var members []chain.Backend
+	names := map[string]int{}
+	for i, b := range list {
+		name := b.Type
+		if names[name]++; names[name] > 1 {
+			name = fmt.Sprintf("%s#%d", b.Type, names[name])
+		}
+		switch b.Type {
+		case "memory":
+			mem, err := memstore.New(memstore.Options{MaxKeys: b.MaxKeys})
+			if err != nil {
+				bs.close()
+				return nil, fmt.Errorf("backends[%d] (memory): %w", i, err)
+			}
+			bs.closers = append(bs.closers, func() { _ = mem.Close() })
+			bs.memory[name] = mem
+			members = append(members, chain.Backend{Name: name, Store: mem, Local: true, FairShare: b.FairShare})
+		case "redis":
+			rc, ro := redisStoreConfig(b.RedisBackend)
+			rs, err := redisstore.Open(rc, ro)
+			if err != nil {
+				bs.close()
+				return nil, fmt.Errorf("backends[%d] (redis): %w", i, err)
+			}
+			bs.closers = append(bs.closers, func() { _ = rs.Close() })
+			members = append(members, chain.Backend{Name: name, Addr: rs.Addr(), Store: rs, FairShare: b.FairShare})
+		default:
+			bs.close()
+			return nil, fmt.Errorf("backends[%d]: type %q is not supported by this build", i, b.Type)
+		}
+	}
+	if len(members) == 1 && members[0].Local {
+		bs.store = members[0].Store
+		log.Debug("backend", "type", "memory", "max_keys", list[0].MaxKeys)
+		return bs, nil
+	}
+
+	policy, err := chain.ParseReadiness(cfg.Readiness)
+	if err != nil {
+		bs.close()
+		return nil, fmt.Errorf("readiness: %w", err)
+	}
+	bs.policy = policy
+	f := cfg.Failover
+	health := chain.HealthSettings{Interval: f.HealthCheck.Interval, Timeout: f.HealthCheck.Timeout}
+	if f.HealthCheck.Disabled {
+		health.Interval = -1
+	}
+	c, err := chain.New(chain.Options{
+		Backends: members,
+		Breaker: chain.BreakerSettings{
+			ConsecutiveFailures: uint32(f.Breaker.ConsecutiveFailures),
+			FailureRatio:        f.Breaker.FailureRatio,
+			MinRequests:         uint32(f.Breaker.MinRequests),
+			Window:              f.Breaker.Window,
+			OpenFor:             f.Breaker.OpenFor,
+			HalfOpenProbes:      uint32(f.Breaker.HalfOpenProbes),
+		},
+		CallTimeout: f.Breaker.CallTimeout,
+		Health:      health,
+		Replicas:    f.Replicas,
+		Hooks: chain.Hooks{
+			StateChange: func(backend string, from, to chain.State) {
+				select { // the hook runs under the breaker's lock: never block
+				case bs.events <- stateEvent{backend, from, to}:
+				default:
+				}
+			},
+		},
+	})
+	if err != nil {
+		bs.close()
+		return nil, fmt.Errorf("backends: %w", err)
+	}
+	// Close the chain (its health checks) before the stores it uses.
+	bs.closers = append([]func(){func() { _ = c.Close() }}, bs.closers...)
+	bs.store, bs.chain = c, c
+	for _, m := range members {
+		log.Debug("backend", "name", m.Name, "addr", m.Addr, "local", m.Local, "fair_share", m.FairShare)
+	}
+	return bs, nil
+}
+
+// ready reports whether the backends can serve under the readiness policy.
+func (bs *backends) ready() error {
+	if bs.chain == nil || bs.chain.Ready(bs.policy) {
+		return nil
+	}
+	var down []string
+	for _, st := range bs.chain.Statuses() {
+		if !st.Usable() {
+			down = append(down, st.Name+" "+st.State.String())
+		}
+	}
+	return fmt.Errorf("backends not ready under readiness %s (%s)", bs.policy, strings.Join(down, ", "))
+}
+
+// close releases the chain and the stores.
+func (bs *backends) close() {
+	for _, f := range bs.closers {
+		f()
+	}
+	bs.closers = nil
+}
+
+// grpcOptions maps the grpc and limits sections, and tls (a certificate
+// reloader whose expiry and reloads go to ops), to the gRPC server's
+// options.
+func grpcOptions(cfg *config.Config, ops *opsmetrics.Metrics, log *slog.Logger) (server.GRPCOptions, error) {
+	o := server.GRPCOptions{
+		MaxConcurrentStreams:  cfg.GRPC.MaxConcurrentStreams,
+		MaxRecvMsgSize:        cfg.Limits.MaxMessageBytes,
+		KeepaliveTime:         cfg.GRPC.KeepaliveTime,
+		KeepaliveTimeout:      cfg.GRPC.KeepaliveTimeout,
+		MinPingInterval:       cfg.GRPC.MinPingInterval,
+		MaxConnectionAge:      cfg.GRPC.MaxConnectionAge,
+		MaxConnectionAgeGrace: cfg.GRPC.MaxConnectionAgeGrace,
+		Logger:                log,
+	}
+	t := cfg.TLS
+	if !t.Enabled() {
+		return o, nil
+	}
+	if err := ops.EnableTLS(); err != nil {
+		return o, err
+	}
+	r, err := certs.New(certs.Options{
+		CertFile:     t.CertFile,
+		KeyFile:      t.KeyFile,
+		ClientCAFile: t.ClientCAFile,
+		MinVersion:   t.Version(),
+		OnReload: func(info certs.Info) {
+			ops.CertLoaded(info.NotAfter, true)
+			log.Info("TLS certificate reloaded", "certificate", info.String())
+		},
+		OnError: func(err error) {
+			ops.CertReloadFailed()
+			log.Error("TLS certificate reload failed; the previous certificate keeps serving", "err", err)
+		},
+	})
+	if err != nil {
+		return o, fmt.Errorf("tls: %w", err)
+	}
+	ops.CertLoaded(r.Info().NotAfter, false)
+	o.Creds = credentials.NewTLS(r.TLSConfig())
+	return o, nil
+}

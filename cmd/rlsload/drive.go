@@ -1,0 +1,368 @@
+package main
+
+import (
+	"bufio"
+	"cmp"
+	"context"
+	_ "embed"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	ratelimitv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/common/ratelimit/v3"
+	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+)
+
+//go:embed bench.yaml
+var benchConfig []byte
+
+// options are the driver's flags.
+type options struct {
+	serverBin   string
+	config      string
+	domain      string
+	concurrency []int
+	duration    time.Duration
+	warmup      time.Duration
+	rounds      int
+	conns       int
+	keys        int
+	descriptors int
+	targets     []string
+}
+
+// drive runs the load test and prints the report.
+func drive(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var o options
+	fs := flag.NewFlagSet("rlsload", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.serverBin, "server-bin", "", "extauthz binary to start with \"serve\" (required for target server)")
+	fs.StringVar(&o.config, "config", "", "server config for extauthz (default: the embedded bench.yaml)")
+	fs.StringVar(&o.domain, "domain", "bench", "domain of the requests")
+	conc := fs.String("concurrency", "64,16", "comma-separated concurrencies (calls in flight)")
+	fs.DurationVar(&o.duration, "duration", 10*time.Second, "measured time per run")
+	fs.DurationVar(&o.warmup, "warmup", 2*time.Second, "unmeasured load before each run")
+	fs.IntVar(&o.rounds, "rounds", 1, "runs per target and concurrency, alternating targets; the median run is reported")
+	fs.IntVar(&o.conns, "conns", 4, "gRPC connections (Envoy keeps a few and multiplexes)")
+	fs.IntVar(&o.keys, "keys", 1000, "distinct descriptor values (clients) cycled through")
+	fs.IntVar(&o.descriptors, "descriptors", 1, "descriptors per request: remote_address, then path=/api/N (1 or 2)")
+	tg := fs.String("targets", "noop,server", "comma-separated targets: noop, server")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	for _, s := range strings.Split(*conc, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n <= 0 {
+			return fmt.Errorf("-concurrency %q: want positive integers", *conc)
+		}
+		o.concurrency = append(o.concurrency, n)
+	}
+	o.targets = strings.Split(*tg, ",")
+	switch {
+	case o.rounds < 1 || o.conns < 1 || o.keys < 1 || o.duration <= 0:
+		return errors.New("-rounds, -conns, -keys and -duration must be positive")
+	case o.descriptors < 1 || o.descriptors > 2:
+		return errors.New("-descriptors must be 1 or 2")
+	}
+
+	addrs := map[string]string{}
+	for _, t := range o.targets {
+		switch t {
+		case "noop":
+			addr, stop, err := startNoop(ctx)
+			if err != nil {
+				return fmt.Errorf("start noop server: %w", err)
+			}
+			defer stop()
+			addrs[t] = addr
+		case "server":
+			if o.serverBin == "" {
+				return errors.New("target server needs -server-bin (build it with: go build -o bin/extauthz ./cmd/extauthz)")
+			}
+			addr, stop, err := startServer(ctx, o.serverBin, o.config)
+			if err != nil {
+				return fmt.Errorf("start extauthz: %w", err)
+			}
+			defer stop()
+			addrs[t] = addr
+		default:
+			return fmt.Errorf("unknown target %q: want noop or server", t)
+		}
+	}
+
+	fmt.Fprintf(stdout, "rlsload: %d CPUs, GOMAXPROCS %d, %s/%s, %s; load average %s\n",
+		runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.GOOS, runtime.GOARCH, runtime.Version(), loadAvg())
+	fmt.Fprintf(stdout, "duration %v (+%v warmup) per run, %d round(s), %d connections, %d distinct keys, %d descriptor(s) per request\n\n",
+		o.duration, o.warmup, o.rounds, o.conns, o.keys, o.descriptors)
+
+	reqs := buildRequests(o)
+	results := map[string]map[int][]runResult{}
+	for _, c := range o.concurrency {
+		for round := range o.rounds {
+			// Alternate the order each round so neither target always runs
+			// on a warmer (or busier) machine.
+			order := slices.Clone(o.targets)
+			if round%2 == 1 {
+				slices.Reverse(order)
+			}
+			for _, t := range order {
+				r, err := runLoad(ctx, addrs[t], reqs, c, o)
+				if err != nil {
+					return fmt.Errorf("%s at concurrency %d: %w", t, c, err)
+				}
+				fmt.Fprintf(stderr, "  %-6s c=%-4d round %d: %8.0f req/s  p50 %v  p99 %v  errors %d\n", t, c, round+1, r.rps, r.p50, r.p99, r.errors)
+				if results[t] == nil {
+					results[t] = map[int][]runResult{}
+				}
+				results[t][c] = append(results[t][c], r)
+			}
+		}
+	}
+
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "target\tconcurrency\treq/s\tp50\tp99\terrors\tvs noop\t")
+	for _, c := range o.concurrency {
+		var noopRPS float64
+		if rs := results["noop"][c]; len(rs) > 0 {
+			noopRPS = median(rs).rps
+		}
+		for _, t := range o.targets {
+			r := median(results[t][c])
+			ratio := "-"
+			if noopRPS > 0 {
+				ratio = fmt.Sprintf("%.0f%%", 100*r.rps/noopRPS)
+			}
+			fmt.Fprintf(tw, "%s\t%d\t%.0f\t%v\t%v\t%d\t%s\t\n", t, c, r.rps, r.p50.Round(time.Microsecond), r.p99.Round(time.Microsecond), r.errors, ratio)
+		}
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "\nload average after: %s\n", loadAvg())
+	return nil
+}
+
+// buildRequests prebuilds one request per key, so the client allocates no
+// request while measuring.
+func buildRequests(o options) []*rlsv3.RateLimitRequest {
+	reqs := make([]*rlsv3.RateLimitRequest, o.keys)
+	for i := range reqs {
+		ds := []*ratelimitv3.RateLimitDescriptor{{Entries: []*ratelimitv3.RateLimitDescriptor_Entry{
+			{Key: "remote_address", Value: fmt.Sprintf("10.%d.%d.%d", i>>16&255, i>>8&255, i&255)},
+		}}}
+		if o.descriptors > 1 {
+			ds = append(ds, &ratelimitv3.RateLimitDescriptor{Entries: []*ratelimitv3.RateLimitDescriptor_Entry{
+				{Key: "path", Value: fmt.Sprintf("/api/%d", i%16)},
+			}})
+		}
+		reqs[i] = &rlsv3.RateLimitRequest{Domain: o.domain, Descriptors: ds}
+	}
+	return reqs
+}
+
+// runResult is one measured run.
+type runResult struct {
+	rps      float64
+	p50, p99 time.Duration
+	calls    int
+	errors   int64
+}
+
+func median(rs []runResult) runResult {
+	if len(rs) == 0 {
+		return runResult{}
+	}
+	s := slices.Clone(rs)
+	slices.SortFunc(s, func(a, b runResult) int { return cmp.Compare(a.rps, b.rps) })
+	return s[len(s)/2]
+}
+
+// runLoad keeps concurrency calls in flight against addr for o.warmup,
+// then measures for o.duration.
+func runLoad(ctx context.Context, addr string, reqs []*rlsv3.RateLimitRequest, concurrency int, o options) (runResult, error) {
+	clients := make([]rlsv3.RateLimitServiceClient, o.conns)
+	for i := range clients {
+		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			return runResult{}, err
+		}
+		defer conn.Close()
+		clients[i] = rlsv3.NewRateLimitServiceClient(conn)
+	}
+
+	var (
+		measuring atomic.Bool
+		stop      atomic.Bool
+		errs      atomic.Int64
+		firstErr  atomic.Value
+		wg        sync.WaitGroup
+	)
+	lats := make([][]time.Duration, concurrency)
+	for w := range concurrency {
+		lats[w] = make([]time.Duration, 0, 1<<16)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			client := clients[w%len(clients)]
+			i := w * 7919 // spread workers over the keys
+			for !stop.Load() {
+				req := reqs[i%len(reqs)]
+				i++
+				start := time.Now()
+				_, err := client.ShouldRateLimit(ctx, req)
+				d := time.Since(start)
+				if !measuring.Load() {
+					continue
+				}
+				if err != nil {
+					errs.Add(1)
+					firstErr.CompareAndSwap(nil, err)
+					continue
+				}
+				lats[w] = append(lats[w], d)
+			}
+		}()
+	}
+	sleep(ctx, o.warmup)
+	measuring.Store(true)
+	start := time.Now()
+	sleep(ctx, o.duration)
+	measuring.Store(false)
+	elapsed := time.Since(start)
+	stop.Store(true)
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return runResult{}, err
+	}
+
+	var all []time.Duration
+	for _, l := range lats {
+		all = append(all, l...)
+	}
+	if len(all) == 0 {
+		err, _ := firstErr.Load().(error)
+		return runResult{}, fmt.Errorf("no successful call (%d errors; first: %v)", errs.Load(), err)
+	}
+	slices.Sort(all)
+	return runResult{
+		rps:    float64(len(all)) / elapsed.Seconds(),
+		p50:    all[len(all)*50/100],
+		p99:    all[len(all)*99/100],
+		calls:  len(all),
+		errors: errs.Load(),
+	}, nil
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+// startNoop runs this binary's noop command and returns its address.
+func startNoop(ctx context.Context) (string, func(), error) {
+	self, err := os.Executable()
+	if err != nil {
+		return "", nil, err
+	}
+	cmd := exec.CommandContext(ctx, self, "noop")
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return "", nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return "", nil, err
+	}
+	stop := func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }
+	line, err := bufio.NewReader(out).ReadString('\n')
+	addr, ok := strings.CutPrefix(strings.TrimSpace(line), "listening ")
+	if err != nil || !ok {
+		stop()
+		return "", nil, fmt.Errorf("noop server said %q: %v", line, err)
+	}
+	return addr, stop, nil
+}
+
+// startServer runs "extauthz serve" on free loopback ports and waits for
+// /readyz.
+func startServer(ctx context.Context, bin, config string) (string, func(), error) {
+	dir, err := os.MkdirTemp("", "rlsload-")
+	if err != nil {
+		return "", nil, err
+	}
+	if config == "" {
+		config = filepath.Join(dir, "bench.yaml")
+		if err := os.WriteFile(config, benchConfig, 0o644); err != nil {
+			return "", nil, err
+		}
+	}
+	grpcAddr, httpAddr := freeAddr(), freeAddr()
+	cmd := exec.CommandContext(ctx, bin, "serve", "--config", config, "--grpc-addr", grpcAddr, "--http-addr", httpAddr, "--log-level", "warn")
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Start(); err != nil {
+		return "", nil, err
+	}
+	stop := func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+		_ = os.RemoveAll(dir)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		resp, err := http.Get("http://" + httpAddr + "/readyz")
+		if err == nil {
+			_ = resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return grpcAddr, stop, nil
+			}
+		}
+		if time.Now().After(deadline) {
+			stop()
+			return "", nil, fmt.Errorf("extauthz not ready after 15s: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func freeAddr() string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "127.0.0.1:0"
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// loadAvg returns the 1, 5 and 15 minute load averages (Linux), or "n/a".
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "n/a"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "n/a"
+	}
+	return strings.Join(f[:3], " ")
+}

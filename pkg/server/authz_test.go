@@ -1,0 +1,558 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/test/bufconn"
+
+	"github.com/extauthz/extauthz/pkg/backends/chain"
+	"github.com/extauthz/extauthz/pkg/backends/memstore"
+	"github.com/extauthz/extauthz/pkg/descriptor"
+	"github.com/extauthz/extauthz/pkg/limiter"
+)
+
+// authzRules is the rule tree of the Check tests (domain "web"): 2 per
+// minute per client IP, API keys tiered by their listing, tenants per
+// route.
+func authzRules(t testing.TB, ids *descriptor.Identities) *descriptor.Set {
+	t.Helper()
+	perMinute := func(name string, n int64) *descriptor.RateLimit {
+		return &descriptor.RateLimit{Name: name, Unit: descriptor.UnitMinute, RequestsPerUnit: n}
+	}
+	keyRule := perMinute("per_key", 1)
+	keyRule.Tiers = &descriptor.Tiers{
+		Key:    "api_key",
+		Limits: map[string]limiter.Limit{"pro": {Requests: 1000, Period: time.Minute}},
+		Units:  map[string]descriptor.Unit{"pro": descriptor.UnitMinute},
+	}
+	s, err := descriptor.NewSet([]descriptor.Domain{{Name: "web", Descriptors: []descriptor.Node{
+		{Key: "remote_address", RateLimit: perMinute("per_ip", 2)},
+		{Key: "api_key", RateLimit: keyRule},
+		{Key: "tenant", Descriptors: []descriptor.Node{{Key: "path", RateLimit: perMinute("per_tenant_path", 1)}}},
+	}}}, descriptor.Options{})
+	if err != nil {
+		t.Fatalf("NewSet: %v", err)
+	}
+	descriptor.LinkIdentities(s, ids)
+	return s
+}
+
+// authzExtractor reads the client from one trusted hop of
+// X-Forwarded-For, an API key from x-api-key, a tenant from x-tenant.
+func authzExtractor(t testing.TB) (*descriptor.Extractor, *descriptor.Identities) {
+	t.Helper()
+	ids, err := descriptor.NewIdentities(descriptor.IdentitiesOptions{
+		APIKeys: []descriptor.APIKeyListing{{Digest: descriptor.HashAPIKey("sk-pro"), Identity: descriptor.Identity{ID: "acme", Tier: "pro"}}},
+	})
+	if err != nil {
+		t.Fatalf("NewIdentities: %v", err)
+	}
+	x, err := descriptor.NewExtractor(descriptor.ExtractorOptions{
+		Domain:     "web",
+		ClientIP:   descriptor.ClientIPOptions{TrustedHops: 1},
+		APIKey:     descriptor.APIKeyOptions{Sources: []descriptor.KeySource{{Header: "x-api-key"}}},
+		Tenant:     descriptor.TenantOptions{Sources: []descriptor.TenantSource{{Header: "x-tenant"}}},
+		Identities: ids,
+		Descriptors: []descriptor.DescriptorSpec{
+			{Name: "per_ip", Entries: []descriptor.EntrySpec{{From: descriptor.FromClientIP, Missing: descriptor.MissingDeny, DenyStatus: 400}}},
+			{Name: "per_key", Entries: []descriptor.EntrySpec{{From: descriptor.FromAPIKey}}},
+			{Name: "per_tenant_path", Entries: []descriptor.EntrySpec{{From: descriptor.FromTenant}, {From: descriptor.FromPath}}},
+		},
+	})
+	if err != nil {
+		t.Fatalf("NewExtractor: %v", err)
+	}
+	return x, ids
+}
+
+// authzEnv is an Authz and a Server on bufconn over a recording memstore.
+type authzEnv struct {
+	srv    *Server
+	authz  *Authz
+	store  *recordingStore
+	reg    *prometheus.Registry
+	client authv3.AuthorizationClient
+	rls    rlsv3.RateLimitServiceClient
+}
+
+func newAuthzEnv(t testing.TB, settings Settings, as AuthzSettings) *authzEnv {
+	t.Helper()
+	clock := &fakeClock{now: testNow}
+	mem, err := memstore.New(memstore.Options{MaxKeys: 10_000, Now: clock.Now, SweepInterval: -1})
+	if err != nil {
+		t.Fatalf("memstore.New: %v", err)
+	}
+	t.Cleanup(func() { _ = mem.Close() })
+	x, ids := authzExtractor(t)
+	if as.Extractor == nil {
+		as.Extractor = x
+	}
+	e := &authzEnv{store: &recordingStore{next: mem}, reg: prometheus.NewRegistry()}
+	snap, err := NewSnapshot(authzRules(t, ids), settings, nil)
+	if err != nil {
+		t.Fatalf("NewSnapshot: %v", err)
+	}
+	if e.srv, err = New(Options{Store: e.store, Metrics: NewMetrics(e.reg)}, snap); err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	if e.authz, err = NewAuthz(e.srv, as); err != nil {
+		t.Fatalf("NewAuthz: %v", err)
+	}
+	lis := bufconn.Listen(1 << 20)
+	g, _ := NewGRPCServer(GRPCOptions{})
+	e.srv.Register(g)
+	e.authz.Register(g)
+	go func() { _ = g.Serve(lis) }()
+	t.Cleanup(g.Stop)
+	conn, err := grpc.NewClient("passthrough:///bufnet",
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
+		grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatalf("grpc.NewClient: %v", err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	e.client = authv3.NewAuthorizationClient(conn)
+	e.rls = rlsv3.NewRateLimitServiceClient(conn)
+	return e
+}
+
+// checkRequest builds a CheckRequest from a peer, a path and header pairs.
+func checkRequest(peer, path string, kv ...string) *authv3.CheckRequest {
+	h := map[string]string{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		h[kv[i]] = kv[i+1]
+	}
+	return &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
+		Source: &authv3.AttributeContext_Peer{Address: &corev3.Address{Address: &corev3.Address_SocketAddress{
+			SocketAddress: &corev3.SocketAddress{Address: peer, PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: 50000}},
+		}}},
+		Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
+			Method: "GET", Host: "api.example", Path: path, Headers: h,
+		}},
+	}}
+}
+
+func (e *authzEnv) check(t testing.TB, req *authv3.CheckRequest) *authv3.CheckResponse {
+	t.Helper()
+	resp, err := e.client.Check(context.Background(), req)
+	if err != nil {
+		t.Fatalf("Check: %v", err)
+	}
+	return resp
+}
+
+// fmtOptions renders header options as "k=v k=v", sorted.
+func fmtOptions(hs []*corev3.HeaderValueOption) string {
+	parts := make([]string, 0, len(hs))
+	for _, h := range hs {
+		if h.GetAppendAction() != corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD {
+			parts = append(parts, "!append:"+h.GetHeader().GetKey())
+		}
+		parts = append(parts, h.GetHeader().GetKey()+"="+h.GetHeader().GetValue())
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, " ")
+}
+
+// fmtCheck renders a CheckResponse compactly: "OK [response headers]
+// upstream[...] remove[...]" or "DENIED 429 [headers] body".
+func fmtCheck(resp *authv3.CheckResponse) string {
+	if ok := resp.GetOkResponse(); ok != nil {
+		return fmt.Sprintf("%s [%s] upstream[%s] remove%v", codes.Code(resp.GetStatus().GetCode()), fmtOptions(ok.GetResponseHeadersToAdd()),
+			fmtOptions(ok.GetHeaders()), ok.GetHeadersToRemove())
+	}
+	if d := resp.GetDeniedResponse(); d != nil {
+		return fmt.Sprintf("%s %d [%s] %s", codes.Code(resp.GetStatus().GetCode()), d.GetStatus().GetCode(), fmtOptions(d.GetHeaders()), d.GetBody())
+	}
+	return fmt.Sprintf("%s (no http response)", codes.Code(resp.GetStatus().GetCode()))
+}
+
+func TestCheck(t *testing.T) {
+	const peer = "10.0.0.1" // Envoy; the client is the right-most X-Forwarded-For entry
+	tests := []struct {
+		name  string
+		reqs  []*authv3.CheckRequest
+		want  string // the answer to the last request
+		takes int    // Store.Take calls over all requests
+	}{
+		{
+			name: "allowed with headers and upstream identity",
+			reqs: []*authv3.CheckRequest{checkRequest(peer, "/a?x=1", "x-forwarded-for", "6.6.6.6, 198.51.100.7", "x-api-key", "sk-pro", "x-tenant", "t1")},
+			want: "OK [X-RateLimit-Limit=1 X-RateLimit-Remaining=0 X-RateLimit-Reset=60] " +
+				"upstream[x-extauthz-api-key=acme x-extauthz-tenant=t1 x-extauthz-tier=pro] remove[]",
+			takes: 1,
+		},
+		{
+			name: "no identity removes client-sent upstream headers",
+			reqs: []*authv3.CheckRequest{checkRequest(peer, "/a", "x-forwarded-for", "198.51.100.7", "x-extauthz-tenant", "forged")},
+			want: "OK [X-RateLimit-Limit=2 X-RateLimit-Remaining=1 X-RateLimit-Reset=60] upstream[] " +
+				"remove[x-extauthz-tenant x-extauthz-tier x-extauthz-api-key]",
+			takes: 1,
+		},
+		{
+			name: "third request of an IP is refused with 429",
+			reqs: []*authv3.CheckRequest{
+				checkRequest(peer, "/a", "x-forwarded-for", "198.51.100.7"),
+				checkRequest(peer, "/b", "x-forwarded-for", "1.1.1.1, 198.51.100.7"),
+				checkRequest(peer, "/c", "x-forwarded-for", "2.2.2.2, 198.51.100.7"),
+			},
+			want: `ResourceExhausted 429 [Retry-After=60 X-RateLimit-Limit=2 X-RateLimit-Remaining=0 X-RateLimit-Reset=60 content-type=application/json] ` +
+				`{"code":"over_limit","domain":"web","limit":{"name":"per_ip","requests_per_unit":2,"unit":"minute"},"retry_after_seconds":60}`,
+			takes: 3,
+		},
+		{
+			name: "spoofed left-most entries do not share a counter",
+			reqs: []*authv3.CheckRequest{
+				checkRequest(peer, "/a", "x-forwarded-for", "198.51.100.7, 198.51.100.8"),
+				checkRequest(peer, "/a", "x-forwarded-for", "198.51.100.7, 198.51.100.9"),
+			},
+			want:  "OK [X-RateLimit-Limit=2 X-RateLimit-Remaining=1 X-RateLimit-Reset=60] upstream[] remove[x-extauthz-tenant x-extauthz-tier x-extauthz-api-key]",
+			takes: 2,
+		},
+		{
+			name: "listed key's tier sets the limit",
+			reqs: []*authv3.CheckRequest{
+				checkRequest(peer, "/a", "x-forwarded-for", "198.51.100.1", "x-api-key", "sk-pro"),
+				checkRequest(peer, "/a", "x-forwarded-for", "198.51.100.2", "x-api-key", "sk-pro"),
+			},
+			want: "OK [X-RateLimit-Limit=2 X-RateLimit-Remaining=1 X-RateLimit-Reset=60] " +
+				"upstream[x-extauthz-api-key=acme x-extauthz-tier=pro] remove[x-extauthz-tenant]",
+			takes: 2,
+		},
+		{
+			name: "unlisted key gets the rule's own limit",
+			reqs: []*authv3.CheckRequest{
+				checkRequest(peer, "/a", "x-forwarded-for", "198.51.100.1", "x-api-key", "sk-other"),
+				checkRequest(peer, "/a", "x-forwarded-for", "198.51.100.2", "x-api-key", "sk-other"),
+			},
+			want: `ResourceExhausted 429 [Retry-After=60 X-RateLimit-Limit=1 X-RateLimit-Remaining=0 X-RateLimit-Reset=60 content-type=application/json] ` +
+				`{"code":"over_limit","domain":"web","limit":{"name":"per_key","requests_per_unit":1,"unit":"minute"},"retry_after_seconds":60}`,
+			takes: 2,
+		},
+		{
+			name: "tenants never share a counter",
+			reqs: []*authv3.CheckRequest{
+				checkRequest(peer, "/r", "x-forwarded-for", "198.51.100.1", "x-tenant", "t1"),
+				checkRequest(peer, "/r", "x-forwarded-for", "198.51.100.2", "x-tenant", "t2"),
+			},
+			want: "OK [X-RateLimit-Limit=1 X-RateLimit-Remaining=0 X-RateLimit-Reset=60] " +
+				"upstream[x-extauthz-tenant=t2] remove[x-extauthz-tier x-extauthz-api-key]",
+			takes: 2,
+		},
+		{
+			name:  "missing client address denies with the configured status",
+			reqs:  []*authv3.CheckRequest{checkRequest(peer, "/a")},
+			want:  `InvalidArgument 400 [content-type=application/json] {"code":"missing_source","reason":"descriptor \"per_ip\": no client_ip for entry \"remote_address\""}`,
+			takes: 0,
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newAuthzEnv(t, Settings{Headers: HeaderSettings{Enabled: true}}, AuthzSettings{
+				TenantHeader: "x-extauthz-tenant", TierHeader: "x-extauthz-tier", APIKeyIDHeader: "x-extauthz-api-key",
+			})
+			var resp *authv3.CheckResponse
+			for _, r := range tc.reqs {
+				resp = e.check(t, r)
+			}
+			if got := fmtCheck(resp); got != tc.want {
+				t.Errorf("got  %s\nwant %s", got, tc.want)
+			}
+			if got := len(e.store.takes()); got != tc.takes {
+				t.Errorf("got %d Store.Take calls, want %d (one per Check that counts)", got, tc.takes)
+			}
+		})
+	}
+}
+
+func TestCheckRetryAfterWithoutHeaders(t *testing.T) {
+	e := newAuthzEnv(t, Settings{}, AuthzSettings{})
+	for range 2 {
+		e.check(t, checkRequest("10.0.0.1", "/", "x-forwarded-for", "198.51.100.7"))
+	}
+	resp := e.check(t, checkRequest("10.0.0.1", "/", "x-forwarded-for", "198.51.100.7"))
+	want := `ResourceExhausted 429 [Retry-After=60 content-type=application/json] ` +
+		`{"code":"over_limit","domain":"web","limit":{"name":"per_ip","requests_per_unit":2,"unit":"minute"},"retry_after_seconds":60}`
+	if got := fmtCheck(resp); got != want {
+		t.Errorf("got  %s\nwant %s", got, want)
+	}
+	var body map[string]any
+	if err := json.Unmarshal([]byte(resp.GetDeniedResponse().GetBody()), &body); err != nil {
+		t.Errorf("body is not JSON: %v", err)
+	}
+}
+
+func TestCheckDraftHeaders(t *testing.T) {
+	e := newAuthzEnv(t, Settings{Headers: HeaderSettings{Enabled: true, Draft: true}}, AuthzSettings{})
+	resp := e.check(t, checkRequest("10.0.0.1", "/", "x-forwarded-for", "198.51.100.7"))
+	got := fmtOptions(resp.GetOkResponse().GetResponseHeadersToAdd())
+	for _, w := range []string{`RateLimit-Policy="per_ip";q=2;w=60`, `RateLimit="per_ip";r=1;t=60`} {
+		if !strings.Contains(got, w) {
+			t.Errorf("got headers %q, want them to contain %q", got, w)
+		}
+	}
+}
+
+func TestCheckHeaderMap(t *testing.T) {
+	// encode_raw_headers: true sends header_map (raw values) instead of
+	// headers; the repeated X-Forwarded-For is merged as Envoy merges it.
+	e := newAuthzEnv(t, Settings{Headers: HeaderSettings{Enabled: true}}, AuthzSettings{TenantHeader: "x-t"})
+	req := checkRequest("10.0.0.1", "/p")
+	req.Attributes.Request.Http.Headers = nil
+	req.Attributes.Request.Http.HeaderMap = &corev3.HeaderMap{Headers: []*corev3.HeaderValue{
+		{Key: "x-forwarded-for", RawValue: []byte("6.6.6.6")},
+		{Key: "user-agent", RawValue: []byte("curl")},
+		{Key: "X-Tenant", RawValue: []byte("t9")},
+		{Key: "x-forwarded-for", RawValue: []byte("198.51.100.4")},
+	}}
+	resp := e.check(t, req)
+	if got, want := fmtCheck(resp), "OK [X-RateLimit-Limit=1 X-RateLimit-Remaining=0 X-RateLimit-Reset=60] upstream[x-t=t9] remove[]"; got != want {
+		t.Errorf("got  %s\nwant %s", got, want)
+	}
+	takes := e.store.takes()
+	if len(takes) != 1 || len(takes[0].reqs) != 2 {
+		t.Fatalf("got takes %+v, want one Take of 2 counters (per_ip, per_tenant_path)", takes)
+	}
+	ipKey := string(descriptor.AppendKey(nil, mustRule(t, e.srv, "web", descriptor.Descriptor{{Key: "remote_address", Value: "198.51.100.4"}}),
+		descriptor.Descriptor{{Key: "remote_address", Value: "198.51.100.4"}}))
+	if takes[0].reqs[0].Key != ipKey {
+		t.Errorf("got per-ip key %q, want the key of 198.51.100.4 %q", takes[0].reqs[0].Key, ipKey)
+	}
+}
+
+func mustRule(t *testing.T, s *Server, domain string, d descriptor.Descriptor) *descriptor.Rule {
+	t.Helper()
+	r, ok := s.Snapshot().Rules().Match(domain, d)
+	if !ok {
+		t.Fatalf("no rule for %v", d)
+	}
+	return r
+}
+
+func TestCheckStoreFailure(t *testing.T) {
+	tests := []struct {
+		name    string
+		policy  chain.FailurePolicy
+		wantErr codes.Code
+		want    string
+	}{
+		{name: "envoy", policy: chain.FailurePolicy{Default: chain.FailEnvoy}, wantErr: codes.Unavailable},
+		{name: "open", policy: chain.FailurePolicy{Default: chain.FailOpen},
+			want: "OK [X-RateLimit-Limit=2 X-RateLimit-Remaining=2 X-RateLimit-Reset=0] upstream[] remove[]"},
+		{name: "closed", policy: chain.FailurePolicy{Default: chain.FailClosed},
+			want: `ResourceExhausted 429 [Retry-After=1 X-RateLimit-Limit=2 X-RateLimit-Remaining=0 X-RateLimit-Reset=1 content-type=application/json] ` +
+				`{"code":"over_limit","domain":"web","limit":{"name":"per_ip","requests_per_unit":2,"unit":"minute"},"retry_after_seconds":1}`},
+		{name: "per-domain override", policy: chain.FailurePolicy{Default: chain.FailClosed, Domains: map[string]chain.FailureMode{"web": chain.FailOpen}},
+			want: "OK [X-RateLimit-Limit=2 X-RateLimit-Remaining=2 X-RateLimit-Reset=0] upstream[] remove[]"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newAuthzEnv(t, Settings{Failure: tc.policy, Headers: HeaderSettings{Enabled: true}}, AuthzSettings{})
+			e.store.fail(errBackend)
+			resp, err := e.client.Check(context.Background(), checkRequest("10.0.0.1", "/", "x-forwarded-for", "198.51.100.7"))
+			if got := status.Code(err); got != tc.wantErr {
+				t.Fatalf("got error code %v (%v), want %v", got, err, tc.wantErr)
+			}
+			if err != nil {
+				return
+			}
+			if got := fmtCheck(resp); got != tc.want {
+				t.Errorf("got  %s\nwant %s", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestCheckDynamicMetadata(t *testing.T) {
+	e := newAuthzEnv(t, Settings{}, AuthzSettings{DynamicMetadata: true})
+	resp := e.check(t, checkRequest("10.0.0.1", "/", "x-forwarded-for", "198.51.100.7", "x-api-key", "sk-pro", "x-tenant", "t1"))
+	got := resp.GetDynamicMetadata().AsMap()
+	want := map[string]any{"tenant": "t1", "tier": "pro", "api_key_id": "acme"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("got metadata %v, want %v", got, want)
+	}
+	resp = e.check(t, checkRequest("10.0.0.1", "/", "x-forwarded-for", "198.51.100.8"))
+	if md := resp.GetDynamicMetadata(); md != nil {
+		t.Errorf("got metadata %v for a request without identity, want none", md)
+	}
+}
+
+func TestCheckMetrics(t *testing.T) {
+	e := newAuthzEnv(t, Settings{}, AuthzSettings{})
+	for range 3 {
+		e.check(t, checkRequest("10.0.0.1", "/", "x-forwarded-for", "198.51.100.7"))
+	}
+	e.check(t, checkRequest("10.0.0.1", "/")) // no client: denied by the extractor
+	want := `
+# HELP extauthz_requests_total Requests answered, by API, domain and code (ok, over_limit or the gRPC error).
+# TYPE extauthz_requests_total counter
+extauthz_requests_total{api="authz",code="invalid_argument",domain="web"} 1
+extauthz_requests_total{api="authz",code="ok",domain="web"} 2
+extauthz_requests_total{api="authz",code="over_limit",domain="web"} 1
+`
+	if err := testutil.GatherAndCompare(e.reg, strings.NewReader(want), "extauthz_requests_total"); err != nil {
+		t.Error(err)
+	}
+	if got := testutil.ToFloat64(e.srv.metrics.decisions.WithLabelValues("web", "web.remote_address", "over_limit")); got != 1 {
+		t.Errorf("got %v over_limit decisions of per_ip, want 1", got)
+	}
+}
+
+func TestCheckSharesCountersWithShouldRateLimit(t *testing.T) {
+	e := newAuthzEnv(t, Settings{}, AuthzSettings{})
+	e.check(t, checkRequest("10.0.0.1", "/", "x-forwarded-for", "198.51.100.7"))
+	resp, err := e.rls.ShouldRateLimit(context.Background(), request("web", desc("remote_address", "198.51.100.7")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := resp.GetStatuses()[0].GetLimitRemaining(); got != 0 {
+		t.Errorf("got remaining %d after one Check and one ShouldRateLimit of the same IP, want 0 (one counter)", got)
+	}
+}
+
+// TestCheckConcurrent runs Checks of distinct clients in parallel (run it
+// with -race): pooled scratch must never leak between calls, so each
+// client's second request sees exactly its own first one.
+func TestCheckConcurrent(t *testing.T) {
+	e := newAuthzEnv(t, Settings{Headers: HeaderSettings{Enabled: true}}, AuthzSettings{TenantHeader: "x-t"})
+	var wg sync.WaitGroup
+	errs := make(chan string, 64)
+	for w := range 8 {
+		wg.Go(func() {
+			for i := range 25 {
+				ip := fmt.Sprintf("198.51.%d.%d", w, i)
+				tenant := fmt.Sprintf("t%d-%d", w, i)
+				for n := range 2 {
+					resp, err := e.authz.Check(context.Background(), checkRequest("10.0.0.1", "/", "x-forwarded-for", ip, "x-tenant", tenant))
+					if err != nil {
+						errs <- err.Error()
+						return
+					}
+					ok := resp.GetOkResponse()
+					want := fmt.Sprintf("X-RateLimit-Limit=1 X-RateLimit-Remaining=0 X-RateLimit-Reset=60 | x-t=%s", tenant)
+					if n == 0 && (ok == nil || fmtOptions(ok.GetResponseHeadersToAdd())+" | "+fmtOptions(ok.GetHeaders()) != want) {
+						errs <- fmt.Sprintf("%s first request: got %s, want %s", ip, fmtCheck(resp), want)
+					}
+					if n == 1 && resp.GetDeniedResponse() == nil {
+						errs <- fmt.Sprintf("%s second request: got %s, want 429 (per_tenant_path 1/min)", ip, fmtCheck(resp))
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
+	}
+}
+
+func TestNewAuthzErrors(t *testing.T) {
+	e := newAuthzEnv(t, Settings{}, AuthzSettings{})
+	if _, err := NewAuthz(nil, AuthzSettings{}); err == nil {
+		t.Error("NewAuthz(nil server): got no error")
+	}
+	if _, err := NewAuthz(e.srv, AuthzSettings{}); err == nil {
+		t.Error("NewAuthz without extractor: got no error")
+	}
+	x, _ := authzExtractor(t)
+	if _, err := NewAuthz(e.srv, AuthzSettings{Extractor: x, TenantHeader: "bad header"}); err == nil {
+		t.Error("NewAuthz with an invalid header name: got no error")
+	}
+	if err := e.authz.Swap(AuthzSettings{}); err == nil {
+		t.Error("Swap without extractor: got no error")
+	}
+}
+
+// BenchmarkCheck measures the Check handler in process (no gRPC), on the
+// rules and memstore of BenchmarkShouldRateLimit, with the same descriptors
+// (1desc: the client IP from X-Forwarded-For; 3desc: and the path and a
+// user header), so that the two are comparable.
+func BenchmarkCheck(b *testing.B) {
+	entries := func(from descriptor.Source, key, header string) descriptor.DescriptorSpec {
+		return descriptor.DescriptorSpec{Name: key, Entries: []descriptor.EntrySpec{{From: from, Key: key, Header: header}}}
+	}
+	oneDesc := []descriptor.DescriptorSpec{entries(descriptor.FromClientIP, "remote_address", "")}
+	threeDesc := append(oneDesc[:1:1], entries(descriptor.FromPath, "path", ""), entries(descriptor.FromHeader, "user", "x-user"))
+	cases := []struct {
+		name     string
+		settings Settings
+		descs    []descriptor.DescriptorSpec
+	}{
+		{name: "1desc", descs: oneDesc},
+		{name: "1desc_headers", settings: Settings{Headers: HeaderSettings{Enabled: true}}, descs: oneDesc},
+		{name: "3desc", descs: threeDesc},
+	}
+	reqs := make([]*authv3.CheckRequest, 1024)
+	for i := range reqs {
+		reqs[i] = checkRequest("10.255.0.1", fmt.Sprintf("/api/v%d?page=%d", i%7, i),
+			"x-forwarded-for", fmt.Sprintf("203.0.113.9, 10.0.%d.%d", i/256, i%256), "x-user", fmt.Sprintf("user-%d", i),
+			"user-agent", "bench", "accept", "*/*")
+	}
+	ctx := context.Background()
+	for _, tc := range cases {
+		x, err := descriptor.NewExtractor(descriptor.ExtractorOptions{
+			Domain: "edge", ClientIP: descriptor.ClientIPOptions{TrustedHops: 1}, Descriptors: tc.descs,
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		a, err := NewAuthz(benchServer(b, tc.settings), AuthzSettings{Extractor: x})
+		if err != nil {
+			b.Fatal(err)
+		}
+		// Check the inputs do what the case says: allowed, every descriptor
+		// counted.
+		resp, err := a.Check(ctx, reqs[0])
+		if err != nil || resp.GetOkResponse() == nil {
+			b.Fatalf("%s: got %s, %v; want OK", tc.name, fmtCheck(resp), err)
+		}
+		var ext descriptor.Extraction
+		var r authzScratch
+		readCheckRequest(reqs[0], x, &r)
+		x.Extract(&r.req, time.Now(), &ext)
+		if len(ext.Descriptors) != len(tc.descs) {
+			b.Fatalf("%s: got %d descriptors, want %d", tc.name, len(ext.Descriptors), len(tc.descs))
+		}
+		b.Run(tc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				if _, err := a.Check(ctx, reqs[i&1023]); err != nil {
+					b.Fatal(err)
+				}
+				i++
+			}
+		})
+		b.Run(tc.name+"/parallel", func(b *testing.B) {
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				i := 0
+				for pb.Next() {
+					if _, err := a.Check(ctx, reqs[i&1023]); err != nil {
+						b.Error(err)
+						return
+					}
+					i++
+				}
+			})
+		})
+	}
+}

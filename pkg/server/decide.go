@@ -1,0 +1,253 @@
+package server
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"time"
+	"unsafe"
+
+	"github.com/extauthz/extauthz/pkg/descriptor"
+	"github.com/extauthz/extauthz/pkg/limiter"
+)
+
+// kind classifies the decision for one descriptor of a request.
+type kind uint8
+
+const (
+	kindUnmatched kind = iota // no rule matches (or unknown domain): OK, nothing counted
+	kindUnlimited             // an unlimited rule matches: OK, nothing counted
+	kindReplaced              // its rule is replaced by another descriptor's rule: OK, nothing counted
+	kindCounted               // counted against limit
+)
+
+// override is Envoy's per-descriptor limit override
+// (RateLimitDescriptor.limit), validated.
+type override struct {
+	set      bool
+	requests uint32
+	unit     descriptor.Unit
+	mult     uint32 // unit_multiplier, 1 when unset
+}
+
+// verdict is the decision for one descriptor of a request, independent of
+// the API that asked. The API handler fills desc, hits and ovr; decide fills
+// the rest.
+type verdict struct {
+	desc descriptor.Descriptor // aliases the request and the scratch; valid during the request only
+	hits int64
+	ovr  override
+
+	kind    kind
+	rule    *descriptor.Rule // the rule that applies (the matched one, or ovrRule), nil when none
+	ovrRule descriptor.Rule  // the rule of an override (Set.Override)
+	shadow  bool
+	limit   limiter.Limit   // the effective limit (kindCounted)
+	unit    descriptor.Unit // the effective limit's unit
+	mult    uint32          // unit multiplier to report; 0 or 1 = one unit
+	result  limiter.Result
+	req     int // index of the verdict's request in scratch.reqs
+}
+
+// refused reports whether v refuses the request (a shadow rule never does).
+func (v *verdict) refused() bool {
+	return v.kind == kindCounted && !v.result.Allowed && !v.shadow
+}
+
+// scratch is the per-request working memory, pooled: one request allocates
+// none of it once the pool is warm.
+type scratch struct {
+	entries  []descriptor.Entry
+	verdicts []verdict
+	reqs     []limiter.Request
+	res      []limiter.Result
+	key      []byte // every counter key of the request, back to back
+	keyEnds  []int  // keyEnds[i] is where request i's key ends in key
+	headers  []header
+}
+
+// maxPooledKeyBytes bounds the key buffer a pooled scratch keeps, so that
+// one huge request does not pin its buffer forever.
+const maxPooledKeyBytes = 64 << 10
+
+// scratchPool holds scratch buffers. BenchmarkShouldRateLimit: without the
+// pool one descriptor costs 12 allocations and 1000 B per request, with it
+// 3 and 380 B (the response); three descriptors 15 and 2.7 kB against 3 and
+// 850 B.
+var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
+
+func getScratch() *scratch { return scratchPool.Get().(*scratch) }
+
+func putScratch(sc *scratch) {
+	if cap(sc.key) > maxPooledKeyBytes {
+		return
+	}
+	// Drop the references to the request so that the pool does not pin it.
+	clear(sc.entries[:cap(sc.entries)])
+	clear(sc.verdicts[:cap(sc.verdicts)])
+	clear(sc.reqs[:cap(sc.reqs)])
+	clear(sc.headers[:cap(sc.headers)])
+	sc.entries, sc.verdicts, sc.reqs, sc.res = sc.entries[:0], sc.verdicts[:0], sc.reqs[:0], sc.res[:0]
+	sc.key, sc.keyEnds, sc.headers = sc.key[:0], sc.keyEnds[:0], sc.headers[:0]
+	scratchPool.Put(sc)
+}
+
+// resize returns s with length n, reusing its array when it is big enough.
+func resize[T any](s []T, n int) []T {
+	if cap(s) < n {
+		return make([]T, n)
+	}
+	return s[:n]
+}
+
+// decide matches each verdict's descriptor against the rules of domain,
+// applies overrides, unlimited rules and replaces, and counts every
+// counted descriptor with a single Store.Take. An error is the store's: the
+// verdicts then hold kinds and limits but no results.
+func (s *Server) decide(ctx context.Context, snap *Snapshot, domain string, sc *scratch) error {
+	vs := sc.verdicts
+	rules := snap.rules
+	if !rules.HasDomain(domain) {
+		// Unknown domain: nothing matches, not even an override (as in
+		// envoyproxy/ratelimit).
+		return nil
+	}
+	var now time.Time // for tiered rules only
+	replaces := false
+	for i := range vs {
+		v := &vs[i]
+		if v.ovr.set {
+			// The override replaces the rule tree for this descriptor,
+			// whether or not a rule matches: never shadow, unlimited or
+			// replaced, and it replaces nothing (as in envoyproxy/ratelimit).
+			r, ok := rules.Override(domain, v.ovr.unit, v.ovr.requests)
+			if !ok {
+				continue
+			}
+			r.Limit.Period *= time.Duration(v.ovr.mult)
+			v.ovrRule = r
+			v.rule = &v.ovrRule
+			v.kind = kindCounted
+			v.limit, v.unit, v.mult = r.Limit, r.UnitCode, v.ovr.mult
+			continue
+		}
+		r, ok := rules.Match(domain, v.desc)
+		if !ok {
+			continue
+		}
+		v.rule = r
+		if len(r.Replaces) > 0 {
+			replaces = true
+		}
+		if r.Unlimited {
+			v.kind = kindUnlimited
+			continue
+		}
+		v.kind = kindCounted
+		v.shadow = r.Shadow
+		v.limit, v.unit = r.Limit, r.UnitCode
+		if r.Tiers != nil {
+			if now.IsZero() {
+				now = time.Now()
+			}
+			res := r.Resolve(v.desc, now)
+			v.limit, v.unit = res.Limit, res.Unit
+		}
+	}
+	if replaces {
+		applyReplaces(vs)
+	}
+
+	// Encode the keys: firm (non-shadow) requests first, then shadow ones,
+	// so that the firm ones are reqs[:firm].
+	sc.key, sc.keyEnds = sc.key[:0], sc.keyEnds[:0]
+	n, firm := 0, 0
+	for pass := range 2 {
+		for i := range vs {
+			v := &vs[i]
+			if v.kind != kindCounted || v.shadow != (pass == 1) {
+				continue
+			}
+			sc.key = descriptor.AppendKey(sc.key, v.rule, v.desc)
+			sc.keyEnds = append(sc.keyEnds, len(sc.key))
+			v.req = n
+			n++
+		}
+		if pass == 0 {
+			firm = n
+		}
+	}
+	if n == 0 {
+		return nil
+	}
+	sc.reqs = resize(sc.reqs, n)
+	sc.res = resize(sc.res, n)
+	for i := range vs {
+		v := &vs[i]
+		if v.kind != kindCounted {
+			continue
+		}
+		start := 0
+		if v.req > 0 {
+			start = sc.keyEnds[v.req-1]
+		}
+		sc.reqs[v.req] = limiter.Request{Key: bytesString(sc.key[start:sc.keyEnds[v.req]]), Limit: v.limit, Hits: v.hits}
+	}
+
+	mode := snap.settings.CountMode
+	if err := s.store.Take(ctx, mode, sc.reqs, sc.res); err != nil {
+		return err
+	}
+	if mode == limiter.CountIfAllAllowed && firm > 0 && firm < n && allAllowed(sc.res[:firm]) && !allAllowed(sc.res[firm:]) {
+		// Only shadow rules refused, so the store counted nothing, yet the
+		// request is admitted: count the firm requests alone. This second
+		// round trip happens only in this mode, and only while a shadow
+		// rule would refuse.
+		if err := s.store.Take(ctx, mode, sc.reqs[:firm], sc.res[:firm]); err != nil {
+			return err
+		}
+	}
+	for i := range vs {
+		if v := &vs[i]; v.kind == kindCounted {
+			v.result = sc.res[v.req]
+		}
+	}
+	return nil
+}
+
+// applyReplaces marks as replaced every counted descriptor whose rule is
+// named in the replaces list of any rule matched by the request (including
+// unlimited rules and rules that are themselves replaced), as
+// envoyproxy/ratelimit does. Overrides neither replace nor are replaced.
+func applyReplaces(vs []verdict) {
+	for i := range vs {
+		v := &vs[i]
+		if v.kind != kindCounted || v.rule.Override || v.rule.Name == "" {
+			continue
+		}
+		for j := range vs {
+			w := &vs[j]
+			if w.rule != nil && slices.Contains(w.rule.Replaces, v.rule.Name) {
+				v.kind = kindReplaced
+				break
+			}
+		}
+	}
+}
+
+func allAllowed(res []limiter.Result) bool {
+	for i := range res {
+		if !res[i].Allowed {
+			return false
+		}
+	}
+	return true
+}
+
+// bytesString returns b as a string without copying, which saves one
+// allocation per counted descriptor. The key buffer is pooled and reused
+// once the request is answered; limiter.Request documents that stores copy
+// any key they keep, so the alias never outlives its use.
+func bytesString(b []byte) string {
+	return unsafe.String(unsafe.SliceData(b), len(b))
+}

@@ -1,0 +1,310 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/extauthz/extauthz/pkg/backends/chain"
+	"github.com/extauthz/extauthz/pkg/descriptor"
+	"github.com/extauthz/extauthz/pkg/limiter"
+)
+
+// ShouldRateLimit implements Envoy's RateLimitService:
+//
+//   - each descriptor is matched on its own; the answer is OVER_LIMIT when
+//     any non-shadow descriptor is over its limit;
+//   - every descriptor gets a DescriptorStatus, in request order;
+//   - hits_addend 0 means 1; a descriptor's own hits_addend overrides it
+//     (0 there only reads the counter);
+//   - a descriptor's limit override replaces its rule's limit, and applies
+//     even when no rule matches (as in envoyproxy/ratelimit);
+//   - unmatched descriptors, unknown domains, unlimited and replaced rules
+//     answer OK and count nothing;
+//   - an empty domain, no descriptors, a descriptor without entries or an
+//     entry without key, and requests beyond Settings.Bounds answer
+//     InvalidArgument;
+//   - a store failure answers according to the domain's failure mode
+//     (Settings.Failure): UNAVAILABLE, OK or OVER_LIMIT.
+func (s *Server) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLimitRequest) (*rlsv3.RateLimitResponse, error) {
+	start := time.Now()
+	lv := s.live.Load()
+	sc := getScratch()
+	resp, code, err := s.shouldRateLimit(ctx, lv, req, sc)
+	putScratch(sc)
+
+	domain := req.GetDomain()
+	if !lv.snap.rules.HasDomain(domain) {
+		domain = unknownDomain
+	}
+	lv.cache.request(apiRateLimit, domain, code)
+	s.metrics.observeDuration(apiRateLimit, code, time.Since(start).Seconds())
+	return resp, err
+}
+
+func (s *Server) shouldRateLimit(ctx context.Context, lv *live, req *rlsv3.RateLimitRequest, sc *scratch) (*rlsv3.RateLimitResponse, codeID, error) {
+	snap := lv.snap
+	if err := readRequest(req, &snap.settings.Bounds, sc); err != nil {
+		return nil, codeInvalidArgument, status.Error(codes.InvalidArgument, err.Error())
+	}
+	domain := req.Domain
+	decided := true
+	if err := s.decide(ctx, snap, domain, sc); err != nil {
+		code, err := s.storeFailed(ctx, apiRateLimit, snap, domain, err, sc)
+		if err != nil {
+			return nil, code, err
+		}
+		decided = false // answered by the failure mode
+	}
+
+	resp := &rlsv3.RateLimitResponse{OverallCode: rlsv3.RateLimitResponse_OK}
+	resp.Statuses = descriptorStatuses(sc.verdicts)
+	for i := range sc.verdicts {
+		v := &sc.verdicts[i]
+		if v.kind != kindCounted {
+			continue
+		}
+		if v.refused() {
+			resp.OverallCode = rlsv3.RateLimitResponse_OVER_LIMIT
+		}
+		if decided {
+			// The counter keys are no longer needed: reuse their buffer.
+			sc.key = s.countDecision(lv, v, &snap.settings, sc.key)
+		}
+	}
+	sc.headers = appendHeaders(sc.headers[:0], &snap.settings.Headers, sc.verdicts)
+	code := codeOK
+	if resp.OverallCode == rlsv3.RateLimitResponse_OVER_LIMIT {
+		code = codeOverLimit
+		if s.log.Enabled(ctx, slog.LevelDebug) {
+			// The limit's name, never the descriptor's values: they may be
+			// secrets (an API key sent as a descriptor).
+			v := &sc.verdicts[refusing(sc.verdicts)]
+			s.log.DebugContext(ctx, "over limit", "api", apiNames[apiRateLimit], "domain", domain, "limit", policyName(v))
+		}
+		if snap.settings.OverLimitBody {
+			if resp.RawBody = overLimitBody(domain, sc.verdicts); resp.RawBody != nil {
+				sc.headers = append(sc.headers, header{contentTypeHeader, jsonContentType})
+			}
+		}
+	}
+	resp.ResponseHeadersToAdd = headerValues(sc.headers)
+	return resp, code, nil
+}
+
+// readRequest validates req against b and fills sc.entries and
+// sc.verdicts (descriptor, hits and override of each descriptor).
+func readRequest(req *rlsv3.RateLimitRequest, b *descriptor.Bounds, sc *scratch) error {
+	switch {
+	case req.GetDomain() == "":
+		return errors.New("rate limit request has an empty domain")
+	case len(req.GetDescriptors()) == 0:
+		return errors.New("rate limit request has no descriptors")
+	}
+	if err := b.CheckRequest(len(req.Descriptors), uint64(req.HitsAddend)); err != nil {
+		return err
+	}
+	hits := int64(max(1, req.HitsAddend))
+
+	// Validate, and size the entries first: descriptors are views into one
+	// array, which must not move while they are built.
+	total := 0
+	for i, pd := range req.Descriptors {
+		es := pd.GetEntries()
+		if len(es) == 0 {
+			return fmt.Errorf("descriptor %d has no entries", i)
+		}
+		if err := b.CheckDescriptor(i, len(es), pd.GetHitsAddend().GetValue()); err != nil {
+			return err
+		}
+		if pd.IsNegativeHits {
+			return fmt.Errorf("descriptor %d: is_negative_hits is not supported", i)
+		}
+		for j, e := range es {
+			if e.GetKey() == "" {
+				return fmt.Errorf("descriptor %d entry %d has an empty key", i, j)
+			}
+			if err := b.CheckEntry(i, j, e.GetKey(), e.GetValue()); err != nil {
+				return err
+			}
+		}
+		total += len(es)
+	}
+
+	sc.entries = resize(sc.entries, total)[:0]
+	sc.verdicts = resize(sc.verdicts, len(req.Descriptors))
+	for i, pd := range req.Descriptors {
+		start := len(sc.entries)
+		for _, e := range pd.Entries {
+			sc.entries = append(sc.entries, descriptor.Entry{Key: e.Key, Value: e.Value})
+		}
+		v := &sc.verdicts[i]
+		*v = verdict{desc: sc.entries[start:len(sc.entries):len(sc.entries)], hits: hits}
+		if h := pd.HitsAddend; h != nil {
+			v.hits = int64(h.Value) // at most MaxHitsAddend: checked above
+		}
+		if l := pd.Limit; l != nil {
+			unit := descriptor.Unit(l.Unit)
+			if !unit.Valid() {
+				return fmt.Errorf("descriptor %d: limit override has unit %s, want one of SECOND, MINUTE, HOUR, DAY, MONTH, YEAR", i, l.Unit)
+			}
+			mult := uint32(1)
+			if m := l.UnitMultiplier.GetValue(); m > 1 {
+				if int64(m) > math.MaxInt64/int64(unit.Period()) {
+					return fmt.Errorf("descriptor %d: limit override of %d %ss is too long", i, m, unit)
+				}
+				mult = m
+			}
+			v.ovr = override{set: true, requests: l.RequestsPerUnit, unit: unit, mult: mult}
+		}
+	}
+	return nil
+}
+
+// statusBlock holds the messages of one DescriptorStatus, so that all
+// statuses of a response are one allocation.
+type statusBlock struct {
+	status   rlsv3.RateLimitResponse_DescriptorStatus
+	limit    rlsv3.RateLimitResponse_RateLimit
+	duration durationpb.Duration
+}
+
+// descriptorStatuses builds one DescriptorStatus per verdict, in order.
+// Unmatched and replaced descriptors get only code OK; unlimited ones OK
+// with limit_remaining at its maximum (as envoyproxy/ratelimit); counted
+// ones their limit, remaining and time to reset, and OVER_LIMIT when they
+// refuse (never for a shadow rule).
+func descriptorStatuses(vs []verdict) []*rlsv3.RateLimitResponse_DescriptorStatus {
+	blocks := make([]statusBlock, len(vs))
+	out := make([]*rlsv3.RateLimitResponse_DescriptorStatus, len(vs))
+	for i := range vs {
+		v, b := &vs[i], &blocks[i]
+		st := &b.status
+		st.Code = rlsv3.RateLimitResponse_OK
+		switch v.kind {
+		case kindUnlimited:
+			st.LimitRemaining = math.MaxUint32
+		case kindCounted:
+			if v.refused() {
+				st.Code = rlsv3.RateLimitResponse_OVER_LIMIT
+			}
+			b.limit.Name = policyName(v)
+			b.limit.RequestsPerUnit = clampUint32(v.limit.Requests)
+			b.limit.Unit = rlsv3.RateLimitResponse_RateLimit_Unit(v.unit)
+			if v.mult > 1 {
+				b.limit.UnitMultiplier = wrapperspb.UInt32(v.mult)
+			}
+			st.CurrentLimit = &b.limit
+			st.LimitRemaining = clampUint32(v.result.Remaining)
+			d := max(0, v.result.ResetAfter)
+			b.duration.Seconds = int64(d / time.Second)
+			b.duration.Nanos = int32(d % time.Second)
+			st.DurationUntilReset = &b.duration
+		}
+		out[i] = st
+	}
+	return out
+}
+
+// headerValues converts headers to the proto, in one allocation for the
+// messages.
+func headerValues(hs []header) []*corev3.HeaderValue {
+	if len(hs) == 0 {
+		return nil
+	}
+	vals := make([]corev3.HeaderValue, len(hs))
+	out := make([]*corev3.HeaderValue, len(hs))
+	for i, h := range hs {
+		vals[i].Key, vals[i].Value = h.key, h.value
+		out[i] = &vals[i]
+	}
+	return out
+}
+
+// countDecision records the metric of one counted verdict.
+func (s *Server) countDecision(lv *live, v *verdict, st *Settings, buf []byte) []byte {
+	o := outcomeOf(v, st.NearLimitRatio)
+	r := v.rule
+	switch {
+	case r.Override:
+		lv.cache.overrideDecision(r, o)
+	case r.DetailedMetric || r.ValueToMetric:
+		// Opted in to per-value series: the label holds request values, so
+		// it is neither cached nor free.
+		buf = descriptor.AppendMetricKey(buf[:0], r, v.desc)
+		lv.cache.m.decisions.WithLabelValues(r.Domain, string(buf), outcomeNames[o]).Inc()
+	default:
+		lv.cache.decision(r, o)
+	}
+	return buf
+}
+
+// outcomeOf classifies a counted verdict for metrics.
+func outcomeOf(v *verdict, nearRatio float64) outcomeID {
+	switch {
+	case !v.result.Allowed && v.shadow:
+		return outcomeShadow
+	case !v.result.Allowed:
+		return outcomeOverLimit
+	}
+	c := v.limit.Capacity()
+	if c > 0 && float64(c-v.result.Remaining) >= nearRatio*float64(c) {
+		return outcomeNearLimit
+	}
+	return outcomeOK
+}
+
+// storeFailed handles a failed Store.Take. When the caller gave up it
+// returns the context's error. A request error (limiter.ErrInvalidRequest
+// and the like: a bug, as requests are validated first) is INTERNAL. Any
+// other error means the store could not decide, and the domain's failure
+// mode answers: UNAVAILABLE (chain.FailEnvoy), or results filled in by
+// chain.Fill (every counted descriptor admitted with its whole capacity, or
+// refused for Settings.FailClosedRetryAfter), after which the caller
+// builds the response as usual, so fail-closed answers carry headers and a
+// body too.
+func (s *Server) storeFailed(ctx context.Context, api apiID, snap *Snapshot, domain string, err error, sc *scratch) (codeID, error) {
+	if cerr := ctx.Err(); cerr != nil {
+		s.metrics.storeFailure(api, failureCanceled)
+		st := status.FromContextError(cerr)
+		if st.Code() == codes.DeadlineExceeded {
+			return codeDeadlineExceeded, st.Err()
+		}
+		return codeCanceled, st.Err()
+	}
+	if errors.Is(err, limiter.ErrInvalidRequest) || errors.Is(err, limiter.ErrInvalidLimit) || errors.Is(err, limiter.ErrUnknownAlgorithm) {
+		s.metrics.storeFailure(api, failureInternal)
+		s.log.Error("rate limit store rejected a request", "err", err)
+		return codeInternal, status.Error(codes.Internal, "rate limit store rejected the request")
+	}
+	mode := snap.settings.Failure.For(domain)
+	s.warn.log(s.log, "rate limit store failed", "err", err, "failure_mode", mode.String())
+	var a chain.Answer
+	switch mode {
+	case chain.FailOpen:
+		a = chain.AnswerOK
+	case chain.FailClosed:
+		a = chain.AnswerOverLimit
+	default:
+		s.metrics.storeFailure(api, failureUnavailable)
+		return codeUnavailable, status.Error(codes.Unavailable, "rate limit store unavailable")
+	}
+	s.metrics.storeFailure(api, failureAnswer(a))
+	chain.Fill(a, sc.reqs, sc.res, snap.settings.FailClosedRetryAfter)
+	for i := range sc.verdicts {
+		if v := &sc.verdicts[i]; v.kind == kindCounted {
+			v.result = sc.res[v.req]
+		}
+	}
+	return codeOK, nil
+}

@@ -1,0 +1,244 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"sync/atomic"
+	"time"
+
+	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
+	"google.golang.org/grpc"
+
+	"github.com/extauthz/extauthz/pkg/backends/chain"
+	"github.com/extauthz/extauthz/pkg/descriptor"
+	"github.com/extauthz/extauthz/pkg/limiter"
+)
+
+// HeaderSettings configures the rate-limit response headers. Zero values are
+// the documented defaults.
+type HeaderSettings struct {
+	// Enabled adds the limit/remaining/reset headers of the most restrictive
+	// descriptor to every answer that counted something, and Retry-After to
+	// OVER_LIMIT answers.
+	Enabled bool
+	// LimitHeader, RemainingHeader and ResetHeader name the three headers
+	// (defaults X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset).
+	LimitHeader     string
+	RemainingHeader string
+	ResetHeader     string
+	// Draft also adds the IETF draft (-08 and later) RateLimit-Policy and
+	// RateLimit fields, one list item per counted limit.
+	Draft bool
+}
+
+// Settings are the request-handling options a Snapshot carries next to its
+// rules. Zero values are the documented defaults.
+type Settings struct {
+	// CountMode is passed to every Store.Take (default CountAll).
+	CountMode limiter.Mode
+	// NearLimitRatio is the used/limit ratio from which an admitted decision
+	// is reported as near_limit in metrics (default 0.8; must be in (0, 1]).
+	NearLimitRatio float64
+	// Headers configures response headers.
+	Headers HeaderSettings
+	// OverLimitBody adds a small JSON raw_body naming the refusing limit to
+	// OVER_LIMIT answers (Envoy sends it as the 429 body).
+	OverLimitBody bool
+	// Failure decides, per domain, the answer when the store cannot
+	// decide: gRPC UNAVAILABLE (chain.FailEnvoy, the default, so that
+	// Envoy's failure_mode_deny applies), OK (chain.FailOpen) or OVER_LIMIT
+	// (chain.FailClosed).
+	Failure chain.FailurePolicy
+	// FailClosedRetryAfter is the reset and retry time reported with a
+	// fail-closed answer (default 1s; e.g. the breaker's open time).
+	FailClosedRetryAfter time.Duration
+	// Bounds limit request sizes (defaults: descriptor.Bounds); a request
+	// beyond them answers InvalidArgument naming the bound.
+	Bounds descriptor.Bounds
+}
+
+// Default header names.
+const (
+	DefaultLimitHeader     = "X-RateLimit-Limit"
+	DefaultRemainingHeader = "X-RateLimit-Remaining"
+	DefaultResetHeader     = "X-RateLimit-Reset"
+)
+
+// withDefaults returns s with zero values replaced by defaults, or an error
+// naming the first invalid setting.
+func (s Settings) withDefaults() (Settings, error) {
+	if s.CountMode > limiter.CountIfAllAllowed {
+		return s, fmt.Errorf("server: unknown count mode %d", s.CountMode)
+	}
+	switch {
+	case s.NearLimitRatio == 0:
+		s.NearLimitRatio = 0.8
+	case math.IsNaN(s.NearLimitRatio) || s.NearLimitRatio <= 0 || s.NearLimitRatio > 1:
+		return s, fmt.Errorf("server: near limit ratio %v: want a number in (0, 1]", s.NearLimitRatio)
+	}
+	if s.Failure.Default > chain.FailClosed {
+		return s, fmt.Errorf("server: unknown failure mode %d", s.Failure.Default)
+	}
+	for d, m := range s.Failure.Domains {
+		if m > chain.FailClosed {
+			return s, fmt.Errorf("server: domain %q: unknown failure mode %d", d, m)
+		}
+	}
+	switch {
+	case s.FailClosedRetryAfter == 0:
+		s.FailClosedRetryAfter = time.Second
+	case s.FailClosedRetryAfter < 0:
+		return s, fmt.Errorf("server: fail-closed retry after %v is negative", s.FailClosedRetryAfter)
+	}
+	h := &s.Headers
+	for _, f := range []struct {
+		p   *string
+		def string
+	}{{&h.LimitHeader, DefaultLimitHeader}, {&h.RemainingHeader, DefaultRemainingHeader}, {&h.ResetHeader, DefaultResetHeader}} {
+		if *f.p == "" {
+			*f.p = f.def
+		}
+		if !validHeaderName(*f.p) {
+			return s, fmt.Errorf("server: header name %q is not a valid HTTP field name", *f.p)
+		}
+	}
+	s.Bounds = s.Bounds.WithDefaults()
+	return s, nil
+}
+
+// validHeaderName reports whether s is an HTTP field name (RFC 9110 token).
+func validHeaderName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case c == '!' || c == '#' || c == '$' || c == '%' || c == '&' || c == '\'' || c == '*' ||
+			c == '+' || c == '-' || c == '.' || c == '^' || c == '_' || c == '`' || c == '|' || c == '~':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// Snapshot is an immutable set of rules with the settings that go with them.
+// The Server reads the current snapshot once per request, so a reload
+// (Server.Swap) never changes the rules under an in-flight request.
+type Snapshot struct {
+	rules    *descriptor.Set
+	settings Settings
+	config   []byte
+}
+
+// NewSnapshot validates settings, fills in their defaults and returns a
+// snapshot of rules. config is the effective configuration rendered for
+// /config (already redacted); it may be nil.
+func NewSnapshot(rules *descriptor.Set, settings Settings, config []byte) (*Snapshot, error) {
+	if rules == nil {
+		return nil, errors.New("server: snapshot without rules")
+	}
+	s, err := settings.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	return &Snapshot{rules: rules, settings: s, config: config}, nil
+}
+
+// Rules returns the snapshot's rule set.
+func (s *Snapshot) Rules() *descriptor.Set { return s.rules }
+
+// Settings returns the snapshot's settings, defaults filled in.
+func (s *Snapshot) Settings() Settings { return s.settings }
+
+// Config returns the effective configuration given to NewSnapshot.
+func (s *Snapshot) Config() []byte { return s.config }
+
+// Options configures a Server.
+type Options struct {
+	// Store counts hits. Required.
+	Store limiter.Store
+	// Metrics records request and decision metrics. Required; see NewMetrics.
+	Metrics *Metrics
+	// Logger receives rate-limited warnings (default slog.Default()).
+	Logger *slog.Logger
+}
+
+// Server answers Envoy's RateLimitService over the current Snapshot. It is
+// safe for concurrent use.
+type Server struct {
+	rlsv3.UnimplementedRateLimitServiceServer
+
+	live    atomic.Pointer[live]
+	store   limiter.Store
+	metrics *Metrics
+	log     *slog.Logger
+	warn    logLimiter
+}
+
+var _ rlsv3.RateLimitServiceServer = (*Server)(nil)
+
+// New returns a Server answering from snap.
+func New(opts Options, snap *Snapshot) (*Server, error) {
+	switch {
+	case opts.Store == nil:
+		return nil, errors.New("server: no store")
+	case opts.Metrics == nil:
+		return nil, errors.New("server: no metrics")
+	case snap == nil:
+		return nil, errors.New("server: no snapshot")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	s := &Server{store: opts.Store, metrics: opts.Metrics, log: opts.Logger}
+	s.Swap(snap)
+	return s, nil
+}
+
+// live is what a request loads: the snapshot and the metric handles cached
+// for its rules. A fresh cache per snapshot releases the rules of an old
+// snapshot with it; the counters themselves live in Metrics, so a reload
+// resets nothing.
+type live struct {
+	snap  *Snapshot
+	cache *metricCache
+}
+
+// Swap makes snap the snapshot that new requests use and returns the
+// previous one (nil the first time). Requests already running finish on the
+// snapshot they started with.
+func (s *Server) Swap(snap *Snapshot) *Snapshot {
+	old := s.live.Swap(&live{snap: snap, cache: newMetricCache(s.metrics)})
+	if old == nil {
+		return nil
+	}
+	return old.snap
+}
+
+// Snapshot returns the snapshot new requests use.
+func (s *Server) Snapshot() *Snapshot { return s.live.Load().snap }
+
+// Register registers the RateLimitService on g.
+func (s *Server) Register(g *grpc.Server) {
+	rlsv3.RegisterRateLimitServiceServer(g, s)
+}
+
+// Ready reports whether the server can answer: it has rules, and the store,
+// when it can tell (an optional Ready(ctx) error method), is usable.
+func (s *Server) Ready(ctx context.Context) error {
+	if s.live.Load() == nil {
+		return errors.New("no rules loaded")
+	}
+	if r, ok := s.store.(interface{ Ready(context.Context) error }); ok {
+		if err := r.Ready(ctx); err != nil {
+			return fmt.Errorf("store: %w", err)
+		}
+	}
+	return nil
+}
