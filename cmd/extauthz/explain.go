@@ -1,10 +1,8 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"io"
-	"strings"
 	"time"
 
 	"github.com/extauthz/extauthz/pkg/config"
@@ -18,7 +16,7 @@ type descriptorFlags []descriptor.Descriptor
 func (f *descriptorFlags) String() string { return fmt.Sprint(*f) }
 
 func (f *descriptorFlags) Set(s string) error {
-	d, err := parseDescriptor(s)
+	d, err := descriptor.ParseDescriptor(s)
 	if err != nil {
 		return err
 	}
@@ -26,47 +24,6 @@ func (f *descriptorFlags) Set(s string) error {
 	return nil
 }
 
-// parseDescriptor parses "k=v,k=v": entries separated by ',', each split at
-// its first '='. A backslash escapes the next character, so values may hold
-// ',' and '=' ("path=/a\,b"). Keys must not be empty; values may.
-func parseDescriptor(s string) (descriptor.Descriptor, error) {
-	var d descriptor.Descriptor
-	var cur strings.Builder
-	var key string
-	inValue := false
-	flush := func() error {
-		if !inValue {
-			return fmt.Errorf("entry %q has no '=': want key=value", cur.String())
-		}
-		if key == "" {
-			return errors.New("entry with an empty key")
-		}
-		d = append(d, descriptor.Entry{Key: key, Value: cur.String()})
-		cur.Reset()
-		key, inValue = "", false
-		return nil
-	}
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; {
-		case c == '\\' && i+1 < len(s):
-			i++
-			cur.WriteByte(s[i])
-		case c == '=' && !inValue:
-			key, inValue = cur.String(), true
-			cur.Reset()
-		case c == ',':
-			if err := flush(); err != nil {
-				return nil, err
-			}
-		default:
-			cur.WriteByte(c)
-		}
-	}
-	if err := flush(); err != nil {
-		return nil, err
-	}
-	return d, nil
-}
 
 // explain prints how the rules of a server file treat a request's
 // descriptors, without counting anything: descriptors given with

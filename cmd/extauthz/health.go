@@ -35,7 +35,9 @@ func healthCmd(ctx context.Context, args []string, getenv func(string) string, s
 	if err != nil {
 		return configError(stderr, err)
 	}
-	bs, err := newBackends(cfg, slog.New(slog.DiscardHandler))
+	discard := slog.New(slog.DiscardHandler)
+	routeRedisLogs(discard) // dial errors show in the table
+	bs, err := newBackends(cfg, discard, nil)
 	if err != nil {
 		return err
 	}

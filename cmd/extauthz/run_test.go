@@ -18,35 +18,6 @@ import (
 	"github.com/extauthz/extauthz/pkg/limiter"
 )
 
-func TestParseDescriptor(t *testing.T) {
-	tests := []struct {
-		in      string
-		want    string
-		wantErr string
-	}{
-		{in: "remote_address=10.0.0.1", want: "(remote_address=10.0.0.1)"},
-		{in: "a=1,b=2", want: "(a=1, b=2)"},
-		{in: "a=", want: "(a=)"},
-		{in: "path=/a=b", want: "(path=/a=b)"},
-		{in: `path=/a\,b,k=v`, want: "(path=/a,b, k=v)"},
-		{in: `we\=ird=x`, want: "(we=ird=x)"},
-		{in: "novalue", wantErr: `entry "novalue" has no '='`},
-		{in: "=v", wantErr: "empty key"},
-		{in: "a=1,", wantErr: `entry "" has no '='`},
-	}
-	for _, tc := range tests {
-		d, err := parseDescriptor(tc.in)
-		if tc.wantErr != "" {
-			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-				t.Errorf("parseDescriptor(%q): got %v, %v; want error %q", tc.in, d, err, tc.wantErr)
-			}
-			continue
-		}
-		if err != nil || d.String() != tc.want {
-			t.Errorf("parseDescriptor(%q): got %v, %v; want %s", tc.in, d, err, tc.want)
-		}
-	}
-}
 
 const testRules = `domains:
   - domain: edge
@@ -67,6 +38,7 @@ func writeConfig(t *testing.T, content string) string {
 func TestRun(t *testing.T) {
 	good := writeConfig(t, testRules)
 	bad := writeConfig(t, "grpc_addr: 1\nnope: true\n")
+	withAuthz := writeConfig(t, explainAuthzConfig)
 	env := func(kv ...string) func(string) string {
 		m := map[string]string{}
 		for i := 0; i+1 < len(kv); i += 2 {
@@ -98,6 +70,12 @@ func TestRun(t *testing.T) {
 		{name: "explain", args: []string{"explain", "--config", good, "--domain", "edge", "--descriptor", "remote_address=1.2.3.4"},
 			wantStdout: "counted by edge.remote_address: 10 per minute, fixed_window"},
 		{name: "explain without descriptor", args: []string{"explain", "--config", good, "--domain", "edge"}, wantCode: 2, wantStderr: "at least one --descriptor"},
+		{name: "explain request", args: []string{"explain", "--config", withAuthz, "--header", "x-forwarded-for:198.51.100.7", "--path", "/"},
+			wantStdout: "client ip: 198.51.100.7"},
+		{name: "explain request and descriptor", args: []string{"explain", "--config", withAuthz, "--domain", "edge", "--descriptor", "a=b", "--path", "/"},
+			wantCode: 2, wantStderr: "give either --domain and --descriptor, or a request"},
+		{name: "explain request without authz", args: []string{"explain", "--config", good, "--path", "/"},
+			wantCode: 1, wantStderr: "need an authz: section"},
 		{name: "explain bad descriptor", args: []string{"explain", "--config", good, "--domain", "edge", "--descriptor", "x"}, wantCode: 2, wantStderr: "has no '='"},
 		{name: "serve bad config", args: []string{"serve", "--config", bad}, wantCode: 1, wantStderr: "nope: unknown field"},
 		{name: "serve bad log format", args: []string{"serve", "--config", good, "--log-format", "xml"}, wantCode: 2, wantStderr: "want text or json"},
@@ -187,7 +165,7 @@ func TestNewBackends(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			bs, err := newBackends(cfg, log)
+			bs, err := newBackends(cfg, log, nil)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -113,7 +113,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	}
 	ops.ConfigLoaded(hash)
 
-	bs, err := newBackends(cfg, log)
+	routeRedisLogs(log)
+	bs, err := newBackends(cfg, log, server.NewBackendMetrics(reg))
 	if err != nil {
 		return err
 	}
@@ -210,6 +211,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	errc := make(chan error, 2)
 	var bg sync.WaitGroup
 	bg.Go(func() { watchBackends(ctx, bs, hs, log) })
+	bg.Go(func() { bs.loadScripts(ctx, log, scriptLoadTimeout) })
 	bg.Go(func() {
 		if err := watcher.Run(ctx); err != nil && ctx.Err() == nil {
 			log.Error("config watcher stopped; reloads are off", "err", err)
@@ -256,6 +258,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	log.Info("stopped")
 	return serveErr
 }
+
+// scriptLoadTimeout bounds the startup load of the Redis script on each
+// Redis backend (see backends.loadScripts).
+const scriptLoadTimeout = 2 * time.Second
 
 // applyReload swaps a reloaded configuration in: the rules and settings of
 // the RateLimitService (and of Check when served), and the log level.

@@ -1,10 +1,12 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
 	"strings"
+	"time"
 
 	"google.golang.org/grpc/credentials"
 
@@ -14,6 +16,7 @@ import (
 	"github.com/extauthz/extauthz/pkg/certs"
 	"github.com/extauthz/extauthz/pkg/config"
 	"github.com/extauthz/extauthz/pkg/limiter"
+	"github.com/extauthz/extauthz/pkg/logging"
 	"github.com/extauthz/extauthz/pkg/opsmetrics"
 	"github.com/extauthz/extauthz/pkg/server"
 )
@@ -73,8 +76,17 @@ type backends struct {
 	// and the gRPC health service.
 	events chan stateEvent
 	// memory holds the memory stores by backend name, for their metrics.
-	memory  map[string]*memstore.Store
+	memory map[string]*memstore.Store
+	// redis holds the Redis stores, in chain order, for loadScripts.
+	redis   []redisMember
 	closers []func()
+}
+
+// redisMember is one Redis backend of the chain.
+type redisMember struct {
+	name    string
+	store   *redisstore.Store
+	metrics *server.RedisMetrics // nil without metrics
 }
 
 // stateEvent is one breaker state change of a chain backend.
@@ -83,9 +95,10 @@ type stateEvent struct {
 	from, to chain.State
 }
 
-// newBackends builds the backends of cfg. Nothing contacts a remote
-// backend here: the chain's health checks find out whether it is up.
-func newBackends(cfg *config.Config, log *slog.Logger) (*backends, error) {
+// newBackends builds the backends of cfg, feeding bm (nil: no metrics).
+// Nothing contacts a remote backend here: the chain's health checks find
+// out whether it is up.
+func newBackends(cfg *config.Config, log *slog.Logger, bm *server.BackendMetrics) (*backends, error) {
 	bs := &backends{events: make(chan stateEvent, 64), memory: map[string]*memstore.Store{}}
 	list := cfg.Backends
 	if len(list) == 0 {
@@ -110,12 +123,18 @@ func newBackends(cfg *config.Config, log *slog.Logger) (*backends, error) {
 			members = append(members, chain.Backend{Name: name, Store: mem, Local: true, FairShare: b.FairShare})
 		case "redis":
 			rc, ro := redisStoreConfig(b.RedisBackend)
+			var rm *server.RedisMetrics
+			if bm != nil {
+				rm = bm.Redis(name)
+				setRedisHooks(&ro, rm)
+			}
 			rs, err := redisstore.Open(rc, ro)
 			if err != nil {
 				bs.close()
 				return nil, fmt.Errorf("backends[%d] (redis): %w", i, err)
 			}
 			bs.closers = append(bs.closers, func() { _ = rs.Close() })
+			bs.redis = append(bs.redis, redisMember{name: name, store: rs, metrics: rm})
 			members = append(members, chain.Backend{Name: name, Addr: rs.Addr(), Store: rs, FairShare: b.FairShare})
 		default:
 			bs.close()
@@ -152,14 +171,7 @@ func newBackends(cfg *config.Config, log *slog.Logger) (*backends, error) {
 		CallTimeout: f.Breaker.CallTimeout,
 		Health:      health,
 		Replicas:    f.Replicas,
-		Hooks: chain.Hooks{
-			StateChange: func(backend string, from, to chain.State) {
-				select { // the hook runs under the breaker's lock: never block
-				case bs.events <- stateEvent{backend, from, to}:
-				default:
-				}
-			},
-		},
+		Hooks:       chainHooks(bs, members, log, bm),
 	})
 	if err != nil {
 		bs.close()
@@ -172,6 +184,65 @@ func newBackends(cfg *config.Config, log *slog.Logger) (*backends, error) {
 		log.Debug("backend", "name", m.Name, "addr", m.Addr, "local", m.Local, "fair_share", m.FairShare)
 	}
 	return bs, nil
+}
+
+// chainHooks returns the chain's hooks: state changes go to bs.events (for
+// logs and the gRPC health service), failovers to a throttled warning, and
+// everything to bm's metrics when bm is not nil.
+func chainHooks(bs *backends, members []chain.Backend, log *slog.Logger, bm *server.BackendMetrics) chain.Hooks {
+	var h chain.Hooks
+	if bm != nil {
+		h = bm.ChainHooks(members)
+	}
+	metricsState, metricsFailover := h.StateChange, h.Failover
+	h.StateChange = func(backend string, from, to chain.State) {
+		if metricsState != nil {
+			metricsState(backend, from, to)
+		}
+		select { // the hook runs under the breaker's lock: never block
+		case bs.events <- stateEvent{backend, from, to}:
+		default:
+		}
+	}
+	// One throttle key per backend, built once: the hook runs on the
+	// request path while the chain is degraded.
+	keys := make(map[string]string, len(members))
+	for _, m := range members {
+		keys[m.Name] = "failover/" + m.Name
+	}
+	var throttle logging.Throttle
+	h.Failover = func(from, to string, why chain.Reason) {
+		if metricsFailover != nil {
+			metricsFailover(from, to, why)
+		}
+		if why == chain.ReasonOpen {
+			return // the breaker's state change was logged
+		}
+		throttle.Warn(context.Background(), log, keys[from], "backend call failed, moved on to the next backend",
+			"from", from, "to", to, "reason", why.String())
+	}
+	return h
+}
+
+// loadScripts loads the Lua script on every Redis backend once, each
+// bounded by timeout, so that the first requests need no reload. It is
+// best effort: a backend that is down loads it on its first call.
+func (bs *backends) loadScripts(ctx context.Context, log *slog.Logger, timeout time.Duration) {
+	for _, r := range bs.redis {
+		lctx, cancel := context.WithTimeout(ctx, timeout)
+		err := r.store.LoadScript(lctx)
+		cancel()
+		if err != nil {
+			if ctx.Err() == nil {
+				log.Warn("redis script not preloaded; the first call loads it", "backend", r.name, "err", err)
+			}
+			continue
+		}
+		if r.metrics != nil {
+			r.metrics.ScriptLoad()
+		}
+		log.Debug("redis script loaded", "backend", r.name)
+	}
 }
 
 // ready reports whether the backends can serve under the readiness policy.

@@ -46,7 +46,13 @@ type options struct {
 	keys        int
 	descriptors int
 	targets     []string
+	api         string // "rls" or "authz"
+	redisURL    string // serve the bench rules from this Redis ("": memory)
 }
+
+// caller makes one call on a connection with the i-th prebuilt request
+// (modulo their number).
+type caller func(ctx context.Context, i int) error
 
 // drive runs the load test and prints the report.
 func drive(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -54,7 +60,9 @@ func drive(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("rlsload", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&o.serverBin, "server-bin", "", "extauthz binary to start with \"serve\" (required for target server)")
-	fs.StringVar(&o.config, "config", "", "server config for extauthz (default: the embedded bench.yaml)")
+	fs.StringVar(&o.config, "config", "", "server config for extauthz (default: the embedded bench.yaml); it must admit every request")
+	fs.StringVar(&o.redisURL, "redis", "", "run the embedded bench.yaml on the Redis backend at this URL (e.g. redis://127.0.0.1:6379/0) instead of memory; for other backend settings write a config and use -config")
+	fs.StringVar(&o.api, "api", "rls", "API to drive: rls (RateLimitService.ShouldRateLimit) or authz (ext_authz Authorization.Check)")
 	fs.StringVar(&o.domain, "domain", "bench", "domain of the requests")
 	conc := fs.String("concurrency", "64,16", "comma-separated concurrencies (calls in flight)")
 	fs.DurationVar(&o.duration, "duration", 10*time.Second, "measured time per run")
@@ -80,6 +88,10 @@ func drive(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return errors.New("-rounds, -conns, -keys and -duration must be positive")
 	case o.descriptors < 1 || o.descriptors > 2:
 		return errors.New("-descriptors must be 1 or 2")
+	case o.api != "rls" && o.api != "authz":
+		return fmt.Errorf("-api %q: want rls or authz", o.api)
+	case o.redisURL != "" && o.config != "":
+		return errors.New("-redis and -config exclude each other: add the redis backend to the config instead")
 	}
 
 	addrs := map[string]string{}
@@ -96,7 +108,7 @@ func drive(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			if o.serverBin == "" {
 				return errors.New("target server needs -server-bin (build it with: go build -o bin/extauthz ./cmd/extauthz)")
 			}
-			addr, stop, err := startServer(ctx, o.serverBin, o.config)
+			addr, stop, err := startServer(ctx, o.serverBin, o.config, o.redisURL)
 			if err != nil {
 				return fmt.Errorf("start extauthz: %w", err)
 			}
@@ -109,10 +121,10 @@ func drive(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	fmt.Fprintf(stdout, "rlsload: %d CPUs, GOMAXPROCS %d, %s/%s, %s; load average %s\n",
 		runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.GOOS, runtime.GOARCH, runtime.Version(), loadAvg())
-	fmt.Fprintf(stdout, "duration %v (+%v warmup) per run, %d round(s), %d connections, %d distinct keys, %d descriptor(s) per request\n\n",
-		o.duration, o.warmup, o.rounds, o.conns, o.keys, o.descriptors)
+	fmt.Fprintf(stdout, "api %s, server backend %s, duration %v (+%v warmup) per run, %d round(s), %d connections, %d distinct keys, %d descriptor(s) per request\n\n",
+		o.api, backendLabel(o), o.duration, o.warmup, o.rounds, o.conns, o.keys, o.descriptors)
 
-	reqs := buildRequests(o)
+	newCaller := callers(o)
 	results := map[string]map[int][]runResult{}
 	for _, c := range o.concurrency {
 		for round := range o.rounds {
@@ -123,7 +135,7 @@ func drive(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				slices.Reverse(order)
 			}
 			for _, t := range order {
-				r, err := runLoad(ctx, addrs[t], reqs, c, o)
+				r, err := runLoad(ctx, addrs[t], newCaller, c, o)
 				if err != nil {
 					return fmt.Errorf("%s at concurrency %d: %w", t, c, err)
 				}
@@ -159,13 +171,41 @@ func drive(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-// buildRequests prebuilds one request per key, so the client allocates no
+// callers prebuilds the requests of o.api and returns the function that
+// makes a caller of them on a connection, so the client allocates no
 // request while measuring.
+func callers(o options) func(*grpc.ClientConn) caller {
+	if o.api == "authz" {
+		checks := buildChecks(o)
+		return func(conn *grpc.ClientConn) caller { return checkCaller(conn, checks) }
+	}
+	reqs := buildRequests(o)
+	return func(conn *grpc.ClientConn) caller { return rlsCaller(conn, reqs) }
+}
+
+// backendLabel names the backend the server target runs on, for the
+// report.
+func backendLabel(o options) string {
+	switch {
+	case o.config != "":
+		return "from " + o.config
+	case o.redisURL != "":
+		return "redis " + o.redisURL
+	}
+	return "memory"
+}
+
+// clientAddr is the client address of key i.
+func clientAddr(i int) string {
+	return fmt.Sprintf("10.%d.%d.%d", i>>16&255, i>>8&255, i&255)
+}
+
+// buildRequests prebuilds one ShouldRateLimit request per key.
 func buildRequests(o options) []*rlsv3.RateLimitRequest {
 	reqs := make([]*rlsv3.RateLimitRequest, o.keys)
 	for i := range reqs {
 		ds := []*ratelimitv3.RateLimitDescriptor{{Entries: []*ratelimitv3.RateLimitDescriptor_Entry{
-			{Key: "remote_address", Value: fmt.Sprintf("10.%d.%d.%d", i>>16&255, i>>8&255, i&255)},
+			{Key: "remote_address", Value: clientAddr(i)},
 		}}}
 		if o.descriptors > 1 {
 			ds = append(ds, &ratelimitv3.RateLimitDescriptor{Entries: []*ratelimitv3.RateLimitDescriptor_Entry{
@@ -175,6 +215,22 @@ func buildRequests(o options) []*rlsv3.RateLimitRequest {
 		reqs[i] = &rlsv3.RateLimitRequest{Domain: o.domain, Descriptors: ds}
 	}
 	return reqs
+}
+
+// rlsCaller calls ShouldRateLimit over conn with reqs[i % len(reqs)]; an
+// answer other than OK is an error (bench.yaml admits everything).
+func rlsCaller(conn *grpc.ClientConn, reqs []*rlsv3.RateLimitRequest) caller {
+	c := rlsv3.NewRateLimitServiceClient(conn)
+	return func(ctx context.Context, i int) error {
+		resp, err := c.ShouldRateLimit(ctx, reqs[i%len(reqs)])
+		if err != nil {
+			return err
+		}
+		if resp.GetOverallCode() != rlsv3.RateLimitResponse_OK {
+			return fmt.Errorf("should rate limit: got %v, want OK", resp.GetOverallCode())
+		}
+		return nil
+	}
 }
 
 // runResult is one measured run.
@@ -196,15 +252,15 @@ func median(rs []runResult) runResult {
 
 // runLoad keeps concurrency calls in flight against addr for o.warmup,
 // then measures for o.duration.
-func runLoad(ctx context.Context, addr string, reqs []*rlsv3.RateLimitRequest, concurrency int, o options) (runResult, error) {
-	clients := make([]rlsv3.RateLimitServiceClient, o.conns)
+func runLoad(ctx context.Context, addr string, newCaller func(*grpc.ClientConn) caller, concurrency int, o options) (runResult, error) {
+	clients := make([]caller, o.conns)
 	for i := range clients {
 		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 		if err != nil {
 			return runResult{}, err
 		}
 		defer conn.Close()
-		clients[i] = rlsv3.NewRateLimitServiceClient(conn)
+		clients[i] = newCaller(conn)
 	}
 
 	var (
@@ -220,14 +276,13 @@ func runLoad(ctx context.Context, addr string, reqs []*rlsv3.RateLimitRequest, c
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			client := clients[w%len(clients)]
+			call := clients[w%len(clients)]
 			i := w * 7919 // spread workers over the keys
 			for !stop.Load() {
-				req := reqs[i%len(reqs)]
-				i++
 				start := time.Now()
-				_, err := client.ShouldRateLimit(ctx, req)
+				err := call(ctx, i)
 				d := time.Since(start)
+				i++
 				if !measuring.Load() {
 					continue
 				}
@@ -304,16 +359,32 @@ func startNoop(ctx context.Context) (string, func(), error) {
 	return addr, stop, nil
 }
 
-// startServer runs "extauthz serve" on free loopback ports and waits for
-// /readyz.
-func startServer(ctx context.Context, bin, config string) (string, func(), error) {
+// benchYAML returns the embedded bench.yaml, on the Redis backend at
+// redisURL when it is set (with no fallback: a failing Redis shows as
+// errors).
+func benchYAML(redisURL string) []byte {
+	if redisURL == "" {
+		return benchConfig
+	}
+	b := slices.Clip(benchConfig)
+	if len(b) > 0 && b[len(b)-1] != '\n' {
+		b = append(b, '\n')
+	}
+	return fmt.Appendf(b, "backends:\n  - type: redis\n    url: %s\n", strconv.Quote(redisURL))
+}
+
+// startServer runs "extauthz serve" on free loopback ports, with config or
+// else the embedded bench.yaml (on the Redis at redisURL when set), and
+// waits for /readyz.
+func startServer(ctx context.Context, bin, config, redisURL string) (string, func(), error) {
 	dir, err := os.MkdirTemp("", "rlsload-")
 	if err != nil {
 		return "", nil, err
 	}
 	if config == "" {
 		config = filepath.Join(dir, "bench.yaml")
-		if err := os.WriteFile(config, benchConfig, 0o644); err != nil {
+		if err := os.WriteFile(config, benchYAML(redisURL), 0o644); err != nil {
+			_ = os.RemoveAll(dir)
 			return "", nil, err
 		}
 	}

@@ -1,10 +1,13 @@
-// Command rlsload load-tests a RateLimitService over loopback gRPC: it
-// starts "extauthz serve" and a no-op RateLimitService (this binary's noop
-// command, on the same gRPC server options), drives each at fixed
-// concurrencies for a fixed duration with the same client, and reports
-// throughput and latency percentiles side by side.
+// Command rlsload load-tests a RateLimitService, or an ext_authz
+// Authorization service, over loopback gRPC: it starts "extauthz serve" and
+// a no-op server of both APIs (this binary's noop command, on the same gRPC
+// server options), drives each at fixed concurrencies for a fixed duration
+// with the same client, and reports throughput and latency percentiles
+// side by side. -api authz sends Envoy-shaped CheckRequests instead of
+// ShouldRateLimit; -redis URL runs the server's bench rules on a Redis
+// backend instead of memory.
 //
-//	rlsload -server-bin ./bin/extauthz [-concurrency 64,16] [-duration 10s] [-config FILE]
+//	rlsload -server-bin ./bin/extauthz [-api rls|authz] [-concurrency 64,16] [-duration 10s] [-config FILE | -redis URL]
 //	rlsload noop [-listen 127.0.0.1:0]
 package main
 

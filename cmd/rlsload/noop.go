@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
 
 	"github.com/extauthz/extauthz/pkg/server"
@@ -31,8 +32,8 @@ func (noopServer) ShouldRateLimit(_ context.Context, req *rlsv3.RateLimitRequest
 	return resp, nil
 }
 
-// noop serves the no-op RateLimitService until ctx is done. It prints
-// "listening ADDR" once it accepts connections.
+// noop serves the no-op RateLimitService and Authorization (Check) until
+// ctx is done. It prints "listening ADDR" once it accepts connections.
 func noop(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("noop", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -47,6 +48,7 @@ func noop(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	g, _ := server.NewGRPCServer(server.GRPCOptions{})
 	rlsv3.RegisterRateLimitServiceServer(g, noopServer{})
+	authv3.RegisterAuthorizationServer(g, noopAuthz{})
 	errc := make(chan error, 1)
 	go func() { errc <- g.Serve(lis) }()
 	fmt.Fprintln(stdout, "listening", lis.Addr())

@@ -44,8 +44,8 @@ func (d Descriptor) String() string {
 }
 
 // ParseDescriptor parses "key=value,key=value" (as the explain command
-// takes it). A backslash escapes ',', '=' and '\\' in keys and values; an
-// entry without '=' has an empty value.
+// takes it). A backslash escapes ',', '=' and '\\' in keys and values.
+// Every entry needs a '=' (its value may be empty) and a key.
 func ParseDescriptor(s string) (Descriptor, error) {
 	if s == "" {
 		return nil, errors.New("empty descriptor: expected key=value[,key=value...]")
@@ -55,11 +55,10 @@ func ParseDescriptor(s string) (Descriptor, error) {
 	var e Entry
 	inValue := false
 	flush := func() error {
-		if inValue {
-			e.Value = cur.String()
-		} else {
-			e.Key = cur.String()
+		if !inValue {
+			return fmt.Errorf("entry %q of %q has no '=': expected key=value", cur.String(), s)
 		}
+		e.Value = cur.String()
 		if e.Key == "" {
 			return fmt.Errorf("entry %d of %q has an empty key: expected key=value", len(d)+1, s)
 		}

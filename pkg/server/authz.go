@@ -43,6 +43,10 @@ type AuthzSettings struct {
 	// Now returns the current time, for the expiry of listed API keys,
 	// tenants and overrides (default time.Now).
 	Now func() time.Time
+
+	// namespace is the extractor's Tenant.Namespace: counter keys of a
+	// request with a tenant are the tenant's own.
+	namespace bool
 }
 
 func (st AuthzSettings) validate() (AuthzSettings, error) {
@@ -57,6 +61,7 @@ func (st AuthzSettings) validate() (AuthzSettings, error) {
 	if st.Now == nil {
 		st.Now = time.Now
 	}
+	st.namespace = st.Extractor.Options().Tenant.Namespace
 	return st, nil
 }
 
@@ -124,7 +129,11 @@ func putAuthzScratch(ax *authzScratch) {
 //   - the extractor builds the descriptors (skipping those whose source is
 //     missing); an entry whose missing policy is deny answers
 //     DeniedHttpResponse with its status and a small JSON body;
-//   - each descriptor is decided as ShouldRateLimit decides it (hits 1);
+//   - each descriptor is decided as ShouldRateLimit decides it (hits 1),
+//     except that the request's listed API key and tenant also apply their
+//     tiers and overrides to descriptors that do not carry them, and that,
+//     unless tenants share counters, a request with a tenant counts on
+//     counters of its own;
 //   - allowed: OK, with the rate-limit headers in
 //     OkHttpResponse.response_headers_to_add and the upstream headers;
 //   - over limit: DeniedHttpResponse 429 with the same headers, Retry-After
@@ -163,9 +172,13 @@ func (a *Authz) check(ctx context.Context, lv *live, st *AuthzSettings, req *aut
 	}
 
 	domain := x.Domain()
+	ns := ""
+	if st.namespace {
+		ns = ext.Tenant
+	}
 	sc.verdicts = resize(sc.verdicts, len(ext.Descriptors))
 	for i, d := range ext.Descriptors {
-		sc.verdicts[i] = verdict{desc: d, hits: 1}
+		sc.verdicts[i] = verdict{desc: d, hits: 1, ns: ns, reqKey: ext.APIKey, reqTenant: ext.TenantIdentity}
 	}
 	decided := true
 	if len(sc.verdicts) > 0 {

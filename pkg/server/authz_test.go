@@ -556,3 +556,130 @@ func BenchmarkCheck(b *testing.B) {
 		})
 	}
 }
+
+// TestCheckTenantNamespace checks tenant isolation end to end through
+// Check: with namespacing (the default; authz.tenant.share_counters:
+// false) two tenants sending the same client IP and API key count on
+// counters of their own, with share_counters they share them.
+func TestCheckTenantNamespace(t *testing.T) {
+	tests := []struct {
+		name      string
+		namespace bool
+		apiKey    string   // sent with every Check ("" for none)
+		tenants   []string // one Check per entry, all from one client IP ("" for no tenant)
+		want      []string // per Check: OK or 429
+	}{
+		{name: "namespaced: per-IP counters are per tenant", namespace: true,
+			tenants: []string{"t1", "t1", "t1", "t2"}, want: []string{"OK", "OK", "429", "OK"}},
+		{name: "namespaced: per-key counters are per tenant", namespace: true, apiKey: "sk-shared",
+			tenants: []string{"t1", "t1", "t2"}, want: []string{"OK", "429", "OK"}},
+		{name: "namespaced: no tenant is not a tenant's counter", namespace: true,
+			tenants: []string{"t1", "t1", ""}, want: []string{"OK", "OK", "OK"}},
+		{name: "share_counters: per-IP counters are shared", namespace: false,
+			tenants: []string{"t1", "t1", "t2"}, want: []string{"OK", "OK", "429"}},
+		{name: "share_counters: per-key counters are shared", namespace: false, apiKey: "sk-shared",
+			tenants: []string{"t1", "t2"}, want: []string{"OK", "429"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			x, err := descriptor.NewExtractor(descriptor.ExtractorOptions{
+				Domain:   "web",
+				ClientIP: descriptor.ClientIPOptions{TrustedHops: 1},
+				APIKey:   descriptor.APIKeyOptions{Sources: []descriptor.KeySource{{Header: "x-api-key"}}},
+				Tenant:   descriptor.TenantOptions{Sources: []descriptor.TenantSource{{Header: "x-tenant"}}, Namespace: tc.namespace},
+				Descriptors: []descriptor.DescriptorSpec{
+					{Name: "per_ip", Entries: []descriptor.EntrySpec{{From: descriptor.FromClientIP}}},
+					{Name: "per_key", Entries: []descriptor.EntrySpec{{From: descriptor.FromAPIKey}}},
+				},
+			})
+			if err != nil {
+				t.Fatalf("NewExtractor: %v", err)
+			}
+			e := newAuthzEnv(t, Settings{}, AuthzSettings{Extractor: x})
+			for i, tenant := range tc.tenants {
+				kv := []string{"x-forwarded-for", "198.51.100.7"}
+				if tc.apiKey != "" {
+					kv = append(kv, "x-api-key", tc.apiKey)
+				}
+				if tenant != "" {
+					kv = append(kv, "x-tenant", tenant)
+				}
+				got := "OK"
+				if resp := e.check(t, checkRequest("10.0.0.1", "/", kv...)); resp.GetOkResponse() == nil {
+					got = fmt.Sprint(resp.GetDeniedResponse().GetStatus().GetCode())
+					if got == "TooManyRequests" {
+						got = "429"
+					}
+				}
+				if got != tc.want[i] {
+					t.Errorf("Check %d (tenant %q): got %s, want %s", i+1, tenant, got, tc.want[i])
+				}
+			}
+
+			// The counter key is the tenant's (AppendTenantKey) exactly
+			// when namespacing is on.
+			d := descriptor.Descriptor{{Key: "remote_address", Value: "198.51.100.7"}}
+			ns := ""
+			if tc.namespace {
+				ns = tc.tenants[0]
+			}
+			want := string(descriptor.AppendTenantKey(nil, ns, mustRule(t, e.srv, "web", d), d))
+			if got := e.store.takes()[0].reqs[0].Key; got != want {
+				t.Errorf("got first per-IP key %q, want %q", got, want)
+			}
+		})
+	}
+}
+
+// TestCheckRequestIdentityOverride checks that Check resolves limits with
+// the request's own listed API key (Rule.ResolveRequest): its override of
+// the per-IP rule applies although the per-IP descriptor does not carry
+// the key.
+func TestCheckRequestIdentityOverride(t *testing.T) {
+	ids, err := descriptor.NewIdentities(descriptor.IdentitiesOptions{
+		APIKeys: []descriptor.APIKeyListing{{Digest: descriptor.HashAPIKey("sk-vip"), Identity: descriptor.Identity{
+			ID:        "vip",
+			Overrides: []descriptor.LimitOverride{{Rule: "per_ip", Limit: limiter.Limit{Requests: 5, Period: time.Minute}, Unit: descriptor.UnitMinute}},
+		}}},
+	})
+	if err != nil {
+		t.Fatalf("NewIdentities: %v", err)
+	}
+	x, err := descriptor.NewExtractor(descriptor.ExtractorOptions{
+		Domain:      "web",
+		ClientIP:    descriptor.ClientIPOptions{TrustedHops: 1},
+		APIKey:      descriptor.APIKeyOptions{Sources: []descriptor.KeySource{{Header: "x-api-key"}}},
+		Identities:  ids,
+		Descriptors: []descriptor.DescriptorSpec{{Name: "per_ip", Entries: []descriptor.EntrySpec{{From: descriptor.FromClientIP}}}},
+	})
+	if err != nil {
+		t.Fatalf("NewExtractor: %v", err)
+	}
+	e := newAuthzEnv(t, Settings{Headers: HeaderSettings{Enabled: true}}, AuthzSettings{Extractor: x})
+	snap, err := NewSnapshot(authzRules(t, ids), Settings{Headers: HeaderSettings{Enabled: true}}, nil)
+	if err != nil {
+		t.Fatalf("NewSnapshot: %v", err)
+	}
+	e.srv.Swap(snap)
+
+	tests := []struct {
+		name, ip, key string
+		want          string // the answer to the third Check
+	}{
+		{name: "listed key: its override of per_ip (5/min)", ip: "198.51.100.1", key: "sk-vip",
+			want: "OK [X-RateLimit-Limit=5 X-RateLimit-Remaining=2 X-RateLimit-Reset=60] upstream[] remove[]"},
+		{name: "unlisted key: the rule's own limit (2/min)", ip: "198.51.100.2", key: "sk-other",
+			want: "ResourceExhausted 429"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var resp *authv3.CheckResponse
+			for range 3 {
+				resp = e.check(t, checkRequest("10.0.0.1", "/", "x-forwarded-for", tc.ip, "x-api-key", tc.key))
+			}
+			if got := fmtCheck(resp); !strings.HasPrefix(got, tc.want) {
+				t.Errorf("got  %s\nwant %s...", got, tc.want)
+			}
+		})
+	}
+}

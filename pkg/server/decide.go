@@ -31,12 +31,19 @@ type override struct {
 }
 
 // verdict is the decision for one descriptor of a request, independent of
-// the API that asked. The API handler fills desc, hits and ovr; decide fills
-// the rest.
+// the API that asked. The API handler fills desc, hits and ovr (and, on
+// the ext_authz path, ns, reqKey and reqTenant); decide fills the rest.
 type verdict struct {
 	desc descriptor.Descriptor // aliases the request and the scratch; valid during the request only
 	hits int64
 	ovr  override
+	// ns namespaces the counter key (descriptor.AppendTenantKey): the
+	// request's tenant when tenants do not share counters, else "".
+	ns string
+	// reqKey and reqTenant are the request's own listed API key and tenant
+	// (ext_authz), whose tiers and overrides also apply to descriptors that
+	// do not carry them (Rule.ResolveRequest); nil for none.
+	reqKey, reqTenant *descriptor.Identity
 
 	kind    kind
 	rule    *descriptor.Rule // the rule that applies (the matched one, or ovrRule), nil when none
@@ -150,7 +157,7 @@ func (s *Server) decide(ctx context.Context, snap *Snapshot, domain string, sc *
 			if now.IsZero() {
 				now = time.Now()
 			}
-			res := r.Resolve(v.desc, now)
+			res := r.ResolveRequest(v.desc, now, v.reqKey, v.reqTenant)
 			v.limit, v.unit = res.Limit, res.Unit
 		}
 	}
@@ -168,7 +175,7 @@ func (s *Server) decide(ctx context.Context, snap *Snapshot, domain string, sc *
 			if v.kind != kindCounted || v.shadow != (pass == 1) {
 				continue
 			}
-			sc.key = descriptor.AppendKey(sc.key, v.rule, v.desc)
+			sc.key = descriptor.AppendTenantKey(sc.key, v.ns, v.rule, v.desc)
 			sc.keyEnds = append(sc.keyEnds, len(sc.key))
 			v.req = n
 			n++
