@@ -24,7 +24,6 @@ func (f *descriptorFlags) Set(s string) error {
 	return nil
 }
 
-
 // explain prints how the rules of a server file treat a request's
 // descriptors, without counting anything: descriptors given with
 // --descriptor (a RateLimitService request), or those the authz: section

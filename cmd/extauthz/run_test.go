@@ -18,7 +18,6 @@ import (
 	"github.com/extauthz/extauthz/pkg/limiter"
 )
 
-
 const testRules = `domains:
   - domain: edge
     descriptors:
