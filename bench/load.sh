@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Loopback load tests behind BENCHMARKS.md. Each section runs rlsload against
+# the no-op server (the ceiling) and extauthz in the same invocation.
+# Usage: bash bench/load.sh [DURATION] [ROUNDS]   (defaults 10s, 3)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+dur="${1:-10s}"; rounds="${2:-3}"
+go build -o bin/extauthz ./cmd/extauthz
+go build -o bin/rlsload ./cmd/rlsload
+
+tmp=$(mktemp -d); trap 'redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || true; rm -rf "$tmp"' EXIT
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no --daemonize yes --logfile "$tmp/redis.log" --dir "$tmp"
+until redis-cli -p "$port" ping >/dev/null 2>&1; do sleep 0.1; done
+url="redis://127.0.0.1:$port/0"
+
+# bench.yaml with a Redis backend; the rest as rlsload embeds it.
+redis_config() { # $1: extra redis settings
+  {
+    echo "backends:"
+    echo "  - type: redis"
+    echo "    url: $url"
+    [ -n "$1" ] && echo "    $1"
+    echo "breaker: {call_timeout: 1s}"
+    echo "health_check: {timeout: 1s}"
+    sed -n '/^domains:/,$p' cmd/rlsload/bench.yaml
+  } > "$tmp/redis-$2.yaml"
+  echo "$tmp/redis-$2.yaml"
+}
+
+run() { echo; echo "### $*"; bin/rlsload -server-bin bin/extauthz -duration "$dur" -rounds "$rounds" "$@"; }
+
+run -api rls -concurrency 64,16
+run -api authz -concurrency 64
+run -api rls -concurrency 64,16 -keys 100000
+stats_before=$(redis-cli -p "$port" info commandstats | grep -E 'cmdstat_(evalsha|eval|script):' || true)
+calls_before=$(redis-cli -p "$port" info stats | awk -F: '/total_commands_processed/{print $2}' | tr -d '\r')
+run -api rls -concurrency 64,16 -targets server -config "$(redis_config '' plain)"
+run -api rls -concurrency 64,16 -targets server -config "$(redis_config 'auto_pipeline: true' pipelined)"
+run -api rls -concurrency 64 -targets server -keys 100000 -config "$(redis_config 'auto_pipeline: true' pipelined100k)"
+echo; echo "### Redis INFO commandstats after the Redis runs"
+redis-cli -p "$port" info commandstats | grep -E 'cmdstat_' | tr -d '\r'
