@@ -3,7 +3,6 @@ package config
 import (
 	"bytes"
 	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -13,11 +12,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/extauthz/extauthz/internal/golden"
 	"github.com/extauthz/extauthz/pkg/descriptor"
 	"github.com/extauthz/extauthz/pkg/limiter"
 )
 
-var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
+var update = golden.Update
 
 func desc(kv ...string) descriptor.Descriptor {
 	var d descriptor.Descriptor
@@ -348,29 +348,8 @@ func TestBadFiles(t *testing.T) {
 			if !errors.As(err, &e) {
 				t.Errorf("errors.As(*Error) = false for %v", err)
 			}
-			golden(t, filepath.Join("testdata", "golden", strings.TrimSuffix(tc.file, ".yaml")+".txt"), got+"\n")
+			golden.Check(t, filepath.Join("testdata", "golden", strings.TrimSuffix(tc.file, ".yaml")+".txt"), got+"\n")
 		})
-	}
-}
-
-// golden compares got with the file at path, or rewrites it with -update.
-func golden(t *testing.T, path, got string) {
-	t.Helper()
-	if *update {
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (go test -update creates it)", err)
-	}
-	if got != string(want) {
-		t.Errorf("%s differs (go test -update rewrites it)\ngot:\n%s\nwant:\n%s", path, got, want)
 	}
 }
 
@@ -491,7 +470,7 @@ func TestRedacted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "testdata/golden/redacted_rules_dir.yaml", string(out))
+	golden.Check(t, "testdata/golden/redacted_rules_dir.yaml", string(out))
 }
 
 // TestExampleConfig loads examples/config.yaml, the file the README runs.

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/extauthz/extauthz/internal/golden"
 	"github.com/extauthz/extauthz/pkg/descriptor"
 )
 
@@ -77,7 +78,7 @@ func TestOpsBad(t *testing.T) {
 			if err == nil {
 				t.Fatal("got no error, want some")
 			}
-			golden(t, strings.TrimSuffix(file, ".yaml")+".golden", err.Error()+"\n")
+			golden.Check(t, strings.TrimSuffix(file, ".yaml")+".golden", err.Error()+"\n")
 		})
 	}
 }

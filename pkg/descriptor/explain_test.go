@@ -1,16 +1,15 @@
 package descriptor
 
 import (
-	"flag"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/extauthz/extauthz/internal/golden"
 	"github.com/extauthz/extauthz/pkg/limiter"
 )
 
-var update = flag.Bool("update", false, "rewrite golden files under testdata/")
+var update = golden.Update
 
 func TestExplain(t *testing.T) {
 	s := matchSet(t)
@@ -48,28 +47,7 @@ func TestExplain(t *testing.T) {
 			if matched != strings.Contains(got, "\nmatch: ") {
 				t.Errorf("Explain says match = %v, Match says %v:\n%s", !matched, matched, got)
 			}
-			golden(t, filepath.Join("testdata", "explain", tc.name+".golden"), got)
+			golden.Check(t, filepath.Join("testdata", "explain", tc.name+".golden"), got)
 		})
-	}
-}
-
-// golden compares got with the file at path, or rewrites it with -update.
-func golden(t *testing.T, path, got string) {
-	t.Helper()
-	if *update {
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if got != string(want) {
-		t.Errorf("%s differs (go test -update rewrites it)\ngot:\n%s\nwant:\n%s", path, got, want)
 	}
 }

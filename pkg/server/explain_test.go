@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/extauthz/extauthz/internal/golden"
 	"github.com/extauthz/extauthz/pkg/descriptor"
 )
 
@@ -33,7 +34,7 @@ func TestExplainGolden(t *testing.T) {
 			if err := Explain(&b, testRules(t), tc.domain, tc.ds); err != nil {
 				t.Fatal(err)
 			}
-			golden(t, filepath.Join("testdata", "explain", tc.name+".golden"), b.String())
+			golden.Check(t, filepath.Join("testdata", "explain", tc.name+".golden"), b.String())
 		})
 	}
 }

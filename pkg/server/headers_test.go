@@ -1,19 +1,18 @@
 package server
 
 import (
-	"flag"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/extauthz/extauthz/internal/golden"
 	"github.com/extauthz/extauthz/pkg/descriptor"
 	"github.com/extauthz/extauthz/pkg/limiter"
 )
 
-var update = flag.Bool("update", false, "rewrite golden files under testdata/")
+var update = golden.Update
 
 // counted returns a counted verdict of a fixed-window rule.
 func counted(name, path string, requests int64, unit descriptor.Unit, res limiter.Result) verdict {
@@ -89,7 +88,7 @@ func TestHeadersGolden(t *testing.T) {
 			for _, h := range appendHeaders(nil, withDefaultNames(tc.h), tc.vs) {
 				fmt.Fprintf(&b, "%s: %s\n", h.key, h.value)
 			}
-			golden(t, filepath.Join("testdata", "headers", tc.name+".golden"), b.String())
+			golden.Check(t, filepath.Join("testdata", "headers", tc.name+".golden"), b.String())
 		})
 	}
 }
@@ -119,29 +118,8 @@ func TestOverLimitBodyGolden(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			golden(t, filepath.Join("testdata", "body", tc.name+".golden"), string(overLimitBody("edge", tc.vs))+"\n")
+			golden.Check(t, filepath.Join("testdata", "body", tc.name+".golden"), string(overLimitBody("edge", tc.vs))+"\n")
 		})
-	}
-}
-
-// golden compares got with the file at path, or rewrites it with -update.
-func golden(t *testing.T, path, got string) {
-	t.Helper()
-	if *update {
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("read golden file (run go test -update to create it): %v", err)
-	}
-	if got != string(want) {
-		t.Errorf("%s: got\n%s\nwant\n%s", path, got, want)
 	}
 }
 

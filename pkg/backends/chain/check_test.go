@@ -4,14 +4,14 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"flag"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/extauthz/extauthz/internal/golden"
 )
 
-var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
+var update = golden.Update
 
 func TestCheck(t *testing.T) {
 	up, down, hung := &pingStore{}, &pingStore{}, &pingStore{}
@@ -86,23 +86,7 @@ func TestWriteTable(t *testing.T) {
 			if usable != tc.wantUsable {
 				t.Errorf("usable: got %v, want %v", usable, tc.wantUsable)
 			}
-			golden(t, filepath.Join("testdata", "table_"+tc.name+".golden"), buf.Bytes())
+			golden.Check(t, filepath.Join("testdata", "table_"+tc.name+".golden"), buf.String())
 		})
-	}
-}
-
-func golden(t *testing.T, path string, got []byte) {
-	t.Helper()
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run with -update to create it)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s: got\n%s\nwant\n%s", path, got, want)
 	}
 }
