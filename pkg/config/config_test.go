@@ -542,3 +542,21 @@ backends:
 		t.Errorf("Redacted shows the password or no redaction:\n%s", out)
 	}
 }
+
+func TestControlCharacters(t *testing.T) {
+	tests := []struct {
+		name, in, wantErr string
+	}{
+		{name: "domain", in: "domains:\n  - domain: \"\\n\"\n", wantErr: `fuzz.yaml:2:13: domains[0].domain: domain "\n" contains control characters`},
+		{name: "key", in: "domains:\n  - domain: d\n    descriptors:\n      - key: \"a\\tb\"\n        rate_limit: {unit: second, requests_per_unit: 1}\n", wantErr: `domains[0].descriptors[0].key: key "a\tb" contains control characters`},
+		{name: "value", in: "domains:\n  - domain: d\n    descriptors:\n      - key: k\n        value: \"v\\n\"\n        rate_limit: {unit: second, requests_per_unit: 1}\n", wantErr: `domains[0].descriptors[0].value: value "v\n" contains control characters`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Load(strings.NewReader(tc.in), "fuzz.yaml")
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("Load: got %v, want error containing %q", err, tc.wantErr)
+			}
+		})
+	}
+}

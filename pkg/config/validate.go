@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode"
 
 	"github.com/extauthz/extauthz/pkg/descriptor"
 	"github.com/extauthz/extauthz/pkg/limiter"
@@ -271,6 +272,8 @@ func (rc *ruleCompiler) compileDomain(c *checker, d *Domain, path string) {
 	d.pos = c.source(path)
 	if d.Domain == "" {
 		c.errorf(join(path, "domain"), "missing: every rule file needs a domain, e.g. domain: edge")
+	} else if hasControl(d.Domain) {
+		c.errorf(join(path, "domain"), "domain %q contains control characters (newline, tab, ...); Envoy never sends them", d.Domain)
 	} else if prev, dup := rc.seen[d.Domain]; dup {
 		c.errorf(join(path, "domain"), "duplicate domain %q: already defined at %s; merge the two rule files", d.Domain, prev)
 	} else {
@@ -301,6 +304,12 @@ func (rc *ruleCompiler) nodes(c *checker, ds []Descriptor, path string, names ma
 		p := fmt.Sprintf("%s[%d]", path, i)
 		if d.Key == "" {
 			c.errorf(join(p, "key"), "missing: every descriptor needs a key")
+		}
+		if hasControl(d.Key) {
+			c.errorf(join(p, "key"), "key %q contains control characters (newline, tab, ...); Envoy never sends them", d.Key)
+		}
+		if hasControl(d.Value) {
+			c.errorf(join(p, "value"), "value %q contains control characters (newline, tab, ...); Envoy never sends them", d.Value)
 		}
 		if prev, dup := seen[kv{d.Key, d.Value}]; dup {
 			what := fmt.Sprintf("key %q without a value", d.Key)
@@ -397,4 +406,11 @@ func (rc *ruleCompiler) rateLimit(c *checker, rl *RateLimit, p string, names map
 	}
 	out.Tiers = rl.Tiering.compile(c, p, out)
 	return out
+}
+
+// hasControl reports whether s holds a control character. Envoy's
+// descriptors come from header values and route config, which never carry
+// them; a rule that needs one is a mistake (often a stray YAML block scalar).
+func hasControl(s string) bool {
+	return strings.ContainsFunc(s, unicode.IsControl)
 }
