@@ -32,11 +32,11 @@ run() { echo; echo "### $*"; bin/rlsload -server-bin bin/extauthz -duration "$du
 
 run -api rls -concurrency 64,16
 run -api authz -concurrency 64
+run -api rls -concurrency 64,16 -keys 1
 run -api rls -concurrency 64,16 -keys 100000
-stats_before=$(redis-cli -p "$port" info commandstats | grep -E 'cmdstat_(evalsha|eval|script):' || true)
-calls_before=$(redis-cli -p "$port" info stats | awk -F: '/total_commands_processed/{print $2}' | tr -d '\r')
-run -api rls -concurrency 64,16 -targets server -config "$(redis_config '' plain)"
-run -api rls -concurrency 64,16 -targets server -config "$(redis_config 'auto_pipeline: true' pipelined)"
-run -api rls -concurrency 64 -targets server -keys 100000 -config "$(redis_config 'auto_pipeline: true' pipelined100k)"
+run -api rls -concurrency 64,16 -targets server -config "$(redis_config '' default)"
+run -api rls -concurrency 64,16 -targets server -keys 1 -config "$(redis_config '' hot)"
+run -api rls -concurrency 64,16 -targets server -keys 100000 -config "$(redis_config '' 100k)"
+run -api rls -concurrency 64 -targets server -config "$(redis_config 'auto_pipeline: false' plain)"
 echo; echo "### Redis INFO commandstats after the Redis runs"
 redis-cli -p "$port" info commandstats | grep -E 'cmdstat_' | tr -d '\r'

@@ -41,7 +41,7 @@ func redisStoreConfig(b config.RedisBackend) (redisstore.Config, redisstore.Opti
 		ReadTimeout:  b.Timeouts.Read,
 		WriteTimeout: b.Timeouts.Write,
 		MaxRetries:   b.MaxRetries,
-		AutoPipeline: b.AutoPipeline,
+		AutoPipeline: b.AutoPipelineOn(),
 	}
 	if s := b.Sentinel; s != nil {
 		cfg.MasterName = s.MasterName

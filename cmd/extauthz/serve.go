@@ -180,11 +180,12 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		Path:    o.config,
 		Load:    o.load,
 		Current: cfg,
-		OnReload: func(cfg *config.Config, hash string) {
+		// Apply, not OnReload: a config refused here is not taken as in
+		// service, so the next SIGHUP or file event tries it again instead
+		// of finding it unchanged.
+		Apply: func(cfg *config.Config, hash string) error {
 			if err := applyReload(srv, authz, level, cfg); err != nil {
-				ops.ConfigReloadFailed()
-				log.Error("config reload rejected; the previous config keeps serving", "err", err)
-				return
+				return &refusedError{err: err}
 			}
 			restart := reload.RestartRequired(started, cfg)
 			ops.ConfigReloaded(hash, restart)
@@ -192,9 +193,15 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 			if len(restart) > 0 {
 				log.Warn("changed settings apply only after a restart", "settings", restart)
 			}
+			return nil
 		},
 		OnError: func(err error) {
 			ops.ConfigReloadFailed()
+			if errors.As(err, new(*refusedError)) {
+				log.Error("config reload refused; the previous config keeps serving. Fix the config, or restart if the error says "+
+					"the change needs one; then send SIGHUP or save the file again to retry", "err", err)
+				return
+			}
 			log.Error("config reload failed; the previous config keeps serving", "err", err)
 		},
 		OnUnchanged: func(string) { ops.ConfigUnchanged() },
@@ -263,10 +270,18 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 // Redis backend (see backends.loadScripts).
 const scriptLoadTimeout = 2 * time.Second
 
+// refusedError is applyReload's error on a reload: the config loaded and
+// validated, but the running server cannot take it (for example an authz:
+// section added or removed, which needs a restart).
+type refusedError struct{ err error }
+
+func (e *refusedError) Error() string { return e.err.Error() }
+func (e *refusedError) Unwrap() error { return e.err }
+
 // applyReload swaps a reloaded configuration in: the rules and settings of
 // the RateLimitService (and of Check when served), and the log level.
 // Listen addresses, backends, TLS and gRPC tuning keep their running values
-// (reload.RestartRequired lists them).
+// (reload.RestartRequired lists them). On an error nothing is swapped.
 func applyReload(srv *server.Server, authz *server.Authz, level *slog.LevelVar, cfg *config.Config) error {
 	snap, err := newSnapshot(cfg)
 	if err != nil {

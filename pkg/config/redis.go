@@ -27,7 +27,7 @@ import (
 //	    pool: {size: 0, min_idle: 0, timeout: 100ms}   # size 0: 10 per CPU
 //	    timeouts: {dial: 250ms, read: 100ms, write: 100ms}
 //	    max_retries: 0
-//	    auto_pipeline: false               # batch concurrent calls' writes (url, sentinel)
+//	    auto_pipeline: true                # batch concurrent calls' writes (url, sentinel; default on)
 //	    prefix: "extauthz:"
 //	    local_cache: {enabled: false, max_keys: 100000}
 //
@@ -64,9 +64,11 @@ type RedisBackend struct {
 	MaxRetries int `yaml:"max_retries"`
 	// AutoPipeline batches the script calls of concurrent requests into
 	// shared pipelined writes: each request is still one call and one round
-	// trip, with far fewer system calls under load. Standalone and Sentinel
-	// only (default false; go-redis marks the feature experimental).
-	AutoPipeline bool `yaml:"auto_pipeline"`
+	// trip, with far fewer system calls under load (see BENCHMARKS.md).
+	// Unset means on for url and sentinel; false turns it off. Cluster does
+	// not support it (true is an error there). Read it with
+	// AutoPipelineOn.
+	AutoPipeline *bool `yaml:"auto_pipeline"`
 	// Prefix starts every Redis key (default "extauthz:"); no braces.
 	Prefix string `yaml:"prefix"`
 	// LocalCache answers keys known to be over their limit without a round
@@ -75,6 +77,15 @@ type RedisBackend struct {
 
 	// envPassword is PasswordEnv's value, read by validate.
 	envPassword Secret
+}
+
+// AutoPipelineOn reports whether calls are auto-pipelined: AutoPipeline if
+// set, else true except in Cluster mode.
+func (r *RedisBackend) AutoPipelineOn() bool {
+	if r.AutoPipeline != nil {
+		return *r.AutoPipeline
+	}
+	return r.Cluster == nil
 }
 
 // RedisSentinel selects a master through Redis Sentinel.
@@ -212,8 +223,8 @@ func (r *RedisBackend) validate(c *checker, path string) {
 	}
 	if cl := r.Cluster; cl != nil {
 		checkRedisAddrs(c, at("cluster.addrs"), cl.Addrs)
-		if r.AutoPipeline {
-			c.errorf(at("auto_pipeline"), "not available with cluster: set it only for url or sentinel backends")
+		if r.AutoPipeline != nil && *r.AutoPipeline {
+			c.errorf(at("auto_pipeline"), "not available with cluster: remove it (it is on by default only for url and sentinel backends)")
 		}
 	}
 

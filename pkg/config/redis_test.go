@@ -58,7 +58,7 @@ backends:
 		{name: "timeouts.dial", got: r.Timeouts.Dial, want: 300 * time.Millisecond},
 		{name: "timeouts.write default", got: r.Timeouts.Write, want: DefaultRedisWriteTimeout},
 		{name: "max_retries", got: r.MaxRetries, want: 1},
-		{name: "auto_pipeline", got: r.AutoPipeline, want: true},
+		{name: "auto_pipeline", got: r.AutoPipelineOn(), want: true},
 		{name: "prefix", got: r.Prefix, want: "rl:"},
 		{name: "local_cache.max_keys default", got: r.LocalCache.MaxKeys, want: DefaultRedisCacheKeys},
 	}
@@ -66,6 +66,33 @@ backends:
 		if tc.got != tc.want {
 			t.Errorf("%s: got %v, want %v", tc.name, tc.got, tc.want)
 		}
+	}
+}
+
+// TestRedisAutoPipelineDefault: auto pipelining is on unless turned off,
+// except for Cluster, which does not support it.
+func TestRedisAutoPipelineDefault(t *testing.T) {
+	tests := []struct {
+		name, backend string
+		want          bool
+	}{
+		{name: "url default", backend: "url: redis://h:1", want: true},
+		{name: "url off", backend: "url: redis://h:1\n    auto_pipeline: false", want: false},
+		{name: "sentinel default", backend: "sentinel: {master_name: m, addrs: [\"h:1\"]}", want: true},
+		{name: "sentinel off", backend: "sentinel: {master_name: m, addrs: [\"h:1\"]}\n    auto_pipeline: false", want: false},
+		{name: "cluster default", backend: "cluster: {addrs: [\"h:1\"]}", want: false},
+		{name: "cluster off", backend: "cluster: {addrs: [\"h:1\"]}\n    auto_pipeline: false", want: false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := loadString(t, "backends:\n  - type: redis\n    "+tc.backend+"\n")
+			if err != nil {
+				t.Fatalf("Load: %v", err)
+			}
+			if got := cfg.Backends[0].RedisBackend.AutoPipelineOn(); got != tc.want {
+				t.Errorf("AutoPipelineOn: got %v, want %v", got, tc.want)
+			}
+		})
 	}
 }
 

@@ -721,9 +721,11 @@ func (x *Extractor) value(ce *compiledEntry, r *Request, out *Extraction, client
 	case FromAPIKey:
 		return out.APIKeyID, out.APIKeyID != ""
 	case FromTenant:
-		return out.Tenant, out.Tenant != ""
+		// Tenant and tier names are up to 128 bytes, which may exceed a
+		// small MaxValueBytes: bound them like any other value.
+		return x.bound(out.Tenant), out.Tenant != ""
 	case FromTier:
-		return out.Tier, out.Tier != ""
+		return x.bound(out.Tier), out.Tier != ""
 	case FromGeneric:
 		return ce.Value, true
 	}

@@ -288,7 +288,7 @@ func (s *Server) storeFailed(ctx context.Context, api apiID, snap *Snapshot, dom
 		return codeInternal, status.Error(codes.Internal, "rate limit store rejected the request")
 	}
 	mode := snap.settings.Failure.For(domain)
-	s.warn.log(s.log, "rate limit store failed", "err", err, "failure_mode", mode.String())
+	s.warn.Warn(ctx, s.log, "store", "rate limit store failed", "err", err, "failure_mode", mode.String())
 	var a chain.Answer
 	switch mode {
 	case chain.FailOpen:

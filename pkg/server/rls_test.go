@@ -1,8 +1,10 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +19,7 @@ import (
 	"github.com/extauthz/extauthz/pkg/backends/chain"
 	"github.com/extauthz/extauthz/pkg/descriptor"
 	"github.com/extauthz/extauthz/pkg/limiter"
+	"github.com/extauthz/extauthz/pkg/logging"
 )
 
 // fmtStatus renders a DescriptorStatus compactly:
@@ -421,6 +424,55 @@ func TestShouldRateLimitDeadline(t *testing.T) {
 	_, err := e.srv.ShouldRateLimit(ctx, request("edge", desc("remote_address", "a")))
 	if got := status.Code(err); got != codes.DeadlineExceeded {
 		t.Errorf("got %v (%v), want DeadlineExceeded", got, err)
+	}
+}
+
+// TestStoreFailureWarningThrottled checks that a failing store, called by
+// every request, logs one warning per interval (logging.DefaultEvery), and
+// that the next one carries the count of those dropped in between.
+func TestStoreFailureWarningThrottled(t *testing.T) {
+	e := newEnv(t, Settings{Failure: chain.FailurePolicy{Default: chain.FailOpen}})
+	var logs bytes.Buffer
+	// Set before the first call; the handler is called directly below.
+	e.srv.log = slog.New(slog.NewTextHandler(&logs, nil))
+	e.srv.warn.Now = e.clock.Now
+	e.store.fail(errBackend)
+	call := func() {
+		t.Helper()
+		if _, err := e.srv.ShouldRateLimit(context.Background(), request("edge", desc("remote_address", "a"))); err != nil {
+			t.Fatalf("ShouldRateLimit: %v", err)
+		}
+	}
+	warnings := func() []string {
+		var out []string
+		for _, l := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+			if strings.Contains(l, `msg="rate limit store failed"`) {
+				out = append(out, l)
+			}
+		}
+		return out
+	}
+
+	for range 5 {
+		call()
+	}
+	e.clock.Advance(logging.DefaultEvery - time.Second)
+	call() // still within the interval
+	if got := warnings(); len(got) != 1 {
+		t.Fatalf("after 6 failures within %v: got %d warnings, want 1:\n%s", logging.DefaultEvery, len(got), logs.String())
+	}
+	if w := warnings()[0]; strings.Contains(w, "suppressed") || !strings.Contains(w, "failure_mode=open") || !strings.Contains(w, "backend down") {
+		t.Errorf("first warning %q: want the error and failure mode, and no suppressed count", w)
+	}
+
+	e.clock.Advance(time.Second)
+	call()
+	got := warnings()
+	if len(got) != 2 {
+		t.Fatalf("after the interval: got %d warnings, want 2:\n%s", len(got), logs.String())
+	}
+	if !strings.Contains(got[1], "suppressed=5") {
+		t.Errorf("second warning %q: want suppressed=5", got[1])
 	}
 }
 

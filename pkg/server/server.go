@@ -15,6 +15,7 @@ import (
 	"github.com/extauthz/extauthz/pkg/backends/chain"
 	"github.com/extauthz/extauthz/pkg/descriptor"
 	"github.com/extauthz/extauthz/pkg/limiter"
+	"github.com/extauthz/extauthz/pkg/logging"
 )
 
 // HeaderSettings configures the rate-limit response headers. Zero values are
@@ -178,7 +179,7 @@ type Server struct {
 	store   limiter.Store
 	metrics *Metrics
 	log     *slog.Logger
-	warn    logLimiter
+	warn    logging.Throttle // store failures: one warning per logging.DefaultEvery
 }
 
 var _ rlsv3.RateLimitServiceServer = (*Server)(nil)

@@ -67,13 +67,13 @@ type commandStatser interface {
 }
 
 func TestRedisDistributed(t *testing.T) {
-	t.Run("standalone", func(t *testing.T) {
+	t.Run("standalone", func(t *testing.T) { // auto pipelining by default
 		srv := redistest.Start(t, redistest.Options{})
 		runDistributed(t, distConfig("    url: redis://"+srv.Addr+"/0"), srv)
 	})
-	t.Run("standalone_auto_pipeline", func(t *testing.T) {
+	t.Run("standalone_no_auto_pipeline", func(t *testing.T) {
 		srv := redistest.Start(t, redistest.Options{})
-		runDistributed(t, distConfig("    url: redis://"+srv.Addr+"/0\n    auto_pipeline: true"), srv)
+		runDistributed(t, distConfig("    url: redis://"+srv.Addr+"/0\n    auto_pipeline: false"), srv)
 	})
 	t.Run("cluster", func(t *testing.T) {
 		c := redistest.StartCluster(t)

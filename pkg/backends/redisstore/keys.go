@@ -16,11 +16,13 @@ package redisstore
 // counter always lives on one slot; since each counter is a single key, the
 // state a rule needs together is always on one slot.
 //
-// The value is "stamp count prev" (limiter.State: the window index and the
-// counts for the window algorithms, the theoretical arrival time in Unix
-// nanoseconds for the token bucket), written with SET ... PX so that the key
+// The value is limiter.State as four little-endian doubles, "stamp sub
+// count prev" (the window index and the counts for the window algorithms,
+// the theoretical arrival time as Unix microseconds and a nanosecond
+// remainder for the token bucket), written with SET ... PX so that the key
 // expires when its state stops mattering (limiter.Limit.Expiry: end of the
-// window, end of the next window, or the TAT), rounded up to a millisecond.
+// window, end of the next window, or the TAT), rounded up to a millisecond,
+// or with KEEPTTL when a window counter is rewritten in the same window.
 // The window is in the value, not in the key name, so each counter is
 // exactly one key at any time.
 

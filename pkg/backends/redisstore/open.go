@@ -141,25 +141,21 @@ func Open(cfg Config, opts Options) (*Store, error) {
 		plain = redis.NewClient(uo.Simple())
 		client = plain
 	}
-	var closeAfter func() error
-	if cfg.AutoPipeline {
-		ap, err := plain.AutoPipeline()
-		if err != nil {
-			_ = plain.Close()
-			return nil, fmt.Errorf("redisstore: open: auto pipeline: %w", err)
-		}
-		client, closeAfter = ap, plain.Close
-		desc += " (auto pipeline)"
-	}
 	s, err := New(client, opts)
 	if err != nil {
 		_ = client.Close()
-		if closeAfter != nil {
-			_ = closeAfter()
-		}
 		return nil, err
 	}
-	s.addr, s.closeAfter = desc, closeAfter
+	s.addr = desc
+	if cfg.AutoPipeline {
+		// The deferred face: Take submits and waits with its own context,
+		// which the blocking face does not honour once a call is queued.
+		if s.ap, err = plain.AsyncAutoPipeline(); err != nil {
+			_ = client.Close()
+			return nil, fmt.Errorf("redisstore: open: auto pipeline: %w", err)
+		}
+		s.addr += " (auto pipeline)"
+	}
 	return s, nil
 }
 

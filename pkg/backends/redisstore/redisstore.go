@@ -100,9 +100,9 @@ type Store struct {
 	opts    Options
 	cache   *overCache // nil when the local cache is off
 	addr    string     // for String and Addr
-	// closeAfter closes what client wraps (the client under an
-	// autopipeliner), after client.
-	closeAfter func() error
+	// ap, when set, carries Take's script calls (Config.AutoPipeline); the
+	// other commands (Ping, LoadScript) use client directly.
+	ap *redis.AutoPipeliner
 }
 
 var _ limiter.Store = (*Store)(nil)
@@ -151,12 +151,13 @@ func (s *Store) String() string {
 // Addr is String without the leading "redis ", for the health table.
 func (s *Store) Addr() string { return s.addr }
 
-// Close closes the Redis client.
+// Close closes the Redis client (and the autopipeliner on it).
 func (s *Store) Close() error {
-	err := s.client.Close()
-	if s.closeAfter != nil {
-		err = errors.Join(err, s.closeAfter())
+	var err error
+	if s.ap != nil {
+		err = s.ap.Close()
 	}
+	err = errors.Join(err, s.client.Close())
 	if err != nil {
 		return fmt.Errorf("redisstore: close: %w", err)
 	}
@@ -286,13 +287,41 @@ func checkBounds(reqs []limiter.Request) error {
 // outside Cluster mode) as one EVALSHA, and EVAL if the script is missing.
 func (s *Store) runOne(ctx context.Context, c *call, reqs []limiter.Request, res []limiter.Result, mode int, now time.Time, lo, hi int) error {
 	keys, args := c.keys[lo:hi], c.args(reqs, lo, hi, mode, false, now, s.opts)
-	cmd := s.client.EvalSha(ctx, takeScript.Hash(), keys, args)
-	if isNoScript(cmd.Err()) {
+	cmd, err := s.script(ctx, "evalsha", takeScript.Hash(), keys, args)
+	if err == nil && isNoScript(cmd.Err()) {
 		s.scriptLoaded()
-		cmd = s.client.Eval(ctx, takeSource, keys, args)
+		cmd, err = s.script(ctx, "eval", takeSource, keys, args)
 	}
-	_, err := s.decode(cmd, c, reqs, res, lo, hi, now, false)
+	if err != nil {
+		return err
+	}
+	_, err = s.decode(cmd, c, reqs, res, lo, hi, now, false)
 	return err
+}
+
+// script runs take.lua once, by SHA (verb "evalsha") or in full ("eval").
+// Through the autopipeliner it waits no longer than ctx allows: a queued
+// command cannot be withdrawn, so when ctx ends first script returns ctx's
+// error and the command's reply, if it comes, is dropped (as a timed-out
+// plain call's would be).
+func (s *Store) script(ctx context.Context, verb, body string, keys []string, arg string) (*redis.Cmd, error) {
+	if s.ap == nil {
+		if verb == "eval" {
+			return s.client.Eval(ctx, body, keys, arg), nil
+		}
+		return s.client.EvalSha(ctx, body, keys, arg), nil
+	}
+	a := make([]interface{}, 0, 4+len(keys))
+	a = append(a, verb, body, len(keys))
+	for _, k := range keys {
+		a = append(a, k)
+	}
+	a = append(a, arg)
+	cmd := redis.NewCmd(ctx, a...)
+	if err := s.ap.Submit(ctx, cmd).WaitContext(ctx); err != nil && ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	return cmd, nil
 }
 
 // runCluster sends one EVALSHA per hash slot in one pipeline, which go-redis
@@ -452,26 +481,35 @@ func (s *Store) decode(cmd *redis.Cmd, c *call, reqs []limiter.Request, res []li
 	if err != nil {
 		return o, err
 	}
-	vals, ok := v.([]interface{})
-	if !ok {
-		return o, fmt.Errorf("%w: got %T, want an array", ErrBadReply, v)
-	}
 	n := hi - lo
 	want := replyWidth * n
+	var packed string
+	var rest []interface{}
 	if wantUndo {
 		want += 2 * n
-		if len(vals) < want || (len(vals)-want)%2 != 0 {
-			return o, fmt.Errorf("%w: got %d values, want %d and 2 per key written", ErrBadReply, len(vals), want)
+		vals, ok := v.([]interface{})
+		if !ok || len(vals) < 1 || len(vals)%2 != 1 {
+			return o, fmt.Errorf("%w: got %T of length %d, want an array of a string and 2 values per key written", ErrBadReply, v, len(vals))
 		}
-	} else if len(vals) != want {
-		return o, fmt.Errorf("%w: got %d values, want %d", ErrBadReply, len(vals), want)
+		if packed, ok = vals[0].(string); !ok {
+			return o, fmt.Errorf("%w: got %T, want a string", ErrBadReply, vals[0])
+		}
+		rest = vals[1:]
+	} else {
+		var ok bool
+		if packed, ok = v.(string); !ok {
+			return o, fmt.Errorf("%w: got %T, want a string", ErrBadReply, v)
+		}
+	}
+	if len(packed) != 8*want {
+		return o, fmt.Errorf("%w: got %d bytes, want %d (%d numbers)", ErrBadReply, len(packed), 8*want, want)
 	}
 	o.allowed = true
 	for k := lo; k < hi; k++ {
 		i := c.idx[k]
 		var r [replyWidth]int64
 		for j := range r {
-			x, err := nonNegative(vals, replyWidth*(k-lo)+j)
+			x, err := replyNumber(packed, replyWidth*(k-lo)+j)
 			if err != nil {
 				return o, err
 			}
@@ -498,34 +536,39 @@ func (s *Store) decode(cmd *redis.Cmd, c *call, reqs []limiter.Request, res []li
 	base := replyWidth * n
 	o.reads = make([]readResult, n)
 	for k := range n {
-		remaining, err := nonNegative(vals, base+2*k)
+		remaining, err := replyNumber(packed, base+2*k)
 		if err != nil {
 			return o, err
 		}
-		reset, err := nonNegative(vals, base+2*k+1)
+		reset, err := replyNumber(packed, base+2*k+1)
 		if err != nil {
 			return o, err
 		}
 		o.reads[k] = readResult{i: c.idx[lo+k], remaining: remaining, reset: time.Duration(reset)}
 	}
-	for j := base + 2*n; j < len(vals); j += 2 {
-		idx, ok1 := vals[j].(int64)
-		value, ok2 := vals[j+1].(string)
+	for j := 0; j < len(rest); j += 2 {
+		idx, ok1 := rest[j].(int64)
+		value, ok2 := rest[j+1].(string)
 		if !ok1 || !ok2 || idx < 1 || idx > int64(n) {
-			return o, fmt.Errorf("%w: bad written-key entry %v", ErrBadReply, vals[j:j+2])
+			return o, fmt.Errorf("%w: bad written-key entry %v", ErrBadReply, rest[j:j+2])
 		}
 		o.writes = append(o.writes, write{k: lo + int(idx) - 1, value: value})
 	}
 	return o, nil
 }
 
-// nonNegative returns vals[j] as a non-negative int64.
-func nonNegative(vals []interface{}, j int) (int64, error) {
-	x, ok := vals[j].(int64)
-	if !ok || x < 0 {
-		return 0, fmt.Errorf("%w: element %d is %v (%T), want a non-negative integer", ErrBadReply, j, vals[j], vals[j])
+// replyNumber returns the j-th little-endian double of a packed reply as a
+// non-negative int64, saturated at math.MaxInt64 as pkg/limiter's
+// arithmetic is.
+func replyNumber(packed string, j int) (int64, error) {
+	f := math.Float64frombits(binary.LittleEndian.Uint64(unsafe.Slice(unsafe.StringData(packed[8*j:]), 8)))
+	switch {
+	case !(f >= 0) || f != math.Trunc(f): // NaN, negative, fractional, -Inf
+		return 0, fmt.Errorf("%w: number %d is %v, want a non-negative integer", ErrBadReply, j, f)
+	case f >= math.MaxInt64:
+		return math.MaxInt64, nil
 	}
-	return x, nil
+	return int64(f), nil
 }
 
 // call is the per-Take scratch: the requests sent to Redis (not answered by
@@ -623,26 +666,29 @@ func (c *call) groups() []group {
 }
 
 // args encodes ARGV[1] of take.lua for requests c.idx[lo:hi]: little-endian
-// int64s, which the script unpacks with struct.unpack (cheaper there than
-// parsing text).
+// doubles (every value is an integer below 2^53, checkBounds), which the
+// script unpacks with struct.unpack (cheaper there than parsing text).
 func (c *call) args(reqs []limiter.Request, lo, hi, mode int, wantUndo bool, now time.Time, opts Options) string {
-	b := make([]byte, 0, 8*(6+5*(hi-lo)))
-	us, sub := int64(-1), int64(0) // -1: the script reads TIME
+	b := make([]byte, 0, 8*(4+5*(hi-lo)))
+	flags := int64(mode) | 4*boolInt(opts.LocalCacheSize > 0) | 8*boolInt(wantUndo)
+	us, sub := int64(0), int64(0)
 	if opts.Now != nil {
 		ns := now.UnixNano()
 		us, sub = ns/1000, ns%1000
 		if sub < 0 {
 			us, sub = us-1, sub+1000
 		}
+	} else {
+		flags |= 16 // the script reads Redis's TIME
 	}
 	extraMS := int64(math.Ceil(float64(opts.ExtraTTL) / float64(time.Millisecond)))
-	for _, v := range [...]int64{int64(mode), us, sub, extraMS, boolInt(opts.LocalCacheSize > 0), boolInt(wantUndo)} {
-		b = binary.LittleEndian.AppendUint64(b, uint64(v))
+	for _, v := range [...]int64{flags, us, sub, extraMS} {
+		b = binary.LittleEndian.AppendUint64(b, math.Float64bits(float64(v)))
 	}
 	for _, i := range c.idx[lo:hi] {
 		r := &reqs[i]
 		for _, v := range [...]int64{int64(r.Limit.Algorithm), r.Limit.Requests, int64(r.Limit.Period), r.Limit.Burst, r.Hits} {
-			b = binary.LittleEndian.AppendUint64(b, uint64(v))
+			b = binary.LittleEndian.AppendUint64(b, math.Float64bits(float64(v)))
 		}
 	}
 	// b is never written again (a new buffer per call): a string over it

@@ -18,54 +18,40 @@
 --                  bucket only).
 -- Reply            the number of keys changed.
 
-local function divmod(x, y)
-  local q = math.floor(x / y)
-  local r = x - q * y
-  if r < 0 then
-    q, r = q - 1, r + y
-  elseif r >= y then
-    q, r = q + 1, r - y
-  end
-  return q, r
-end
-
--- The decimal nanosecond stamp s minus d ns (d < 2^53), clamped at 0.
-local function stamp_minus(s, d)
-  local len = #s
-  local hi, lo = 0, tonumber(s)
-  if len > 3 then
-    hi, lo = tonumber(string.sub(s, 1, len - 3)), tonumber(string.sub(s, len - 2))
-  end
-  local q, r = divmod(lo - d, 1000)
-  if hi + q < 0 then
-    return '0'
-  end
-  return string.format('%d%03d', hi + q, r)
-end
+-- Values are take.lua's: 4 little-endian doubles, stamp sub count prev.
+local sunpack, spack = struct.unpack, struct.pack
 
 local changed = 0
 for i = 1, #KEYS do
   local alg, wrote, hits, t = tonumber(ARGV[4 * i - 3]), ARGV[4 * i - 2], tonumber(ARGV[4 * i - 1]), tonumber(ARGV[4 * i])
-  local wstamp = string.match(wrote, '^(%-?%d+) ')
   local v = redis.call('GET', KEYS[i])
-  local s, c, p
-  if v and wstamp then
-    s, c, p = string.match(v, '^(%-?%d+) (%d+) (%d+)$')
-  end
-  if s then
-    c, p = tonumber(c), tonumber(p)
+  if v and #v == 32 and #wrote == 32 then
+    local ws = sunpack('<d', wrote)
+    local s, u, c, p = sunpack('<dddd', v)
     local ok = false
     if alg == 0 or alg == 1 then
-      if s == wstamp then
+      if s == ws then
         c, ok = math.max(0, c - hits), true
-      elseif alg == 1 and tonumber(s) == tonumber(wstamp) + 1 then
+      elseif alg == 1 and s == ws + 1 then
         p, ok = math.max(0, p - hits), true
       end
-    elseif alg == 2 and string.byte(s, 1) ~= 45 then
-      s, ok = stamp_minus(s, hits * t), true
+    elseif alg == 2 then
+      -- TAT (s us, u ns) minus hits*T ns, clamped at 0.
+      local d = hits * t
+      local q = math.floor((u - d) / 1000)
+      local r = (u - d) - q * 1000
+      if r < 0 then
+        q, r = q - 1, r + 1000
+      elseif r >= 1000 then
+        q, r = q + 1, r - 1000
+      end
+      s, u, ok = s + q, r, true
+      if s < 0 then
+        s, u = 0, 0
+      end
     end
     if ok then
-      redis.call('SET', KEYS[i], s .. ' ' .. string.format('%d', c) .. ' ' .. string.format('%d', p), 'KEEPTTL')
+      redis.call('SET', KEYS[i], spack('<dddd', s, u, c, p), 'KEEPTTL')
       changed = changed + 1
     end
   end
