@@ -46,8 +46,9 @@ const stackRequests = 8
 //
 // In CountAll mode each request is applied with Apply, independently of the
 // others. In CountIfAllAllowed mode the requests are applied the same way, in
-// order; if any is refused every state is put back as it was, so nothing is
-// counted (not even a fixed window's refused hits), and then:
+// order; if any request that is not Shadow is refused, every state is put
+// back as it was, so nothing is counted (not even a fixed window's refused
+// hits), and then:
 //   - Allowed and RetryAfter keep the values of the in-order evaluation (a
 //     request refused only because an earlier one of the call used the room
 //     reports the wait for the whole call);
@@ -83,7 +84,7 @@ func applyAllOrNothing(now time.Time, reqs []Request, states []State, res []Resu
 	all := true
 	for i := range reqs {
 		reqs[i].Limit.apply(&states[firstWithKey(reqs, i)], ns, reqs[i].Hits, &res[i])
-		all = all && res[i].Allowed
+		all = all && (res[i].Allowed || reqs[i].Shadow)
 	}
 	if all {
 		shareDuplicates(reqs, states)

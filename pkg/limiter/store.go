@@ -15,6 +15,12 @@ type Request struct {
 	Key   string
 	Limit Limit
 	Hits  int64
+	// Shadow marks a request that is evaluated and counted but never vetoes
+	// its call: in CountIfAllAllowed mode a refused Shadow request does not
+	// stop the call's other requests from being counted (a rule in
+	// shadow_mode must not change what the enforced rules count). It makes
+	// no difference in CountAll mode.
+	Shadow bool
 }
 
 // Result is the outcome of one Request.
@@ -42,7 +48,8 @@ const (
 	// another request of the same call is refused. The zero value.
 	CountAll Mode = iota
 	// CountIfAllAllowed counts nothing unless every request of the call is
-	// admitted, so a refused call does not burn the caller's other quotas.
+	// admitted (Shadow requests aside), so a refused call does not burn the
+	// caller's other quotas.
 	CountIfAllAllowed
 )
 

@@ -165,24 +165,18 @@ func (s *Server) decide(ctx context.Context, snap *Snapshot, domain string, sc *
 		applyReplaces(vs)
 	}
 
-	// Encode the keys: firm (non-shadow) requests first, then shadow ones,
-	// so that the firm ones are reqs[:firm].
+	// Encode the keys, in request order.
 	sc.key, sc.keyEnds = sc.key[:0], sc.keyEnds[:0]
-	n, firm := 0, 0
-	for pass := range 2 {
-		for i := range vs {
-			v := &vs[i]
-			if v.kind != kindCounted || v.shadow != (pass == 1) {
-				continue
-			}
-			sc.key = descriptor.AppendTenantKey(sc.key, v.ns, v.rule, v.desc)
-			sc.keyEnds = append(sc.keyEnds, len(sc.key))
-			v.req = n
-			n++
+	n := 0
+	for i := range vs {
+		v := &vs[i]
+		if v.kind != kindCounted {
+			continue
 		}
-		if pass == 0 {
-			firm = n
-		}
+		sc.key = descriptor.AppendTenantKey(sc.key, v.ns, v.rule, v.desc)
+		sc.keyEnds = append(sc.keyEnds, len(sc.key))
+		v.req = n
+		n++
 	}
 	if n == 0 {
 		return nil
@@ -198,21 +192,13 @@ func (s *Server) decide(ctx context.Context, snap *Snapshot, domain string, sc *
 		if v.req > 0 {
 			start = sc.keyEnds[v.req-1]
 		}
-		sc.reqs[v.req] = limiter.Request{Key: bytesString(sc.key[start:sc.keyEnds[v.req]]), Limit: v.limit, Hits: v.hits}
+		sc.reqs[v.req] = limiter.Request{Key: bytesString(sc.key[start:sc.keyEnds[v.req]]), Limit: v.limit, Hits: v.hits, Shadow: v.shadow}
 	}
 
-	mode := snap.settings.CountMode
-	if err := s.store.Take(ctx, mode, sc.reqs, sc.res); err != nil {
+	// One Take, whatever the count mode: a shadow rule that refuses does not
+	// stop CountIfAllAllowed from counting the others (Request.Shadow).
+	if err := s.store.Take(ctx, snap.settings.CountMode, sc.reqs, sc.res); err != nil {
 		return err
-	}
-	if mode == limiter.CountIfAllAllowed && firm > 0 && firm < n && allAllowed(sc.res[:firm]) && !allAllowed(sc.res[firm:]) {
-		// Only shadow rules refused, so the store counted nothing, yet the
-		// request is admitted: count the firm requests alone. This second
-		// round trip happens only in this mode, and only while a shadow
-		// rule would refuse.
-		if err := s.store.Take(ctx, mode, sc.reqs[:firm], sc.res[:firm]); err != nil {
-			return err
-		}
 	}
 	for i := range vs {
 		if v := &vs[i]; v.kind == kindCounted {
@@ -240,15 +226,6 @@ func applyReplaces(vs []verdict) {
 			}
 		}
 	}
-}
-
-func allAllowed(res []limiter.Result) bool {
-	for i := range res {
-		if !res[i].Allowed {
-			return false
-		}
-	}
-	return true
 }
 
 // bytesString returns b as a string without copying, which saves one

@@ -300,6 +300,7 @@ func TestShouldRateLimitCountModes(t *testing.T) {
 		wantFirst     rlsv3.RateLimitResponse_Code
 		wantRemaining uint32 // remote_address=a's remaining after a second, lone hit
 		wantTakes     int
+		wantShadow    int // requests of the first Take marked Shadow
 	}{{
 		name:          "count all counts the admitted descriptor of a refused request",
 		mode:          limiter.CountAll,
@@ -319,10 +320,12 @@ func TestShouldRateLimitCountModes(t *testing.T) {
 		mode:  limiter.CountIfAllAllowed,
 		first: request("edge", desc("remote_address", "a"), withHits(desc("path", "/shadow"), 2)),
 		// The shadow rule refuses 2 hits of 1: the request is admitted, so
-		// remote_address is counted, by a second Take of the firm requests.
+		// remote_address is counted, in the same single Take (the shadow
+		// request is marked Shadow and does not veto).
 		wantFirst:     rlsv3.RateLimitResponse_OK,
 		wantRemaining: 0,
-		wantTakes:     3,
+		wantTakes:     2,
+		wantShadow:    1,
 	}}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -334,8 +337,18 @@ func TestShouldRateLimitCountModes(t *testing.T) {
 			if got := resp.GetStatuses()[0].GetLimitRemaining(); got != tc.wantRemaining {
 				t.Errorf("got remaining %d after the second request, want %d", got, tc.wantRemaining)
 			}
-			if got := len(e.store.takes()); got != tc.wantTakes {
+			takes := e.store.takes()
+			if got := len(takes); got != tc.wantTakes {
 				t.Errorf("got %d Take calls, want %d", got, tc.wantTakes)
+			}
+			shadow := 0
+			for _, r := range takes[0].reqs {
+				if r.Shadow {
+					shadow++
+				}
+			}
+			if shadow != tc.wantShadow {
+				t.Errorf("first Take: got %d Shadow requests in %+v, want %d", shadow, takes[0].reqs, tc.wantShadow)
 			}
 		})
 	}

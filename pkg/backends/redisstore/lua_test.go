@@ -96,7 +96,7 @@ func matchLimiter(t *testing.T, s *Store, clock *fakeClock, calls int, prefix st
 			if rng.IntN(10) == 0 {
 				hits = int64(rng.IntN(60))
 			}
-			reqs[i] = limiter.Request{Key: k, Limit: l, Hits: hits}
+			reqs[i] = limiter.Request{Key: k, Limit: l, Hits: hits, Shadow: rng.IntN(4) == 0}
 			states[i] = *model[k]
 		}
 		mode := limiter.Mode(rng.IntN(2))

@@ -227,11 +227,12 @@ func (s *Store) Take(ctx context.Context, mode limiter.Mode, reqs []limiter.Requ
 	var c call
 	c.init(len(reqs))
 	if s.cache != nil {
-		hits := 0
+		hits, vetoed := 0, false
 		for i := range reqs {
 			if s.cache.get(&reqs[i], now, &res[i]) {
 				c.cached[i] = true
 				hits++
+				vetoed = vetoed || !reqs[i].Shadow
 			}
 		}
 		if hits > 0 {
@@ -241,9 +242,9 @@ func (s *Store) Take(ctx context.Context, mode limiter.Mode, reqs []limiter.Requ
 			if hits == len(reqs) {
 				return nil
 			}
-			if scriptMode == modeCountIfAllAllowed {
-				// A refused request means the call counts nothing: the others
-				// are only evaluated.
+			if scriptMode == modeCountIfAllAllowed && vetoed {
+				// A refused request that is not Shadow means the call counts
+				// nothing: the others are only evaluated.
 				scriptMode = modeEvalOnly
 			}
 		}
@@ -525,7 +526,7 @@ func (s *Store) decode(cmd *redis.Cmd, c *call, reqs []limiter.Request, res []li
 			ResetAfter: time.Duration(r[2]),
 			RetryAfter: time.Duration(r[3]),
 		}
-		o.allowed = o.allowed && res[i].Allowed
+		o.allowed = o.allowed && (res[i].Allowed || reqs[i].Shadow)
 		if s.cache != nil && r[4] > 0 {
 			s.cache.put(&reqs[i], now, time.Duration(r[4]), res[i].ResetAfter)
 		}
@@ -687,7 +688,8 @@ func (c *call) args(reqs []limiter.Request, lo, hi, mode int, wantUndo bool, now
 	}
 	for _, i := range c.idx[lo:hi] {
 		r := &reqs[i]
-		for _, v := range [...]int64{int64(r.Limit.Algorithm), r.Limit.Requests, int64(r.Limit.Period), r.Limit.Burst, r.Hits} {
+		alg := int64(r.Limit.Algorithm) + 4*boolInt(r.Shadow)
+		for _, v := range [...]int64{alg, r.Limit.Requests, int64(r.Limit.Period), r.Limit.Burst, r.Hits} {
 			b = binary.LittleEndian.AppendUint64(b, math.Float64bits(float64(v)))
 		}
 	}

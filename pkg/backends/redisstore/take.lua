@@ -26,7 +26,8 @@
 --          (production); else now_us and now_sub (the sub-microsecond part)
 --          are a test clock's. extra_ms is added to every TTL (tests with a
 --          fake clock). algorithm: 0 fixed window, 1 sliding window, 2 token
---          bucket.
+--          bucket, plus 4 for a Shadow request (limiter.Request.Shadow: its
+--          refusal does not stop CountIfAllAllowed from counting the others).
 -- Value    4 little-endian doubles, limiter.State: stamp, sub, count, prev.
 --          Windows: stamp is the window index, sub 0. Token bucket: the TAT
 --          as stamp microseconds and sub nanoseconds. Any other value reads
@@ -123,6 +124,7 @@ end
 -- current TTL is already right for it.
 local function eval(i, s, u, c, pv, h)
   local a, rq, p, b = sunpack('<dddd', argv, 40 * i - 7)
+  a = a % 4 -- without the Shadow flag
 
   if a == 2 then
     -- Token bucket (GCRA). R == 0 refuses with P.
@@ -303,7 +305,9 @@ for i = 1, n do
     st[o + 1], st[o + 2], st[o + 3], st[o + 4], st[o + 5] = s, u, c, p, ttl
     st[o + 6] = st[o + 6] or not keep
   end
-  all = all and allowed
+  if not allowed and all then
+    all = sunpack('<d', argv, 40 * i - 7) >= 4 -- a Shadow request does not veto
+  end
   local ok = 0
   if allowed then
     ok = 1

@@ -78,6 +78,7 @@ func Run(t *testing.T, newStore func(t *testing.T) (limiter.Store, Clock)) {
 		{name: "CountAllCountsAdmittedRequests", run: testCountAll},
 		{name: "CountIfAllAllowedCountsNothingWhenRefused", run: testCountIfAllAllowedRefused},
 		{name: "CountIfAllAllowedCountsAllWhenAdmitted", run: testCountIfAllAllowedAdmitted},
+		{name: "CountIfAllAllowedShadowDoesNotVeto", run: testCountIfAllAllowedShadow},
 		{name: "SameKeyTwiceInOneCall", run: testSameKeyTwice},
 		{name: "AlgorithmsMixedInOneCall", run: testMixedAlgorithms},
 		{name: "KeysAreCopied", run: testKeysAreCopied},
@@ -339,6 +340,38 @@ func testCountIfAllAllowedAdmitted(t *testing.T, h *harness) {
 	expect(t, "call 3: a", res[0], want{allowed: true, remaining: 3, limit: 5})
 	expect(t, "call 3: b", res[1], want{remaining: 0, limit: 2})
 	expect(t, "a afterwards", h.take1(t, a, la, 0), want{allowed: true, remaining: 3, limit: 5})
+}
+
+// testCountIfAllAllowedShadow: a refused Shadow request does not stop the
+// others from counting and is itself applied as in CountAll; a refused
+// request that is not Shadow still vetoes the call, Shadow ones included.
+func testCountIfAllAllowedShadow(t *testing.T, h *harness) {
+	p := h.longPeriod()
+	a, s, f := h.key("a"), h.key("shadow"), h.key("shadowfixed")
+	la := limiter.Limit{Requests: 5, Period: p, Algorithm: limiter.SlidingWindow}
+	ls := limiter.Limit{Requests: 1, Period: p, Algorithm: limiter.TokenBucket}
+	lf := limiter.Limit{Requests: 1, Period: p}
+	res := h.take(t, limiter.CountIfAllAllowed,
+		limiter.Request{Key: a, Limit: la, Hits: 1},
+		limiter.Request{Key: s, Limit: ls, Hits: 2, Shadow: true},
+		limiter.Request{Key: f, Limit: lf, Hits: 2, Shadow: true})
+	expect(t, "a", res[0], want{allowed: true, remaining: 4, limit: 5})
+	expect(t, "shadow", res[1], want{remaining: 1, limit: 1})
+	expect(t, "shadow fixed window", res[2], want{remaining: 0, limit: 1})
+	expect(t, "a afterwards", h.take1(t, a, la, 0), want{allowed: true, remaining: 4, limit: 5})
+	expect(t, "shadow afterwards (refused hits not counted)", h.take1(t, s, ls, 0), want{allowed: true, remaining: 1, limit: 1})
+	expect(t, "shadow fixed window afterwards (refused hits counted)", h.take1(t, f, lf, 0), want{remaining: 0, limit: 1})
+
+	// A firm refusal still vetoes everything, Shadow requests included.
+	b := h.key("b")
+	lb := limiter.Limit{Requests: 1, Period: p}
+	res = h.take(t, limiter.CountIfAllAllowed,
+		limiter.Request{Key: a, Limit: la, Hits: 1},
+		limiter.Request{Key: s, Limit: ls, Hits: 1, Shadow: true},
+		limiter.Request{Key: b, Limit: lb, Hits: 2})
+	expect(t, "vetoed: b", res[2], want{remaining: 1, limit: 1})
+	expect(t, "vetoed: a afterwards", h.take1(t, a, la, 0), want{allowed: true, remaining: 4, limit: 5})
+	expect(t, "vetoed: shadow afterwards", h.take1(t, s, ls, 0), want{allowed: true, remaining: 1, limit: 1})
 }
 
 func testSameKeyTwice(t *testing.T, h *harness) {
