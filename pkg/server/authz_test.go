@@ -531,28 +531,9 @@ func BenchmarkCheck(b *testing.B) {
 		if len(ext.Descriptors) != len(tc.descs) {
 			b.Fatalf("%s: got %d descriptors, want %d", tc.name, len(ext.Descriptors), len(tc.descs))
 		}
-		b.Run(tc.name, func(b *testing.B) {
-			b.ReportAllocs()
-			i := 0
-			for b.Loop() {
-				if _, err := a.Check(ctx, reqs[i&1023]); err != nil {
-					b.Fatal(err)
-				}
-				i++
-			}
-		})
-		b.Run(tc.name+"/parallel", func(b *testing.B) {
-			b.ReportAllocs()
-			b.RunParallel(func(pb *testing.PB) {
-				i := 0
-				for pb.Next() {
-					if _, err := a.Check(ctx, reqs[i&1023]); err != nil {
-						b.Error(err)
-						return
-					}
-					i++
-				}
-			})
+		benchCalls(b, tc.name, reqs, func(r *authv3.CheckRequest) error {
+			_, err := a.Check(ctx, r)
+			return err
 		})
 	}
 }

@@ -95,28 +95,9 @@ func BenchmarkShouldRateLimit(b *testing.B) {
 		if resp, err := s.ShouldRateLimit(ctx, reqs[0]); err != nil || resp.GetOverallCode() != tc.wantCode {
 			b.Fatalf("%s: got %v, %v; want %v", tc.name, resp.GetOverallCode(), err, tc.wantCode)
 		}
-		b.Run(tc.name, func(b *testing.B) {
-			b.ReportAllocs()
-			i := 0
-			for b.Loop() {
-				if _, err := s.ShouldRateLimit(ctx, reqs[i&1023]); err != nil {
-					b.Fatal(err)
-				}
-				i++
-			}
-		})
-		b.Run(tc.name+"/parallel", func(b *testing.B) {
-			b.ReportAllocs()
-			b.RunParallel(func(pb *testing.PB) {
-				i := 0
-				for pb.Next() {
-					if _, err := s.ShouldRateLimit(ctx, reqs[i&1023]); err != nil {
-						b.Error(err)
-						return
-					}
-					i++
-				}
-			})
+		benchCalls(b, tc.name, reqs, func(r *rlsv3.RateLimitRequest) error {
+			_, err := s.ShouldRateLimit(ctx, r)
+			return err
 		})
 	}
 }
@@ -186,4 +167,36 @@ func bufconnClient(b *testing.B, impl rlsv3.RateLimitServiceServer) rlsv3.RateLi
 	}
 	b.Cleanup(func() { _ = conn.Close() })
 	return rlsv3.NewRateLimitServiceClient(conn)
+}
+
+// benchCalls runs call over reqs (1024 of them, cycled) as two
+// sub-benchmarks: name, serially, and name+"/parallel", from
+// b.RunParallel's goroutines.
+func benchCalls[R any](b *testing.B, name string, reqs []R, call func(R) error) {
+	if len(reqs) != 1024 {
+		b.Fatalf("benchCalls: got %d requests, want 1024", len(reqs))
+	}
+	b.Run(name, func(b *testing.B) {
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			if err := call(reqs[i&1023]); err != nil {
+				b.Fatal(err)
+			}
+			i++
+		}
+	})
+	b.Run(name+"/parallel", func(b *testing.B) {
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			i := 0
+			for pb.Next() {
+				if err := call(reqs[i&1023]); err != nil {
+					b.Error(err)
+					return
+				}
+				i++
+			}
+		})
+	})
 }

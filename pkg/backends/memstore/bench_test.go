@@ -2,30 +2,18 @@ package memstore
 
 import (
 	"context"
-	"fmt"
 	"math/rand/v2"
 	"testing"
 	"time"
 
 	"github.com/extauthz/extauthz/pkg/limiter"
+	"github.com/extauthz/extauthz/pkg/limiter/limitertest"
 )
 
-// benchLimits are the benchmarked limits: large enough that nearly every
-// call is admitted and updates state, as on a healthy server.
-var benchLimits = []limiter.Limit{
-	{Requests: 1e12, Period: time.Minute},
-	{Requests: 1e12, Period: time.Minute, Algorithm: limiter.SlidingWindow},
-	{Requests: 1e12, Period: time.Minute, Algorithm: limiter.TokenBucket},
-}
-
-// benchKeys returns n keys shaped like descriptor keys.
-func benchKeys(n int) []string {
-	keys := make([]string, n)
-	for i := range keys {
-		keys[i] = fmt.Sprintf("\x04edge\x0eremote_address\x0b10.%d.%d.%d", i>>16&255, i>>8&255, i&255)
-	}
-	return keys
-}
+var (
+	benchLimits = limitertest.BenchLimits()
+	benchKeys   = limitertest.BenchKeys
+)
 
 // BenchmarkTake measures the memory decision path, time.Now included, for
 // one descriptor per call (the target: under 200 ns/op, 0 allocs/op), and a

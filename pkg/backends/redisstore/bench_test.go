@@ -6,26 +6,16 @@ import (
 	"runtime"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/extauthz/extauthz/internal/redistest"
 	"github.com/extauthz/extauthz/pkg/limiter"
+	"github.com/extauthz/extauthz/pkg/limiter/limitertest"
 )
 
-// benchLimits admit nearly every call, so every call updates state.
-var benchLimits = []limiter.Limit{
-	{Requests: 1e12, Period: time.Minute},
-	{Requests: 1e12, Period: time.Minute, Algorithm: limiter.SlidingWindow},
-	{Requests: 1e12, Period: time.Minute, Algorithm: limiter.TokenBucket},
-}
-
-func benchKeys(n int) []string {
-	keys := make([]string, n)
-	for i := range keys {
-		keys[i] = fmt.Sprintf("f4:edge14:remote_addressk11:10.%d.%d.%d", i>>16&255, i>>8&255, i&255)
-	}
-	return keys
-}
+var (
+	benchLimits = limitertest.BenchLimits()
+	benchKeys   = limitertest.BenchKeys
+)
 
 // BenchmarkTake measures a Take against a local redis-server: one key per
 // call serially and from 16 or 64 goroutines (one hot key, or keys spread
