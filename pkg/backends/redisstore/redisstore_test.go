@@ -133,10 +133,22 @@ func TestOneRoundTripPerTake(t *testing.T) {
 }
 
 // TestNoScriptRecovery flushes the script cache between calls: the next
-// call reloads the script transparently, once.
+// call reloads the script transparently, once; with and without auto
+// pipelining (the default of extauthz's config).
 func TestNoScriptRecovery(t *testing.T) {
+	for _, ap := range []bool{false, true} {
+		t.Run(fmt.Sprintf("auto_pipeline=%v", ap), func(t *testing.T) { testNoScriptRecovery(t, ap) })
+	}
+}
+
+func testNoScriptRecovery(t *testing.T, autoPipeline bool) {
 	var reloads atomic.Int64
-	s, srv := newStandalone(t, Options{OnScriptLoad: func() { reloads.Add(1) }})
+	srv := redistest.Start(t, redistest.Options{})
+	s, err := Open(Config{URL: srv.URL(), AutoPipeline: autoPipeline}, Options{OnScriptLoad: func() { reloads.Add(1) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
 	rdb := srv.Client(t)
 	ctx := context.Background()
 	l := limiter.Limit{Requests: 5, Period: time.Hour}
@@ -363,6 +375,51 @@ func TestTakeRejects(t *testing.T) {
 		if got := ErrorKind(err); got != KindInvalid {
 			t.Errorf("%s: ErrorKind: got %q, want %q", tc.name, got, KindInvalid)
 		}
+	}
+}
+
+// TestDeadlineBeatsReadTimeout: against a hung server, concurrent calls
+// return at their context deadline (the chain's call_timeout), not at the
+// far longer socket read timeout, also when auto pipelining queues them
+// behind a stalled batch.
+func TestDeadlineBeatsReadTimeout(t *testing.T) {
+	for _, ap := range []bool{false, true} {
+		t.Run(fmt.Sprintf("auto_pipeline=%v", ap), func(t *testing.T) {
+			srv := redistest.Start(t, redistest.Options{})
+			s, err := Open(Config{URL: srv.URL(), ReadTimeout: 3 * time.Second, AutoPipeline: ap}, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			l := limiter.Limit{Requests: 100, Period: time.Hour}
+			if err := s.Take(context.Background(), limiter.CountAll, []limiter.Request{{Key: "warm", Limit: l, Hits: 1}}, make([]limiter.Result, 1)); err != nil {
+				t.Fatal(err)
+			}
+			if err := srv.Pause(); err != nil {
+				t.Fatal(err)
+			}
+			defer func() { _ = srv.Resume() }()
+			const calls = 8
+			errs := make(chan error, calls)
+			took := make(chan time.Duration, calls)
+			for i := range calls {
+				go func() {
+					ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
+					defer cancel()
+					start := time.Now()
+					errs <- s.Take(ctx, limiter.CountAll, []limiter.Request{{Key: fmt.Sprint("k", i), Limit: l, Hits: 1}}, make([]limiter.Result, 1))
+					took <- time.Since(start)
+				}()
+			}
+			for range calls {
+				if err := <-errs; ErrorKind(err) != KindTimeout {
+					t.Errorf("got %v (kind %q), want kind %q", err, ErrorKind(err), KindTimeout)
+				}
+				if d := <-took; d > time.Second {
+					t.Errorf("a call took %v: want about its 30ms deadline, far below the 3s read timeout", d)
+				}
+			}
+		})
 	}
 }
 
