@@ -38,8 +38,8 @@
 --          retry_after_ns, over_ns (when want_over1 and refused: how long a
 --          one-hit request would still be refused; else 0), as one string.
 --          With want_undo (Cluster calls spanning slots in CountIfAllAllowed
---          mode, whose other slots may refuse) the reply is an array: that
---          string followed by 2 more doubles per key (remaining and
+--          mode, whose other slots may refuse) the reply is an array: first
+--          that string extended by 2 doubles per key (remaining and
 --          reset_after_ns of a read of the state before the call), then 2
 --          elements per key written: the index (1-based) of its first
 --          request and the value written; undo.lua takes the hits back.
