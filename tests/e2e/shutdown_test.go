@@ -23,13 +23,7 @@ func TestGracefulShutdown(t *testing.T) {
 
 	// A gRPC call over plain HTTP/2 whose request body we control: headers
 	// and half the message now, the rest after SIGTERM.
-	msg, err := proto.Marshal(&rlsv3.RateLimitRequest{Domain: "edge", Descriptors: []*ratelimitv3.RateLimitDescriptor{desc("remote_address", "10.9.9.9")}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	frame := make([]byte, 5, 5+len(msg))
-	binary.BigEndian.PutUint32(frame[1:], uint32(len(msg)))
-	frame = append(frame, msg...)
+	frame := grpcFrame(t, &rlsv3.RateLimitRequest{Domain: "edge", Descriptors: []*ratelimitv3.RateLimitDescriptor{desc("remote_address", "10.9.9.9")}})
 
 	pr, pw := io.Pipe()
 	// Prior-knowledge HTTP/2 over TCP (h2c), as gRPC speaks it.
@@ -62,6 +56,11 @@ func TestGracefulShutdown(t *testing.T) {
 	if _, err := pw.Write(frame[:half]); err != nil {
 		t.Fatalf("write first half: %v", err)
 	}
+	// The server must have the call before SIGTERM, or draining closes an
+	// idle connection. It reads a connection's frames in order, so once a
+	// second call on the same connection is answered, the first one's
+	// headers have been taken in.
+	syncCall(t, tr, "http://"+p.GRPCAddr+"/envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit", grpcFrame(t, &rlsv3.RateLimitRequest{Domain: "edge", Descriptors: []*ratelimitv3.RateLimitDescriptor{desc("remote_address", "10.9.9.8")}}))
 
 	p.Signal(t, syscall.SIGTERM)
 	// While the call is in flight the process drains: /readyz says so.
@@ -112,5 +111,40 @@ func TestGracefulShutdown(t *testing.T) {
 
 	if code := p.Wait(t, 10*time.Second); code != 0 {
 		t.Errorf("got exit code %d, want 0; logs:\n%s", code, p.Logs())
+	}
+}
+
+// grpcFrame is m as one gRPC length-prefixed message.
+func grpcFrame(t *testing.T, m proto.Message) []byte {
+	t.Helper()
+	msg, err := proto.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	frame := make([]byte, 5, 5+len(msg))
+	binary.BigEndian.PutUint32(frame[1:], uint32(len(msg)))
+	return append(frame, msg...)
+}
+
+// syncCall makes one complete gRPC call through tr (h2c) and requires
+// grpc-status 0.
+func syncCall(t *testing.T, tr *http.Transport, url string, frame []byte) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(frame))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/grpc")
+	req.Header.Set("TE", "trailers")
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
+		t.Fatalf("sync call: %v", err)
+	}
+	defer resp.Body.Close()
+	if _, err := io.ReadAll(resp.Body); err != nil {
+		t.Fatalf("sync call: %v", err)
+	}
+	if got := resp.Trailer.Get("Grpc-Status"); got != "0" {
+		t.Fatalf("sync call: got grpc-status %q (%s), want 0", got, resp.Trailer.Get("Grpc-Message"))
 	}
 }
