@@ -366,13 +366,13 @@ func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string) {
 	}
 }
 
-type field struct {
+type structField struct {
 	index []int
 	owner string // backend tag of the inline struct the field comes from
 }
 
 type structFields struct {
-	byName map[string]field
+	byName map[string]structField
 	names  []string // in declaration order, for error messages
 }
 
@@ -386,7 +386,7 @@ func fieldsOf(t reflect.Type) (*structFields, error) {
 		}
 		return c.(*structFields), nil
 	}
-	sf := &structFields{byName: make(map[string]field)}
+	sf := &structFields{byName: make(map[string]structField)}
 	var walk func(t reflect.Type, index []int, owner string) error
 	walk = func(t reflect.Type, index []int, owner string) error {
 		for i := range t.NumField() {
@@ -419,7 +419,7 @@ func fieldsOf(t reflect.Type) (*structFields, error) {
 			if _, dup := sf.byName[name]; dup {
 				return fmt.Errorf("%v: two fields are named %q", t, name)
 			}
-			sf.byName[name] = field{index: idx, owner: owner}
+			sf.byName[name] = structField{index: idx, owner: owner}
 			sf.names = append(sf.names, name)
 		}
 		return nil

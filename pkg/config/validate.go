@@ -11,6 +11,7 @@ import (
 	"unicode"
 
 	"github.com/extauthz/extauthz/pkg/descriptor"
+	"github.com/extauthz/extauthz/pkg/field"
 	"github.com/extauthz/extauthz/pkg/limiter"
 )
 
@@ -109,29 +110,24 @@ func (c *checker) source(path string) string {
 	return fmt.Sprintf("%s:%d:%d", c.file, p.Line, p.Col)
 }
 
-var pathPrefix = regexp.MustCompile(`^([a-z_]+(?:\[\d+\]|\.[^\s:]+)*): (.*)$`)
+// legacyPathPrefix recognises "path: message" in errors that are not yet
+// *field.Error. TRANSITION (issue 10): removed once every package's
+// Validate returns field errors.
+var legacyPathPrefix = regexp.MustCompile(`^([a-z_]+(?:\[\d+\]|\.[^\s:]+)*): (.*)$`)
 
-// report adds err, typically a section's Validate() result whose messages
-// start with a key path relative to base ("breaker.window: ..."), at the
-// position of that path.
+// report adds err, typically a section's Validate() result made of
+// *field.Error values whose paths are relative to base, at the position of
+// each path.
 func (c *checker) report(base string, err error) {
-	if err == nil {
-		return
-	}
-	var list []error
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		list = j.Unwrap()
-	} else {
-		list = []error{err}
-	}
-	for _, e := range list {
+	field.Each(err, func(path string, e error) {
 		msg := e.Error()
-		if m := pathPrefix.FindStringSubmatch(msg); m != nil {
-			c.errorf(join(base, m[1]), "%s", m[2])
-			continue
+		if path == "" {
+			if m := legacyPathPrefix.FindStringSubmatch(msg); m != nil {
+				path, msg = m[1], m[2]
+			}
 		}
-		c.errorf(base, "%s", msg)
-	}
+		c.errorf(field.Join(base, path), "%s", msg)
+	})
 }
 
 // validate fills in defaults and checks the server settings (the rule
