@@ -10,6 +10,13 @@ import (
 // can count: negative hits, or a result slice shorter than the requests.
 var ErrInvalidRequest = errors.New("invalid request")
 
+// IsRequestError reports whether err says the request is bad, not the
+// store: it wraps ErrInvalidRequest, ErrInvalidLimit or ErrUnknownAlgorithm.
+// Such an error counts against no backend and is not worth a retry.
+func IsRequestError(err error) bool {
+	return errors.Is(err, ErrInvalidRequest) || errors.Is(err, ErrInvalidLimit) || errors.Is(err, ErrUnknownAlgorithm)
+}
+
 // CheckRequests reports, before anything is counted, why reqs cannot be
 // applied: a Limit that fails Validate (wrapping ErrInvalidLimit or
 // ErrUnknownAlgorithm), negative Hits or len(res) < len(reqs) (wrapping

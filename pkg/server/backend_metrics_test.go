@@ -38,8 +38,7 @@ func newMetricsChain(t *testing.T, m *BackendMetrics, health chain.HealthSetting
 	}
 	c, err := chain.New(chain.Options{
 		Backends: members,
-		Breaker:  chain.BreakerSettings{ConsecutiveFailures: 2, OpenFor: time.Hour},
-		Health:   health,
+		Settings: chain.Settings{Breaker: chain.BreakerSettings{ConsecutiveFailures: 2, OpenFor: time.Hour}, HealthCheck: health},
 		Hooks:    m.ChainHooks(members),
 	})
 	if err != nil {
@@ -52,7 +51,7 @@ func newMetricsChain(t *testing.T, m *BackendMetrics, health chain.HealthSetting
 func TestBackendMetricsFailover(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	m := NewBackendMetrics(reg)
-	c := newMetricsChain(t, m, chain.HealthSettings{Interval: -1})
+	c := newMetricsChain(t, m, chain.HealthSettings{Disabled: true})
 
 	// Before any call: series at zero, the breaker closed.
 	wantState := func(state string) string {

@@ -8,7 +8,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
-	"github.com/extauthz/extauthz/pkg/backends/chain"
 	"github.com/extauthz/extauthz/pkg/descriptor"
 )
 
@@ -65,16 +64,6 @@ const (
 )
 
 var failureNames = [numFailures]string{"unavailable", "ok", "over_limit", "canceled", "internal"}
-
-func failureAnswer(a chain.Answer) failureID {
-	switch a {
-	case chain.AnswerOK:
-		return failureOpen
-	case chain.AnswerOverLimit:
-		return failureClosed
-	}
-	return failureUnavailable
-}
 
 // unknownDomain is the domain label of requests for a domain that has no
 // rules (or none at all): request domains are client input and must not

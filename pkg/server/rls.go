@@ -15,9 +15,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
-	"github.com/extauthz/extauthz/pkg/backends/chain"
 	"github.com/extauthz/extauthz/pkg/descriptor"
-	"github.com/extauthz/extauthz/pkg/limiter"
 )
 
 // ShouldRateLimit implements Envoy's RateLimitService:
@@ -262,49 +260,4 @@ func outcomeOf(v *verdict, nearRatio float64) outcomeID {
 		return outcomeNearLimit
 	}
 	return outcomeOK
-}
-
-// storeFailed handles a failed Store.Take. When the caller gave up it
-// returns the context's error. A request error (limiter.ErrInvalidRequest
-// and the like: a bug, as requests are validated first) is INTERNAL. Any
-// other error means the store could not decide, and the domain's failure
-// mode answers: UNAVAILABLE (chain.FailEnvoy), or results filled in by
-// chain.Fill (every counted descriptor admitted with its whole capacity, or
-// refused for Settings.FailClosedRetryAfter), after which the caller
-// builds the response as usual, so fail-closed answers carry headers and a
-// body too.
-func (s *Server) storeFailed(ctx context.Context, api apiID, snap *Snapshot, domain string, err error, sc *scratch) (codeID, error) {
-	if cerr := ctx.Err(); cerr != nil {
-		s.metrics.storeFailure(api, failureCanceled)
-		st := status.FromContextError(cerr)
-		if st.Code() == codes.DeadlineExceeded {
-			return codeDeadlineExceeded, st.Err()
-		}
-		return codeCanceled, st.Err()
-	}
-	if errors.Is(err, limiter.ErrInvalidRequest) || errors.Is(err, limiter.ErrInvalidLimit) || errors.Is(err, limiter.ErrUnknownAlgorithm) {
-		s.metrics.storeFailure(api, failureInternal)
-		s.log.Error("rate limit store rejected a request", "err", err)
-		return codeInternal, status.Error(codes.Internal, "rate limit store rejected the request")
-	}
-	mode := snap.settings.Failure.For(domain)
-	s.warn.Warn(ctx, s.log, "store", "rate limit store failed", "err", err, "failure_mode", mode.String())
-	var a chain.Answer
-	switch mode {
-	case chain.FailOpen:
-		a = chain.AnswerOK
-	case chain.FailClosed:
-		a = chain.AnswerOverLimit
-	default:
-		s.metrics.storeFailure(api, failureUnavailable)
-		return codeUnavailable, status.Error(codes.Unavailable, "rate limit store unavailable")
-	}
-	s.metrics.storeFailure(api, failureAnswer(a))
-	chain.Fill(a, sc.reqs, sc.res, snap.settings.FailClosedRetryAfter)
-	for i := range sc.verdicts {
-		if v := &sc.verdicts[i]; v.kind == kindCounted {
-			v.result = sc.res[v.req]
-		}
-	}
-	return codeOK, nil
 }

@@ -38,7 +38,7 @@ func benchChains(tb testing.TB) map[string]*Chain {
 	}
 	down := mk(Options{
 		Backends: []Backend{{Name: "redis", Store: failStore{}}, {Name: "memory", Store: nopStore{}, Local: true}},
-		Breaker:  BreakerSettings{ConsecutiveFailures: 1, OpenFor: time.Hour},
+		Settings: Settings{Breaker: BreakerSettings{ConsecutiveFailures: 1, OpenFor: time.Hour}},
 	})
 	reqs, res := benchReqs()
 	down.Take(context.Background(), limiter.CountAll, reqs, res) // trip it
@@ -46,11 +46,11 @@ func benchChains(tb testing.TB) map[string]*Chain {
 		// One local backend: the default chain.
 		"local": mk(Options{Backends: []Backend{{Name: "memory", Store: nopStore{}, Local: true}}}),
 		// A guarded backend without call timeout.
-		"guarded": mk(Options{Backends: []Backend{{Name: "redis", Store: nopStore{}}}, CallTimeout: -1}),
+		"guarded": mk(Options{Backends: []Backend{{Name: "redis", Store: nopStore{}}}, Settings: Settings{Breaker: BreakerSettings{CallTimeout: -1}}}),
 		// A guarded backend with the default call timeout.
 		"guarded_timeout": mk(Options{Backends: []Backend{{Name: "redis", Store: nopStore{}}}}),
 		// An actively probed backend.
-		"probed": mk(Options{Backends: []Backend{{Name: "redis", Store: nopStore{}}}, CallTimeout: -1, Health: HealthSettings{Interval: time.Hour}}),
+		"probed": mk(Options{Backends: []Backend{{Name: "redis", Store: nopStore{}}}, Settings: Settings{Breaker: BreakerSettings{CallTimeout: -1}, HealthCheck: HealthSettings{Interval: time.Hour}}}),
 		// Primary open, served by the local fallback.
 		"failed_over": down,
 	}

@@ -18,18 +18,12 @@ import (
 
 // ErrUnavailable is returned by Take when no backend of the chain could
 // decide. The returned error wraps it and the last backend's error; the
-// configured failure mode then decides the answer (see Decide).
+// configured failure mode then decides the answer (see Settings.FailureMode).
 var ErrUnavailable = errors.New("chain: no backend available")
 
 // errCallerGone marks a backend error caused by the caller cancelling its
 // context; the breaker neither counts it as a failure nor as a success.
 var errCallerGone = errors.New("caller cancelled")
-
-// Defaults of Options.
-const (
-	DefaultCallTimeout = 10 * time.Millisecond
-	DefaultReplicas    = 1
-)
 
 // Backend is one entry of the chain.
 type Backend struct {
@@ -47,30 +41,18 @@ type Backend struct {
 	// lock and allocate nothing here), it is never probed, and it is always
 	// usable. A Local store's errors still move the call on.
 	Local bool
-	// FairShare divides every limit by Options.Replicas while this backend
-	// serves, which is only ever because every backend before it is
-	// unavailable (see FairShare for the rounding). Not allowed on the first
-	// backend.
-	FairShare bool
+	// BackendSettings holds FairShare (not allowed on the first backend, nor
+	// on a non-local one).
+	BackendSettings
 }
 
 // Options configures a Chain. Zero values are the documented defaults.
 type Options struct {
 	// Backends is the ordered chain; at least one.
 	Backends []Backend
-	// Breaker configures every non-local backend's circuit breaker.
-	Breaker BreakerSettings
-	// CallTimeout bounds each call to a non-local backend (default 10ms;
-	// negative: none, the store's own timeouts apply). A call that runs out
-	// of time counts as a failure and moves on to the next backend, so size
-	// it below Envoy's rate-limit timeout (20ms by default), leaving room
-	// for the fallback.
-	CallTimeout time.Duration
-	// Health configures the active health checks.
-	Health HealthSettings
-	// Replicas is the number of extauthz replicas that share the first
-	// backend's counters: the divisor of fair-share limits (default 1).
-	Replicas int
+	// Settings are the breaker, call timeout, health check and replicas
+	// settings (FailureMode and Readiness are the caller's to apply).
+	Settings Settings
 	// Hooks receive events for metrics and logs.
 	Hooks Hooks
 }
@@ -117,12 +99,11 @@ type Hooks struct {
 // Chain is a limiter.Store that serves each call from the first usable
 // backend. It is safe for concurrent use; Close stops its health checks.
 type Chain struct {
-	backends    []*backend
-	replicas    int64
-	callTimeout time.Duration
-	health      HealthSettings
-	breaker     BreakerSettings
-	hooks       Hooks
+	backends []*backend
+	replicas int64
+	health   HealthSettings
+	breaker  BreakerSettings
+	hooks    Hooks
 
 	stop      context.CancelFunc
 	wg        sync.WaitGroup
@@ -159,29 +140,15 @@ func New(opts Options) (*Chain, error) {
 	if len(opts.Backends) == 0 {
 		return nil, errors.New("chain: no backends")
 	}
-	if opts.Replicas < 0 {
-		return nil, fmt.Errorf("chain: replicas %d is negative", opts.Replicas)
-	}
-	br, err := opts.Breaker.withDefaults()
-	if err != nil {
-		return nil, fmt.Errorf("chain: breaker: %w", err)
-	}
-	hs, err := opts.Health.withDefaults()
-	if err != nil {
-		return nil, fmt.Errorf("chain: health check: %w", err)
+	st := opts.Settings
+	if err := st.Validate(); err != nil {
+		return nil, fmt.Errorf("chain: %w", err)
 	}
 	c := &Chain{
-		replicas:    int64(opts.Replicas),
-		callTimeout: opts.CallTimeout,
-		health:      hs,
-		breaker:     br,
-		hooks:       opts.Hooks,
-	}
-	if c.replicas == 0 {
-		c.replicas = DefaultReplicas
-	}
-	if c.callTimeout == 0 {
-		c.callTimeout = DefaultCallTimeout
+		replicas: int64(st.Replicas),
+		health:   st.HealthCheck,
+		breaker:  st.Breaker,
+		hooks:    opts.Hooks,
 	}
 	seen := make(map[string]bool, len(opts.Backends))
 	var errs []error
@@ -196,8 +163,8 @@ func New(opts Options) (*Chain, error) {
 		if o.Store == nil {
 			errs = append(errs, fmt.Errorf("chain: backend %q: nil store", o.Name))
 		}
-		if o.FairShare && i == 0 {
-			errs = append(errs, fmt.Errorf("chain: backend %q: fair_share needs a backend before it to take over from", o.Name))
+		if err := o.BackendSettings.Validate(i, o.Name, o.Local); err != nil {
+			errs = append(errs, fmt.Errorf("chain: backend %q: %w", o.Name, err))
 		}
 		c.backends = append(c.backends, c.newBackend(o))
 	}
@@ -221,10 +188,10 @@ func (c *Chain) newBackend(o Backend) *backend {
 	if o.Local {
 		return b
 	}
-	if c.callTimeout > 0 {
-		b.timeout = c.callTimeout
+	if c.breaker.CallTimeout > 0 {
+		b.timeout = c.breaker.CallTimeout
 	}
-	if p, ok := o.Store.(Pinger); ok && c.health.Interval > 0 {
+	if p, ok := o.Store.(Pinger); ok && !c.health.Disabled {
 		b.pinger = p
 	}
 	b.cb = gobreaker.NewCircuitBreaker[struct{}](c.breaker.settings(o.Name, func(from, to State) {
@@ -278,7 +245,7 @@ func (c *Chain) Take(ctx context.Context, mode limiter.Mode, reqs []limiter.Requ
 		if err == nil {
 			return nil
 		}
-		if isRequestError(err) {
+		if limiter.IsRequestError(err) {
 			return err
 		}
 		last, lastName = err, b.Name
@@ -372,11 +339,6 @@ func shareOf(n, replicas int64) int64 {
 		return n
 	}
 	return max(n/replicas, 1)
-}
-
-func isRequestError(err error) bool {
-	return errors.Is(err, limiter.ErrInvalidRequest) || errors.Is(err, limiter.ErrInvalidLimit) ||
-		errors.Is(err, limiter.ErrUnknownAlgorithm)
 }
 
 func reasonOf(err error) Reason {

@@ -24,12 +24,12 @@ func TestNewValidates(t *testing.T) {
 		{name: "empty name", opts: Options{Backends: []Backend{{Store: s}}}, wantErr: "empty name"},
 		{name: "duplicate", opts: Options{Backends: []Backend{{Name: "a", Store: s}, {Name: "a", Store: s}}}, wantErr: `duplicate name "a"`},
 		{name: "nil store", opts: Options{Backends: []Backend{{Name: "a"}}}, wantErr: `backend "a": nil store`},
-		{name: "fair share first", opts: Options{Backends: []Backend{{Name: "m", Store: s, FairShare: true}}}, wantErr: "fair_share needs a backend before it"},
-		{name: "negative replicas", opts: Options{Backends: []Backend{{Name: "a", Store: s}}, Replicas: -1}, wantErr: "replicas -1 is negative"},
-		{name: "ratio above 1", opts: Options{Backends: []Backend{{Name: "a", Store: s}}, Breaker: BreakerSettings{FailureRatio: 1.5}}, wantErr: "failure_ratio 1.5 is above 1"},
-		{name: "negative open_for", opts: Options{Backends: []Backend{{Name: "a", Store: s}}, Breaker: BreakerSettings{OpenFor: -time.Second}}, wantErr: "open_for -1s is negative"},
-		{name: "negative probe timeout", opts: Options{Backends: []Backend{{Name: "a", Store: s}}, Health: HealthSettings{Timeout: -1}}, wantErr: "timeout -1ns is negative"},
-		{name: "ok", opts: Options{Backends: []Backend{{Name: "r", Store: s}, {Name: "m", Store: s, Local: true, FairShare: true}}}},
+		{name: "fair share first", opts: Options{Backends: []Backend{{Name: "m", Store: s, BackendSettings: BackendSettings{FairShare: true}}}}, wantErr: "fair_share: the first backend has no backend before it"},
+		{name: "negative replicas", opts: Options{Backends: []Backend{{Name: "a", Store: s}}, Settings: Settings{Replicas: -1}}, wantErr: "replicas: -1 is negative"},
+		{name: "ratio above 1", opts: Options{Backends: []Backend{{Name: "a", Store: s}}, Settings: Settings{Breaker: BreakerSettings{FailureRatio: 1.5}}}, wantErr: "breaker.failure_ratio: 1.5 is above 1"},
+		{name: "negative open_for", opts: Options{Backends: []Backend{{Name: "a", Store: s}}, Settings: Settings{Breaker: BreakerSettings{OpenFor: -time.Second}}}, wantErr: "breaker.open_for: -1s is negative"},
+		{name: "negative probe timeout", opts: Options{Backends: []Backend{{Name: "a", Store: s}}, Settings: Settings{HealthCheck: HealthSettings{Timeout: -1}}}, wantErr: "health_check.timeout: -1ns is negative"},
+		{name: "ok", opts: Options{Backends: []Backend{{Name: "r", Store: s}, {Name: "m", Store: s, Local: true, BackendSettings: BackendSettings{FairShare: true}}}}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -81,7 +81,7 @@ func TestBreakerTripsOnConsecutiveFailures(t *testing.T) {
 	var ev events
 	c := newChain(t, Options{
 		Backends: []Backend{{Name: "redis", Store: primary}, {Name: "memory", Store: fallback, Local: true}},
-		Breaker:  BreakerSettings{ConsecutiveFailures: 3, OpenFor: time.Hour},
+		Settings: Settings{Breaker: BreakerSettings{ConsecutiveFailures: 3, OpenFor: time.Hour}},
 		Hooks:    ev.hooks(),
 	})
 	primary.set(errDown, false)
@@ -111,7 +111,7 @@ func TestBreakerTripsOnFailureRatio(t *testing.T) {
 	primary := &fakeStore{}
 	c := newChain(t, Options{
 		Backends: []Backend{{Name: "redis", Store: primary}, {Name: "memory", Store: &fakeStore{}, Local: true}},
-		Breaker:  BreakerSettings{ConsecutiveFailures: 100, FailureRatio: 0.5, MinRequests: 10, Window: time.Minute, OpenFor: time.Hour},
+		Settings: Settings{Breaker: BreakerSettings{ConsecutiveFailures: 100, FailureRatio: 0.5, MinRequests: 10, Window: time.Minute, OpenFor: time.Hour}},
 	})
 	// Alternate failures and successes: never 2 failures in a row, half failed.
 	for i := range 20 {
@@ -142,7 +142,7 @@ func TestBreakerRatioNeedsMinRequests(t *testing.T) {
 	primary := &fakeStore{}
 	c := newChain(t, Options{
 		Backends: []Backend{{Name: "redis", Store: primary}, {Name: "memory", Store: &fakeStore{}, Local: true}},
-		Breaker:  BreakerSettings{ConsecutiveFailures: 100, FailureRatio: 0.1, MinRequests: 50, Window: time.Minute},
+		Settings: Settings{Breaker: BreakerSettings{ConsecutiveFailures: 100, FailureRatio: 0.1, MinRequests: 50, Window: time.Minute}},
 	})
 	primary.set(errDown, false)
 	for range 49 {
@@ -162,10 +162,9 @@ func TestCallTimeoutCountsAsFailure(t *testing.T) {
 	var ev events
 	const timeout = 20 * time.Millisecond
 	c := newChain(t, Options{
-		Backends:    []Backend{{Name: "redis", Store: primary}, {Name: "memory", Store: fallback, Local: true}},
-		Breaker:     BreakerSettings{ConsecutiveFailures: 2, OpenFor: time.Hour},
-		CallTimeout: timeout,
-		Hooks:       ev.hooks(),
+		Backends: []Backend{{Name: "redis", Store: primary}, {Name: "memory", Store: fallback, Local: true}},
+		Settings: Settings{Breaker: BreakerSettings{CallTimeout: timeout, ConsecutiveFailures: 2, OpenFor: time.Hour}},
+		Hooks:    ev.hooks(),
 	})
 	primary.set(nil, true) // hung: never answers
 	var durs []time.Duration
@@ -198,9 +197,8 @@ func TestCallTimeoutCountsAsFailure(t *testing.T) {
 func TestCallerCancelIsNotAFailure(t *testing.T) {
 	primary := &fakeStore{}
 	c := newChain(t, Options{
-		Backends:    []Backend{{Name: "redis", Store: primary}, {Name: "memory", Store: &fakeStore{}, Local: true}},
-		Breaker:     BreakerSettings{ConsecutiveFailures: 1, OpenFor: time.Hour},
-		CallTimeout: -1,
+		Backends: []Backend{{Name: "redis", Store: primary}, {Name: "memory", Store: &fakeStore{}, Local: true}},
+		Settings: Settings{Breaker: BreakerSettings{CallTimeout: -1, ConsecutiveFailures: 1, OpenFor: time.Hour}},
 	})
 	primary.set(nil, true)
 	for range 5 {
@@ -239,7 +237,7 @@ func TestRequestErrorIsReturnedAndNotCounted(t *testing.T) {
 	primary.set(fmt.Errorf("redisstore: %w: period 0s", limiter.ErrInvalidLimit), false)
 	c := newChain(t, Options{
 		Backends: []Backend{{Name: "redis", Store: primary}, {Name: "memory", Store: fallback, Local: true}},
-		Breaker:  BreakerSettings{ConsecutiveFailures: 1},
+		Settings: Settings{Breaker: BreakerSettings{ConsecutiveFailures: 1}},
 	})
 	for range 3 {
 		err := take(t, c)
@@ -262,7 +260,7 @@ func TestPassiveHalfOpenBoundsProbeCalls(t *testing.T) {
 	c := newChain(t, Options{
 		// No Pinger: the breaker's half-open state lets real calls through.
 		Backends: []Backend{{Name: "redis", Store: primary}, {Name: "memory", Store: fallback, Local: true}},
-		Breaker:  BreakerSettings{ConsecutiveFailures: 1, OpenFor: openFor, HalfOpenProbes: 2},
+		Settings: Settings{Breaker: BreakerSettings{ConsecutiveFailures: 1, OpenFor: openFor, HalfOpenProbes: 2}},
 		Hooks:    ev.hooks(),
 	})
 	primary.set(errDown, false)
@@ -304,8 +302,7 @@ func TestActiveHealthDetectsDeadBackendWithoutTraffic(t *testing.T) {
 	const interval = 20 * time.Millisecond
 	c := newChain(t, Options{
 		Backends: []Backend{{Name: "redis", Store: primary}, {Name: "memory", Store: &fakeStore{}, Local: true}},
-		Breaker:  BreakerSettings{ConsecutiveFailures: 3, OpenFor: time.Hour},
-		Health:   HealthSettings{Interval: interval, Timeout: 10 * time.Millisecond},
+		Settings: Settings{Breaker: BreakerSettings{ConsecutiveFailures: 3, OpenFor: time.Hour}, HealthCheck: HealthSettings{Interval: interval, Timeout: 10 * time.Millisecond}},
 		Hooks:    ev.hooks(),
 	})
 	waitFor(t, time.Second, "first probe", func() bool { return primary.pings.Load() > 0 })
@@ -341,8 +338,7 @@ func TestActiveHealthHungProbeTimesOut(t *testing.T) {
 	primary := &pingStore{}
 	c := newChain(t, Options{
 		Backends: []Backend{{Name: "redis", Store: primary}, {Name: "memory", Store: &fakeStore{}, Local: true}},
-		Breaker:  BreakerSettings{ConsecutiveFailures: 2, OpenFor: time.Hour},
-		Health:   HealthSettings{Interval: 20 * time.Millisecond, Timeout: 10 * time.Millisecond},
+		Settings: Settings{Breaker: BreakerSettings{ConsecutiveFailures: 2, OpenFor: time.Hour}, HealthCheck: HealthSettings{Interval: 20 * time.Millisecond, Timeout: 10 * time.Millisecond}},
 	})
 	primary.setPing(nil, true)
 	waitFor(t, 2*time.Second, "breaker open", func() bool { return c.Statuses()[0].State == StateOpen })
@@ -360,8 +356,7 @@ func TestActiveHealthProbesBeforeTrafficReturns(t *testing.T) {
 	)
 	c := newChain(t, Options{
 		Backends: []Backend{{Name: "redis", Store: primary}, {Name: "memory", Store: fallback, Local: true}},
-		Breaker:  BreakerSettings{ConsecutiveFailures: 2, OpenFor: openFor, HalfOpenProbes: 3},
-		Health:   HealthSettings{Interval: interval, Timeout: 10 * time.Millisecond},
+		Settings: Settings{Breaker: BreakerSettings{ConsecutiveFailures: 2, OpenFor: openFor, HalfOpenProbes: 3}, HealthCheck: HealthSettings{Interval: interval, Timeout: 10 * time.Millisecond}},
 		Hooks:    ev.hooks(),
 	})
 	primary.set(errDown, false)
@@ -414,8 +409,7 @@ func TestActiveHealthFailedHalfOpenProbeReopens(t *testing.T) {
 	var ev events
 	newChain(t, Options{
 		Backends: []Backend{{Name: "redis", Store: primary}, {Name: "memory", Store: &fakeStore{}, Local: true}},
-		Breaker:  BreakerSettings{ConsecutiveFailures: 1, OpenFor: 30 * time.Millisecond},
-		Health:   HealthSettings{Interval: 10 * time.Millisecond, Timeout: 10 * time.Millisecond},
+		Settings: Settings{Breaker: BreakerSettings{ConsecutiveFailures: 1, OpenFor: 30 * time.Millisecond}, HealthCheck: HealthSettings{Interval: 10 * time.Millisecond, Timeout: 10 * time.Millisecond}},
 		Hooks:    ev.hooks(),
 	})
 	primary.setPing(errDown, false)
@@ -428,7 +422,7 @@ func TestCloseStopsProbes(t *testing.T) {
 	primary := &pingStore{}
 	c, err := New(Options{
 		Backends: []Backend{{Name: "redis", Store: primary}},
-		Health:   HealthSettings{Interval: 5 * time.Millisecond},
+		Settings: Settings{HealthCheck: HealthSettings{Interval: 5 * time.Millisecond}},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -447,7 +441,7 @@ func TestHealthDisabledMeansPassive(t *testing.T) {
 	primary := &pingStore{}
 	c := newChain(t, Options{
 		Backends: []Backend{{Name: "redis", Store: primary}},
-		Health:   HealthSettings{Interval: -1},
+		Settings: Settings{HealthCheck: HealthSettings{Disabled: true}},
 	})
 	time.Sleep(20 * time.Millisecond)
 	if got := primary.pings.Load(); got != 0 {
@@ -461,8 +455,8 @@ func TestHealthDisabledMeansPassive(t *testing.T) {
 func TestFairShareOnFallback(t *testing.T) {
 	primary, fallback := &fakeStore{}, &fakeStore{}
 	c := newChain(t, Options{
-		Backends: []Backend{{Name: "redis", Store: primary}, {Name: "memory", Store: fallback, Local: true, FairShare: true}},
-		Replicas: 3,
+		Backends: []Backend{{Name: "redis", Store: primary}, {Name: "memory", Store: fallback, Local: true, BackendSettings: BackendSettings{FairShare: true}}},
+		Settings: Settings{Replicas: 3},
 	})
 	reqs := []limiter.Request{
 		{Key: "a", Limit: limiter.Limit{Requests: 100, Period: time.Minute}, Hits: 1},
@@ -533,7 +527,7 @@ func TestReady(t *testing.T) {
 		for i, s := range stores {
 			bs = append(bs, Backend{Name: fmt.Sprint("b", i), Store: s})
 		}
-		c := newChain(t, Options{Backends: bs, Breaker: BreakerSettings{ConsecutiveFailures: 1, OpenFor: time.Hour}})
+		c := newChain(t, Options{Backends: bs, Settings: Settings{Breaker: BreakerSettings{ConsecutiveFailures: 1, OpenFor: time.Hour}}})
 		take(t, c) // trips every down backend before the first up one
 		take(t, c)
 		return c
@@ -580,7 +574,7 @@ func TestLocalBackendAlwaysUsable(t *testing.T) {
 	}
 }
 
-func TestParse(t *testing.T) {
+func TestEnumText(t *testing.T) {
 	fm := []struct {
 		in      string
 		want    FailureMode
@@ -590,9 +584,13 @@ func TestParse(t *testing.T) {
 		{in: "closed", want: FailClosed}, {in: "deny", wantErr: true},
 	}
 	for _, tc := range fm {
-		got, err := ParseFailureMode(tc.in)
+		var got FailureMode
+		err := got.UnmarshalText([]byte(tc.in))
 		if (err != nil) != tc.wantErr || got != tc.want {
-			t.Errorf("ParseFailureMode(%q): got %v, %v; want %v, error %v", tc.in, got, err, tc.want, tc.wantErr)
+			t.Errorf("UnmarshalText(%q): got %v, %v; want %v, error %v", tc.in, got, err, tc.want, tc.wantErr)
+		}
+		if text, err := got.MarshalText(); tc.in != "" && !tc.wantErr && (err != nil || string(text) != tc.in) {
+			t.Errorf("MarshalText(%v): got %q, %v; want %q", got, text, err, tc.in)
 		}
 	}
 	rd := []struct {
@@ -604,9 +602,13 @@ func TestParse(t *testing.T) {
 		{in: "all", want: ReadyAll}, {in: "always", want: ReadyAlways}, {in: "some", wantErr: true},
 	}
 	for _, tc := range rd {
-		got, err := ParseReadiness(tc.in)
+		var got Readiness
+		err := got.UnmarshalText([]byte(tc.in))
 		if (err != nil) != tc.wantErr || got != tc.want {
-			t.Errorf("ParseReadiness(%q): got %v, %v; want %v, error %v", tc.in, got, err, tc.want, tc.wantErr)
+			t.Errorf("UnmarshalText(%q): got %v, %v; want %v, error %v", tc.in, got, err, tc.want, tc.wantErr)
+		}
+		if text, err := got.MarshalText(); tc.in != "" && !tc.wantErr && (err != nil || string(text) != tc.in) {
+			t.Errorf("MarshalText(%v): got %q, %v; want %q", got, text, err, tc.in)
 		}
 	}
 }

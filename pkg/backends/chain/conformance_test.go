@@ -33,7 +33,7 @@ func TestConformance(t *testing.T) {
 					bs = append(bs, Backend{Name: "redis", Store: tc.primary()})
 				}
 				bs = append(bs, Backend{Name: "memory", Store: mem, Local: true})
-				return newChain(t, Options{Backends: bs, Breaker: BreakerSettings{ConsecutiveFailures: 2}}), clock
+				return newChain(t, Options{Backends: bs, Settings: Settings{Breaker: BreakerSettings{ConsecutiveFailures: 2}}}), clock
 			})
 		})
 	}

@@ -27,29 +27,25 @@ func (down) Take(context.Context, limiter.Mode, []limiter.Request, []limiter.Res
 	return errors.New("dial tcp 127.0.0.1:6379: connection refused")
 }
 
-func ExampleDecide() {
+func ExampleSettings_FailurePolicy() {
 	c, err := chain.New(chain.Options{Backends: []chain.Backend{{Name: "redis", Store: down{}}}})
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
 	defer c.Close()
-	policy, err := chain.NewFailurePolicy("envoy", map[string]string{"payments": "closed", "search": "open"})
-	if err != nil {
-		fmt.Println(err)
-		return
-	}
+	s := chain.Settings{DomainFailureModes: map[string]chain.FailureMode{"payments": chain.FailClosed, "search": chain.FailOpen}}
+	policy := s.FailurePolicy()
 	reqs := []limiter.Request{{Key: "k", Limit: limiter.Limit{Requests: 10, Period: time.Second}, Hits: 1}}
 	res := make([]limiter.Result, len(reqs))
 	err = c.Take(context.Background(), limiter.CountAll, reqs, res)
-	fmt.Println(err)
+	fmt.Println(err, errors.Is(err, chain.ErrUnavailable))
 	for _, domain := range []string{"payments", "search", "edge"} {
-		answer, _ := chain.Decide(err, policy.For(domain))
-		fmt.Println(domain, answer)
+		fmt.Println(domain, policy.For(domain))
 	}
 	// Output:
-	// chain: no backend available: backend redis: dial tcp 127.0.0.1:6379: connection refused
-	// payments over_limit
-	// search ok
-	// edge unavailable
+	// chain: no backend available: backend redis: dial tcp 127.0.0.1:6379: connection refused true
+	// payments closed
+	// search open
+	// edge envoy
 }

@@ -18,12 +18,6 @@ type Pinger interface {
 	Ping(ctx context.Context) error
 }
 
-// Defaults of HealthSettings.
-const (
-	DefaultHealthInterval = time.Second
-	DefaultHealthTimeout  = 100 * time.Millisecond
-)
-
 // HealthSettings configures the active health checks. Zero values are the
 // documented defaults.
 //
@@ -37,28 +31,17 @@ const (
 //     whether the breaker closes, and traffic only returns once it has. So
 //     traffic is back on a recovered backend within OpenFor + Interval.
 //
-// A backend that is not probed (no Pinger, or Interval negative) relies on
-// its breaker alone: when half-open, up to HalfOpenProbes real calls go
+// A backend that is not probed (no Pinger, or Disabled) relies on its
+// breaker alone: when half-open, up to HalfOpenProbes real calls go
 // through.
 type HealthSettings struct {
-	// Interval between two probe rounds of a backend (default 1s; negative
-	// disables active health checks).
-	Interval time.Duration
+	// Interval between two probe rounds of a backend (default 1s).
+	Interval time.Duration `yaml:"interval"`
 	// Timeout bounds each probe (default 100ms).
-	Timeout time.Duration
-}
-
-func (s HealthSettings) withDefaults() (HealthSettings, error) {
-	if s.Interval == 0 {
-		s.Interval = DefaultHealthInterval
-	}
-	if s.Timeout == 0 {
-		s.Timeout = DefaultHealthTimeout
-	}
-	if s.Timeout < 0 {
-		return s, fmt.Errorf("timeout %v is negative", s.Timeout)
-	}
-	return s, nil
+	Timeout time.Duration `yaml:"timeout"`
+	// Disabled turns active health checks off: breakers then probe with
+	// real traffic when half-open.
+	Disabled bool `yaml:"disabled"`
 }
 
 // watch probes b every interval until ctx is done.
@@ -127,46 +110,6 @@ func (b *backend) currentState() State {
 		return StateClosed
 	}
 	return stateOf(b.cb.State())
-}
-
-// Readiness is a policy deciding when the chain is ready to serve.
-type Readiness uint8
-
-const (
-	// ReadyAny: ready while at least one backend is usable. The zero value.
-	ReadyAny Readiness = iota
-	// ReadyPrimary: ready only while the first backend is usable.
-	ReadyPrimary
-	// ReadyAll: ready only while every backend is usable.
-	ReadyAll
-	// ReadyAlways: ready whatever the backends' state, since the failure
-	// mode answers when none is usable. For a sidecar whose unreadiness
-	// would also take the Envoy beside it out of service.
-	ReadyAlways
-)
-
-var readinessNames = [...]string{"any", "primary", "all", "always"}
-
-// String returns the configuration name of r.
-func (r Readiness) String() string {
-	if int(r) < len(readinessNames) {
-		return readinessNames[r]
-	}
-	return fmt.Sprintf("readiness(%d)", uint8(r))
-}
-
-// ParseReadiness returns the Readiness named s ("any", "primary", "all" or
-// "always"; "" is "any").
-func ParseReadiness(s string) (Readiness, error) {
-	if s == "" {
-		return ReadyAny, nil
-	}
-	for i, n := range readinessNames {
-		if n == s {
-			return Readiness(i), nil
-		}
-	}
-	return 0, fmt.Errorf("unknown readiness %q: choices are any, primary, all, always", s)
 }
 
 // Ready reports whether the chain is ready under policy p. A backend is

@@ -224,9 +224,7 @@ func killAndRestart(t *testing.T, mk func(*testing.T, string, int) limiter.Store
 	)
 	var ev events
 	c, red, mem := newRedisChain(t, srv.Addr, mk(t, srv.Addr, poolSize), &ev, Options{
-		Breaker:     BreakerSettings{ConsecutiveFailures: 3, OpenFor: openFor},
-		CallTimeout: 50 * time.Millisecond,
-		Health:      HealthSettings{Interval: interval, Timeout: 50 * time.Millisecond},
+		Settings: Settings{Breaker: BreakerSettings{CallTimeout: 50 * time.Millisecond, ConsecutiveFailures: 3, OpenFor: openFor}, HealthCheck: HealthSettings{Interval: interval, Timeout: 50 * time.Millisecond}},
 	})
 	stop := make(chan struct{})
 	l, wg := runLoad(c, 4, 4*time.Millisecond, stop)
@@ -290,9 +288,7 @@ func TestRedisPauseBoundsLatency(t *testing.T) {
 	const callTimeout = 30 * time.Millisecond
 	var ev events
 	c, red, _ := newRedisChain(t, srv.Addr, newRedisStore(t, srv.Addr, 8), &ev, Options{
-		Breaker:     BreakerSettings{ConsecutiveFailures: 3, OpenFor: 300 * time.Millisecond},
-		CallTimeout: callTimeout,
-		Health:      HealthSettings{Interval: 100 * time.Millisecond, Timeout: 50 * time.Millisecond},
+		Settings: Settings{Breaker: BreakerSettings{CallTimeout: callTimeout, ConsecutiveFailures: 3, OpenFor: 300 * time.Millisecond}, HealthCheck: HealthSettings{Interval: 100 * time.Millisecond, Timeout: 50 * time.Millisecond}},
 	})
 	stop := make(chan struct{})
 	l, wg := runLoad(c, 4, 4*time.Millisecond, stop)
