@@ -11,8 +11,6 @@ import (
 	"testing"
 
 	"github.com/extauthz/extauthz/internal/redistest"
-	"github.com/extauthz/extauthz/pkg/backends/chain"
-	"github.com/extauthz/extauthz/pkg/config"
 )
 
 // writeHealthConfig writes a server file and returns its path.
@@ -23,32 +21,6 @@ func writeHealthConfig(t *testing.T, content string) string {
 		t.Fatal(err)
 	}
 	return p
-}
-
-// The config package documents the chain's defaults; they must agree.
-func TestFailoverDefaultsAgree(t *testing.T) {
-	pairs := []struct {
-		name       string
-		cfg, chain any
-	}{
-		{"call_timeout", config.DefaultCallTimeout, chain.DefaultCallTimeout},
-		{"consecutive_failures", uint32(config.DefaultConsecutiveFailures), uint32(chain.DefaultConsecutiveFailures)},
-		{"failure_ratio", config.DefaultFailureRatio, chain.DefaultFailureRatio},
-		{"min_requests", uint32(config.DefaultMinRequests), uint32(chain.DefaultMinRequests)},
-		{"window", config.DefaultBreakerWindow, chain.DefaultWindow},
-		{"open_for", config.DefaultOpenFor, chain.DefaultOpenFor},
-		{"half_open_probes", uint32(config.DefaultHalfOpenProbes), uint32(chain.DefaultHalfOpenProbes)},
-		{"health_check.interval", config.DefaultHealthInterval, chain.DefaultHealthInterval},
-		{"health_check.timeout", config.DefaultHealthTimeout, chain.DefaultHealthTimeout},
-		{"replicas", config.DefaultReplicas, chain.DefaultReplicas},
-		{"failure_mode", config.DefaultFailureMode, chain.FailEnvoy.String()},
-		{"readiness", config.DefaultReadiness, chain.ReadyAny.String()},
-	}
-	for _, p := range pairs {
-		if fmt.Sprint(p.cfg) != fmt.Sprint(p.chain) {
-			t.Errorf("%s: config default %v, chain default %v", p.name, p.cfg, p.chain)
-		}
-	}
 }
 
 func TestHealthCmd(t *testing.T) {

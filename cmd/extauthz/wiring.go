@@ -30,10 +30,6 @@ func configError(w io.Writer, err error) error {
 
 // settings maps the server file to the handler's settings.
 func settings(cfg *config.Config) (server.Settings, error) {
-	policy, err := chain.NewFailurePolicy(cfg.FailureMode, cfg.DomainFailureModes)
-	if err != nil {
-		return server.Settings{}, fmt.Errorf("failure mode: %w", err)
-	}
 	h := cfg.ResponseHeaders
 	return server.Settings{
 		Bounds:         cfg.Limits.Bounds(),
@@ -47,8 +43,8 @@ func settings(cfg *config.Config) (server.Settings, error) {
 			Draft:           h.Draft,
 		},
 		OverLimitBody:        cfg.OverLimitBody,
-		Failure:              policy,
-		FailClosedRetryAfter: cfg.Breaker.OpenFor,
+		Failure:              cfg.Failover.FailurePolicy(),
+		FailClosedRetryAfter: cfg.Failover.Breaker.OpenFor,
 	}, nil
 }
 
@@ -113,14 +109,14 @@ func newBackends(cfg *config.Config, log *slog.Logger, bm *server.BackendMetrics
 		}
 		switch b.Type {
 		case "memory":
-			mem, err := memstore.New(memstore.Options{MaxKeys: b.MaxKeys})
+			mem, err := memstore.New(b.Memory)
 			if err != nil {
 				bs.close()
 				return nil, fmt.Errorf("backends[%d] (memory): %w", i, err)
 			}
 			bs.closers = append(bs.closers, func() { _ = mem.Close() })
 			bs.memory[name] = mem
-			members = append(members, chain.Backend{Name: name, Store: mem, Local: true, FairShare: b.FairShare})
+			members = append(members, chain.Backend{Name: name, Store: mem, Local: true, BackendSettings: b.Failover})
 		case "redis":
 			rc, ro := redisStoreConfig(b.RedisBackend)
 			var rm *server.RedisMetrics
@@ -135,7 +131,7 @@ func newBackends(cfg *config.Config, log *slog.Logger, bm *server.BackendMetrics
 			}
 			bs.closers = append(bs.closers, func() { _ = rs.Close() })
 			bs.redis = append(bs.redis, redisMember{name: name, store: rs, metrics: rm})
-			members = append(members, chain.Backend{Name: name, Addr: rs.Addr(), Store: rs, FairShare: b.FairShare})
+			members = append(members, chain.Backend{Name: name, Addr: rs.Addr(), Store: rs, BackendSettings: b.Failover})
 		default:
 			bs.close()
 			return nil, fmt.Errorf("backends[%d]: type %q is not supported by this build", i, b.Type)
@@ -143,35 +139,15 @@ func newBackends(cfg *config.Config, log *slog.Logger, bm *server.BackendMetrics
 	}
 	if len(members) == 1 && members[0].Local {
 		bs.store = members[0].Store
-		log.Debug("backend", "type", "memory", "max_keys", list[0].MaxKeys)
+		log.Debug("backend", "type", "memory", "max_keys", list[0].Memory.MaxKeys)
 		return bs, nil
 	}
 
-	policy, err := chain.ParseReadiness(cfg.Readiness)
-	if err != nil {
-		bs.close()
-		return nil, fmt.Errorf("readiness: %w", err)
-	}
-	bs.policy = policy
-	f := cfg.Failover
-	health := chain.HealthSettings{Interval: f.HealthCheck.Interval, Timeout: f.HealthCheck.Timeout}
-	if f.HealthCheck.Disabled {
-		health.Interval = -1
-	}
+	bs.policy = cfg.Failover.Readiness
 	c, err := chain.New(chain.Options{
 		Backends: members,
-		Breaker: chain.BreakerSettings{
-			ConsecutiveFailures: uint32(f.Breaker.ConsecutiveFailures),
-			FailureRatio:        f.Breaker.FailureRatio,
-			MinRequests:         uint32(f.Breaker.MinRequests),
-			Window:              f.Breaker.Window,
-			OpenFor:             f.Breaker.OpenFor,
-			HalfOpenProbes:      uint32(f.Breaker.HalfOpenProbes),
-		},
-		CallTimeout: f.Breaker.CallTimeout,
-		Health:      health,
-		Replicas:    f.Replicas,
-		Hooks:       chainHooks(bs, members, log, bm),
+		Settings: cfg.Failover,
+		Hooks:    chainHooks(bs, members, log, bm),
 	})
 	if err != nil {
 		bs.close()

@@ -3,6 +3,8 @@
 package config
 
 import (
+	"github.com/extauthz/extauthz/pkg/backends/chain"
+	"github.com/extauthz/extauthz/pkg/backends/memstore"
 	"github.com/extauthz/extauthz/pkg/descriptor"
 	"github.com/extauthz/extauthz/pkg/limiter"
 )
@@ -19,7 +21,7 @@ import (
 //	response_headers: {enabled: false, limit_header: X-RateLimit-Limit, ...}
 //	over_limit_body: false
 //	backends: [{type: memory, max_keys: 1000000}]
-//	failure_mode: envoy                # and the rest of Failover (chain.go)
+//	failure_mode: envoy                # and the rest of chain.Settings
 //	domains: [...]                     # inline rule files
 //	rules_dir: ./rules                 # and/or a directory of rule files
 type Config struct {
@@ -47,9 +49,10 @@ type Config struct {
 	OverLimitBody bool `yaml:"over_limit_body"`
 	// Backends is the ordered backend chain (default: one memory backend).
 	Backends []Backend `yaml:"backends"`
-	// Failover holds failure_mode, breaker, health_check, readiness and
-	// replicas (see chain.go); its keys are top-level.
-	Failover `yaml:",inline"`
+	// Failover holds failure_mode, domain_failure_modes, breaker,
+	// health_check, readiness and replicas (chain.Settings); its keys are
+	// top-level.
+	Failover chain.Settings `yaml:",inline"`
 	// Ops holds log, tls, limits and grpc (see ops.go); its keys are
 	// top-level.
 	Ops `yaml:",inline"`
@@ -78,7 +81,6 @@ const (
 	DefaultGRPCAddr        = "0.0.0.0:8081"
 	DefaultHTTPAddr        = "0.0.0.0:8080"
 	DefaultNearLimitRatio  = 0.8
-	DefaultMaxKeys         = 1_000_000
 	DefaultLimitHeader     = "X-RateLimit-Limit"
 	DefaultRemainingHeader = "X-RateLimit-Remaining"
 	DefaultResetHeader     = "X-RateLimit-Reset"
@@ -102,30 +104,22 @@ type ResponseHeaders struct {
 // Backend is one entry of the backend chain. Type selects which of the
 // inline settings apply: setting a field of another type is an error.
 //
-// To add a backend type, add its settings struct as one more inline field
-// tagged `backend:"<type>"` (as RedisBackend in redis.go) and list the type
-// in BackendTypes; its validate and setDefaults methods are called for
-// entries of that type.
+// To add a backend type, add its package's settings struct as one more
+// inline field tagged `backend:"<type>"`, list the type in BackendTypes and
+// call its Validate in Backend.validate.
 type Backend struct {
 	// Type is "memory" or "redis".
 	Type string `yaml:"type"`
-	// MemoryBackend holds max_keys.
-	MemoryBackend `yaml:",inline" backend:"memory"`
+	// Memory holds max_keys.
+	Memory memstore.Options `yaml:",inline" backend:"memory"`
 	// RedisBackend holds the Redis settings (redis.go).
 	RedisBackend `yaml:",inline" backend:"redis"`
-	// BackendFailover holds fair_share (chain.go).
-	BackendFailover `yaml:",inline"`
+	// Failover holds fair_share.
+	Failover chain.BackendSettings `yaml:",inline"`
 }
 
 // BackendTypes lists the valid Backend.Type values.
 var BackendTypes = []string{"memory", "redis"}
-
-// MemoryBackend holds the settings of a backend of type memory.
-type MemoryBackend struct {
-	// MaxKeys bounds the number of counters kept (default 1000000); when
-	// full, the store evicts as memstore documents.
-	MaxKeys int `yaml:"max_keys"`
-}
 
 // Domain is one rule file in envoyproxy/ratelimit's format, inline in
 // Config.Domains or a file of Config.RulesDir.

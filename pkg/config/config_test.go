@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/extauthz/extauthz/internal/golden"
+	"github.com/extauthz/extauthz/pkg/backends/chain"
+	"github.com/extauthz/extauthz/pkg/backends/memstore"
 	"github.com/extauthz/extauthz/pkg/descriptor"
 	"github.com/extauthz/extauthz/pkg/limiter"
 )
@@ -49,8 +51,8 @@ func TestGoodFiles(t *testing.T) {
 			if cfg.ResponseHeaders != want || cfg.OverLimitBody {
 				t.Errorf("response headers = %+v, over_limit_body %v; want %+v, false", cfg.ResponseHeaders, cfg.OverLimitBody, want)
 			}
-			if len(cfg.Backends) != 1 || cfg.Backends[0].Type != "memory" || cfg.Backends[0].MaxKeys != DefaultMaxKeys {
-				t.Errorf("backends = %+v, want one memory backend with max_keys %d", cfg.Backends, DefaultMaxKeys)
+			if len(cfg.Backends) != 1 || cfg.Backends[0].Type != "memory" || cfg.Backends[0].Memory.MaxKeys != memstore.DefaultMaxKeys {
+				t.Errorf("backends = %+v, want one memory backend with max_keys %d", cfg.Backends, memstore.DefaultMaxKeys)
 			}
 			if got := cfg.Rules.Domains(); len(got) != 0 {
 				t.Errorf("domains = %v, want none", got)
@@ -74,7 +76,7 @@ func TestGoodFiles(t *testing.T) {
 			if cfg.ResponseHeaders != want {
 				t.Errorf("response headers = %+v, want %+v", cfg.ResponseHeaders, want)
 			}
-			if cfg.Backends[0].MaxKeys != 5000 || cfg.FailureMode != "closed" || cfg.Breaker.CallTimeout != 15*time.Millisecond || cfg.Readiness != "primary" {
+			if cfg.Backends[0].Memory.MaxKeys != 5000 || cfg.Failover.FailureMode != chain.FailClosed || cfg.Failover.Breaker.CallTimeout != 15*time.Millisecond || cfg.Failover.Readiness != chain.ReadyPrimary {
 				t.Errorf("backends/failover = %+v / %+v", cfg.Backends, cfg.Failover)
 			}
 			tests := []struct {

@@ -96,14 +96,7 @@ func encodeValue(v reflect.Value) (*yaml.Node, error) {
 		}
 		return nil, fmt.Errorf("unknown count mode %d", m)
 	case t.Implements(marshalerType) && t.Kind() != reflect.Pointer:
-		if v.IsZero() {
-			return nil, nil
-		}
-		text, err := v.Interface().(encoding.TextMarshaler).MarshalText()
-		if err != nil {
-			return nil, err
-		}
-		return scalarNode("!!str", string(text)), nil
+		return encodeText(v)
 	}
 	switch t.Kind() {
 	case reflect.Pointer:
@@ -219,4 +212,15 @@ func encodeFields(m *yaml.Node, v reflect.Value) error {
 		}
 	}
 	return nil
+}
+
+// encodeText renders a TextMarshaler by its text, left out when the text is
+// empty. An enum's zero value is a real choice with a name (failure_mode:
+// envoy), so it is rendered.
+func encodeText(v reflect.Value) (*yaml.Node, error) {
+	text, err := v.Interface().(encoding.TextMarshaler).MarshalText()
+	if err != nil || len(text) == 0 {
+		return nil, err
+	}
+	return scalarNode("!!str", string(text)), nil
 }

@@ -243,17 +243,12 @@ func (b *Backend) validate(c *checker, i int) {
 	}
 	switch b.Type {
 	case "memory":
-		switch {
-		case b.MaxKeys == 0:
-			b.MaxKeys = DefaultMaxKeys
-		case b.MaxKeys < 0:
-			c.errorf(join(path, "max_keys"), "%d is negative: expected the maximum number of counters kept, e.g. %d", b.MaxKeys, DefaultMaxKeys)
-		}
+		c.report(path, b.Memory.Validate())
 	case "redis":
 		b.RedisBackend.setDefaults()
 		b.RedisBackend.validate(c, path)
 	}
-	c.report("", b.BackendFailover.ValidateFairShare(i, b.Type))
+	c.report(path, b.Failover.Validate(i, b.Type, b.Type == "memory"))
 }
 
 // ruleCompiler checks rule files and turns them into descriptor.Domains.

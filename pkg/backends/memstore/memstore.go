@@ -32,6 +32,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/extauthz/extauthz/pkg/field"
 	"github.com/extauthz/extauthz/pkg/limiter"
 )
 
@@ -51,11 +52,13 @@ const (
 var ErrInvalidOptions = errors.New("invalid options")
 
 // Options configures a Store. Zero values are the documented defaults.
+// Only MaxKeys is a setting of the server file (max_keys of a memory
+// backend); the rest are for tests and benchmarks.
 type Options struct {
 	// MaxKeys bounds the number of counters kept (default 1,000,000). It is
 	// split evenly between the shards, and a full shard evicts (see the
 	// package doc) even when others have room.
-	MaxKeys int
+	MaxKeys int `yaml:"max_keys"`
 	// Shards is the number of independently locked shards, rounded up to a
 	// power of two and at most MaxKeys (default 256, fewer when MaxKeys is
 	// below 256*1024, so that each shard holds at least 1024 counters).
@@ -63,9 +66,25 @@ type Options struct {
 	// SweepInterval is how often expired counters are removed (default 10s).
 	// A negative value disables the sweeper; expired counters are then only
 	// reused when their shard is full.
-	SweepInterval time.Duration
+	SweepInterval time.Duration `yaml:"-"`
 	// Now returns the current time (default time.Now).
-	Now func() time.Time
+	Now func() time.Time `yaml:"-"`
+}
+
+// Validate fills in the default of MaxKeys and returns every problem as a
+// *field.Error whose path is relative to o ("max_keys").
+func (o *Options) Validate() error {
+	var errs []error
+	switch {
+	case o.MaxKeys == 0:
+		o.MaxKeys = DefaultMaxKeys
+	case o.MaxKeys < 0:
+		errs = append(errs, field.Errorf("max_keys", "%d is negative: expected the maximum number of counters kept, e.g. %d", o.MaxKeys, DefaultMaxKeys))
+	}
+	if o.Shards < 0 {
+		errs = append(errs, field.Errorf("shards", "%d is negative", o.Shards))
+	}
+	return errors.Join(errs...)
 }
 
 // Store is a sharded in-memory limiter.Store. Its methods are safe for
@@ -114,16 +133,10 @@ type shard struct {
 // New returns a Store. It starts the sweeper unless opts.SweepInterval is
 // negative; Close stops it.
 func New(opts Options) (*Store, error) {
-	if opts.MaxKeys < 0 {
-		return nil, fmt.Errorf("memstore: %w: max_keys %d is negative", ErrInvalidOptions, opts.MaxKeys)
-	}
-	if opts.Shards < 0 {
-		return nil, fmt.Errorf("memstore: %w: shards %d is negative", ErrInvalidOptions, opts.Shards)
+	if err := opts.Validate(); err != nil {
+		return nil, fmt.Errorf("memstore: %w: %w", ErrInvalidOptions, err)
 	}
 	maxKeys := opts.MaxKeys
-	if maxKeys == 0 {
-		maxKeys = DefaultMaxKeys
-	}
 	var n int
 	if opts.Shards == 0 {
 		// The largest power of two <= maxKeys/minKeysPerShard, at most DefaultShards.
