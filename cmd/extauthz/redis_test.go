@@ -28,14 +28,7 @@ func TestRedisStoreConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	got, opts := redisStoreConfig(cfg.Backends[0].RedisBackend)
-	want := redisstore.Config{
-		MasterName: "mymaster", SentinelAddrs: []string{"10.0.0.1:26379"}, DB: 2,
-		SentinelUsername: "s", SentinelPassword: "sentinel-pw",
-		Username: "app", Password: "env-pw",
-		TLS:      redisstore.TLS{Enabled: true, ServerName: "redis.internal"},
-		PoolSize: 8, MinIdleConns: 2, PoolTimeout: 100 * time.Millisecond,
-		DialTimeout: time.Second, ReadTimeout: 100 * time.Millisecond, WriteTimeout: 100 * time.Millisecond,
-	}
+	want := redisstore.Config{Sentinel: &redisstore.Sentinel{MasterName: "mymaster", Addrs: []string{"10.0.0.1:26379"}}, DB: 2, SentinelUsername: "s", SentinelPassword: "sentinel-pw", Username: "app", Password: "env-pw", TLS: redisstore.TLS{Enabled: true, ServerName: "redis.internal"}, Pool: redisstore.Pool{Size: 8}, MinIdleConns: 2, PoolTimeout: 100 * time.Millisecond, DialTimeout: time.Second, Timeouts: redisstore.Timeouts{Read: 100 * time.Millisecond}, WriteTimeout: 100 * time.Millisecond}
 	if got.MasterName != want.MasterName || strings.Join(got.SentinelAddrs, ",") != strings.Join(want.SentinelAddrs, ",") ||
 		got.DB != want.DB || got.SentinelUsername != want.SentinelUsername || got.SentinelPassword != want.SentinelPassword ||
 		got.Username != want.Username || got.Password != want.Password || got.TLS != want.TLS ||

@@ -31,7 +31,7 @@ func BenchmarkTake(b *testing.B) {
 			name = "auto_pipeline"
 		}
 		b.Run(name, func(b *testing.B) {
-			s, err := Open(Config{URL: srv.URL(), PoolSize: 64, AutoPipeline: ap}, Options{})
+			s, err := Open(Config{URL: URL(srv.URL()), Pool: Pool{Size: 64}, AutoPipeline: new(ap)}, Options{})
 			if err != nil {
 				b.Fatal(err)
 			}

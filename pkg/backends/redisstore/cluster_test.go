@@ -36,7 +36,7 @@ func nodeOfSlot(t *testing.T, cc *redis.ClusterClient) map[uint16]string {
 func TestCluster(t *testing.T) {
 	cluster := redistest.StartCluster(t)
 	var reloads, roundTrips atomic.Int64
-	s, err := Open(Config{ClusterAddrs: cluster.Addrs()}, Options{
+	s, err := Open(Config{Cluster: &Cluster{Addrs: cluster.Addrs()}}, Options{
 		OnScriptLoad: func() { reloads.Add(1) },
 		OnCall:       func(time.Duration, error) { roundTrips.Add(1) },
 	})
@@ -167,7 +167,7 @@ func TestCluster(t *testing.T) {
 
 	t.Run("MatchesLimiter", func(t *testing.T) {
 		clock := newFakeClock(time.Unix(1_700_000_000, 123_456_789))
-		st, err := Open(Config{ClusterAddrs: cluster.Addrs()}, Options{Now: clock.Now, ExtraTTL: time.Hour})
+		st, err := Open(Config{Cluster: &Cluster{Addrs: cluster.Addrs()}}, Options{Now: clock.Now, ExtraTTL: time.Hour})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -177,7 +177,7 @@ func TestCluster(t *testing.T) {
 	t.Run("Conformance", func(t *testing.T) {
 		limitertest.Run(t, func(t *testing.T) (limiter.Store, limitertest.Clock) {
 			clock := limitertest.NewFakeClock(time.Unix(1_700_000_000, 0))
-			st, err := Open(Config{ClusterAddrs: cluster.Addrs()}, Options{Now: clock.Now, ExtraTTL: time.Hour})
+			st, err := Open(Config{Cluster: &Cluster{Addrs: cluster.Addrs()}}, Options{Now: clock.Now, ExtraTTL: time.Hour})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -187,7 +187,7 @@ func TestCluster(t *testing.T) {
 	})
 	t.Run("ConformanceServerTime", func(t *testing.T) {
 		limitertest.Run(t, func(t *testing.T) (limiter.Store, limitertest.Clock) {
-			st, err := Open(Config{ClusterAddrs: cluster.Addrs()}, Options{})
+			st, err := Open(Config{Cluster: &Cluster{Addrs: cluster.Addrs()}}, Options{})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -38,7 +38,7 @@ func TestConformance(t *testing.T) {
 	})
 	t.Run("ServerTimeAutoPipeline", func(t *testing.T) {
 		limitertest.Run(t, func(t *testing.T) (limiter.Store, limitertest.Clock) {
-			s, err := Open(Config{URL: srv.URL(), AutoPipeline: true}, Options{})
+			s, err := Open(Config{URL: URL(srv.URL()), AutoPipeline: new(true)}, Options{})
 			if err != nil {
 				t.Fatalf("Open: %v", err)
 			}

@@ -20,19 +20,18 @@ func TestOpenValidates(t *testing.T) {
 		cfg     Config
 		wantErr string
 	}{
-		{name: "nothing", cfg: Config{}, wantErr: "set exactly one of url, sentinel"},
-		{name: "two modes", cfg: Config{URL: "redis://h:1", ClusterAddrs: []string{"h:2"}}, wantErr: "set exactly one"},
-		{name: "bad scheme", cfg: Config{URL: "http://h:1"}, wantErr: "invalid URL scheme"},
-		{name: "bad url keeps the password out", cfg: Config{URL: "redis://u:hunter2@h:port"}, wantErr: "redis://u:xxxxx@h:port"},
-		{name: "query", cfg: Config{URL: "redis://h:1/0?dial_timeout=1s"}, wantErr: "query parameters are not accepted"},
-		{name: "sentinel without addrs", cfg: Config{MasterName: "m"}, wantErr: "no sentinel addresses"},
-		{name: "sentinel without name", cfg: Config{SentinelAddrs: []string{"h:1"}}, wantErr: "no master name"},
-		{name: "bad cluster addr", cfg: Config{ClusterAddrs: []string{"nohost"}}, wantErr: `address "nohost": want host:port`},
-		{name: "cluster db", cfg: Config{ClusterAddrs: []string{"h:1"}, DB: 2}, wantErr: "only database 0"},
-		{name: "negative timeout", cfg: Config{URL: "redis://h:1", ReadTimeout: -time.Second}, wantErr: "timeout -1s is negative"},
-		{name: "missing password file", cfg: Config{URL: "redis://h:1", PasswordFile: "/nonexistent/pw"}, wantErr: "password file: open /nonexistent/pw"},
-		{name: "cert without key", cfg: Config{URL: "redis://h:1", TLS: TLS{CertFile: "c.pem"}}, wantErr: "set both cert file and key file"},
-		{name: "missing ca", cfg: Config{URL: "rediss://h:1", TLS: TLS{CAFile: "/nonexistent/ca.pem"}}, wantErr: "tls ca file: open /nonexistent/ca.pem"},
+		{name: "nothing", cfg: Config{}, wantErr: "needs exactly one of url (standalone), sentinel or cluster"},
+		{name: "two modes", cfg: Config{URL: URL("redis://h:1"), Cluster: &Cluster{Addrs: []string{"h:2"}}}, wantErr: "needs exactly one of url (standalone), sentinel or cluster; 2 are set"},
+		{name: "bad scheme", cfg: Config{URL: URL("http://h:1")}, wantErr: `url: scheme "http": expected redis:// or rediss://`},
+		{name: "bad url keeps the password out", cfg: Config{URL: URL("redis://u:hunter2@h:port")}, wantErr: "url: not a URL"},
+		{name: "query", cfg: Config{URL: URL("redis://h:1/0?dial_timeout=1s")}, wantErr: "query parameters are not accepted"},
+		{name: "sentinel without addrs", cfg: Config{Sentinel: &Sentinel{MasterName: "m"}}, wantErr: "sentinel.addrs: missing"},
+		{name: "sentinel without name", cfg: Config{Sentinel: &Sentinel{Addrs: []string{"h:1"}}}, wantErr: "sentinel.master_name: missing"},
+		{name: "bad cluster addr", cfg: Config{Cluster: &Cluster{Addrs: []string{"nohost"}}}, wantErr: `cluster.addrs[0]: "nohost" is not an address`},
+		{name: "negative timeout", cfg: Config{URL: URL("redis://h:1"), Timeouts: Timeouts{Read: -time.Second}}, wantErr: "timeouts.read: -1s is negative"},
+		{name: "missing password file", cfg: Config{URL: URL("redis://h:1"), PasswordFile: "/nonexistent/pw"}, wantErr: "password_file: open /nonexistent/pw"},
+		{name: "cert without key", cfg: Config{URL: URL("redis://h:1"), TLS: TLS{CertFile: "c.pem"}}, wantErr: "tls: set both cert_file and key_file"},
+		{name: "missing ca", cfg: Config{URL: URL("rediss://h:1"), TLS: TLS{CAFile: "/nonexistent/ca.pem"}}, wantErr: "tls.ca_file: open /nonexistent/ca.pem"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -88,12 +87,12 @@ func TestOpenAuth(t *testing.T) {
 		cfg     Config
 		wantErr bool
 	}{
-		{name: "password in url", cfg: Config{URL: "redis://:default-pw@" + srv.Addr + "/0"}},
-		{name: "user and password in url", cfg: Config{URL: "redis://app:app-pw@" + srv.Addr + "/0"}},
-		{name: "fields override the url", cfg: Config{URL: "redis://app:wrong@" + srv.Addr, Password: "app-pw"}},
-		{name: "password file", cfg: Config{URL: "redis://" + srv.Addr, Username: "app", PasswordFile: pwFile}},
-		{name: "wrong password", cfg: Config{URL: "redis://:nope@" + srv.Addr}, wantErr: true},
-		{name: "no password", cfg: Config{URL: "redis://" + srv.Addr}, wantErr: true},
+		{name: "password in url", cfg: Config{URL: URL("redis://:default-pw@" + srv.Addr + "/0")}},
+		{name: "user and password in url", cfg: Config{URL: URL("redis://app:app-pw@" + srv.Addr + "/0")}},
+		{name: "fields override the url", cfg: Config{URL: URL("redis://app:wrong@" + srv.Addr), Password: "app-pw"}},
+		{name: "password file", cfg: Config{URL: URL("redis://" + srv.Addr), Username: "app", PasswordFile: pwFile}},
+		{name: "wrong password", cfg: Config{URL: URL("redis://:nope@" + srv.Addr)}, wantErr: true},
+		{name: "no password", cfg: Config{URL: URL("redis://" + srv.Addr)}, wantErr: true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -113,7 +112,7 @@ func TestOpenAuth(t *testing.T) {
 	}
 
 	t.Run("password file rotation", func(t *testing.T) {
-		s, err := Open(Config{URL: "redis://" + srv.Addr, Username: "app", PasswordFile: pwFile, PoolSize: 1}, Options{})
+		s, err := Open(Config{URL: URL("redis://" + srv.Addr), Username: "app", PasswordFile: pwFile, Pool: Pool{Size: 1}}, Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -157,13 +156,13 @@ func TestOpenTLS(t *testing.T) {
 		cfg     Config
 		wantErr bool
 	}{
-		{name: "rediss url with client cert", cfg: Config{URL: "rediss://" + srv.Addr + "/0", TLS: good}},
-		{name: "server name defaults to the host (127.0.0.1 is in the certificate)", cfg: Config{URL: "rediss://" + srv.Addr, TLS: TLS{CAFile: files.CAFile, CertFile: files.ClientCert, KeyFile: files.ClientKey}}},
-		{name: "enabled on a redis url", cfg: Config{URL: "redis://" + srv.Addr, TLS: TLS{Enabled: true, CAFile: files.CAFile, CertFile: files.ClientCert, KeyFile: files.ClientKey}}},
-		{name: "no client certificate", cfg: Config{URL: "rediss://" + srv.Addr, TLS: TLS{CAFile: files.CAFile}}, wantErr: true},
-		{name: "untrusted server", cfg: Config{URL: "rediss://" + srv.Addr, TLS: TLS{CertFile: files.ClientCert, KeyFile: files.ClientKey}}, wantErr: true},
-		{name: "wrong server name", cfg: Config{URL: "rediss://" + srv.Addr, TLS: TLS{CAFile: files.CAFile, CertFile: files.ClientCert, KeyFile: files.ClientKey, ServerName: "other.test"}}, wantErr: true},
-		{name: "plain text", cfg: Config{URL: "redis://" + srv.Addr}, wantErr: true},
+		{name: "rediss url with client cert", cfg: Config{URL: URL("rediss://" + srv.Addr + "/0"), TLS: good}},
+		{name: "server name defaults to the host (127.0.0.1 is in the certificate)", cfg: Config{URL: URL("rediss://" + srv.Addr), TLS: TLS{CAFile: files.CAFile, CertFile: files.ClientCert, KeyFile: files.ClientKey}}},
+		{name: "enabled on a redis url", cfg: Config{URL: URL("redis://" + srv.Addr), TLS: TLS{Enabled: true, CAFile: files.CAFile, CertFile: files.ClientCert, KeyFile: files.ClientKey}}},
+		{name: "no client certificate", cfg: Config{URL: URL("rediss://" + srv.Addr), TLS: TLS{CAFile: files.CAFile}}, wantErr: true},
+		{name: "untrusted server", cfg: Config{URL: URL("rediss://" + srv.Addr), TLS: TLS{CertFile: files.ClientCert, KeyFile: files.ClientKey}}, wantErr: true},
+		{name: "wrong server name", cfg: Config{URL: URL("rediss://" + srv.Addr), TLS: TLS{CAFile: files.CAFile, CertFile: files.ClientCert, KeyFile: files.ClientKey, ServerName: "other.test"}}, wantErr: true},
+		{name: "plain text", cfg: Config{URL: URL("redis://" + srv.Addr)}, wantErr: true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -192,7 +191,7 @@ func TestSentinelFailover(t *testing.T) {
 func testSentinelFailover(t *testing.T, autoPipeline bool) {
 	sen := redistest.StartSentinel(t)
 	var reloads atomic.Int64
-	s, err := Open(Config{MasterName: redistest.MasterName, SentinelAddrs: sen.Addrs(), AutoPipeline: autoPipeline}, Options{
+	s, err := Open(Config{Sentinel: &Sentinel{MasterName: redistest.MasterName, Addrs: sen.Addrs()}, AutoPipeline: new(autoPipeline)}, Options{
 		OnScriptLoad: func() { reloads.Add(1) },
 	})
 	if err != nil {

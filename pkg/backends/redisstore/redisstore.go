@@ -15,7 +15,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"strings"
 	"time"
 	"unsafe"
 
@@ -117,8 +116,8 @@ func New(client redis.UniversalClient, opts Options) (*Store, error) {
 	if opts.Prefix == "" {
 		opts.Prefix = DefaultPrefix
 	}
-	if strings.ContainsAny(opts.Prefix, "{}") {
-		return nil, fmt.Errorf("redisstore: prefix %q contains '{' or '}', which would change the keys' hash slots", opts.Prefix)
+	if err := checkPrefix(opts.Prefix); err != nil {
+		return nil, fmt.Errorf("redisstore: prefix %w", err)
 	}
 	if opts.LocalCacheSize < 0 {
 		return nil, fmt.Errorf("redisstore: local cache size %d is negative", opts.LocalCacheSize)

@@ -144,7 +144,7 @@ func TestNoScriptRecovery(t *testing.T) {
 func testNoScriptRecovery(t *testing.T, autoPipeline bool) {
 	var reloads atomic.Int64
 	srv := redistest.Start(t, redistest.Options{})
-	s, err := Open(Config{URL: srv.URL(), AutoPipeline: autoPipeline}, Options{OnScriptLoad: func() { reloads.Add(1) }})
+	s, err := Open(Config{URL: URL(srv.URL()), AutoPipeline: new(autoPipeline)}, Options{OnScriptLoad: func() { reloads.Add(1) }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -386,7 +386,7 @@ func TestDeadlineBeatsReadTimeout(t *testing.T) {
 	for _, ap := range []bool{false, true} {
 		t.Run(fmt.Sprintf("auto_pipeline=%v", ap), func(t *testing.T) {
 			srv := redistest.Start(t, redistest.Options{})
-			s, err := Open(Config{URL: srv.URL(), ReadTimeout: 3 * time.Second, AutoPipeline: ap}, Options{})
+			s, err := Open(Config{URL: URL(srv.URL()), Timeouts: Timeouts{Read: 3 * time.Second}, AutoPipeline: new(ap)}, Options{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -434,7 +434,7 @@ func TestErrors(t *testing.T) {
 func testErrors(t *testing.T, autoPipeline bool) {
 	srv := redistest.Start(t, redistest.Options{})
 	var sawErr atomic.Bool
-	s, err := Open(Config{URL: srv.URL(), ReadTimeout: 50 * time.Millisecond, AutoPipeline: autoPipeline}, Options{
+	s, err := Open(Config{URL: URL(srv.URL()), Timeouts: Timeouts{Read: 50 * time.Millisecond}, AutoPipeline: new(autoPipeline)}, Options{
 		OnCall: func(_ time.Duration, err error) {
 			if err != nil {
 				sawErr.Store(true)
