@@ -118,13 +118,13 @@ func newBackends(cfg *config.Config, log *slog.Logger, bm *server.BackendMetrics
 			bs.memory[name] = mem
 			members = append(members, chain.Backend{Name: name, Store: mem, Local: true, BackendSettings: b.Failover})
 		case "redis":
-			rc, ro := redisStoreConfig(b.RedisBackend)
+			var ro redisstore.Options
 			var rm *server.RedisMetrics
 			if bm != nil {
 				rm = bm.Redis(name)
 				setRedisHooks(&ro, rm)
 			}
-			rs, err := redisstore.Open(rc, ro)
+			rs, err := redisstore.Open(b.Redis, ro)
 			if err != nil {
 				bs.close()
 				return nil, fmt.Errorf("backends[%d] (redis): %w", i, err)

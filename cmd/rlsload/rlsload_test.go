@@ -100,7 +100,7 @@ func TestBenchYAMLRedis(t *testing.T) {
 	if err != nil {
 		t.Fatalf("bench.yaml with -redis: %v", err)
 	}
-	if len(cfg.Backends) != 1 || cfg.Backends[0].Type != "redis" || string(cfg.Backends[0].URL) != "redis://127.0.0.1:6379/3" {
+	if len(cfg.Backends) != 1 || cfg.Backends[0].Type != "redis" || string(cfg.Backends[0].Redis.URL) != "redis://127.0.0.1:6379/3" {
 		t.Errorf("got backends %+v, want one redis backend at the URL", cfg.Backends)
 	}
 	if !bytes.Equal(benchYAML(""), benchConfig) {

@@ -5,6 +5,7 @@ package config
 import (
 	"github.com/extauthz/extauthz/pkg/backends/chain"
 	"github.com/extauthz/extauthz/pkg/backends/memstore"
+	"github.com/extauthz/extauthz/pkg/backends/redisstore"
 	"github.com/extauthz/extauthz/pkg/descriptor"
 	"github.com/extauthz/extauthz/pkg/limiter"
 )
@@ -112,8 +113,8 @@ type Backend struct {
 	Type string `yaml:"type"`
 	// Memory holds max_keys.
 	Memory memstore.Options `yaml:",inline" backend:"memory"`
-	// RedisBackend holds the Redis settings (redis.go).
-	RedisBackend `yaml:",inline" backend:"redis"`
+	// Redis holds the Redis settings (url, sentinel, cluster, tls, ...).
+	Redis redisstore.Config `yaml:",inline" backend:"redis"`
 	// Failover holds fair_share.
 	Failover chain.BackendSettings `yaml:",inline"`
 }

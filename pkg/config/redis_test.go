@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/extauthz/extauthz/pkg/backends/redisstore"
 )
 
 func loadString(t *testing.T, src string) (*Config, error) {
@@ -42,7 +44,7 @@ backends:
 	if err != nil {
 		t.Fatalf("Load: %v", err)
 	}
-	r := cfg.Backends[0].RedisBackend
+	r := cfg.Backends[0].Redis
 	tests := []struct {
 		name      string
 		got, want any
@@ -56,11 +58,11 @@ backends:
 		{name: "pool.min_idle", got: r.Pool.MinIdle, want: 4},
 		{name: "pool.timeout defaults to the read timeout", got: r.Pool.Timeout, want: 50 * time.Millisecond},
 		{name: "timeouts.dial", got: r.Timeouts.Dial, want: 300 * time.Millisecond},
-		{name: "timeouts.write default", got: r.Timeouts.Write, want: DefaultRedisWriteTimeout},
+		{name: "timeouts.write default", got: r.Timeouts.Write, want: redisstore.DefaultWriteTimeout},
 		{name: "max_retries", got: r.MaxRetries, want: 1},
 		{name: "auto_pipeline", got: r.AutoPipelineOn(), want: true},
 		{name: "prefix", got: r.Prefix, want: "rl:"},
-		{name: "local_cache.max_keys default", got: r.LocalCache.MaxKeys, want: DefaultRedisCacheKeys},
+		{name: "local_cache.max_keys default", got: r.LocalCache.MaxKeys, want: redisstore.DefaultCacheKeys},
 	}
 	for _, tc := range tests {
 		if tc.got != tc.want {
@@ -89,7 +91,7 @@ func TestRedisAutoPipelineDefault(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Load: %v", err)
 			}
-			if got := cfg.Backends[0].RedisBackend.AutoPipelineOn(); got != tc.want {
+			if got := cfg.Backends[0].Redis.AutoPipelineOn(); got != tc.want {
 				t.Errorf("AutoPipelineOn: got %v, want %v", got, tc.want)
 			}
 		})
@@ -101,13 +103,13 @@ func TestRedisBackendModes(t *testing.T) {
 	tests := []struct {
 		name    string
 		backend string
-		check   func(t *testing.T, r RedisBackend)
+		check   func(t *testing.T, r redisstore.Config)
 	}{
 		{
 			name:    "standalone defaults",
 			backend: "url: redis://127.0.0.1:6379/0",
-			check: func(t *testing.T, r RedisBackend) {
-				if r.Prefix != DefaultRedisPrefix || r.Timeouts.Dial != DefaultRedisDialTimeout || r.Timeouts.Read != DefaultRedisReadTimeout || r.LocalCache.MaxKeys != 0 {
+			check: func(t *testing.T, r redisstore.Config) {
+				if r.Prefix != redisstore.DefaultPrefix || r.Timeouts.Dial != redisstore.DefaultDialTimeout || r.Timeouts.Read != redisstore.DefaultReadTimeout || r.LocalCache.MaxKeys != 0 {
 					t.Errorf("defaults: got prefix %q timeouts %+v cache %+v", r.Prefix, r.Timeouts, r.LocalCache)
 				}
 			},
@@ -115,7 +117,7 @@ func TestRedisBackendModes(t *testing.T) {
 		{
 			name:    "sentinel",
 			backend: "sentinel: {master_name: mymaster, addrs: [10.0.0.1:26379, 10.0.0.2:26379], db: 1, password: sentinel-pw}",
-			check: func(t *testing.T, r RedisBackend) {
+			check: func(t *testing.T, r redisstore.Config) {
 				s := r.Sentinel
 				if s == nil || s.MasterName != "mymaster" || len(s.Addrs) != 2 || s.DB != 1 || s.Password != "sentinel-pw" {
 					t.Errorf("sentinel: got %+v", s)
@@ -125,7 +127,7 @@ func TestRedisBackendModes(t *testing.T) {
 		{
 			name:    "cluster with password from env",
 			backend: "cluster: {addrs: [10.0.0.1:6379]}\n    password_env: EXTAUTHZ_TEST_REDIS_PW",
-			check: func(t *testing.T, r RedisBackend) {
+			check: func(t *testing.T, r redisstore.Config) {
 				if r.Cluster == nil || len(r.Cluster.Addrs) != 1 {
 					t.Errorf("cluster: got %+v", r.Cluster)
 				}
@@ -141,7 +143,7 @@ func TestRedisBackendModes(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Load: %v", err)
 			}
-			tc.check(t, cfg.Backends[0].RedisBackend)
+			tc.check(t, cfg.Backends[0].Redis)
 		})
 	}
 }
@@ -221,7 +223,7 @@ backends:
 			t.Errorf("Redacted output lacks %q:\n%s", want, out)
 		}
 	}
-	if got := string(cfg.Backends[0].RedisBackend.PasswordValue()); got != "yaml-secret" {
+	if got := string(cfg.Backends[0].Redis.PasswordValue()); got != "yaml-secret" {
 		t.Errorf("PasswordValue: got %q, want the configured password", got)
 	}
 }

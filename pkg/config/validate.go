@@ -245,8 +245,7 @@ func (b *Backend) validate(c *checker, i int) {
 	case "memory":
 		c.report(path, b.Memory.Validate())
 	case "redis":
-		b.RedisBackend.setDefaults()
-		b.RedisBackend.validate(c, path)
+		c.report(path, b.Redis.Validate())
 	}
 	c.report(path, b.Failover.Validate(i, b.Type, b.Type == "memory"))
 }

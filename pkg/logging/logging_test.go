@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/extauthz/extauthz/pkg/backends/redisstore"
 	"github.com/extauthz/extauthz/pkg/config"
 )
 
@@ -89,7 +90,7 @@ func TestSecretsRedacted(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			log.Info("connecting", "password", config.Secret("hunter2"), "backend", config.RedisBackend{Password: "hunter2"})
+			log.Info("connecting", "password", config.Secret("hunter2"), "backend", redisstore.Config{Password: "hunter2"})
 			if out := buf.String(); strings.Contains(out, "hunter2") || !strings.Contains(out, config.RedactedText) {
 				t.Errorf("got %q, want the secret redacted", out)
 			}
