@@ -59,7 +59,8 @@ var ErrBadReply = errors.New("unexpected reply from redis")
 // Options configures a Store. Zero values are the documented defaults.
 type Options struct {
 	// Prefix starts every key (default DefaultPrefix, "extauthz:"). It must
-	// not contain '{' or '}', which would change the key's hash slot.
+	// not contain '{' or '}', which would change the key's hash slot. Open
+	// sets it, and LocalCacheSize, from its Config.
 	Prefix string
 	// LocalCacheSize bounds the local over-limit cache in keys; 0 (the
 	// default) disables it. With the cache on, once Redis says a key refuses
