@@ -10,7 +10,7 @@ import "time"
 // fixedWindow implements FixedWindow (documented there).
 func (l *Limit) fixedWindow(s *State, now, hits int64, r *Result) {
 	p := int64(l.Period)
-	w, elapsed := floorDiv(now, p)
+	w, elapsed := currentWindow(s, now, p)
 	end := time.Duration(p - elapsed)
 	*r = Result{Limit: l.Capacity(), ResetAfter: end}
 	if l.Requests == 0 {
@@ -32,11 +32,24 @@ func (l *Limit) fixedWindow(s *State, now, hits int64, r *Result) {
 	}
 }
 
+// currentWindow returns the index w of the window of now and the time
+// elapsed since its start, except that a stored window that starts after
+// now, by at most MaxClockStepBack, is the current one with no time elapsed:
+// the clock stepped back, and now is taken as the stored window's start (see
+// Eval).
+func currentWindow(s *State, now, p int64) (w, elapsed int64) {
+	w, elapsed = floorDiv(now, p)
+	if s.Stamp > w && satAdd(satMul(satSub(s.Stamp, w)-1, p), p-elapsed) <= int64(MaxClockStepBack) {
+		return s.Stamp, 0
+	}
+	return w, elapsed
+}
+
 // slidingWindow implements SlidingWindow (documented there), with
 // weighted = ceil(prev*(P-elapsed)/P) computed exactly (128-bit).
 func (l *Limit) slidingWindow(s *State, now, hits int64, r *Result) {
 	p := int64(l.Period)
-	w, elapsed := floorDiv(now, p)
+	w, elapsed := currentWindow(s, now, p)
 	toEnd := p - elapsed
 	*r = Result{Limit: l.Capacity()}
 	if l.Requests == 0 {

@@ -299,3 +299,29 @@ func TestSaturatingArithmetic(t *testing.T) {
 		}
 	}
 }
+
+// TestClockStepBack: a stored window at most MaxClockStepBack after now keeps
+// its count, with now taken as its start; one further ahead (the index of a
+// shorter period after a config change) is stale as before.
+func TestClockStepBack(t *testing.T) {
+	p := time.Minute
+	for _, a := range []Algorithm{FixedWindow, SlidingWindow} {
+		l := Limit{Requests: 3, Period: p, Algorithm: a}
+		s, r := l.Eval(State{}, t0, 3)
+		if !r.Allowed {
+			t.Fatalf("%s: first 3 hits refused: %+v", a, r)
+		}
+		_, r = l.Eval(s, t0.Add(-30*time.Second), 1)
+		if r.Allowed || r.ResetAfter <= 0 || r.RetryAfter <= 0 {
+			t.Errorf("%s: 30s back: got %+v, want refused", a, r)
+		}
+		far := State{Stamp: s.Stamp + int64(MaxClockStepBack/p) + 1, Count: 3}
+		if _, r = l.Eval(far, t0, 1); !r.Allowed {
+			t.Errorf("%s: a window more than MaxClockStepBack ahead: got %+v, want it read as stale", a, r)
+		}
+		edge := State{Stamp: s.Stamp + int64(MaxClockStepBack/p), Count: 3}
+		if _, r = l.Eval(edge, t0, 1); r.Allowed {
+			t.Errorf("%s: a window MaxClockStepBack ahead: got %+v, want refused", a, r)
+		}
+	}
+}

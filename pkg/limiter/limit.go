@@ -75,6 +75,18 @@ const (
 	TokenBucket
 )
 
+// MaxClockStepBack is how far back the clock may step without resetting a
+// window. A stored fixed or sliding window that starts after now, by at most
+// this much, is not stale: the clock stepped back (an NTP step, another
+// instance's clock), and the algorithms take now as max(now, the stored
+// window's start), so the window keeps its counts and ResetAfter and
+// RetryAfter are measured from that start. A stored window further ahead is
+// not from a clock step but from a changed Period (the index of a shorter
+// period), and reads as stale as before. The token bucket needs no such rule:
+// a TAT after now already counts in full (base = max(TAT, now)), so a clock
+// stepped back only makes it stricter, by the step.
+const MaxClockStepBack = time.Hour
+
 var algorithmNames = [...]string{"fixed_window", "sliding_window", "token_bucket"}
 
 // String returns the configuration name of a, e.g. "fixed_window".

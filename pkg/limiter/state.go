@@ -42,6 +42,9 @@ type State struct {
 //     window (P for the token bucket).
 //   - Result.Limit is l.Capacity(); RetryAfter is zero when Allowed.
 //   - A request with hits > capacity is never admitted.
+//   - A clock that steps back does not reset a window: a stored window that
+//     starts after now (by at most MaxClockStepBack) is the current one, and
+//     now is taken as its start (see MaxClockStepBack).
 //
 // The algorithms are documented on FixedWindow, SlidingWindow and
 // TokenBucket. All arithmetic is in int64 nanoseconds of Unix time, with

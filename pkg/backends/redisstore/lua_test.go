@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 
@@ -143,4 +144,13 @@ func sameResult(got, want limiter.Result) bool {
 	}
 	return got.Allowed == want.Allowed && got.Limit == want.Limit && got.Remaining == want.Remaining &&
 		near(got.ResetAfter, want.ResetAfter) && near(got.RetryAfter, want.RetryAfter)
+}
+
+// TestScriptClockStepBack: take.lua's bound on a clock stepped back is
+// limiter.MaxClockStepBack.
+func TestScriptClockStepBack(t *testing.T) {
+	want := fmt.Sprintf("local MAX_STEP_BACK = %d ", int64(limiter.MaxClockStepBack))
+	if !strings.Contains(takeSource, want) {
+		t.Errorf("take.lua does not define %q", want)
+	}
 }

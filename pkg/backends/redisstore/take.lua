@@ -47,6 +47,7 @@
 local floor, min, max = math.floor, math.min, math.max
 local sunpack, spack = struct.unpack, struct.pack
 local TWO52 = 4503599627370496
+local MAX_STEP_BACK = 3600000000000 -- limiter.MaxClockStepBack in ns
 
 local n = #KEYS
 local argv = ARGV[1]
@@ -175,6 +176,11 @@ local function eval(i, s, u, c, pv, h)
     local qa, ra = divmod(now_us, p)
     local q2, e = divmod(ra * 1000 + now_sub, p)
     w, to_end = qa * 1000 + q2, p - e
+  end
+  -- A stored window that starts after now by at most MAX_STEP_BACK is the
+  -- current one: the clock stepped back (limiter.MaxClockStepBack).
+  if s and s > w and (s - w - 1) * p + to_end <= MAX_STEP_BACK then
+    w, to_end = s, p
   end
   if rq == 0 then
     return false, 0, to_end, to_end

@@ -91,6 +91,7 @@ func Run(t *testing.T, newStore func(t *testing.T) (limiter.Store, Clock)) {
 		{name: "SlidingWindowWeightsThePreviousWindow", fakeClock: true, run: testSlidingWindowWeights},
 		{name: "TokenBucketRefill", fakeClock: true, run: testTokenBucketRefill},
 		{name: "ExpiredStateIsForgotten", fakeClock: true, run: testExpiry},
+		{name: "ClockSteppedBackDoesNotReset", fakeClock: true, run: testClockStepBack},
 	}
 	// Subtests that move time need a settable clock: a store on the real
 	// clock runs the others only (its fake-clock variant runs them all).
@@ -601,5 +602,32 @@ func testExpiry(t *testing.T, h *harness) {
 		expect(t, fmt.Sprintf("%s: first", l.Algorithm), h.take1(t, k, l, 2), want{allowed: true, remaining: 0, limit: 2})
 		h.clock.Advance(3 * time.Second)
 		expect(t, fmt.Sprintf("%s: after 3 periods", l.Algorithm), h.take1(t, k, l, 1), want{allowed: true, remaining: 1, limit: 2})
+	}
+}
+
+// testClockStepBack steps the clock back across a window boundary and
+// forward again: a stored window newer than now is not stale, so no
+// algorithm admits more than its limit (issue 16, finding 9).
+func testClockStepBack(t *testing.T, h *harness) {
+	const s = time.Second
+	h.alignTo(time.Minute, 10*s)
+	for _, l := range allAlgorithms(time.Minute, 3) {
+		k := h.key(l.Algorithm.String())
+		admitted := 0
+		for _, step := range []time.Duration{0, -30 * s, 30 * s} {
+			h.clock.Advance(step)
+			for range 3 {
+				r := h.take1(t, k, l, 1)
+				if r.Allowed {
+					admitted++
+				}
+				if r.Remaining < 0 || r.Remaining > 3 || r.ResetAfter < 0 || (!r.Allowed && r.RetryAfter <= 0) {
+					t.Errorf("%s: after a step of %v: result %+v out of range", l.Algorithm, step, r)
+				}
+			}
+		}
+		if admitted != 3 {
+			t.Errorf("%s: 3/minute admitted %d hits with the clock stepped back 30s and forward again, want 3", l.Algorithm, admitted)
+		}
 	}
 }
