@@ -106,6 +106,10 @@ func (l *Limit) slidingRetry(curr, prev, hits, toEnd int64) int64 {
 	return satAdd(toEnd, p-min(d, p))
 }
 
+// maxTolerance caps a token bucket's tolerance B*T (documented on
+// TokenBucket): 2^62 ns, about 146 years.
+const maxTolerance = 1 << 62
+
 // tokenBucket implements TokenBucket (documented there).
 func (l *Limit) tokenBucket(s *State, now, hits int64, r *Result) {
 	p := int64(l.Period)
@@ -120,21 +124,22 @@ func (l *Limit) tokenBucket(s *State, now, hits int64, r *Result) {
 		t++
 	}
 	b := l.Capacity()
-	tolerance := satMul(b, t)
-	base := max(s.Stamp, now)
-	newTAT := satAdd(base, satMul(hits, t))
-	need := satSub(newTAT, now)
+	// Relative to now: need = max(TAT, now) - now + hits*T. The tolerance is
+	// capped below MaxInt64, so a saturated need is always refused and an
+	// admitted TAT stays representable.
+	tolerance := min(satMul(b, t), maxTolerance)
+	backlog := max(satSub(s.Stamp, now), 0)
+	need := satAdd(backlog, satMul(hits, t))
 	r.Allowed = need <= tolerance
-	tat := base
 	if r.Allowed {
-		tat = newTAT
+		backlog = need
 		if hits > 0 {
-			*s = State{Stamp: newTAT}
+			*s = State{Stamp: satAdd(now, need)}
 		}
 	} else {
-		r.RetryAfter = time.Duration(need - tolerance)
+		// need may have saturated: compute backlog + hits*T - tolerance exactly.
+		r.RetryAfter = time.Duration(mulAddSub(hits, t, backlog, tolerance))
 	}
-	backlog := satSub(tat, now)
 	r.ResetAfter = time.Duration(backlog)
 	if backlog < tolerance {
 		r.Remaining = min((tolerance-backlog)/t, b)

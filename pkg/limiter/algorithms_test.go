@@ -325,3 +325,39 @@ func TestClockStepBack(t *testing.T) {
 		}
 	}
 }
+
+// TestTokenBucketHugeTolerance: a tolerance B*T beyond 2^62 ns (10/year,
+// burst 5000: about 500 years) is capped at 2^62 ns, so the bucket still
+// limits (it saturated at MaxInt64 and then admitted everything) and its
+// state expires at a finite TAT.
+func TestTokenBucketHugeTolerance(t *testing.T) {
+	year := 365 * 24 * time.Hour
+	l := Limit{Requests: 10, Period: year, Burst: 5000, Algorithm: TokenBucket}
+	emission := int64(year / 10)
+	wantAdmitted := int64(1<<62) / emission
+	var s State
+	admitted := int64(0)
+	for range 20000 {
+		if l.Apply(&s, t0, 1).Allowed {
+			admitted++
+		}
+	}
+	if admitted != wantAdmitted {
+		t.Errorf("admitted %d of 20000, want %d (the tolerance capped at 2^62 ns)", admitted, wantAdmitted)
+	}
+	if want := t0.Add(time.Duration(admitted * emission)); !l.Expiry(s).Equal(want) {
+		t.Errorf("Expiry %v, want the TAT %v", l.Expiry(s), want)
+	}
+	r := l.Apply(&s, t0, 0)
+	if r.Allowed != true || r.Remaining != 0 || r.ResetAfter != time.Duration(admitted*emission) {
+		t.Errorf("read after the burst: got %+v", r)
+	}
+	// Hits beyond the cap in one request are refused, not saturated.
+	var fresh State
+	if r := l.Apply(&fresh, t0, wantAdmitted+1); r.Allowed || fresh != (State{}) {
+		t.Errorf("%d hits at once: got %+v, state %+v, want refused", wantAdmitted+1, r, fresh)
+	}
+	if r := l.Apply(&fresh, t0, wantAdmitted); !r.Allowed {
+		t.Errorf("%d hits at once: got %+v, want admitted", wantAdmitted, r)
+	}
+}

@@ -89,3 +89,19 @@ func mulDivCeil(a, b, c int64) int64 {
 	}
 	return q
 }
+
+// mulAddSub returns a*b + c - d for a, b, c, d >= 0 with a*b + c >= d,
+// computed exactly with a 128-bit intermediate and saturated at
+// math.MaxInt64.
+func mulAddSub(a, b, c, d int64) int64 {
+	hi, lo := bits.Mul64(uint64(a), uint64(b))
+	var carry, borrow uint64
+	lo, carry = bits.Add64(lo, uint64(c), 0)
+	hi += carry
+	lo, borrow = bits.Sub64(lo, uint64(d), 0)
+	hi -= borrow
+	if hi != 0 || lo > math.MaxInt64 {
+		return math.MaxInt64
+	}
+	return int64(lo)
+}

@@ -72,6 +72,11 @@ const (
 	// = max(0, TAT-now), when the bucket is full again; RetryAfter, when
 	// refused, is newTAT - now - B*T (also when hits > B, which never fits).
 	// R == 0 refuses with ResetAfter = RetryAfter = P.
+	//
+	// The tolerance is capped at 2^62 ns (about 146 years): a bucket whose
+	// B*T is longer (e.g. 10/year with burst 5000) admits a burst of
+	// floor(2^62/T) rather than B, the same in every store, and its TAT, and
+	// so its state's expiry, stays within 146 years of now.
 	TokenBucket
 )
 

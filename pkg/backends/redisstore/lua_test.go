@@ -154,3 +154,36 @@ func TestScriptClockStepBack(t *testing.T) {
 		t.Errorf("take.lua does not define %q", want)
 	}
 }
+
+// TestScriptHugeTolerance: a token bucket whose B*T passes 2^62 ns (10/year,
+// burst 5000) gives the same results in the script as in pkg/limiter, which
+// caps the tolerance at 2^62 ns (it used to saturate and admit everything).
+func TestScriptHugeTolerance(t *testing.T) {
+	clock := newFakeClock(time.Unix(1_700_000_000, 123_456_789))
+	s, _ := newStandalone(t, Options{Now: clock.Now, ExtraTTL: time.Hour})
+	l := limiter.Limit{Requests: 10, Period: 365 * 24 * time.Hour, Burst: 5000, Algorithm: limiter.TokenBucket}
+	var model limiter.State
+	admitted := int64(0)
+	steps := []int64{1000, 400, 62, 1, 1, 5000, 0, 1}
+	for i := range 200 {
+		hits := steps[i%len(steps)]
+		if i%len(steps) == 0 && i > 0 {
+			clock.Advance(24 * time.Hour)
+		}
+		reqs := []limiter.Request{{Key: "huge", Limit: l, Hits: hits}}
+		want := l.Apply(&model, clock.Now(), hits)
+		got := make([]limiter.Result, 1)
+		if err := s.Take(context.Background(), limiter.CountAll, reqs, got); err != nil {
+			t.Fatalf("call %d: Take: %v", i, err)
+		}
+		if !sameResult(got[0], want) {
+			t.Fatalf("call %d, %d hits:\ngot  %+v\nwant %+v", i, hits, got[0], want)
+		}
+		if got[0].Allowed {
+			admitted += hits
+		}
+	}
+	if maxAdmitted := int64(1<<62)/int64(l.Period/10) + 200/8; admitted > maxAdmitted {
+		t.Errorf("admitted %d hits, want at most %d", admitted, maxAdmitted)
+	}
+}

@@ -47,6 +47,7 @@
 local floor, min, max = math.floor, math.min, math.max
 local sunpack, spack = struct.unpack, struct.pack
 local TWO52 = 4503599627370496
+local TWO62 = 4611686018427387904
 local MAX_STEP_BACK = 3600000000000 -- limiter.MaxClockStepBack in ns
 
 local n = #KEYS
@@ -139,7 +140,7 @@ local function eval(i, s, u, c, pv, h)
     if b <= 0 then
       b = rq
     end
-    local tolerance = b * t
+    local tolerance = min(b * t, TWO62) -- capped as in limiter's tokenBucket
     -- base = max(TAT, now) - now.
     local base = 0
     if s then
