@@ -1,6 +1,9 @@
 package descriptor
 
-import "testing"
+import (
+	"testing"
+	"unicode/utf8"
+)
 
 func TestAppendMetricKey(t *testing.T) {
 	s := mustSet(t,
@@ -55,5 +58,37 @@ func TestAppendMetricKey(t *testing.T) {
 	over, _ := s.Override("wild", UnitSecond, 1)
 	if got := string(AppendMetricKey(nil, &over, desc("k", "v"))); got != "wild.(override)" {
 		t.Errorf("override metric key = %q, want %q", got, "wild.(override)")
+	}
+}
+
+func TestAppendMetricKeyInvalidUTF8(t *testing.T) {
+	s := mustSet(t, Domain{Name: "d", Descriptors: []Node{
+		{Key: "h", DetailedMetric: true, RateLimit: perMinute(10)},
+		{Key: "v", ValueToMetric: true, RateLimit: perMinute(10)},
+	}})
+	tests := []struct {
+		d    Descriptor
+		want string
+	}{
+		{desc("h", "a\xffb"), "d.h_a\uFFFDb"},
+		{desc("h", "\xff"), "d.h_\uFFFD"},
+		{desc("h", "é\xe2\x82"), "d.h_é\uFFFD\uFFFD"},
+		{desc("h", "ok€"), "d.h_ok€"},
+		{desc("v", "\xc3"), "d.v_\uFFFD"},
+	}
+	for _, tc := range tests {
+		r, ok := s.Match("d", tc.d)
+		if !ok {
+			t.Fatalf("no match for %s", tc.d)
+		}
+		got := AppendMetricKey(nil, r, tc.d)
+		if string(got) != tc.want || !utf8.Valid(got) {
+			t.Errorf("AppendMetricKey(%q) = %q, want %q", tc.d[0].Value, got, tc.want)
+		}
+	}
+	r, _ := s.Match("d", desc("h", "x"))
+	buf, d := make([]byte, 0, 64), desc("h", "a\xffb")
+	if n := testing.AllocsPerRun(100, func() { buf = AppendMetricKey(buf[:0], r, d) }); n != 0 {
+		t.Errorf("AppendMetricKey allocates %v times with room in dst, want 0", n)
 	}
 }

@@ -91,3 +91,33 @@ func TestMetricsSurviveSwap(t *testing.T) {
 		t.Errorf("got %v requests across the swap, want 2", got)
 	}
 }
+
+// TestMetricsNonUTF8Value: a request value that is not valid UTF-8 (as
+// Envoy may send from a header's raw bytes; Envoy does not check) under a
+// detailed_metric rule is counted and labelled with the invalid bytes
+// replaced, instead of panicking in labelling after counting (an INTERNAL
+// answer that failure_mode_allow let through). The handler is called in
+// process: grpc-go's codec would reject the string before it.
+func TestMetricsNonUTF8Value(t *testing.T) {
+	e := newEnv(t, Settings{})
+	for range 11 {
+		_, err := e.srv.ShouldRateLimit(context.Background(), request("edge", desc("detailed", "a\xffb\xc3")))
+		if err != nil {
+			t.Fatalf("ShouldRateLimit: %v", err)
+		}
+	}
+	resp, err := e.srv.ShouldRateLimit(context.Background(), request("edge", desc("detailed", "a\xffb\xc3")))
+	if err != nil || resp.GetOverallCode() != rlsv3.RateLimitResponse_OVER_LIMIT {
+		t.Fatalf("12th request of 10/minute: got %v, %v, want OVER_LIMIT", resp.GetOverallCode(), err)
+	}
+	want := `
+# HELP extauthz_rule_decisions_total Rule decisions, by domain, rule and outcome (ok, near_limit, over_limit, shadow).
+# TYPE extauthz_rule_decisions_total counter
+extauthz_rule_decisions_total{domain="edge",outcome="near_limit",rule="edge.detailed_a�b�"} 3
+extauthz_rule_decisions_total{domain="edge",outcome="ok",rule="edge.detailed_a�b�"} 7
+extauthz_rule_decisions_total{domain="edge",outcome="over_limit",rule="edge.detailed_a�b�"} 2
+`
+	if err := testutil.GatherAndCompare(e.reg, strings.NewReader(want), "extauthz_rule_decisions_total"); err != nil {
+		t.Error(err)
+	}
+}

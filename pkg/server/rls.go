@@ -239,8 +239,12 @@ func (s *Server) countDecision(lv *live, v *verdict, st *Settings, buf []byte) [
 	case r.DetailedMetric || r.ValueToMetric:
 		// Opted in to per-value series: the label holds request values, so
 		// it is neither cached nor free.
+		// AppendMetricKey returns valid UTF-8; should a label still be
+		// refused, the decision stands and only its metric is lost.
 		buf = descriptor.AppendMetricKey(buf[:0], r, v.desc)
-		lv.cache.m.decisions.WithLabelValues(r.Domain, string(buf), outcomeNames[o]).Inc()
+		if c, err := lv.cache.m.decisions.GetMetricWithLabelValues(r.Domain, string(buf), outcomeNames[o]); err == nil {
+			c.Inc()
+		}
 	default:
 		lv.cache.decision(r, o)
 	}
