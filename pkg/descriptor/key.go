@@ -12,8 +12,9 @@ import (
 // reads well in redis-cli, and it parses back unambiguously, which makes the
 // encoding injective:
 //
-//	key      = [ "n" field(tenant) ] algorithm field(domain) ( levels | "o" overrides )
-//	                                           ("n" prefix: AppendTenantKey, tiers.go)
+//	key      = [ "n" field(tenant) ] algorithm field(domain) ( levels | "o" overrides ) [ "@" period ]
+//	                                           ("n" prefix: AppendTenantKey, tiers.go;
+//	                                           "@" suffix: AppendCounterKey)
 //	levels   = { field(key) kind values }
 //	kind     = "e" field(literal value)        exact value
 //	         | "k" field(request value)        key only: one counter per value
@@ -21,10 +22,11 @@ import (
 //	         | "s" field(pattern)              pattern with share_threshold
 //	overrides= { field(key) field(value) }     Set.Override: every entry counted
 //	algorithm= "f" | "w" | "t"                 fixed, sliding window, token bucket
+//	period   = decimal(nanoseconds)            the effective limit's period
 //	field(s) = decimal(len(s)) ":" s           when len(s) <= MaxRawField
 //	         | "#" hex(sha256(s)[:16])         otherwise (32 hex digits)
 //
-// A field starts with a digit or '#', never with a kind letter or "o", and
+// A field starts with a digit or '#', never with a kind letter, "o" or "@", and
 // its length is explicit, so no value can run into the next token: for
 // example "a_b"+"c" and "a"+"b_c" encode as 3:a_b…1:c and 1:a…3:b_c. Long
 // strings are hashed to bound the key length; two of them collide only if
@@ -36,6 +38,29 @@ import (
 const MaxRawField = 64
 
 const keyOverride = 'o'
+
+// keyPeriod starts the period suffix of AppendCounterKey.
+const keyPeriod = '@'
+
+// AppendCounterKey appends the storage key of the counter that counts d
+// under rule r for tenant with the effective limit l: r.Limit, or what
+// Rule.Resolve gave (a tier or an identity override). It is
+// AppendTenantKey's key, followed by "@" and l's period in nanoseconds
+// whenever that period can differ between requests of the same counter:
+// always for an Override rule (Envoy's per-request limit), and when l.Period
+// differs from the rule's. Limits of different periods thus never share a
+// window, which each would find stale and restart (issue 16: alternating
+// 2/minute and 3/hour admitted every request). Plain rules, and tiers or
+// overrides of the rule's own period, keep AppendTenantKey's key, and share
+// the rule's counter. It does not allocate when dst has room.
+func AppendCounterKey(dst []byte, tenant string, r *Rule, d Descriptor, l limiter.Limit) []byte {
+	dst = AppendTenantKey(dst, tenant, r, d)
+	if r.Override || l.Period != r.Limit.Period {
+		dst = append(dst, keyPeriod)
+		dst = strconv.AppendInt(dst, int64(l.Period), 10)
+	}
+	return dst
+}
 
 func algorithmCode(a limiter.Algorithm) byte {
 	switch a {

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/extauthz/extauthz/pkg/limiter"
 )
@@ -163,10 +164,21 @@ func parseKey(key string) ([]keyToken, error) {
 	if err := field(); err != nil {
 		return nil, err
 	}
+	// period parses AppendCounterKey's optional suffix, which ends the key.
+	period := func() ([]keyToken, error) {
+		if key == "" {
+			return toks, nil
+		}
+		n, err := strconv.ParseInt(key[1:], 10, 64)
+		if err != nil || n <= 0 || strconv.FormatInt(n, 10) != key[1:] {
+			return nil, fmt.Errorf("bad period in %q", key)
+		}
+		return append(toks, keyToken{kind: keyPeriod}, keyToken{field: key[1:]}), nil
+	}
 	if key != "" && key[0] == keyOverride {
 		toks = append(toks, keyToken{kind: keyOverride})
 		key = key[1:]
-		for key != "" {
+		for key != "" && key[0] != keyPeriod {
 			if err := field(); err != nil {
 				return nil, err
 			}
@@ -174,9 +186,9 @@ func parseKey(key string) ([]keyToken, error) {
 				return nil, err
 			}
 		}
-		return toks, nil
+		return period()
 	}
-	for key != "" {
+	for key != "" && key[0] != keyPeriod {
 		if err := field(); err != nil {
 			return nil, err
 		}
@@ -200,7 +212,7 @@ func parseKey(key string) ([]keyToken, error) {
 			}
 		}
 	}
-	return toks, nil
+	return period()
 }
 
 // canon is what a key must decode to: long strings become their hash.
@@ -286,4 +298,53 @@ func FuzzAppendKey(f *testing.F) {
 			keys[k] = i
 		}
 	})
+}
+
+// TestAppendCounterKey: the effective limit's period joins the key when it
+// can differ between requests of one counter (an Envoy override, a tier or
+// identity override of another unit), and only then; the key still parses
+// back to its inputs, and it does not allocate.
+func TestAppendCounterKey(t *testing.T) {
+	s := keySet(t)
+	d := desc("k", "1.2.3.4")
+	r, _ := s.Match("dom", d)
+	plain := string(AppendKey(nil, r, d))
+	hour := limiter.Limit{Requests: 3, Period: time.Hour}
+	over, _ := s.Override("dom", UnitSecond, 5)
+	tests := []struct {
+		name   string
+		tenant string
+		r      *Rule
+		l      limiter.Limit
+		want   string
+	}{
+		{name: "rule's own limit: unchanged", r: r, l: r.Limit, want: plain},
+		{name: "same period, other requests: shared", r: r, l: limiter.Limit{Requests: 9, Period: time.Minute}, want: plain},
+		{name: "other period", r: r, l: hour, want: plain + "@3600000000000"},
+		{name: "tenant and other period", tenant: "acme", r: r, l: hour, want: "n4:acme" + plain + "@3600000000000"},
+		{name: "Envoy override always", r: &over, l: over.Limit, want: "f3:dom" + "o" + "1:k7:1.2.3.4@1000000000"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got := string(AppendCounterKey(nil, tc.tenant, tc.r, d, tc.l))
+			if got != tc.want {
+				t.Errorf("got %q, want %q", got, tc.want)
+			}
+			if tc.tenant == "" {
+				if _, err := parseKey(got); err != nil {
+					t.Errorf("parseKey(%q): %v", got, err)
+				}
+			}
+		})
+	}
+	// A value that looks like a period suffix stays inside its field.
+	a := string(AppendCounterKey(nil, "", r, desc("k", "x@60"), r.Limit))
+	b := string(AppendCounterKey(nil, "", r, desc("k", "x"), limiter.Limit{Requests: 1, Period: 60}))
+	if a == b {
+		t.Errorf("value %q and period 60ns share key %q", "x@60", a)
+	}
+	buf := make([]byte, 0, 256)
+	if allocs := testing.AllocsPerRun(100, func() { buf = AppendCounterKey(buf[:0], "acme", r, d, hour) }); allocs != 0 {
+		t.Errorf("AppendCounterKey allocates %v times, want 0", allocs)
+	}
 }

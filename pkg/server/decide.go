@@ -37,7 +37,7 @@ type verdict struct {
 	desc descriptor.Descriptor // aliases the request and the scratch; valid during the request only
 	hits int64
 	ovr  override
-	// ns namespaces the counter key (descriptor.AppendTenantKey): the
+	// ns namespaces the counter key (descriptor.AppendCounterKey): the
 	// request's tenant when tenants do not share counters, else "".
 	ns string
 	// reqKey and reqTenant are the request's own listed API key and tenant
@@ -173,7 +173,7 @@ func (s *Server) decide(ctx context.Context, snap *Snapshot, domain string, sc *
 		if v.kind != kindCounted {
 			continue
 		}
-		sc.key = descriptor.AppendTenantKey(sc.key, v.ns, v.rule, v.desc)
+		sc.key = descriptor.AppendCounterKey(sc.key, v.ns, v.rule, v.desc, v.limit)
 		sc.keyEnds = append(sc.keyEnds, len(sc.key))
 		v.req = n
 		n++
