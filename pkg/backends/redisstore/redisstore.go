@@ -306,23 +306,45 @@ func (s *Store) runOne(ctx context.Context, c *call, reqs []limiter.Request, res
 // error and the command's reply, if it comes, is dropped (as a timed-out
 // plain call's would be).
 func (s *Store) script(ctx context.Context, verb, body string, keys []string, arg string) (*redis.Cmd, error) {
+	cmd := scriptCmd(ctx, verb, body, keys, arg)
 	if s.ap == nil {
-		if verb == "eval" {
-			return s.client.Eval(ctx, body, keys, arg), nil
-		}
-		return s.client.EvalSha(ctx, body, keys, arg), nil
+		_ = s.client.Process(ctx, once{cmd}) // the error is cmd's
+		return cmd, nil
 	}
-	a := make([]interface{}, 0, 4+len(keys))
+	if err := s.ap.Submit(ctx, once{cmd}).WaitContext(ctx); err != nil && ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	return cmd, nil
+}
+
+// scriptCmd builds "verb body numkeys keys... args..." (EVAL or EVALSHA).
+func scriptCmd(ctx context.Context, verb, body string, keys []string, args ...interface{}) *redis.Cmd {
+	a := make([]interface{}, 0, 3+len(keys)+len(args))
 	a = append(a, verb, body, len(keys))
 	for _, k := range keys {
 		a = append(a, k)
 	}
-	a = append(a, arg)
-	cmd := redis.NewCmd(ctx, a...)
-	if err := s.ap.Submit(ctx, cmd).WaitContext(ctx); err != nil && ctx.Err() != nil {
-		return nil, ctx.Err()
-	}
-	return cmd, nil
+	return redis.NewCmd(ctx, append(a, args...)...)
+}
+
+// once marks a script call that go-redis must never send a second time.
+// When its reply is lost (EOF, a timeout) the script may have run, and
+// running it again would count its hits twice (undo.lua: take them back
+// twice); the caller gets the error and its failure policy decides. Without
+// it the cluster client retries such errors up to MaxRedirects times, and
+// MaxRetries: -1 does not stop it. MOVED and ASK replies, which mean the
+// script did not run, are still followed, and a command that never reached
+// the wire may still be sent on another connection.
+type once struct{ *redis.Cmd }
+
+// NoRetry implements redis.Cmder's retry policy: never.
+func (once) NoRetry() bool { return true }
+
+// pipeScript queues a script call on pipe that is never sent twice (once).
+func pipeScript(ctx context.Context, pipe redis.Pipeliner, verb, body string, keys []string, args ...interface{}) *redis.Cmd {
+	cmd := scriptCmd(ctx, verb, body, keys, args...)
+	_ = pipe.Process(ctx, once{cmd}) // queued: the error is cmd's, after Exec
+	return cmd
 }
 
 // runCluster sends one EVALSHA per hash slot in one pipeline, which go-redis
@@ -344,7 +366,7 @@ func (s *Store) runCluster(ctx context.Context, c *call, reqs []limiter.Request,
 	pipe := s.cluster.Pipeline()
 	for g, gr := range groups {
 		args[g] = c.args(reqs, gr.lo, gr.hi, mode, wantUndo, now, s.opts)
-		cmds[g] = pipe.EvalSha(ctx, takeScript.Hash(), c.keys[gr.lo:gr.hi], args[g])
+		cmds[g] = pipeScript(ctx, pipe, "evalsha", takeScript.Hash(), c.keys[gr.lo:gr.hi], args[g])
 	}
 	_, _ = pipe.Exec(ctx) // errors are per command, checked below
 	var retry redis.Pipeliner
@@ -354,7 +376,7 @@ func (s *Store) runCluster(ctx context.Context, c *call, reqs []limiter.Request,
 				retry = s.cluster.Pipeline()
 				s.scriptLoaded()
 			}
-			cmds[g] = retry.Eval(ctx, takeSource, c.keys[gr.lo:gr.hi], args[g])
+			cmds[g] = pipeScript(ctx, retry, "eval", takeSource, c.keys[gr.lo:gr.hi], args[g])
 		}
 	}
 	if retry != nil {
@@ -412,7 +434,7 @@ func (s *Store) undo(ctx context.Context, c *call, reqs []limiter.Request, res [
 			as = append(as, int64(l.Algorithm), w.value, hits, t)
 		}
 		keys, args = append(keys, ks), append(args, as)
-		cmds = append(cmds, pipe.EvalSha(ctx, undoScript.Hash(), ks, as...))
+		cmds = append(cmds, pipeScript(ctx, pipe, "evalsha", undoScript.Hash(), ks, as...))
 		for _, r := range o.reads {
 			res[r.i].Remaining, res[r.i].ResetAfter = r.remaining, r.reset
 		}
@@ -428,7 +450,7 @@ func (s *Store) undo(ctx context.Context, c *call, reqs []limiter.Request, res [
 				retry = s.cluster.Pipeline()
 				s.scriptLoaded()
 			}
-			cmds[i] = retry.Eval(ctx, undoSource, keys[i], args[i]...)
+			cmds[i] = pipeScript(ctx, retry, "eval", undoSource, keys[i], args[i]...)
 		}
 	}
 	if retry != nil {

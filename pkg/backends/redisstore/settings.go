@@ -30,7 +30,9 @@ import (
 //     connection than for a reply is pointless.
 //   - MaxRetries defaults to 0: a retried script call whose first reply was
 //     lost would count its hits twice, and the chain, not the client,
-//     decides what to do on errors.
+//     decides what to do on errors. Script calls are also marked never to
+//     be sent twice (NoRetry), which the Cluster client's own retries on
+//     EOF and timeouts (up to MaxRedirects) honour, whatever MaxRetries is.
 const (
 	DefaultDialTimeout  = 250 * time.Millisecond
 	DefaultReadTimeout  = 100 * time.Millisecond
@@ -93,7 +95,8 @@ type Config struct {
 	// (the chain's call_timeout) is honoured as well.
 	Timeouts Timeouts `yaml:"timeouts"`
 	// MaxRetries is how many times a failed command is retried (default 0;
-	// see the package defaults).
+	// see the package defaults). Script calls are never retried once they
+	// may have reached Redis, whatever it says.
 	MaxRetries int `yaml:"max_retries"`
 	// AutoPipeline batches the script calls of concurrent Takes into shared
 	// pipelined writes (go-redis's autopipelining): fewer system calls and
