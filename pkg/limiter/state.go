@@ -21,7 +21,9 @@ import "time"
 // stored counts; a changed Period or Algorithm makes the stored window index
 // (or TAT) stale, which reads as a fresh counter for the window algorithms and
 // as a full bucket for the token bucket (a window index read as a TAT is long
-// past).
+// past). A window index that starts after now by at most MaxClockStepBack is
+// not stale but current (a clock stepped back); another period's index
+// practically never falls there.
 type State struct {
 	Stamp int64
 	Count int64
