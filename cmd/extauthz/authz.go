@@ -14,7 +14,7 @@ import (
 
 // errAuthzNotCompiled means a config has an authz: section that Load did
 // not compile: a build whose config.Load lacks the authz hooks.
-var errAuthzNotCompiled = errors.New("authz: the section was loaded but not compiled (config.Load must call compileAuthz and linkAuthz)")
+var errAuthzNotCompiled = errors.New("authz: the section was loaded but not compiled (config.Load must call compileAuthz)")
 
 // authzSettings maps the authz: section to the Check handler's settings;
 // ok is false when the config has none (Check is then not served).

@@ -11,6 +11,7 @@ import (
 
 	"github.com/extauthz/extauthz/pkg/config"
 	"github.com/extauthz/extauthz/pkg/descriptor"
+	"github.com/extauthz/extauthz/pkg/extract"
 	"github.com/extauthz/extauthz/pkg/server"
 )
 
@@ -58,8 +59,8 @@ func (f *requestFlags) set() bool {
 }
 
 // request builds the extractors' view of the request.
-func (f *requestFlags) request() (descriptor.Request, error) {
-	r := descriptor.Request{Method: f.method, Host: f.host, Headers: f.headers}
+func (f *requestFlags) request() (extract.Request, error) {
+	r := extract.Request{Method: f.method, Host: f.host, Headers: f.headers}
 	r.SetPathQuery(f.path)
 	if f.ip != "" {
 		a, err := netip.ParseAddr(f.ip)
@@ -88,77 +89,92 @@ func explainRequest(w io.Writer, cfg *config.Config, f *requestFlags, now time.T
 	if err != nil {
 		return err
 	}
-	var ext descriptor.Extraction
+	var ext extract.Extraction
 	x.Extract(&r, now, &ext)
 
 	var b strings.Builder
-	fmt.Fprintf(&b, "request: %s %s%s", r.Method, r.Host, r.Path)
-	if r.Query != "" {
-		b.WriteString("?" + r.Query)
-	}
-	if r.Peer.IsValid() {
-		fmt.Fprintf(&b, " from %s", r.Peer)
-	}
-	b.WriteByte('\n')
-	if a, ok := x.ClientIP(&r); ok {
-		fmt.Fprintf(&b, "client ip: %s\n", a)
-	} else {
-		b.WriteString("client ip: none (no peer, or X-Forwarded-For does not reach the trusted hop)\n")
-	}
-	switch {
-	case ext.APIKey != nil:
-		fmt.Fprintf(&b, "api key: %s (listed)\n", ext.APIKeyID)
-	case ext.APIKeyID != "":
-		fmt.Fprintf(&b, "api key: %s (unlisted; shown hashed)\n", ext.APIKeyID)
-	default:
-		b.WriteString("api key: none\n")
-	}
-	switch {
-	case ext.TenantIdentity != nil:
-		fmt.Fprintf(&b, "tenant: %s (listed)\n", ext.Tenant)
-	case ext.Tenant != "":
-		fmt.Fprintf(&b, "tenant: %s (unlisted)\n", ext.Tenant)
-	default:
-		b.WriteString("tenant: none\n")
-	}
-	if ext.Tier != "" {
-		fmt.Fprintf(&b, "tier: %s\n", ext.Tier)
-	}
+	writeIdentity(&b, x, &r, &ext)
 	if ext.Denied {
 		fmt.Fprintf(&b, "denied with HTTP %d: %s\n", ext.DenyStatus, ext.DenyReason)
 		_, err := io.WriteString(w, b.String())
 		return err
 	}
-	domain := x.Domain()
-	fmt.Fprintf(&b, "descriptors of domain %q:\n", domain)
+	writeDescriptors(&b, x, &ext)
+	if _, err := io.WriteString(w, b.String()); err != nil || len(ext.Descriptors) == 0 {
+		return err
+	}
+	if err := server.Explain(w, cfg.Rules, x.Domain(), ext.Descriptors); err != nil {
+		return err
+	}
+	return writeResolutions(w, cfg.Rules, x.Domain(), &ext, now)
+}
+
+// writeIdentity writes the request line and what the extractor resolved of
+// the client: its address, API key (never in clear), tenant and tier.
+func writeIdentity(b *strings.Builder, x *extract.Extractor, r *extract.Request, ext *extract.Extraction) {
+	fmt.Fprintf(b, "request: %s %s%s", r.Method, r.Host, r.Path)
+	if r.Query != "" {
+		b.WriteString("?" + r.Query)
+	}
+	if r.Peer.IsValid() {
+		fmt.Fprintf(b, " from %s", r.Peer)
+	}
+	b.WriteByte('\n')
+	if a, ok := x.ClientIP(r); ok {
+		fmt.Fprintf(b, "client ip: %s\n", a)
+	} else {
+		b.WriteString("client ip: none (no peer, or X-Forwarded-For does not reach the trusted hop)\n")
+	}
+	switch {
+	case ext.APIKey != nil:
+		fmt.Fprintf(b, "api key: %s (listed)\n", ext.APIKeyID)
+	case ext.APIKeyID != "":
+		fmt.Fprintf(b, "api key: %s (unlisted; shown hashed)\n", ext.APIKeyID)
+	default:
+		b.WriteString("api key: none\n")
+	}
+	switch {
+	case ext.TenantIdentity != nil:
+		fmt.Fprintf(b, "tenant: %s (listed)\n", ext.Tenant)
+	case ext.Tenant != "":
+		fmt.Fprintf(b, "tenant: %s (unlisted)\n", ext.Tenant)
+	default:
+		b.WriteString("tenant: none\n")
+	}
+	if ext.Tier != "" {
+		fmt.Fprintf(b, "tier: %s\n", ext.Tier)
+	}
+}
+
+// writeDescriptors writes the descriptors ext holds, and the named ones
+// that were skipped.
+func writeDescriptors(b *strings.Builder, x *extract.Extractor, ext *extract.Extraction) {
+	fmt.Fprintf(b, "descriptors of domain %q:\n", x.Domain())
 	produced := make(map[string]bool, len(ext.Names))
 	for i, d := range ext.Descriptors {
-		fmt.Fprintf(&b, "  %s: %s\n", ext.Names[i], d)
+		fmt.Fprintf(b, "  %s: %s\n", ext.Names[i], d)
 		produced[ext.Names[i]] = true
 	}
-	for _, spec := range x.Options().Descriptors {
+	for _, spec := range x.Settings().Descriptors {
 		if spec.Name != "" && !produced[spec.Name] {
-			fmt.Fprintf(&b, "  %s: skipped (a source had no value)\n", spec.Name)
+			fmt.Fprintf(b, "  %s: skipped (a source had no value)\n", spec.Name)
 		}
 	}
 	if len(ext.Descriptors) == 0 {
 		b.WriteString("nothing to count: Check answers OK\n")
-		_, err := io.WriteString(w, b.String())
-		return err
 	}
-	if _, err := io.WriteString(w, b.String()); err != nil {
-		return err
-	}
-	if err := server.Explain(w, cfg.Rules, domain, ext.Descriptors); err != nil {
-		return err
-	}
-	b.Reset()
+}
+
+// writeResolutions writes the limit each tiered rule resolves to for the
+// descriptors of ext, and why; nothing when no rule is tiered.
+func writeResolutions(w io.Writer, rules *descriptor.Set, domain string, ext *extract.Extraction, now time.Time) error {
+	var b strings.Builder
 	for i, d := range ext.Descriptors {
-		rule, ok := cfg.Rules.Match(domain, d)
+		rule, ok := rules.Match(domain, d)
 		if !ok || rule.Tiers == nil || rule.Unlimited {
 			continue
 		}
-		res := rule.ResolveRequest(d, now, ext.APIKey, ext.TenantIdentity)
+		res := rule.ResolveRequest(d, now, ext.APIKey.Listing(), ext.TenantIdentity.Listing())
 		fmt.Fprintf(&b, "  descriptor %d resolves to %d per %s", i+1, res.Limit.Requests, res.Unit)
 		switch {
 		case res.Override != nil:
@@ -174,10 +190,9 @@ func explainRequest(w io.Writer, cfg *config.Config, f *requestFlags, now time.T
 		}
 		b.WriteByte('\n')
 	}
-	if b.Len() > 0 {
-		if _, err := io.WriteString(w, "tiers and overrides:\n"+b.String()); err != nil {
-			return err
-		}
+	if b.Len() == 0 {
+		return nil
 	}
-	return nil
+	_, err := io.WriteString(w, "tiers and overrides:\n"+b.String())
+	return err
 }

@@ -4,11 +4,10 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"net/netip"
-	"strings"
 	"time"
 
 	"github.com/extauthz/extauthz/pkg/descriptor"
+	"github.com/extauthz/extauthz/pkg/extract"
 	"github.com/extauthz/extauthz/pkg/limiter"
 )
 
@@ -41,91 +40,19 @@ import (
 //	      entries: [{from: client_ip, v4_mask: 24, v6_mask: 64}]
 //	  upstream_headers: {tenant: x-tenant-id, tier: x-tier, api_key_id: x-api-key-id}
 type Authz struct {
-	// Domain is the rate-limit domain the descriptors are matched in.
-	Domain string `yaml:"domain"`
-	// MaxValueBytes bounds extracted values (default 256); longer ones are
-	// replaced by a hash.
-	MaxValueBytes int `yaml:"max_value_bytes"`
-	// ClientIP says how the client address is found.
-	ClientIP AuthzClientIP `yaml:"client_ip"`
-	// APIKey says where a request's API key comes from.
-	APIKey AuthzAPIKey `yaml:"api_key"`
-	// Tenant says where a request's tenant comes from.
-	Tenant AuthzTenant `yaml:"tenant"`
-	// Tier says where a request's tier comes from when its listed API key
-	// or tenant has none.
-	Tier AuthzTier `yaml:"tier"`
+	// Settings are the extractor's: domain, max_value_bytes, client_ip,
+	// api_key, tenant, tier and descriptors (see package extract).
+	extract.Settings `yaml:",inline"`
 	// APIKeys and Tenants are the listed identities, with their tiers and
 	// limit overrides.
 	APIKeys []APIKey `yaml:"api_keys"`
 	Tenants []Tenant `yaml:"tenants"`
-	// Descriptors are the descriptors to build from each request.
-	Descriptors []AuthzDescriptor `yaml:"descriptors"`
 	// UpstreamHeaders name the request headers that carry the resolved
 	// tenant, tier and API key id to the upstream.
 	UpstreamHeaders UpstreamHeaders `yaml:"upstream_headers"`
 
-	extractor  *descriptor.Extractor
-	identities *descriptor.Identities
-}
-
-// AuthzClientIP selects the client address: the peer (default), or the
-// X-Forwarded-For entry that trusted proxies vouch for.
-type AuthzClientIP struct {
-	// TrustedHops: the client is this many entries from the right of
-	// X-Forwarded-For (count Envoy when it appends, use_remote_address).
-	TrustedHops int `yaml:"trusted_hops"`
-	// TrustedProxies: addresses or prefixes of trusted proxies; the client
-	// is the first X-Forwarded-For entry, from the right, not in them.
-	TrustedProxies []string `yaml:"trusted_proxies"`
-}
-
-// AuthzAPIKey says where a request's API key comes from.
-type AuthzAPIKey struct {
-	// Sources are tried in order.
-	Sources []AuthzKeySource `yaml:"sources"`
-	// ListedOnly ignores keys that api_keys does not list.
-	ListedOnly bool `yaml:"listed_only"`
-	// DescriptorKey is the descriptor key of API key entries (default
-	// api_key), on the ext_authz and the RateLimitService path.
-	DescriptorKey string `yaml:"descriptor_key"`
-}
-
-// AuthzKeySource is a header (optionally with a scheme, e.g. Bearer) or a
-// query parameter.
-type AuthzKeySource struct {
-	Header string `yaml:"header"`
-	Scheme string `yaml:"scheme"`
-	Query  string `yaml:"query"`
-}
-
-// AuthzTenant says where a request's tenant comes from; a listed API key's
-// tenant always wins.
-type AuthzTenant struct {
-	// Sources are tried in order.
-	Sources []AuthzTenantSource `yaml:"sources"`
-	// ListedOnly ignores tenants that tenants does not list.
-	ListedOnly bool `yaml:"listed_only"`
-	// ShareCounters turns off per-tenant counter namespacing (default
-	// false: a request's counters are the tenant's own).
-	ShareCounters bool `yaml:"share_counters"`
-	// DescriptorKey is the descriptor key of tenant entries (default
-	// tenant).
-	DescriptorKey string `yaml:"descriptor_key"`
-}
-
-// AuthzTenantSource is a header, or the host: "listed" (the tenant whose
-// hosts include it) or "first_label" ("acme" of acme.api.example.com).
-type AuthzTenantSource struct {
-	Header string `yaml:"header"`
-	Host   string `yaml:"host"`
-}
-
-// AuthzTier says where the tier comes from when no listing gives one.
-type AuthzTier struct {
-	// Header is trusted as is: only use one that an earlier filter sets and
-	// strips from client requests.
-	Header string `yaml:"header"`
+	extractor  *extract.Extractor
+	identities *extract.Identities
 }
 
 // APIKey lists one API key. Exactly one of Key and KeySHA256 is set.
@@ -166,33 +93,6 @@ type Override struct {
 	Expires         time.Time `yaml:"expires"`
 }
 
-// AuthzDescriptor is one descriptor to build; entries in order.
-type AuthzDescriptor struct {
-	Name    string       `yaml:"name"`
-	Entries []AuthzEntry `yaml:"entries"`
-}
-
-// AuthzEntry is one entry extractor. From is client_ip, header, query,
-// path, method, api_key, tenant, tier or generic; see descriptor.EntrySpec
-// for the fields each reads.
-type AuthzEntry struct {
-	From       string   `yaml:"from"`
-	Key        string   `yaml:"key"`
-	Header     string   `yaml:"header"`
-	Query      string   `yaml:"query"`
-	Exact      string   `yaml:"exact"`
-	Prefix     string   `yaml:"prefix"`
-	Template   string   `yaml:"template"`
-	Capture    string   `yaml:"capture"`
-	Methods    []string `yaml:"methods"`
-	V4Mask     int      `yaml:"v4_mask"`
-	V6Mask     int      `yaml:"v6_mask"`
-	Value      string   `yaml:"value"`
-	Missing    string   `yaml:"missing"` // skip (default) | default | deny
-	Default    string   `yaml:"default"`
-	DenyStatus int      `yaml:"deny_status"`
-}
-
 // UpstreamHeaders name request headers set (overwriting any client copy,
 // and removed when there is no value) to carry what Check resolved to the
 // upstream. Empty names are not sent.
@@ -203,7 +103,7 @@ type UpstreamHeaders struct {
 }
 
 // Extractor returns the compiled extractor (nil before Load compiled it).
-func (a *Authz) Extractor() *descriptor.Extractor {
+func (a *Authz) Extractor() *extract.Extractor {
 	if a == nil {
 		return nil
 	}
@@ -211,7 +111,7 @@ func (a *Authz) Extractor() *descriptor.Extractor {
 }
 
 // Identities returns the compiled API keys and tenants (nil when none).
-func (a *Authz) Identities() *descriptor.Identities {
+func (a *Authz) Identities() *extract.Identities {
 	if a == nil {
 		return nil
 	}
@@ -220,7 +120,7 @@ func (a *Authz) Identities() *descriptor.Identities {
 
 // compileAuthz checks and compiles cfg.Authz, whose override rule names and
 // domain must exist in domains (the compiled rule files). Load calls it
-// before building the rule Set; linkAuthz after.
+// before building the rule Set, which takes ruleIdentities.
 func (cfg *Config) compileAuthz(c *checker, domains []descriptor.Domain) {
 	a := cfg.Authz
 	if a == nil {
@@ -263,10 +163,14 @@ func collectRuleNames(ns []descriptor.Node, names map[string]bool) {
 	}
 }
 
-// linkAuthz attaches the listed identities to cfg.Rules (see
-// descriptor.LinkIdentities).
-func (cfg *Config) linkAuthz() {
-	descriptor.LinkIdentities(cfg.Rules, cfg.Authz.Identities())
+// ruleIdentities returns the identities the rule Set resolves tiers and
+// overrides with (descriptor.Options.Identities): the listed ones, or none
+// with the default descriptor keys when there is no authz: section.
+func (cfg *Config) ruleIdentities() descriptor.Identities {
+	if ids := cfg.Authz.Identities(); ids != nil {
+		return ids
+	}
+	return &extract.Identities{}
 }
 
 // compile checks a (at path) and builds its identities and extractor.
@@ -276,72 +180,6 @@ func (a *Authz) compile(c *checker, path string) {
 	}
 	nErr := len(*c.errs)
 	ids := a.compileIdentities(c, path)
-	opts := descriptor.ExtractorOptions{
-		Domain:        a.Domain,
-		MaxValueBytes: a.MaxValueBytes,
-		ClientIP:      descriptor.ClientIPOptions{TrustedHops: a.ClientIP.TrustedHops},
-		APIKey:        descriptor.APIKeyOptions{ListedOnly: a.APIKey.ListedOnly},
-		Tenant:        descriptor.TenantOptions{ListedOnly: a.Tenant.ListedOnly, Namespace: !a.Tenant.ShareCounters},
-		Tier:          descriptor.TierOptions{Header: a.Tier.Header},
-		Identities:    ids,
-	}
-	for i, s := range a.ClientIP.TrustedProxies {
-		p, err := parsePrefix(s)
-		if err != nil {
-			c.errorf(fmt.Sprintf("%s.client_ip.trusted_proxies[%d]", path, i), "%q is not an address or prefix: expected e.g. 10.0.0.0/8 or 192.0.2.7", s)
-			continue
-		}
-		opts.ClientIP.TrustedProxies = append(opts.ClientIP.TrustedProxies, p)
-	}
-	for _, s := range a.APIKey.Sources {
-		opts.APIKey.Sources = append(opts.APIKey.Sources, descriptor.KeySource{Header: s.Header, Scheme: s.Scheme, Query: s.Query})
-	}
-	for i, s := range a.Tenant.Sources {
-		ts := descriptor.TenantSource{Header: s.Header}
-		switch s.Host {
-		case "":
-		case "listed":
-			ts.Host = descriptor.HostListed
-		case "first_label":
-			ts.Host = descriptor.HostFirstLabel
-		default:
-			c.errorf(fmt.Sprintf("%s.tenant.sources[%d].host", path, i), "unknown host mode %q: expected listed or first_label", s.Host)
-			ts.Host = descriptor.HostListed // keep the indices of later errors aligned
-		}
-		opts.Tenant.Sources = append(opts.Tenant.Sources, ts)
-	}
-	for i, d := range a.Descriptors {
-		ds := descriptor.DescriptorSpec{Name: d.Name}
-		for j, e := range d.Entries {
-			ep := fmt.Sprintf("%s.descriptors[%d].entries[%d]", path, i, j)
-			spec := descriptor.EntrySpec{
-				Key: e.Key, Header: e.Header, Query: e.Query,
-				Exact: e.Exact, Prefix: e.Prefix, Template: e.Template, Capture: e.Capture, Methods: e.Methods,
-				V4Mask: e.V4Mask, V6Mask: e.V6Mask, Value: e.Value, Default: e.Default, DenyStatus: e.DenyStatus,
-			}
-			var err error
-			if e.From == "" {
-				c.errorf(join(ep, "from"), "missing: expected one of client_ip, header, query, path, method, api_key, tenant, tier, generic")
-				spec.From = descriptor.FromGeneric // keep checking the other fields
-				if spec.Value == "" {
-					spec.Value = "-"
-				}
-			} else if spec.From, err = descriptor.ParseSource(e.From); err != nil {
-				c.errorf(join(ep, "from"), "unknown source %q: expected one of client_ip, header, query, path, method, api_key, tenant, tier, generic", e.From)
-				spec.From = descriptor.FromGeneric
-				if spec.Value == "" {
-					spec.Value = "-"
-				}
-			}
-			if e.Missing != "" {
-				if spec.Missing, err = descriptor.ParseMissing(e.Missing); err != nil {
-					c.errorf(join(ep, "missing"), "unknown policy %q: expected skip, default or deny", e.Missing)
-				}
-			}
-			ds.Entries = append(ds.Entries, spec)
-		}
-		opts.Descriptors = append(opts.Descriptors, ds)
-	}
 	for _, h := range []struct{ name, v string }{
 		{"tenant", a.UpstreamHeaders.Tenant}, {"tier", a.UpstreamHeaders.Tier}, {"api_key_id", a.UpstreamHeaders.APIKeyID},
 	} {
@@ -349,7 +187,7 @@ func (a *Authz) compile(c *checker, path string) {
 			c.errorf(join(path, "upstream_headers."+h.name), "%q is not a valid header name: use letters, digits and -", h.v)
 		}
 	}
-	x, err := descriptor.NewExtractor(opts)
+	x, err := extract.New(a.Settings, ids)
 	c.report(path, err)
 	if len(*c.errs) == nErr {
 		a.extractor, a.identities = x, ids
@@ -357,16 +195,16 @@ func (a *Authz) compile(c *checker, path string) {
 }
 
 // compileIdentities builds the listed API keys and tenants.
-func (a *Authz) compileIdentities(c *checker, path string) *descriptor.Identities {
-	opts := descriptor.IdentitiesOptions{APIKeyKey: a.APIKey.DescriptorKey, TenantKey: a.Tenant.DescriptorKey}
+func (a *Authz) compileIdentities(c *checker, path string) *extract.Identities {
+	opts := extract.IdentitiesOptions{APIKeyKey: a.APIKey.DescriptorKey, TenantKey: a.Tenant.DescriptorKey}
 	for i, k := range a.APIKeys {
 		p := fmt.Sprintf("%s.api_keys[%d]", path, i)
-		l := descriptor.APIKeyListing{Identity: descriptor.Identity{ID: k.ID, Tier: k.Tier, Tenant: k.Tenant, Expires: k.Expires}}
+		l := extract.APIKeyListing{Identity: extract.Identity{ID: k.ID, Tier: k.Tier, Tenant: k.Tenant, Expires: k.Expires}}
 		switch {
 		case k.Key != "" && k.KeySHA256 != "":
 			c.errorf(p, "set key or key_sha256, not both")
 		case k.Key != "":
-			l.Digest = descriptor.HashAPIKey(string(k.Key))
+			l.Digest = extract.HashAPIKey(string(k.Key))
 		case k.KeySHA256 != "":
 			b, err := hex.DecodeString(k.KeySHA256)
 			if err != nil || len(b) != sha256.Size {
@@ -386,12 +224,12 @@ func (a *Authz) compileIdentities(c *checker, path string) *descriptor.Identitie
 	}
 	for i, t := range a.Tenants {
 		p := fmt.Sprintf("%s.tenants[%d]", path, i)
-		opts.Tenants = append(opts.Tenants, descriptor.Identity{
+		opts.Tenants = append(opts.Tenants, extract.Identity{
 			ID: t.Name, Tier: t.Tier, Hosts: t.Hosts, Expires: t.Expires,
 			Overrides: compileOverrides(c, p, t.Overrides),
 		})
 	}
-	ids, err := descriptor.NewIdentities(opts)
+	ids, err := extract.NewIdentities(opts)
 	if err != nil {
 		// Paths of tenant.descriptor_key and api_keys[i]... are relative
 		// to the section.
@@ -442,19 +280,6 @@ func requestsPerUnit(c *checker, path string, n *int64) (int64, bool) {
 	return 0, false
 }
 
-// parsePrefix parses a prefix, or an address as a single-address prefix.
-func parsePrefix(s string) (netip.Prefix, error) {
-	if strings.Contains(s, "/") {
-		return netip.ParsePrefix(s)
-	}
-	a, err := netip.ParseAddr(s)
-	if err != nil {
-		return netip.Prefix{}, err
-	}
-	a = a.Unmap()
-	return netip.PrefixFrom(a, a.BitLen()), nil
-}
-
 // Tiering holds the tier fields that extauthz adds to a rule file's
 // rate_limit (inline in RateLimit):
 //
@@ -484,7 +309,7 @@ type TierLimit struct {
 
 // compile checks t, the tier fields of the rate_limit at path p whose own
 // limit base is already compiled, and returns the rule's tiers (nil
-// without tiers). Identities are attached later (Config.linkAuthz).
+// without tiers). NewSet links them to the identities (ruleIdentities).
 func (t *Tiering) compile(c *checker, p string, base *descriptor.RateLimit) *descriptor.Tiers {
 	switch {
 	case t.TierKey == "" && len(t.Tiers) == 0:
@@ -502,7 +327,7 @@ func (t *Tiering) compile(c *checker, p string, base *descriptor.RateLimit) *des
 	out := &descriptor.Tiers{Key: t.TierKey, Limits: make(map[string]limiter.Limit, len(t.Tiers)), Units: make(map[string]descriptor.Unit, len(t.Tiers))}
 	for name, tl := range t.Tiers {
 		tp := join(join(p, "tiers"), name)
-		if !descriptor.ValidName(name) {
+		if !extract.ValidName(name) {
 			c.errorf(tp, "tier name %q: expected letters, digits, '.', '_' or '-'", name)
 			continue
 		}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/extauthz/extauthz/pkg/descriptor"
+	"github.com/extauthz/extauthz/pkg/extract"
 	"github.com/extauthz/extauthz/pkg/limiter"
 )
 
@@ -31,14 +32,14 @@ func TestAuthzGood(t *testing.T) {
 	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
 	tests := []struct {
 		name       string
-		req        descriptor.Request
+		req        extract.Request
 		want       string
 		wantTenant string
 		wantTier   string
 	}{
 		{
 			name: "listed key behind a trusted proxy",
-			req: descriptor.Request{Path: "/users/7", Peer: netip.MustParseAddr("10.1.2.3"), Headers: map[string]string{
+			req: extract.Request{Path: "/users/7", Peer: netip.MustParseAddr("10.1.2.3"), Headers: map[string]string{
 				"x-forwarded-for": "6.6.6.6, 198.51.100.9, 192.0.2.1", "authorization": "Bearer key-pro-123",
 			}},
 			want:       "per_ip(remote_address=198.51.100.9);per_key(api_key=acme-prod);per_tenant_route(tenant=acme, route=/users/{id})",
@@ -46,19 +47,19 @@ func TestAuthzGood(t *testing.T) {
 		},
 		{
 			name:       "clear-text listed key, tenant from host",
-			req:        descriptor.Request{Host: "api.acme.example", Path: "/x", Query: "api_key=key-free-456", Peer: netip.MustParseAddr("203.0.113.5")},
+			req:        extract.Request{Host: "api.acme.example", Path: "/x", Query: "api_key=key-free-456", Peer: netip.MustParseAddr("203.0.113.5")},
 			want:       "per_ip(remote_address=203.0.113.5);per_key(api_key=hobby)",
 			wantTenant: "acme", wantTier: "free",
 		},
 		{
 			name: "no key denies with 401",
-			req:  descriptor.Request{Peer: netip.MustParseAddr("203.0.113.5")},
+			req:  extract.Request{Peer: netip.MustParseAddr("203.0.113.5")},
 			want: "deny 401",
 		},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			var e descriptor.Extraction
+			var e extract.Extraction
 			x.Extract(&tc.req, now, &e)
 			if got := fmtExtraction(&e); got != tc.want {
 				t.Errorf("got %q, want %q", got, tc.want)
@@ -75,13 +76,13 @@ func TestAuthzGood(t *testing.T) {
 	// Overrides are linked into the rules: hobby's override of per_key
 	// until 2099, globex's of every rule.
 	perKey := mustMatch(t, cfg.Rules, "edge", desc("api_key", "hobby"))
-	if got, want := perKey.LimitFor(desc("api_key", "hobby"), now), (limiter.Limit{Requests: 500, Period: time.Minute}); got != want {
+	if got, want := perKey.ResolveRequest(desc("api_key", "hobby"), now, nil, nil).Limit, (limiter.Limit{Requests: 500, Period: time.Minute}); got != want {
 		t.Errorf("hobby's per_key limit: got %v, want %v", got, want)
 	}
-	if got, want := perKey.LimitFor(desc("api_key", "acme-prod"), now), (limiter.Limit{Requests: 1000, Period: time.Minute}); got != want {
+	if got, want := perKey.ResolveRequest(desc("api_key", "acme-prod"), now, nil, nil).Limit, (limiter.Limit{Requests: 1000, Period: time.Minute}); got != want {
 		t.Errorf("acme-prod's per_key limit (tier pro): got %v, want %v", got, want)
 	}
-	if got, want := perKey.LimitFor(desc("api_key", "unlisted"), now), (limiter.Limit{Requests: 10, Period: time.Minute}); got != want {
+	if got, want := perKey.ResolveRequest(desc("api_key", "unlisted"), now, nil, nil).Limit, (limiter.Limit{Requests: 10, Period: time.Minute}); got != want {
 		t.Errorf("an unlisted key's per_key limit: got %v, want %v", got, want)
 	}
 	plan := mustMatch(t, cfg.Rules, "edge", desc("plan", "gold"))
@@ -92,12 +93,12 @@ func TestAuthzGood(t *testing.T) {
 		{plan: "gold", want: limiter.Limit{Requests: 10, Period: time.Second, Burst: 20, Algorithm: limiter.TokenBucket}},
 		{plan: "silver", want: limiter.Limit{Requests: 1, Period: time.Hour, Algorithm: limiter.TokenBucket}},
 	} {
-		if got := plan.LimitFor(desc("plan", tc.plan), now); got != tc.want {
+		if got := plan.ResolveRequest(desc("plan", tc.plan), now, nil, nil).Limit; got != tc.want {
 			t.Errorf("plan %s: got %v, want %v", tc.plan, got, tc.want)
 		}
 	}
 	route := mustMatch(t, cfg.Rules, "edge", desc("tenant", "globex", "route", "/users/{id}"))
-	if got, want := route.LimitFor(desc("tenant", "globex", "route", "/users/{id}"), now), (limiter.Limit{Requests: 5, Period: time.Second}); got != want {
+	if got, want := route.ResolveRequest(desc("tenant", "globex", "route", "/users/{id}"), now, nil, nil).Limit, (limiter.Limit{Requests: 5, Period: time.Second}); got != want {
 		t.Errorf("globex's route limit: got %v, want %v", got, want)
 	}
 
@@ -110,7 +111,7 @@ func TestAuthzGood(t *testing.T) {
 	}
 }
 
-func fmtExtraction(e *descriptor.Extraction) string {
+func fmtExtraction(e *extract.Extraction) string {
 	if e.Denied {
 		return fmt.Sprintf("deny %d", e.DenyStatus)
 	}

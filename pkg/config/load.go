@@ -124,12 +124,11 @@ func load(r io.Reader, name string, fsys fileSystem) (*Config, error) {
 	if len(errs) > 0 {
 		return nil, joinSorted(errs)
 	}
-	set, err := descriptor.NewSet(rc.domains, descriptor.Options{DefaultAlgorithm: cfg.DefaultAlgorithm})
+	set, err := descriptor.NewSet(rc.domains, descriptor.Options{DefaultAlgorithm: cfg.DefaultAlgorithm, Identities: cfg.ruleIdentities()})
 	if err != nil {
 		return nil, fmt.Errorf("config: %s: %w", name, err)
 	}
 	cfg.Rules = set
-	cfg.linkAuthz()
 	return cfg, nil
 }
 

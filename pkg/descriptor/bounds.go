@@ -134,9 +134,9 @@ func (b Bounds) WithDefaults() Bounds {
 }
 
 // The Check methods below let a handler validate a request while it reads
-// it (e.g. straight from the proto messages, before building Descriptors);
-// CheckBounds checks a request already in the protocol-neutral shape. None
-// of them allocates unless it reports an error.
+// it (straight from the proto messages, before building Descriptors): first
+// CheckRequest, then CheckDescriptor for each descriptor and CheckEntry for
+// each of its entries. None of them allocates unless it reports an error.
 
 // CheckRequest checks the request-wide numbers: how many descriptors the
 // request has and its hits_addend (0 when unset).
@@ -175,35 +175,6 @@ func (b *Bounds) checkHits(i int, hits uint64) error {
 	}
 	if hits > m {
 		return &BoundsError{Bound: BoundHitsAddend, Descriptor: i, Entry: -1, Got: hits, Max: m}
-	}
-	return nil
-}
-
-// CheckBounds checks a whole request against b: the number of descriptors,
-// the request's hitsAddend, and each descriptor's entries and, when
-// descriptorHits is not nil, its own hits_addend (descriptorHits[i], 0 when
-// unset; it must be as long as ds). It returns the first violation found,
-// as a *BoundsError, or nil.
-//
-// It checks sizes only: an empty domain, descriptor or key are the
-// handler's to reject.
-func CheckBounds(b Bounds, ds []Descriptor, hitsAddend uint64, descriptorHits []uint64) error {
-	if err := b.CheckRequest(len(ds), hitsAddend); err != nil {
-		return err
-	}
-	for i, d := range ds {
-		var h uint64
-		if i < len(descriptorHits) {
-			h = descriptorHits[i]
-		}
-		if err := b.CheckDescriptor(i, len(d), h); err != nil {
-			return err
-		}
-		for j := range d {
-			if err := b.CheckEntry(i, j, d[j].Key, d[j].Value); err != nil {
-				return err
-			}
-		}
 	}
 	return nil
 }

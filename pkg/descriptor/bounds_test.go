@@ -7,6 +7,30 @@ import (
 	"testing"
 )
 
+// checkBounds checks a whole request with the Check methods in the order
+// the RateLimitService handler calls them, returning the first violation:
+// descHits[i] is descriptor i's hits_addend (0 when unset or missing).
+func checkBounds(b Bounds, ds []Descriptor, hitsAddend uint64, descHits []uint64) error {
+	if err := b.CheckRequest(len(ds), hitsAddend); err != nil {
+		return err
+	}
+	for i, d := range ds {
+		var h uint64
+		if i < len(descHits) {
+			h = descHits[i]
+		}
+		if err := b.CheckDescriptor(i, len(d), h); err != nil {
+			return err
+		}
+		for j := range d {
+			if err := b.CheckEntry(i, j, d[j].Key, d[j].Value); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 func TestCheckBounds(t *testing.T) {
 	small := Bounds{MaxDescriptors: 2, MaxEntries: 2, MaxKeyLength: 3, MaxValueLength: 4, MaxHitsAddend: 10}
 	d := func(kv ...string) Descriptor {
@@ -56,18 +80,18 @@ func TestCheckBounds(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			err := CheckBounds(tc.bounds, tc.ds, tc.hits, tc.descHits)
+			err := checkBounds(tc.bounds, tc.ds, tc.hits, tc.descHits)
 			if tc.want == "" {
 				if err != nil {
-					t.Fatalf("CheckBounds: got %v, want nil", err)
+					t.Fatalf("check: got %v, want nil", err)
 				}
 				return
 			}
 			if err == nil {
-				t.Fatalf("CheckBounds: got nil, want %q", tc.want)
+				t.Fatalf("check: got nil, want %q", tc.want)
 			}
 			if got := err.Error(); got != tc.want {
-				t.Errorf("CheckBounds: got %q, want %q", got, tc.want)
+				t.Errorf("check: got %q, want %q", got, tc.want)
 			}
 			if !errors.Is(err, ErrOutOfBounds) {
 				t.Errorf("errors.Is(err, ErrOutOfBounds) = false, want true")
@@ -97,17 +121,17 @@ func TestCheckBoundsDoesNotAllocate(t *testing.T) {
 	hits := []uint64{1, 2}
 	var b Bounds
 	if n := testing.AllocsPerRun(100, func() {
-		if err := CheckBounds(b, ds, 1, hits); err != nil {
+		if err := checkBounds(b, ds, 1, hits); err != nil {
 			t.Fatal(err)
 		}
 	}); n != 0 {
-		t.Errorf("CheckBounds allocates %v times per call, want 0", n)
+		t.Errorf("the Check methods allocate %v times per call, want 0", n)
 	}
 }
 
-func ExampleCheckBounds() {
-	ds := []Descriptor{{{Key: "path", Value: strings.Repeat("x", 5000)}}}
-	err := CheckBounds(Bounds{}, ds, 1, nil) // zero Bounds: the defaults
+func ExampleBounds_CheckEntry() {
+	var b Bounds // zero Bounds: the defaults
+	err := b.CheckEntry(0, 0, "path", strings.Repeat("x", 5000))
 	var be *BoundsError
 	if errors.As(err, &be) {
 		// A gRPC handler answers codes.InvalidArgument with err.Error().

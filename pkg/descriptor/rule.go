@@ -42,7 +42,7 @@ type Rule struct {
 	// Source says where the rule was defined (e.g. "rules/edge.yaml:7:5").
 	Source string
 	// Tiers chooses the limit per request by tier and identity overrides
-	// (see LimitFor in tiers.go); nil when Limit always applies.
+	// (see ResolveRequest in tiers.go); nil when Limit always applies.
 	Tiers *Tiers
 
 	// levels describes how each entry of a matching descriptor was

@@ -25,6 +25,10 @@ type Options struct {
 	// server-wide default_algorithm; zero is limiter.FixedWindow). Node
 	// rate limits carry their own, already resolved, algorithm.
 	DefaultAlgorithm limiter.Algorithm
+	// Identities resolves the listed API keys and tenants whose tiers and
+	// overrides choose rule limits (see Tiers); nil lists none, and then
+	// no entry key names an identity.
+	Identities Identities
 }
 
 type domainTree struct {
@@ -81,7 +85,7 @@ func NewSet(domains []Domain, opts Options) (*Set, error) {
 		}
 		t := &domainTree{name: d.Name, source: d.Source, overridePath: d.Name + ".(override)"}
 		t.root = node{path: d.Name, source: d.Source}
-		b := builder{tree: t, errs: &errs}
+		b := builder{tree: t, errs: &errs, ids: opts.Identities}
 		b.children(&t.root, d.Descriptors, nil)
 		b.checkReplaces()
 		s.domains[d.Name] = t
@@ -104,6 +108,7 @@ func srcErr(source, msg string) error {
 type builder struct {
 	tree *domainTree
 	errs *[]error
+	ids  Identities
 }
 
 func (b *builder) fail(source, path, format string, args ...any) {
@@ -207,12 +212,12 @@ func (b *builder) rule(n *node, spec *Node, lv []level) *Rule {
 		DetailedMetric: spec.DetailedMetric,
 		Replaces:       slices.Clone(rl.Replaces),
 		Source:         spec.Source,
-		Tiers:          rl.Tiers,
 		levels:         lv,
 	}
 	for _, l := range lv {
 		r.ValueToMetric = r.ValueToMetric || l.valueToMetric
 	}
+	r.Tiers = linkTiers(r, rl, b.ids)
 	if rl.Unlimited {
 		if rl.Unit != UnitUnknown || rl.RequestsPerUnit != 0 || rl.Burst != 0 {
 			b.fail(spec.Source, n.path, "an unlimited rate_limit takes no unit, requests_per_unit or burst")

@@ -10,7 +10,7 @@ import (
 // the ext_authz and RateLimitService paths (rule file: rate_limit.tier_key
 // and rate_limit.tiers; server file: the overrides of authz.api_keys and
 // authz.tenants). A rule without it (Rule.Tiers == nil) always enforces
-// Rule.Limit.
+// Rule.Limit. NewSet links it to Options.Identities; it is immutable after.
 type Tiers struct {
 	// Key names the descriptor entry that selects the tier ("" for none).
 	// An entry whose key is the Identities' API key or tenant key selects
@@ -21,19 +21,89 @@ type Tiers struct {
 	// keeps the rule's algorithm (its counter key names it).
 	Limits map[string]limiter.Limit
 	Units  map[string]Unit
-	// Identities resolves listed API keys and tenants, and their overrides;
-	// nil for none.
-	Identities *Identities
+
+	// ids resolves listed API keys and tenants, and their overrides; nil
+	// for none (Options.Identities).
+	ids Identities
 }
 
-// NewTiers returns the extension of a rule named ruleName that tiers on key
-// with limits, linked to ids: nil when nothing can change the rule's limit
-// (no tiers and no override of ids targets the rule).
-func NewTiers(ruleName, key string, limits map[string]limiter.Limit, units map[string]Unit, ids *Identities) *Tiers {
-	if len(limits) == 0 && !ids.HasOverridesFor(ruleName) {
-		return nil
+// Identities finds the listed API keys and tenants that descriptor entries
+// name, whose tiers and overrides choose a rule's limit. NewSet reads it
+// through Options; extract.Identities implements it. Its methods are called
+// concurrently on the request path: they must be safe for concurrent use
+// and should not allocate.
+type Identities interface {
+	// APIKeyKey and TenantKey are the descriptor keys whose values are API
+	// key ids and tenant names.
+	APIKeyKey() string
+	TenantKey() string
+	// ListedKey returns the listing of the API key with id, and
+	// ListedTenant that of the tenant name; nil when it is not listed or
+	// not active at now. The caller must not modify the listing.
+	ListedKey(id string, now time.Time) *Listing
+	ListedTenant(name string, now time.Time) *Listing
+	// HasOverridesFor reports whether a listing overrides the limit of
+	// rules named rule (or of every rule).
+	HasOverridesFor(rule string) bool
+}
+
+// Listing is what a rule's limit depends on of a listed API key or tenant.
+type Listing struct {
+	// ID is the API key's id or the tenant's name.
+	ID string
+	// Tier is the identity's tier ("" for none).
+	Tier string
+	// Expires ends the listing (zero: never).
+	Expires time.Time
+	// Overrides replace rule limits, first match wins.
+	Overrides []LimitOverride
+}
+
+// active reports whether l is not nil and listed at now.
+func (l *Listing) active(now time.Time) bool {
+	return l != nil && (l.Expires.IsZero() || now.Before(l.Expires))
+}
+
+// tier returns l's tier, "" when l is nil.
+func (l *Listing) tier() string {
+	if l == nil {
+		return ""
 	}
-	return &Tiers{Key: key, Limits: limits, Units: units, Identities: ids}
+	return l.Tier
+}
+
+// LimitOverride replaces the limit of a rule for one identity.
+type LimitOverride struct {
+	// Rule is the rate_limit name of the rule it replaces; "" replaces the
+	// limit of every rule matching a descriptor that carries the identity.
+	Rule string
+	// Limit replaces the rule's requests and period; the rule's algorithm
+	// stays (its counter key names it) and Burst must be zero.
+	Limit limiter.Limit
+	// Unit is the configured unit of Limit (for headers and explain).
+	Unit Unit
+	// Expires ends the override (zero: never).
+	Expires time.Time
+}
+
+// applies reports whether o replaces rule r's limit at now.
+func (o *LimitOverride) applies(r *Rule, now time.Time) bool {
+	return (o.Rule == "" || o.Rule == r.Name) && (o.Expires.IsZero() || now.Before(o.Expires))
+}
+
+// linkTiers returns the extension of rule r, whose rate_limit is rl, linked
+// to ids: rl's tiers, or an extension without tiers when an override of ids
+// targets r; nil when nothing can change r's limit.
+func linkTiers(r *Rule, rl *RateLimit, ids Identities) *Tiers {
+	switch {
+	case rl.Tiers != nil:
+		t := *rl.Tiers // RateLimit.Tiers may be shared: copy before linking
+		t.ids = ids
+		return &t
+	case !r.Unlimited && ids != nil && ids.HasOverridesFor(r.Name):
+		return &Tiers{ids: ids}
+	}
+	return nil
 }
 
 // Resolution says which limit a rule enforces for one descriptor, and why.
@@ -49,55 +119,34 @@ type Resolution struct {
 	OverrideOf string
 }
 
-// LimitFor returns the limit rule r enforces for descriptor d (which
-// matched r) at now: an active override of a listed API key, then of a
-// listed tenant, carried by d; else the limit of the tier d selects; else
-// r.Limit. It does not allocate.
-func (r *Rule) LimitFor(d Descriptor, now time.Time) limiter.Limit {
-	if r.Tiers == nil {
-		return r.Limit
-	}
-	return r.Resolve(d, now).Limit
-}
-
-// Resolve is LimitFor with the reason, for explain, headers and bodies.
-func (r *Rule) Resolve(d Descriptor, now time.Time) Resolution {
-	return r.resolve(d, now, nil, nil)
-}
-
-// ResolveRequest is Resolve on the ext_authz path, where the request's own
-// listed API key and tenant (Extraction.APIKey, Extraction.TenantIdentity)
-// also apply to descriptors that do not carry them: their overrides, and
-// their tier when the rule tiers on the API key or tenant key. Identities
-// that d carries win.
-func (r *Rule) ResolveRequest(d Descriptor, now time.Time, apiKey, tenant *Identity) Resolution {
-	return r.resolve(d, now, apiKey, tenant)
-}
-
-func (r *Rule) resolve(d Descriptor, now time.Time, reqKey, reqTenant *Identity) Resolution {
+// ResolveRequest returns the limit rule r enforces for descriptor d (which
+// matched r) at now, and why: an active override of a listed API key, then
+// of a listed tenant; else the limit of the tier d selects; else r.Limit.
+// The identities are those d's entries name (see Identities) or, when d
+// carries none, the request's own apiKey and tenant (on the ext_authz
+// path; nil on the RateLimitService path): their overrides, and
+// their tier when the rule tiers on the API key or tenant key. It does not
+// allocate.
+func (r *Rule) ResolveRequest(d Descriptor, now time.Time, apiKey, tenant *Listing) Resolution {
 	res := Resolution{Limit: r.Limit, Unit: r.UnitCode}
 	t := r.Tiers
 	if t == nil {
 		return res
 	}
-	ids := t.Identities
-	if ids == nil {
-		ids = &Identities{}
+	key, ten := t.entryListings(d, now)
+	if key == nil && apiKey.active(now) {
+		key = apiKey
 	}
-	apiKey, tenant := ids.entryIdentities(d, now)
-	if apiKey == nil && reqKey.Active(now) {
-		apiKey = reqKey
+	if ten == nil && tenant.active(now) {
+		ten = tenant
 	}
-	if tenant == nil && reqTenant.Active(now) {
-		tenant = reqTenant
-	}
-	for _, id := range [2]*Identity{apiKey, tenant} {
-		if id == nil {
+	for _, l := range [2]*Listing{key, ten} {
+		if l == nil {
 			continue
 		}
-		for i := range id.Overrides {
-			if o := &id.Overrides[i]; o.applies(r, now) {
-				res.Limit, res.Unit, res.Override, res.OverrideOf = o.Limit, o.Unit, o, id.ID
+		for i := range l.Overrides {
+			if o := &l.Overrides[i]; o.applies(r, now) {
+				res.Limit, res.Unit, res.Override, res.OverrideOf = o.Limit, o.Unit, o, l.ID
 				// The counter key names the rule's algorithm (AppendKey):
 				// an override changes the numbers, never the algorithm.
 				res.Limit.Algorithm, res.Limit.Burst = r.Limit.Algorithm, 0
@@ -108,57 +157,55 @@ func (r *Rule) resolve(d Descriptor, now time.Time, reqKey, reqTenant *Identity)
 	if t.Key == "" || len(t.Limits) == 0 {
 		return res
 	}
-	var tier string
-	switch t.Key {
-	case ids.APIKeyKey():
-		tier = activeTier(apiKey, now)
-	case ids.TenantKey():
-		tier = activeTier(tenant, now)
-	default:
-		for i := range d {
-			if d[i].Key == t.Key {
-				tier = d[i].Value
-				break
-			}
+	if tier := t.tier(d, key, ten); tier != "" {
+		if l, ok := t.Limits[tier]; ok {
+			res.Limit, res.Unit, res.Tier = l, t.Units[tier], tier
+			res.Limit.Algorithm = r.Limit.Algorithm
 		}
-	}
-	if l, ok := t.Limits[tier]; ok && tier != "" {
-		res.Limit, res.Unit, res.Tier = l, t.Units[tier], tier
-		res.Limit.Algorithm = r.Limit.Algorithm
 	}
 	return res
 }
 
-func activeTier(id *Identity, now time.Time) string {
-	if !id.Active(now) {
-		return ""
+// tier returns the tier name that d selects: the listed API key's or
+// tenant's when Key is their descriptor key, else the value of d's entry
+// with Key.
+func (t *Tiers) tier(d Descriptor, key, ten *Listing) string {
+	if t.ids != nil {
+		switch t.Key {
+		case t.ids.APIKeyKey():
+			return key.tier()
+		case t.ids.TenantKey():
+			return ten.tier()
+		}
 	}
-	return id.Tier
+	for i := range d {
+		if d[i].Key == t.Key {
+			return d[i].Value
+		}
+	}
+	return ""
 }
 
-// entryIdentities returns the active listed API key and tenant that d's
-// entries carry (the first entry of each key).
-func (ids *Identities) entryIdentities(d Descriptor, now time.Time) (apiKey, tenant *Identity) {
-	ak, tk := ids.APIKeyKey(), ids.TenantKey()
+// entryListings returns the active listed API key and tenant that d's
+// entries carry (the first active one of each key).
+func (t *Tiers) entryListings(d Descriptor, now time.Time) (key, ten *Listing) {
+	if t.ids == nil {
+		return key, ten
+	}
+	ak, tk := t.ids.APIKeyKey(), t.ids.TenantKey()
 	for i := range d {
 		switch d[i].Key {
 		case ak:
-			if apiKey == nil {
-				apiKey, _ = ids.APIKey(d[i].Value, now)
-				if !apiKey.Active(now) {
-					apiKey = nil
-				}
+			if key == nil {
+				key = t.ids.ListedKey(d[i].Value, now)
 			}
 		case tk:
-			if tenant == nil {
-				tenant, _ = ids.Tenant(d[i].Value, now)
-				if !tenant.Active(now) {
-					tenant = nil
-				}
+			if ten == nil {
+				ten = t.ids.ListedTenant(d[i].Value, now)
 			}
 		}
 	}
-	return apiKey, tenant
+	return key, ten
 }
 
 // keyTenant marks a key namespaced by a tenant (AppendTenantKey). AppendKey
@@ -177,26 +224,4 @@ func AppendTenantKey(dst []byte, tenant string, r *Rule, d Descriptor) []byte {
 		dst = appendField(dst, tenant)
 	}
 	return AppendKey(dst, r, d)
-}
-
-// LinkIdentities attaches ids to the rules of s, so that LimitFor resolves
-// listed API keys and tenants: rules with Tiers get ids, and rules that an
-// override of ids targets (by name, or all rules) get Tiers. Call it once,
-// right after NewSet and before s is shared; it is a no-op when ids is nil.
-func LinkIdentities(s *Set, ids *Identities) {
-	if s == nil || ids == nil {
-		return
-	}
-	for _, domain := range s.Domains() {
-		for _, r := range s.Rules(domain) {
-			switch {
-			case r.Tiers != nil:
-				t := *r.Tiers // RateLimit.Tiers may be shared: copy before linking
-				t.Identities = ids
-				r.Tiers = &t
-			case !r.Unlimited && ids.HasOverridesFor(r.Name):
-				r.Tiers = &Tiers{Identities: ids}
-			}
-		}
-	}
 }

@@ -53,6 +53,7 @@ type RateLimit struct {
 	// RequestsPerUnit) and is only allowed with limiter.TokenBucket.
 	Algorithm limiter.Algorithm
 	Burst     int64
-	// Tiers, when set, is copied into Rule.Tiers (see tiers.go).
+	// Tiers, when set, is copied into Rule.Tiers, linked to
+	// Options.Identities (see tiers.go).
 	Tiers *Tiers
 }

@@ -20,7 +20,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/types/known/structpb"
 
-	"github.com/extauthz/extauthz/pkg/descriptor"
+	"github.com/extauthz/extauthz/pkg/extract"
 )
 
 // AuthzSettings configure the ext_authz Check API. Zero values are the
@@ -28,7 +28,7 @@ import (
 type AuthzSettings struct {
 	// Extractor turns a request into the descriptors of its domain.
 	// Required.
-	Extractor *descriptor.Extractor
+	Extractor *extract.Extractor
 	// TenantHeader, TierHeader and APIKeyIDHeader name the upstream request
 	// headers that carry the resolved tenant, tier and API key id (never
 	// the key). Each is set, overwriting a client's copy, or removed when
@@ -44,8 +44,8 @@ type AuthzSettings struct {
 	// tenants and overrides (default time.Now).
 	Now func() time.Time
 
-	// namespace is the extractor's Tenant.Namespace: counter keys of a
-	// request with a tenant are the tenant's own.
+	// namespace is the extractor's Namespaced: counter keys of a request
+	// with a tenant are the tenant's own.
 	namespace bool
 }
 
@@ -61,7 +61,7 @@ func (st AuthzSettings) validate() (AuthzSettings, error) {
 	if st.Now == nil {
 		st.Now = time.Now
 	}
-	st.namespace = st.Extractor.Options().Tenant.Namespace
+	st.namespace = st.Extractor.Namespaced()
 	return st, nil
 }
 
@@ -110,15 +110,15 @@ func (a *Authz) Register(g *grpc.Server) {
 // authzScratch is the per-call working memory of Check, pooled with the
 // same reasoning as scratch.
 type authzScratch struct {
-	req     descriptor.Request
-	ext     descriptor.Extraction
+	req     extract.Request
+	ext     extract.Extraction
 	headers map[string]string // for requests that carry header_map
 }
 
 var authzPool = sync.Pool{New: func() any { return new(authzScratch) }}
 
 func putAuthzScratch(ax *authzScratch) {
-	ax.req = descriptor.Request{}
+	ax.req = extract.Request{}
 	ax.ext.Reset()
 	clear(ax.headers)
 	authzPool.Put(ax)
@@ -178,7 +178,7 @@ func (a *Authz) check(ctx context.Context, lv *live, st *AuthzSettings, req *aut
 	}
 	sc.verdicts = resize(sc.verdicts, len(ext.Descriptors))
 	for i, d := range ext.Descriptors {
-		sc.verdicts[i] = verdict{desc: d, hits: 1, ns: ns, reqKey: ext.APIKey, reqTenant: ext.TenantIdentity}
+		sc.verdicts[i] = verdict{desc: d, hits: 1, ns: ns, reqKey: ext.APIKey.Listing(), reqTenant: ext.TenantIdentity.Listing()}
 	}
 	decided := true
 	if len(sc.verdicts) > 0 {
@@ -212,7 +212,7 @@ func (a *Authz) check(ctx context.Context, lv *live, st *AuthzSettings, req *aut
 // path carries the query string; headers come from the headers map, or,
 // when Envoy sends header_map (encode_raw_headers), only the headers the
 // extractor reads are copied.
-func readCheckRequest(req *authv3.CheckRequest, x *descriptor.Extractor, ax *authzScratch) {
+func readCheckRequest(req *authv3.CheckRequest, x *extract.Extractor, ax *authzScratch) {
 	attrs := req.GetAttributes()
 	h := attrs.GetRequest().GetHttp()
 	r := &ax.req
@@ -281,7 +281,7 @@ func headerOptions(hs []header) []*corev3.HeaderValueOption {
 
 // allowedResponse is the OK answer: rate-limit headers for the client, the
 // resolved identity for the upstream.
-func allowedResponse(st *AuthzSettings, ext *descriptor.Extraction, hs []header) *authv3.CheckResponse {
+func allowedResponse(st *AuthzSettings, ext *extract.Extraction, hs []header) *authv3.CheckResponse {
 	ok := &authv3.OkHttpResponse{ResponseHeadersToAdd: headerOptions(hs)}
 	var up [3]header
 	n := 0
@@ -310,7 +310,7 @@ func allowedResponse(st *AuthzSettings, ext *descriptor.Extraction, hs []header)
 }
 
 // identityMetadata is the request's resolved identity as dynamic metadata.
-func identityMetadata(ext *descriptor.Extraction) *structpb.Struct {
+func identityMetadata(ext *extract.Extraction) *structpb.Struct {
 	fields := make(map[string]*structpb.Value, 3)
 	for _, f := range [...]struct{ k, v string }{{"tenant", ext.Tenant}, {"tier", ext.Tier}, {"api_key_id", ext.APIKeyID}} {
 		if f.v != "" {
@@ -351,7 +351,7 @@ func overLimitResponse(domain string, sc *scratch) *authv3.CheckResponse {
 // missingSourceResponse is the answer when an entry with missing: deny
 // found no value: its status and {"code":"missing_source","reason":...}.
 // The reason names the descriptor and entry, never request data.
-func missingSourceResponse(ext *descriptor.Extraction) *authv3.CheckResponse {
+func missingSourceResponse(ext *extract.Extraction) *authv3.CheckResponse {
 	body, err := json.Marshal(struct {
 		Code   string `json:"code"`
 		Reason string `json:"reason"`

@@ -25,13 +25,14 @@ import (
 	"github.com/extauthz/extauthz/pkg/backends/chain"
 	"github.com/extauthz/extauthz/pkg/backends/memstore"
 	"github.com/extauthz/extauthz/pkg/descriptor"
+	"github.com/extauthz/extauthz/pkg/extract"
 	"github.com/extauthz/extauthz/pkg/limiter"
 )
 
 // authzRules is the rule tree of the Check tests (domain "web"): 2 per
 // minute per client IP, API keys tiered by their listing, tenants per
 // route.
-func authzRules(t testing.TB, ids *descriptor.Identities) *descriptor.Set {
+func authzRules(t testing.TB, ids *extract.Identities) *descriptor.Set {
 	t.Helper()
 	perMinute := func(name string, n int64) *descriptor.RateLimit {
 		return &descriptor.RateLimit{Name: name, Unit: descriptor.UnitMinute, RequestsPerUnit: n}
@@ -46,38 +47,36 @@ func authzRules(t testing.TB, ids *descriptor.Identities) *descriptor.Set {
 		{Key: "remote_address", RateLimit: perMinute("per_ip", 2)},
 		{Key: "api_key", RateLimit: keyRule},
 		{Key: "tenant", Descriptors: []descriptor.Node{{Key: "path", RateLimit: perMinute("per_tenant_path", 1)}}},
-	}}}, descriptor.Options{})
+	}}}, descriptor.Options{Identities: ids})
 	if err != nil {
 		t.Fatalf("NewSet: %v", err)
 	}
-	descriptor.LinkIdentities(s, ids)
 	return s
 }
 
 // authzExtractor reads the client from one trusted hop of
 // X-Forwarded-For, an API key from x-api-key, a tenant from x-tenant.
-func authzExtractor(t testing.TB) (*descriptor.Extractor, *descriptor.Identities) {
+func authzExtractor(t testing.TB) (*extract.Extractor, *extract.Identities) {
 	t.Helper()
-	ids, err := descriptor.NewIdentities(descriptor.IdentitiesOptions{
-		APIKeys: []descriptor.APIKeyListing{{Digest: descriptor.HashAPIKey("sk-pro"), Identity: descriptor.Identity{ID: "acme", Tier: "pro"}}},
+	ids, err := extract.NewIdentities(extract.IdentitiesOptions{
+		APIKeys: []extract.APIKeyListing{{Digest: extract.HashAPIKey("sk-pro"), Identity: extract.Identity{ID: "acme", Tier: "pro"}}},
 	})
 	if err != nil {
 		t.Fatalf("NewIdentities: %v", err)
 	}
-	x, err := descriptor.NewExtractor(descriptor.ExtractorOptions{
-		Domain:     "web",
-		ClientIP:   descriptor.ClientIPOptions{TrustedHops: 1},
-		APIKey:     descriptor.APIKeyOptions{Sources: []descriptor.KeySource{{Header: "x-api-key"}}},
-		Tenant:     descriptor.TenantOptions{Sources: []descriptor.TenantSource{{Header: "x-tenant"}}},
-		Identities: ids,
-		Descriptors: []descriptor.DescriptorSpec{
-			{Name: "per_ip", Entries: []descriptor.EntrySpec{{From: descriptor.FromClientIP, Missing: descriptor.MissingDeny, DenyStatus: 400}}},
-			{Name: "per_key", Entries: []descriptor.EntrySpec{{From: descriptor.FromAPIKey}}},
-			{Name: "per_tenant_path", Entries: []descriptor.EntrySpec{{From: descriptor.FromTenant}, {From: descriptor.FromPath}}},
+	x, err := extract.New(extract.Settings{
+		Domain:   "web",
+		ClientIP: extract.ClientIPOptions{TrustedHops: 1},
+		APIKey:   extract.APIKeyOptions{Sources: []extract.KeySource{{Header: "x-api-key"}}},
+		Tenant:   extract.TenantOptions{Sources: []extract.TenantSource{{Header: "x-tenant"}}, ShareCounters: true}, // counters keyed as the RateLimitService path keys them
+		Descriptors: []extract.DescriptorSpec{
+			{Name: "per_ip", Entries: []extract.EntrySpec{{From: extract.FromClientIP, Missing: extract.MissingDeny, DenyStatus: 400}}},
+			{Name: "per_key", Entries: []extract.EntrySpec{{From: extract.FromAPIKey}}},
+			{Name: "per_tenant_path", Entries: []extract.EntrySpec{{From: extract.FromTenant}, {From: extract.FromPath}}},
 		},
-	})
+	}, ids)
 	if err != nil {
-		t.Fatalf("NewExtractor: %v", err)
+		t.Fatalf("extract.New: %v", err)
 	}
 	return x, ids
 }
@@ -486,15 +485,15 @@ func TestNewAuthzErrors(t *testing.T) {
 // (1desc: the client IP from X-Forwarded-For; 3desc: and the path and a
 // user header), so that the two are comparable.
 func BenchmarkCheck(b *testing.B) {
-	entries := func(from descriptor.Source, key, header string) descriptor.DescriptorSpec {
-		return descriptor.DescriptorSpec{Name: key, Entries: []descriptor.EntrySpec{{From: from, Key: key, Header: header}}}
+	entries := func(from extract.Source, key, header string) extract.DescriptorSpec {
+		return extract.DescriptorSpec{Name: key, Entries: []extract.EntrySpec{{From: from, Key: key, Header: header}}}
 	}
-	oneDesc := []descriptor.DescriptorSpec{entries(descriptor.FromClientIP, "remote_address", "")}
-	threeDesc := append(oneDesc[:1:1], entries(descriptor.FromPath, "path", ""), entries(descriptor.FromHeader, "user", "x-user"))
+	oneDesc := []extract.DescriptorSpec{entries(extract.FromClientIP, "remote_address", "")}
+	threeDesc := append(oneDesc[:1:1], entries(extract.FromPath, "path", ""), entries(extract.FromHeader, "user", "x-user"))
 	cases := []struct {
 		name     string
 		settings Settings
-		descs    []descriptor.DescriptorSpec
+		descs    []extract.DescriptorSpec
 	}{
 		{name: "1desc", descs: oneDesc},
 		{name: "1desc_headers", settings: Settings{Headers: HeaderSettings{Enabled: true}}, descs: oneDesc},
@@ -508,9 +507,9 @@ func BenchmarkCheck(b *testing.B) {
 	}
 	ctx := context.Background()
 	for _, tc := range cases {
-		x, err := descriptor.NewExtractor(descriptor.ExtractorOptions{
-			Domain: "edge", ClientIP: descriptor.ClientIPOptions{TrustedHops: 1}, Descriptors: tc.descs,
-		})
+		x, err := extract.New(extract.Settings{
+			Domain: "edge", ClientIP: extract.ClientIPOptions{TrustedHops: 1}, Descriptors: tc.descs,
+		}, nil)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -524,7 +523,7 @@ func BenchmarkCheck(b *testing.B) {
 		if err != nil || resp.GetOkResponse() == nil {
 			b.Fatalf("%s: got %s, %v; want OK", tc.name, fmtCheck(resp), err)
 		}
-		var ext descriptor.Extraction
+		var ext extract.Extraction
 		var r authzScratch
 		readCheckRequest(reqs[0], x, &r)
 		x.Extract(&r.req, time.Now(), &ext)
@@ -563,18 +562,18 @@ func TestCheckTenantNamespace(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			x, err := descriptor.NewExtractor(descriptor.ExtractorOptions{
+			x, err := extract.New(extract.Settings{
 				Domain:   "web",
-				ClientIP: descriptor.ClientIPOptions{TrustedHops: 1},
-				APIKey:   descriptor.APIKeyOptions{Sources: []descriptor.KeySource{{Header: "x-api-key"}}},
-				Tenant:   descriptor.TenantOptions{Sources: []descriptor.TenantSource{{Header: "x-tenant"}}, Namespace: tc.namespace},
-				Descriptors: []descriptor.DescriptorSpec{
-					{Name: "per_ip", Entries: []descriptor.EntrySpec{{From: descriptor.FromClientIP}}},
-					{Name: "per_key", Entries: []descriptor.EntrySpec{{From: descriptor.FromAPIKey}}},
+				ClientIP: extract.ClientIPOptions{TrustedHops: 1},
+				APIKey:   extract.APIKeyOptions{Sources: []extract.KeySource{{Header: "x-api-key"}}},
+				Tenant:   extract.TenantOptions{Sources: []extract.TenantSource{{Header: "x-tenant"}}, ShareCounters: !tc.namespace},
+				Descriptors: []extract.DescriptorSpec{
+					{Name: "per_ip", Entries: []extract.EntrySpec{{From: extract.FromClientIP}}},
+					{Name: "per_key", Entries: []extract.EntrySpec{{From: extract.FromAPIKey}}},
 				},
-			})
+			}, nil)
 			if err != nil {
-				t.Fatalf("NewExtractor: %v", err)
+				t.Fatalf("extract.New: %v", err)
 			}
 			e := newAuthzEnv(t, Settings{}, AuthzSettings{Extractor: x})
 			for i, tenant := range tc.tenants {
@@ -617,8 +616,8 @@ func TestCheckTenantNamespace(t *testing.T) {
 // the per-IP rule applies although the per-IP descriptor does not carry
 // the key.
 func TestCheckRequestIdentityOverride(t *testing.T) {
-	ids, err := descriptor.NewIdentities(descriptor.IdentitiesOptions{
-		APIKeys: []descriptor.APIKeyListing{{Digest: descriptor.HashAPIKey("sk-vip"), Identity: descriptor.Identity{
+	ids, err := extract.NewIdentities(extract.IdentitiesOptions{
+		APIKeys: []extract.APIKeyListing{{Digest: extract.HashAPIKey("sk-vip"), Identity: extract.Identity{
 			ID:        "vip",
 			Overrides: []descriptor.LimitOverride{{Rule: "per_ip", Limit: limiter.Limit{Requests: 5, Period: time.Minute}, Unit: descriptor.UnitMinute}},
 		}}},
@@ -626,15 +625,14 @@ func TestCheckRequestIdentityOverride(t *testing.T) {
 	if err != nil {
 		t.Fatalf("NewIdentities: %v", err)
 	}
-	x, err := descriptor.NewExtractor(descriptor.ExtractorOptions{
+	x, err := extract.New(extract.Settings{
 		Domain:      "web",
-		ClientIP:    descriptor.ClientIPOptions{TrustedHops: 1},
-		APIKey:      descriptor.APIKeyOptions{Sources: []descriptor.KeySource{{Header: "x-api-key"}}},
-		Identities:  ids,
-		Descriptors: []descriptor.DescriptorSpec{{Name: "per_ip", Entries: []descriptor.EntrySpec{{From: descriptor.FromClientIP}}}},
-	})
+		ClientIP:    extract.ClientIPOptions{TrustedHops: 1},
+		APIKey:      extract.APIKeyOptions{Sources: []extract.KeySource{{Header: "x-api-key"}}},
+		Descriptors: []extract.DescriptorSpec{{Name: "per_ip", Entries: []extract.EntrySpec{{From: extract.FromClientIP}}}},
+	}, ids)
 	if err != nil {
-		t.Fatalf("NewExtractor: %v", err)
+		t.Fatalf("extract.New: %v", err)
 	}
 	e := newAuthzEnv(t, Settings{Headers: HeaderSettings{Enabled: true}}, AuthzSettings{Extractor: x})
 	snap, err := NewSnapshot(authzRules(t, ids), Settings{Headers: HeaderSettings{Enabled: true}}, nil)

@@ -43,7 +43,7 @@ type verdict struct {
 	// reqKey and reqTenant are the request's own listed API key and tenant
 	// (ext_authz), whose tiers and overrides also apply to descriptors that
 	// do not carry them (Rule.ResolveRequest); nil for none.
-	reqKey, reqTenant *descriptor.Identity
+	reqKey, reqTenant *descriptor.Listing
 
 	kind    kind
 	rule    *descriptor.Rule // the rule that applies (the matched one, or ovrRule), nil when none

@@ -279,7 +279,7 @@ func TestOverrideExpiry(t *testing.T) {
 		{at: time.Date(2029, 12, 31, 23, 59, 59, 0, time.UTC), want: 120},
 		{at: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC), want: 60},
 	} {
-		if got := r.LimitFor(d, tc.at).Requests; got != tc.want {
+		if got := r.ResolveRequest(d, tc.at, nil, nil).Limit.Requests; got != tc.want {
 			t.Errorf("at %v: got %d a minute, want %d", tc.at, got, tc.want)
 		}
 	}

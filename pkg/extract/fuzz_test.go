@@ -1,4 +1,4 @@
-package descriptor
+package extract
 
 import (
 	"net/netip"
@@ -10,14 +10,13 @@ import (
 // proxy prefixes, so that FuzzExtract reaches every parser.
 func fuzzExtractor(t testing.TB) *Extractor {
 	ids := identitiesForTest(t)
-	return mustExtractor(t, ExtractorOptions{
+	return mustExtractor(t, ids, Settings{
 		Domain:        "edge",
 		MaxValueBytes: 64,
-		ClientIP:      ClientIPOptions{TrustedProxies: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("fd00::/8")}},
+		ClientIP:      ClientIPOptions{TrustedProxies: []string{"10.0.0.0/8", "fd00::/8"}},
 		APIKey:        APIKeyOptions{Sources: []KeySource{{Header: "authorization", Scheme: "Bearer"}, {Query: "api_key"}}},
-		Tenant:        TenantOptions{Sources: []TenantSource{{Header: "x-tenant"}, {Host: HostFirstLabel}}, Namespace: true},
+		Tenant:        TenantOptions{Sources: []TenantSource{{Header: "x-tenant"}, {Host: HostFirstLabel}}},
 		Tier:          TierOptions{Header: "x-plan"},
-		Identities:    ids,
 		Descriptors: []DescriptorSpec{
 			{Name: "ip", Entries: []EntrySpec{{From: FromClientIP, V4Mask: 24, V6Mask: 64}}},
 			{Name: "full_ip", Entries: []EntrySpec{{From: FromClientIP, Key: "ip"}}},
@@ -64,7 +63,7 @@ func FuzzExtract(f *testing.F) {
 		if len(e1.Descriptors) != len(e1.Names) {
 			t.Fatalf("got %d descriptors and %d names", len(e1.Descriptors), len(e1.Names))
 		}
-		key := apiKeyFrom(&x.opts.APIKey.Sources[0], r)
+		key := apiKeyFrom(&x.s.APIKey.Sources[0], r)
 		if key == "" {
 			key, _ = QueryValue(r.Query, "api_key")
 		}

@@ -1,13 +1,12 @@
-package descriptor
+package extract
 
 import (
 	"crypto/sha256"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
 
-	"github.com/extauthz/extauthz/pkg/limiter"
+	"github.com/extauthz/extauthz/pkg/descriptor"
 )
 
 // Default descriptor keys of identity entries.
@@ -36,7 +35,10 @@ type Identity struct {
 	Expires time.Time
 	// Overrides replace rule limits for descriptors carrying this identity,
 	// first match wins.
-	Overrides []LimitOverride
+	Overrides []descriptor.LimitOverride
+
+	// listing is what rules read of the identity, set by NewIdentities.
+	listing descriptor.Listing
 }
 
 // Active reports whether id is non-nil and not expired at now.
@@ -44,23 +46,14 @@ func (id *Identity) Active(now time.Time) bool {
 	return id != nil && (id.Expires.IsZero() || now.Before(id.Expires))
 }
 
-// LimitOverride replaces the limit of a rule for one identity.
-type LimitOverride struct {
-	// Rule is the rate_limit name of the rule it replaces; "" replaces the
-	// limit of every rule matching a descriptor that carries the identity.
-	Rule string
-	// Limit replaces the rule's requests and period; the rule's algorithm
-	// stays (its counter key names it) and Burst must be zero.
-	Limit limiter.Limit
-	// Unit is the configured unit of Limit (for headers and explain).
-	Unit Unit
-	// Expires ends the override (zero: never).
-	Expires time.Time
-}
-
-// applies reports whether o replaces rule r's limit at now.
-func (o *LimitOverride) applies(r *Rule, now time.Time) bool {
-	return (o.Rule == "" || o.Rule == r.Name) && (o.Expires.IsZero() || now.Before(o.Expires))
+// Listing returns what rules read of id, an identity of Identities (see
+// descriptor.Identities), for Rule.ResolveRequest; nil when id is nil. The
+// caller must not modify it.
+func (id *Identity) Listing() *descriptor.Listing {
+	if id == nil {
+		return nil
+	}
+	return &id.listing
 }
 
 // APIKeyListing lists one API key by the SHA-256 of the key (HashAPIKey).
@@ -82,7 +75,9 @@ type IdentitiesOptions struct {
 }
 
 // Identities is the immutable list of API keys and tenants. The zero value
-// lists nothing. It is safe for concurrent use.
+// lists nothing. It is safe for concurrent use. It is the
+// descriptor.Identities that rules resolve tiers and overrides with (see
+// descriptor.Options).
 type Identities struct {
 	apiKeyKey, tenantKey string
 	byDigest             map[[sha256.Size]byte]*Identity
@@ -93,14 +88,13 @@ type Identities struct {
 	overrideRules map[string]bool
 }
 
-// ErrInvalidIdentity is returned by NewIdentities.
-var ErrInvalidIdentity = errors.New("invalid identity")
+var _ descriptor.Identities = (*Identities)(nil)
 
 // NewIdentities validates and indexes opts: ids and names are non-empty,
 // unique, and made of letters, digits, '.', '_' and '-'; digests and hosts
 // are unique; override limits are valid. It reports every problem at once,
-// each a *FieldError whose path indexes api_keys and tenants in the order
-// given.
+// each a *field.Error (matching ErrInvalidIdentity) whose path indexes
+// api_keys and tenants in the order given, as the authz: section does.
 func NewIdentities(opts IdentitiesOptions) (*Identities, error) {
 	ids := &Identities{
 		apiKeyKey:     orDefault(opts.APIKeyKey, DefaultAPIKeyKey),
@@ -111,7 +105,7 @@ func NewIdentities(opts IdentitiesOptions) (*Identities, error) {
 		hosts:         make(map[string]*Identity),
 		overrideRules: make(map[string]bool),
 	}
-	fe := &fieldErrors{kind: ErrInvalidIdentity}
+	fe := &problems{kind: ErrInvalidIdentity}
 	if ids.apiKeyKey == ids.tenantKey {
 		fe.add("tenant.descriptor_key", "%q is also api_key.descriptor_key: API keys and tenants need different descriptor keys", ids.tenantKey)
 	}
@@ -199,7 +193,8 @@ func NewIdentities(opts IdentitiesOptions) (*Identities, error) {
 func cloneIdentity(id *Identity) *Identity {
 	c := *id
 	c.Hosts = append([]string(nil), id.Hosts...)
-	c.Overrides = append([]LimitOverride(nil), id.Overrides...)
+	c.Overrides = append([]descriptor.LimitOverride(nil), id.Overrides...)
+	c.listing = descriptor.Listing{ID: c.ID, Tier: c.Tier, Expires: c.Expires, Overrides: c.Overrides}
 	return &c
 }
 
@@ -224,22 +219,28 @@ func (ids *Identities) Tenant(name string, now time.Time) (*Identity, bool) {
 	return t, t.Active(now)
 }
 
+// ListedKey implements descriptor.Identities: the listing of the API key
+// with id, when it is active at now.
+func (ids *Identities) ListedKey(id string, now time.Time) *descriptor.Listing {
+	if k, ok := ids.APIKey(id, now); ok {
+		return k.Listing()
+	}
+	return nil
+}
+
+// ListedTenant implements descriptor.Identities: the listing of the tenant
+// name, when it is active at now.
+func (ids *Identities) ListedTenant(name string, now time.Time) *descriptor.Listing {
+	if t, ok := ids.Tenant(name, now); ok {
+		return t.Listing()
+	}
+	return nil
+}
+
 // HasOverridesFor reports whether a listed identity overrides the limit of
 // rules named name (or of every rule).
 func (ids *Identities) HasOverridesFor(name string) bool {
 	return ids != nil && (ids.overrideRules[""] || (name != "" && ids.overrideRules[name]))
-}
-
-// OverrideRules returns the rule names that overrides target ("" excluded),
-// for the configuration to check that they exist.
-func (ids *Identities) OverrideRules() []string {
-	var names []string
-	for n := range ids.overrideRules {
-		if n != "" {
-			names = append(names, n)
-		}
-	}
-	return names
 }
 
 func (ids *Identities) keysHaveTenants() bool {
@@ -254,8 +255,8 @@ func (ids *Identities) keysHaveTenants() bool {
 // resolveIdentity fills out's API key, tenant and tier.
 func (x *Extractor) resolveIdentity(r *Request, now time.Time, out *Extraction) {
 	ids := x.ids
-	for i := range x.opts.APIKey.Sources {
-		v := apiKeyFrom(&x.opts.APIKey.Sources[i], r)
+	for i := range x.s.APIKey.Sources {
+		v := apiKeyFrom(&x.s.APIKey.Sources[i], r)
 		if v == "" {
 			continue
 		}
@@ -264,7 +265,7 @@ func (x *Extractor) resolveIdentity(r *Request, now time.Time, out *Extraction) 
 			out.APIKey, out.APIKeyID = k, k.ID
 			break
 		}
-		if !x.opts.APIKey.ListedOnly {
+		if !x.s.APIKey.ListedOnly {
 			out.APIKeyID = hashDigest(&sum)
 			break
 		}
@@ -283,16 +284,16 @@ func (x *Extractor) resolveIdentity(r *Request, now time.Time, out *Extraction) 
 		out.Tier = out.APIKey.Tier
 	case out.TenantIdentity != nil && out.TenantIdentity.Tier != "":
 		out.Tier = out.TenantIdentity.Tier
-	case x.opts.Tier.Header != "":
-		if v, ok := r.Header(x.opts.Tier.Header); ok && validName(v) {
+	case x.s.Tier.Header != "":
+		if v, ok := r.Header(x.s.Tier.Header); ok && validName(v) {
 			out.Tier = v
 		}
 	}
 }
 
 func (x *Extractor) resolveTenant(r *Request, now time.Time, out *Extraction) {
-	for i := range x.opts.Tenant.Sources {
-		s := &x.opts.Tenant.Sources[i]
+	for i := range x.s.Tenant.Sources {
+		s := &x.s.Tenant.Sources[i]
 		var name string
 		var listed *Identity
 		switch s.Host {
@@ -320,7 +321,7 @@ func (x *Extractor) resolveTenant(r *Request, now time.Time, out *Extraction) {
 		}
 		if !listed.Active(now) {
 			listed = nil
-			if x.opts.Tenant.ListedOnly {
+			if x.s.Tenant.ListedOnly {
 				continue
 			}
 		}

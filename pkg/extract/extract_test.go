@@ -1,4 +1,4 @@
-package descriptor
+package extract
 
 import (
 	"errors"
@@ -8,24 +8,25 @@ import (
 	"testing"
 	"time"
 
+	"github.com/extauthz/extauthz/pkg/descriptor"
 	"github.com/extauthz/extauthz/pkg/limiter"
 )
 
 var extractNow = time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
 
 // mustExtractor builds an Extractor or fails the test.
-func mustExtractor(t testing.TB, opts ExtractorOptions) *Extractor {
+func mustExtractor(t testing.TB, ids *Identities, s Settings) *Extractor {
 	t.Helper()
-	x, err := NewExtractor(opts)
+	x, err := New(s, ids)
 	if err != nil {
-		t.Fatalf("NewExtractor: %v", err)
+		t.Fatalf("New: %v", err)
 	}
 	return x
 }
 
-// oneEntry is an ExtractorOptions with one descriptor of one entry.
-func oneEntry(e EntrySpec) ExtractorOptions {
-	return ExtractorOptions{Domain: "edge", Descriptors: []DescriptorSpec{{Name: "d", Entries: []EntrySpec{e}}}}
+// oneEntry is a Settings with one descriptor of one entry.
+func oneEntry(e EntrySpec) Settings {
+	return Settings{Domain: "edge", Descriptors: []DescriptorSpec{{Name: "d", Entries: []EntrySpec{e}}}}
 }
 
 // formatExtraction renders an extraction for comparisons: "deny 401" or the
@@ -44,7 +45,7 @@ func formatExtraction(e *Extraction) string {
 func TestClientIP(t *testing.T) {
 	many := strings.Repeat("10.9.9.9, ", 10000) + "198.51.100.9"
 	manyTrusted := "198.51.100.9, " + strings.Repeat("10.9.9.9, ", 100) + "10.0.0.3"
-	proxies := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("fd00::/8")}
+	proxies := []string{"10.0.0.0/8", "fd00::/8"}
 	tests := []struct {
 		name   string
 		ip     ClientIPOptions
@@ -89,7 +90,7 @@ func TestClientIP(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			opts := oneEntry(EntrySpec{From: FromClientIP, Key: "ip", V4Mask: tc.v4, V6Mask: tc.v6})
 			opts.ClientIP = tc.ip
-			x := mustExtractor(t, opts)
+			x := mustExtractor(t, nil, opts)
 			r := &Request{Headers: map[string]string{}}
 			if tc.peer != "" {
 				r.Peer = netip.MustParseAddr(tc.peer)
@@ -151,7 +152,7 @@ func TestExtractSources(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			x := mustExtractor(t, oneEntry(tc.entry))
+			x := mustExtractor(t, nil, oneEntry(tc.entry))
 			var e Extraction
 			x.Extract(&tc.req, extractNow, &e)
 			if got := formatExtraction(&e); got != tc.want {
@@ -162,7 +163,7 @@ func TestExtractSources(t *testing.T) {
 }
 
 func TestExtractDescriptors(t *testing.T) {
-	x := mustExtractor(t, ExtractorOptions{
+	x := mustExtractor(t, nil, Settings{
 		Domain: "edge",
 		Descriptors: []DescriptorSpec{
 			{Name: "per_ip", Entries: []EntrySpec{{From: FromClientIP}}},
@@ -207,7 +208,7 @@ func TestExtractDescriptors(t *testing.T) {
 }
 
 func TestExtractDenyStops(t *testing.T) {
-	x := mustExtractor(t, ExtractorOptions{
+	x := mustExtractor(t, nil, Settings{
 		Descriptors: []DescriptorSpec{
 			{Name: "ip", Entries: []EntrySpec{{From: FromGeneric, Value: "g"}}},
 			{Name: "key", Entries: []EntrySpec{{From: FromHeader, Header: "x-api-key", Key: "k", Missing: MissingDeny, DenyStatus: 401}}},
@@ -234,7 +235,7 @@ func TestExtractManyHeaders(t *testing.T) {
 		h[fmt.Sprintf("x-h-%d", i)] = strings.Repeat("v", 100)
 	}
 	h["x-user"] = "alice"
-	x := mustExtractor(t, oneEntry(EntrySpec{From: FromHeader, Header: "x-user", Key: "user"}))
+	x := mustExtractor(t, nil, oneEntry(EntrySpec{From: FromHeader, Header: "x-user", Key: "user"}))
 	var e Extraction
 	allocs := testing.AllocsPerRun(100, func() { x.Extract(&Request{Headers: h}, extractNow, &e) })
 	if got, want := formatExtraction(&e), "d(user=alice)"; got != want {
@@ -321,8 +322,8 @@ func TestExtractIdentity(t *testing.T) {
 	ids := identitiesForTest(t)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			x := mustExtractor(t, ExtractorOptions{
-				APIKey: tc.apiKey, Tenant: tc.tenant, Tier: tc.tier, Identities: ids,
+			x := mustExtractor(t, ids, Settings{
+				APIKey: tc.apiKey, Tenant: tc.tenant, Tier: tc.tier,
 				Descriptors: []DescriptorSpec{{Entries: []EntrySpec{{From: FromGeneric, Value: "x"}}}},
 			})
 			var e Extraction
@@ -336,7 +337,7 @@ func TestExtractIdentity(t *testing.T) {
 
 func TestAPIKeyNeverInClear(t *testing.T) {
 	const secret = "sk_live_0123456789abcdef"
-	x := mustExtractor(t, ExtractorOptions{
+	x := mustExtractor(t, nil, Settings{
 		APIKey: APIKeyOptions{Sources: []KeySource{{Header: "authorization", Scheme: "Bearer"}}},
 		Descriptors: []DescriptorSpec{
 			{Name: "key", Entries: []EntrySpec{{From: FromAPIKey}}},
@@ -349,7 +350,7 @@ func TestAPIKeyNeverInClear(t *testing.T) {
 	if strings.Contains(dump, secret) {
 		t.Errorf("extraction shows the key in clear: %s", dump)
 	}
-	x2 := mustExtractor(t, ExtractorOptions{
+	x2 := mustExtractor(t, nil, Settings{
 		APIKey:      APIKeyOptions{Sources: []KeySource{{Header: "authorization", Scheme: "Bearer"}}},
 		Descriptors: []DescriptorSpec{{Name: "key", Entries: []EntrySpec{{From: FromAPIKey}}}},
 	})
@@ -361,10 +362,9 @@ func TestAPIKeyNeverInClear(t *testing.T) {
 
 func TestIdentityEntries(t *testing.T) {
 	ids := identitiesForTest(t)
-	x := mustExtractor(t, ExtractorOptions{
-		Identities: ids,
-		APIKey:     APIKeyOptions{Sources: []KeySource{{Header: "x-api-key"}}},
-		Tenant:     TenantOptions{Sources: []TenantSource{{Header: "x-tenant"}}},
+	x := mustExtractor(t, ids, Settings{
+		APIKey: APIKeyOptions{Sources: []KeySource{{Header: "x-api-key"}}},
+		Tenant: TenantOptions{Sources: []TenantSource{{Header: "x-tenant"}}},
 		Descriptors: []DescriptorSpec{
 			{Name: "key", Entries: []EntrySpec{{From: FromAPIKey, Missing: MissingDeny, DenyStatus: 401}, {From: FromTier, Key: "plan", Missing: MissingDefault, Default: "free"}}},
 			{Name: "tenant", Entries: []EntrySpec{{From: FromTenant}}},
@@ -393,13 +393,13 @@ func TestIdentityEntries(t *testing.T) {
 func TestNewExtractorErrors(t *testing.T) {
 	tests := []struct {
 		name string
-		opts ExtractorOptions
+		opts Settings
 		want string
 	}{
-		{name: "no descriptors", opts: ExtractorOptions{}, want: "descriptors: none"},
-		{name: "no entries", opts: ExtractorOptions{Descriptors: []DescriptorSpec{{Name: "a"}}}, want: "descriptors[0].entries: none"},
-		{name: "hops and proxies", opts: ExtractorOptions{ClientIP: ClientIPOptions{TrustedHops: 1, TrustedProxies: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}}, Descriptors: oneEntry(EntrySpec{From: FromClientIP}).Descriptors}, want: "not both"},
-		{name: "too many hops", opts: ExtractorOptions{ClientIP: ClientIPOptions{TrustedHops: 99}, Descriptors: oneEntry(EntrySpec{From: FromClientIP}).Descriptors}, want: "client_ip.trusted_hops: 99 is out of range"},
+		{name: "no descriptors", opts: Settings{}, want: "descriptors: none"},
+		{name: "no entries", opts: Settings{Descriptors: []DescriptorSpec{{Name: "a"}}}, want: "descriptors[0].entries: none"},
+		{name: "hops and proxies", opts: Settings{ClientIP: ClientIPOptions{TrustedHops: 1, TrustedProxies: []string{"10.0.0.0/8"}}, Descriptors: oneEntry(EntrySpec{From: FromClientIP}).Descriptors}, want: "not both"},
+		{name: "too many hops", opts: Settings{ClientIP: ClientIPOptions{TrustedHops: 99}, Descriptors: oneEntry(EntrySpec{From: FromClientIP}).Descriptors}, want: "client_ip.trusted_hops: 99 is out of range"},
 		{name: "header needs name", opts: oneEntry(EntrySpec{From: FromHeader, Key: "k"}), want: "descriptors[0].entries[0].header: missing"},
 		{name: "query needs key", opts: oneEntry(EntrySpec{From: FromQuery, Query: "q"}), want: "descriptors[0].entries[0].key: missing"},
 		{name: "unused field", opts: oneEntry(EntrySpec{From: FromMethod, Header: "x"}), want: "entries[0].header: is not used by from: method"},
@@ -419,12 +419,12 @@ func TestNewExtractorErrors(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := NewExtractor(tc.opts)
+			_, err := New(tc.opts, nil)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("got error %v, want one containing %q", err, tc.want)
 			}
-			if !errors.Is(err, ErrInvalidSpec) {
-				t.Errorf("got %v, want it to wrap ErrInvalidSpec", err)
+			if !errors.Is(err, ErrInvalidSettings) {
+				t.Errorf("got %v, want it to wrap ErrInvalidSettings", err)
 			}
 		})
 	}
@@ -441,7 +441,7 @@ func TestNewIdentitiesErrors(t *testing.T) {
 		{name: "duplicate key", opts: IdentitiesOptions{APIKeys: []APIKeyListing{{Digest: HashAPIKey("1"), Identity: Identity{ID: "a"}}, {Digest: HashAPIKey("1"), Identity: Identity{ID: "b"}}}}, want: `same key as "a"`},
 		{name: "duplicate host", opts: IdentitiesOptions{Tenants: []Identity{{ID: "a", Hosts: []string{"x.example"}}, {ID: "b", Hosts: []string{"X.example"}}}}, want: `already a host of tenant "a"`},
 		{name: "host with port", opts: IdentitiesOptions{Tenants: []Identity{{ID: "a", Hosts: []string{"x.example:80"}}}}, want: "without port"},
-		{name: "bad override", opts: IdentitiesOptions{Tenants: []Identity{{ID: "a", Overrides: []LimitOverride{{Limit: limiter.Limit{Requests: 1}}}}}}, want: "overrides[0]"},
+		{name: "bad override", opts: IdentitiesOptions{Tenants: []Identity{{ID: "a", Overrides: []descriptor.LimitOverride{{Limit: limiter.Limit{Requests: 1}}}}}}, want: "overrides[0]"},
 		{name: "same keys", opts: IdentitiesOptions{APIKeyKey: "k", TenantKey: "k"}, want: "need different descriptor keys"},
 	}
 	for _, tc := range tests {
@@ -473,23 +473,51 @@ func TestSetPathQuery(t *testing.T) {
 	}
 }
 
-func TestParseNames(t *testing.T) {
+func TestNames(t *testing.T) {
 	for _, s := range []Source{FromClientIP, FromHeader, FromQuery, FromPath, FromMethod, FromAPIKey, FromTenant, FromTier, FromGeneric} {
-		got, err := ParseSource(s.String())
-		if err != nil || got != s {
-			t.Errorf("ParseSource(%q): got %v, %v, want %v", s, got, err, s)
+		var got Source
+		text, err := s.MarshalText()
+		if err != nil || string(text) != s.String() {
+			t.Errorf("MarshalText(%v): got %q, %v", s, text, err)
+		}
+		if err := got.UnmarshalText(text); err != nil || got != s {
+			t.Errorf("UnmarshalText(%q): got %v, %v, want %v", text, got, err, s)
 		}
 	}
-	if _, err := ParseSource("cookie"); !errors.Is(err, ErrUnknownSource) {
-		t.Errorf("ParseSource(cookie): got %v, want ErrUnknownSource", err)
+	var src Source
+	err := src.UnmarshalText([]byte("cookie"))
+	if !errors.Is(err, ErrUnknownSource) {
+		t.Errorf("UnmarshalText(cookie): got %v, want ErrUnknownSource", err)
+	}
+	if want := `unknown source "cookie": expected one of client_ip, header, query, path, method, api_key, tenant, tier, generic`; err == nil || err.Error() != want {
+		t.Errorf("UnmarshalText(cookie): got %v, want %q", err, want)
+	}
+	if _, err := New(oneEntry(EntrySpec{From: src, Key: "k"}), nil); err == nil {
+		t.Error("New accepted the source an unknown name left")
 	}
 	for _, m := range []Missing{MissingSkip, MissingDefault, MissingDeny} {
-		got, err := ParseMissing(m.String())
-		if err != nil || got != m {
-			t.Errorf("ParseMissing(%q): got %v, %v, want %v", m, got, err, m)
+		var got Missing
+		text, _ := m.MarshalText()
+		if err := got.UnmarshalText(text); err != nil || got != m {
+			t.Errorf("UnmarshalText(%q): got %v, %v, want %v", text, got, err, m)
 		}
 	}
-	if _, err := ParseMissing("ignore"); !errors.Is(err, ErrUnknownMissing) {
-		t.Errorf("ParseMissing(ignore): got %v, want ErrUnknownMissing", err)
+	var m Missing
+	if err := m.UnmarshalText([]byte("ignore")); !errors.Is(err, ErrUnknownMissing) || err.Error() != `unknown policy "ignore": expected skip, default or deny` {
+		t.Errorf("UnmarshalText(ignore): got %v, want ErrUnknownMissing", err)
+	}
+	for _, h := range []HostMode{HostNone, HostListed, HostFirstLabel} {
+		var got HostMode
+		text, _ := h.MarshalText()
+		if err := got.UnmarshalText(text); err != nil || got != h {
+			t.Errorf("UnmarshalText(%q): got %v, %v, want %v", text, got, err, h)
+		}
+	}
+	var h HostMode
+	if err := h.UnmarshalText([]byte("subdomain")); !errors.Is(err, ErrUnknownHostMode) || err.Error() != `unknown host mode "subdomain": expected listed or first_label` {
+		t.Errorf("UnmarshalText(subdomain): got %v, want ErrUnknownHostMode", err)
+	}
+	if _, err := New(Settings{Tenant: TenantOptions{Sources: []TenantSource{{Host: h}}}, Descriptors: oneEntry(EntrySpec{From: FromTenant}).Descriptors}, nil); err == nil || !strings.Contains(err.Error(), "tenant.sources[0].host: unknown host mode") {
+		t.Errorf("New with the host mode an unknown name left: got %v", err)
 	}
 }

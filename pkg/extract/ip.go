@@ -1,4 +1,4 @@
-package descriptor
+package extract
 
 import (
 	"net/netip"
@@ -11,7 +11,7 @@ import (
 // be. The address is unmapped (::ffff:1.2.3.4 is 1.2.3.4) and has no zone.
 // It does not allocate.
 func (x *Extractor) ClientIP(r *Request) (netip.Addr, bool) {
-	if hops := x.opts.ClientIP.TrustedHops; hops > 0 {
+	if hops := x.s.ClientIP.TrustedHops; hops > 0 {
 		return nthFromRight(r.Headers["x-forwarded-for"], hops)
 	}
 	peer := normalizeAddr(r.Peer)
