@@ -105,89 +105,101 @@ func NewIdentities(opts IdentitiesOptions) (*Identities, error) {
 		hosts:         make(map[string]*Identity),
 		overrideRules: make(map[string]bool),
 	}
-	fe := &problems{kind: ErrInvalidIdentity}
+	ps := &problems{kind: ErrInvalidIdentity}
 	if ids.apiKeyKey == ids.tenantKey {
-		fe.add("tenant.descriptor_key", "%q is also api_key.descriptor_key: API keys and tenants need different descriptor keys", ids.tenantKey)
-	}
-	const nameRule = "want 1 to 128 letters, digits, '.', '_' or '-'"
-	check := func(p, idField string, id *Identity) bool {
-		ok := true
-		if !validName(id.ID) {
-			fe.add(p+"."+idField, "%q: %s", id.ID, nameRule)
-			ok = false
-		}
-		if id.Tier != "" && !validName(id.Tier) {
-			fe.add(p+".tier", "%q: %s", id.Tier, nameRule)
-		}
-		for i := range id.Overrides {
-			o := &id.Overrides[i]
-			op := fmt.Sprintf("%s.overrides[%d]", p, i)
-			if err := o.Limit.Validate(); err != nil {
-				fe.add(op, "%v", err)
-			}
-			if o.Limit.Burst != 0 {
-				fe.add(op, "an override has no burst: it keeps the rule's algorithm and capacity rules")
-			}
-			ids.overrideRules[o.Rule] = true
-		}
-		return ok
+		ps.add("tenant.descriptor_key", "%q is also api_key.descriptor_key: API keys and tenants need different descriptor keys", ids.tenantKey)
 	}
 	for i := range opts.APIKeys {
-		k := &opts.APIKeys[i]
-		p := fmt.Sprintf("api_keys[%d]", i)
-		id := cloneIdentity(&k.Identity)
-		if !check(p, "id", id) {
-			continue
-		}
-		if id.Tenant != "" && !validName(id.Tenant) {
-			fe.add(p+".tenant", "%q: %s", id.Tenant, nameRule)
-		}
-		if len(id.Hosts) > 0 {
-			fe.add(p, "hosts are for tenants, not API keys")
-		}
-		if _, dup := ids.keys[id.ID]; dup {
-			fe.add(p+".id", "%q is listed twice", id.ID)
-			continue
-		}
-		if prev, dup := ids.byDigest[k.Digest]; dup {
-			fe.add(p, "the same key as %q", prev.ID)
-			continue
-		}
-		ids.keys[id.ID] = id
-		ids.byDigest[k.Digest] = id
+		ids.listKey(&opts.APIKeys[i], fmt.Sprintf("api_keys[%d]", i), ps)
 	}
 	for i := range opts.Tenants {
-		p := fmt.Sprintf("tenants[%d]", i)
-		id := cloneIdentity(&opts.Tenants[i])
-		if !check(p, "name", id) {
-			continue
-		}
-		if id.Tenant != "" {
-			fe.add(p, "a tenant has no tenant")
-		}
-		if _, dup := ids.tenants[id.ID]; dup {
-			fe.add(p+".name", "%q is listed twice", id.ID)
-			continue
-		}
-		ids.tenants[id.ID] = id
-		for j, h := range id.Hosts {
-			hp := fmt.Sprintf("%s.hosts[%d]", p, j)
-			h = strings.ToLower(h)
-			if h == "" || strings.ContainsAny(h, ":/ []") {
-				fe.add(hp, "%q: want a host name without port, e.g. api.example.com", h)
-				continue
-			}
-			if prev, dup := ids.hosts[h]; dup {
-				fe.add(hp, "%q is already a host of tenant %q", h, prev.ID)
-				continue
-			}
-			ids.hosts[h] = id
-		}
+		ids.listTenant(&opts.Tenants[i], fmt.Sprintf("tenants[%d]", i), ps)
 	}
-	if err := fe.err(); err != nil {
+	if err := ps.err(); err != nil {
 		return nil, err
 	}
 	return ids, nil
+}
+
+const nameRule = "want 1 to 128 letters, digits, '.', '_' or '-'"
+
+// check checks what API keys and tenants share of id, at path p whose id
+// is named idField, and notes the rules its overrides target; it returns
+// false when the id is invalid.
+func (ids *Identities) check(id *Identity, p, idField string, ps *problems) bool {
+	ok := true
+	if !validName(id.ID) {
+		ps.add(p+"."+idField, "%q: %s", id.ID, nameRule)
+		ok = false
+	}
+	if id.Tier != "" && !validName(id.Tier) {
+		ps.add(p+".tier", "%q: %s", id.Tier, nameRule)
+	}
+	for i := range id.Overrides {
+		o := &id.Overrides[i]
+		op := fmt.Sprintf("%s.overrides[%d]", p, i)
+		if err := o.Limit.Validate(); err != nil {
+			ps.add(op, "%v", err)
+		}
+		if o.Limit.Burst != 0 {
+			ps.add(op, "an override has no burst: it keeps the rule's algorithm and capacity rules")
+		}
+		ids.overrideRules[o.Rule] = true
+	}
+	return ok
+}
+
+// listKey checks and indexes the API key k, at path p.
+func (ids *Identities) listKey(k *APIKeyListing, p string, ps *problems) {
+	id := cloneIdentity(&k.Identity)
+	if !ids.check(id, p, "id", ps) {
+		return
+	}
+	if id.Tenant != "" && !validName(id.Tenant) {
+		ps.add(p+".tenant", "%q: %s", id.Tenant, nameRule)
+	}
+	if len(id.Hosts) > 0 {
+		ps.add(p, "hosts are for tenants, not API keys")
+	}
+	if _, dup := ids.keys[id.ID]; dup {
+		ps.add(p+".id", "%q is listed twice", id.ID)
+		return
+	}
+	if prev, dup := ids.byDigest[k.Digest]; dup {
+		ps.add(p, "the same key as %q", prev.ID)
+		return
+	}
+	ids.keys[id.ID] = id
+	ids.byDigest[k.Digest] = id
+}
+
+// listTenant checks and indexes the tenant t and its hosts, at path p.
+func (ids *Identities) listTenant(t *Identity, p string, ps *problems) {
+	id := cloneIdentity(t)
+	if !ids.check(id, p, "name", ps) {
+		return
+	}
+	if id.Tenant != "" {
+		ps.add(p, "a tenant has no tenant")
+	}
+	if _, dup := ids.tenants[id.ID]; dup {
+		ps.add(p+".name", "%q is listed twice", id.ID)
+		return
+	}
+	ids.tenants[id.ID] = id
+	for j, h := range id.Hosts {
+		hp := fmt.Sprintf("%s.hosts[%d]", p, j)
+		h = strings.ToLower(h)
+		if h == "" || strings.ContainsAny(h, ":/ []") {
+			ps.add(hp, "%q: want a host name without port, e.g. api.example.com", h)
+			continue
+		}
+		if prev, dup := ids.hosts[h]; dup {
+			ps.add(hp, "%q is already a host of tenant %q", h, prev.ID)
+			continue
+		}
+		ids.hosts[h] = id
+	}
 }
 
 func cloneIdentity(id *Identity) *Identity {
@@ -201,20 +213,39 @@ func cloneIdentity(id *Identity) *Identity {
 // HashAPIKey returns the digest under which an API key is listed.
 func HashAPIKey(key string) [sha256.Size]byte { return sha256.Sum256([]byte(key)) }
 
+// A nil *Identities acts as the zero value: nothing listed, the default
+// descriptor keys.
+
 // APIKeyKey returns the descriptor key of API key entries.
-func (ids *Identities) APIKeyKey() string { return orDefault(ids.apiKeyKey, DefaultAPIKeyKey) }
+func (ids *Identities) APIKeyKey() string {
+	if ids == nil {
+		return DefaultAPIKeyKey
+	}
+	return orDefault(ids.apiKeyKey, DefaultAPIKeyKey)
+}
 
 // TenantKey returns the descriptor key of tenant entries.
-func (ids *Identities) TenantKey() string { return orDefault(ids.tenantKey, DefaultTenantKey) }
+func (ids *Identities) TenantKey() string {
+	if ids == nil {
+		return DefaultTenantKey
+	}
+	return orDefault(ids.tenantKey, DefaultTenantKey)
+}
 
 // APIKey returns the listed API key with id, if it is active at now.
 func (ids *Identities) APIKey(id string, now time.Time) (*Identity, bool) {
+	if ids == nil {
+		return nil, false
+	}
 	k := ids.keys[id]
 	return k, k.Active(now)
 }
 
 // Tenant returns the listed tenant name, if it is active at now.
 func (ids *Identities) Tenant(name string, now time.Time) (*Identity, bool) {
+	if ids == nil {
+		return nil, false
+	}
 	t := ids.tenants[name]
 	return t, t.Active(now)
 }

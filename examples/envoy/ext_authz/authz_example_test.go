@@ -263,7 +263,7 @@ func TestWalkthrough(t *testing.T) {
 
 // TestOverrideExpiry checks the free key's override: 120 a minute before
 // 2030-01-01, its tier's 60 after, on the rules the config compiles (the
-// same LimitFor that Check and ShouldRateLimit use).
+// same ResolveRequest that Check and ShouldRateLimit use).
 func TestOverrideExpiry(t *testing.T) {
 	cfg := loadConfig(t)
 	d := descriptor.Descriptor{{Key: "api_key", Value: "hobbyist"}}
