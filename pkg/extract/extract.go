@@ -49,9 +49,6 @@ func (x *Extractor) Settings() Settings { return x.s }
 // the tenant's own (Settings.Tenant.ShareCounters is false).
 func (x *Extractor) Namespaced() bool { return !x.s.Tenant.ShareCounters }
 
-// Identities returns the listed API keys and tenants (never nil).
-func (x *Extractor) Identities() *Identities { return x.ids }
-
 // HeaderNames returns the lower-case names of every header x reads, so
 // that a caller holding headers as a list can copy only those into
 // Request.Headers. The caller must not modify the slice.
