@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/extauthz/extauthz/pkg/descriptor"
+	"github.com/extauthz/extauthz/pkg/field"
 	"github.com/extauthz/extauthz/pkg/limiter"
 )
 
@@ -519,5 +520,45 @@ func TestNames(t *testing.T) {
 	}
 	if _, err := New(Settings{Tenant: TenantOptions{Sources: []TenantSource{{Host: h}}}, Descriptors: oneEntry(EntrySpec{From: FromTenant}).Descriptors}, nil); err == nil || !strings.Contains(err.Error(), "tenant.sources[0].host: unknown host mode") {
 		t.Errorf("New with the host mode an unknown name left: got %v", err)
+	}
+}
+
+// TestNewFieldErrors checks that New's problems are *field.Error values
+// whose paths are relative to the settings, for the config to place.
+func TestNewFieldErrors(t *testing.T) {
+	_, err := New(Settings{
+		MaxValueBytes: 4,
+		ClientIP:      ClientIPOptions{TrustedProxies: []string{"not-an-ip"}},
+		Descriptors:   []DescriptorSpec{{Entries: []EntrySpec{{From: FromHeader, Key: "h"}, {Key: "k"}}}},
+	}, nil)
+	var got []string
+	field.Each(err, func(path string, e error) { got = append(got, path+" | "+e.Error()) })
+	want := []string{
+		"max_value_bytes | 4 is too small: want at least 16 (default 256)",
+		`client_ip.trusted_proxies[0] | "not-an-ip" is not an address or prefix: expected e.g. 10.0.0.0/8 or 192.0.2.7`,
+		"descriptors[0].entries[0].header | missing: from: header needs the header name",
+		"descriptors[0].entries[1].from | missing: expected one of client_ip, header, query, path, method, api_key, tenant, tier, generic",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	var fe *field.Error
+	if !errors.As(err, &fe) {
+		t.Errorf("errors.As(*field.Error) = false for %v", err)
+	}
+}
+
+// TestSettingsZeroValues checks the documented defaults of the zero
+// Settings: counters per tenant, values bounded at 256 bytes.
+func TestSettingsZeroValues(t *testing.T) {
+	x := mustExtractor(t, nil, oneEntry(EntrySpec{From: FromHeader, Header: "x-v", Key: "v"}))
+	if !x.Namespaced() {
+		t.Error("zero Settings: Namespaced() = false, want true (share_counters defaults to false)")
+	}
+	var e Extraction
+	long := strings.Repeat("v", DefaultMaxValueBytes+1)
+	x.Extract(&Request{Headers: map[string]string{"x-v": long}}, extractNow, &e)
+	if got, want := formatExtraction(&e), "d(v="+HashValue(long)+")"; got != want {
+		t.Errorf("got %q, want %q", got, want)
 	}
 }
