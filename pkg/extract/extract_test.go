@@ -486,6 +486,13 @@ func TestNames(t *testing.T) {
 		}
 	}
 	var src Source
+	if err := src.UnmarshalText(nil); err != nil || src != 0 {
+		t.Errorf(`UnmarshalText(""): got %v, %v, want the zero Source that New reports as missing`, src, err)
+	}
+	var none Missing = MissingDeny
+	if err := none.UnmarshalText(nil); err != nil || none != MissingSkip {
+		t.Errorf(`Missing.UnmarshalText(""): got %v, %v, want skip`, none, err)
+	}
 	err := src.UnmarshalText([]byte("cookie"))
 	if !errors.Is(err, ErrUnknownSource) {
 		t.Errorf("UnmarshalText(cookie): got %v, want ErrUnknownSource", err)

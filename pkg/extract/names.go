@@ -105,8 +105,13 @@ func (s Source) String() string { return nameOf(sourceNames[:], int(s), "source"
 // MarshalText returns the configuration name of s.
 func (s Source) MarshalText() ([]byte, error) { return marshalName(sourceNames[:], int(s), "source") }
 
-// UnmarshalText sets s to the source named text.
+// UnmarshalText sets s to the source named text; "" leaves the zero
+// Source, which New reports as missing.
 func (s *Source) UnmarshalText(text []byte) error {
+	if len(text) == 0 {
+		*s = 0
+		return nil
+	}
 	i, err := unmarshalName(sourceNames[:], text, ErrUnknownSource, sourceChoices)
 	*s = Source(i)
 	if err != nil {
@@ -123,8 +128,12 @@ func (m Missing) MarshalText() ([]byte, error) {
 	return marshalName(missingNames[:], int(m), "missing")
 }
 
-// UnmarshalText sets m to the policy named text.
+// UnmarshalText sets m to the policy named text ("" is MissingSkip).
 func (m *Missing) UnmarshalText(text []byte) error {
+	if len(text) == 0 {
+		*m = MissingSkip
+		return nil
+	}
 	i, err := unmarshalName(missingNames[:], text, ErrUnknownMissing, orList(missingNames[:]))
 	*m = Missing(i)
 	if err != nil {
