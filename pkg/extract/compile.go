@@ -37,6 +37,12 @@ func New(s Settings, ids *Identities) (*Extractor, error) {
 		x.maxValue = DefaultMaxValueBytes
 	}
 	ps := &problems{kind: ErrInvalidSettings}
+	if k := orDefault(s.APIKey.DescriptorKey, DefaultAPIKeyKey); k != ids.APIKeyKey() {
+		ps.add("api_key.descriptor_key", "%q is not the identities' API key descriptor key %q", k, ids.APIKeyKey())
+	}
+	if k := orDefault(s.Tenant.DescriptorKey, DefaultTenantKey); k != ids.TenantKey() {
+		ps.add("tenant.descriptor_key", "%q is not the identities' tenant descriptor key %q", k, ids.TenantKey())
+	}
 	if x.maxValue < minValueBytes {
 		ps.add("max_value_bytes", "%d is too small: want at least %d (default %d)", x.maxValue, minValueBytes, DefaultMaxValueBytes)
 	}

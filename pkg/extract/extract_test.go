@@ -395,6 +395,7 @@ func TestNewExtractorErrors(t *testing.T) {
 	tests := []struct {
 		name string
 		opts Settings
+		ids  *Identities
 		want string
 	}{
 		{name: "no descriptors", opts: Settings{}, want: "descriptors: none"},
@@ -417,10 +418,11 @@ func TestNewExtractorErrors(t *testing.T) {
 		{name: "tenant without sources", opts: oneEntry(EntrySpec{From: FromTenant}), want: "needs tenant.sources"},
 		{name: "generic without value", opts: oneEntry(EntrySpec{From: FromGeneric}), want: "value: missing"},
 		{name: "unknown source", opts: oneEntry(EntrySpec{From: 99}), want: "unknown source"},
+		{name: "descriptor key not the identities'", opts: Settings{APIKey: APIKeyOptions{DescriptorKey: "id"}, Descriptors: oneEntry(EntrySpec{From: FromMethod}).Descriptors}, ids: &Identities{}, want: `api_key.descriptor_key: "id" is not the identities'`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := New(tc.opts, nil)
+			_, err := New(tc.opts, tc.ids)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("got error %v, want one containing %q", err, tc.want)
 			}
