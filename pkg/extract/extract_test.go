@@ -506,7 +506,7 @@ func TestNames(t *testing.T) {
 		t.Error("New accepted the source an unknown name left")
 	}
 	for _, m := range []Missing{MissingSkip, MissingDefault, MissingDeny} {
-		var got Missing
+		got := MissingDeny
 		text, _ := m.MarshalText()
 		if err := got.UnmarshalText(text); err != nil || got != m {
 			t.Errorf("UnmarshalText(%q): got %v, %v, want %v", text, got, err, m)

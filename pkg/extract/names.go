@@ -102,8 +102,14 @@ var (
 // String returns the configuration name of s, e.g. "client_ip".
 func (s Source) String() string { return nameOf(sourceNames[:], int(s), "source") }
 
-// MarshalText returns the configuration name of s.
-func (s Source) MarshalText() ([]byte, error) { return marshalName(sourceNames[:], int(s), "source") }
+// MarshalText returns the configuration name of s; the zero Source (none
+// set) marshals as empty.
+func (s Source) MarshalText() ([]byte, error) {
+	if s == 0 {
+		return nil, nil
+	}
+	return marshalName(sourceNames[:], int(s), "source")
+}
 
 // UnmarshalText sets s to the source named text; "" leaves the zero
 // Source, which New reports as missing.
@@ -123,8 +129,13 @@ func (s *Source) UnmarshalText(text []byte) error {
 // String returns the configuration name of m, e.g. "skip".
 func (m Missing) String() string { return nameOf(missingNames[:], int(m), "missing") }
 
-// MarshalText returns the configuration name of m.
+// MarshalText returns the configuration name of m; MissingSkip, the
+// default, marshals as empty, so that the effective configuration leaves
+// it out as the configuration does.
 func (m Missing) MarshalText() ([]byte, error) {
+	if m == MissingSkip {
+		return nil, nil
+	}
 	return marshalName(missingNames[:], int(m), "missing")
 }
 
