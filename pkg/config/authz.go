@@ -1,10 +1,7 @@
 package config
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
-	"time"
 
 	"github.com/extauthz/extauthz/pkg/descriptor"
 	"github.com/extauthz/extauthz/pkg/extract"
@@ -41,56 +38,15 @@ import (
 //	  upstream_headers: {tenant: x-tenant-id, tier: x-tier, api_key_id: x-api-key-id}
 type Authz struct {
 	// Settings are the extractor's: domain, max_value_bytes, client_ip,
-	// api_key, tenant, tier and descriptors (see package extract).
+	// api_key, tenant, tier, api_keys, tenants and descriptors (see
+	// package extract).
 	extract.Settings `yaml:",inline"`
-	// APIKeys and Tenants are the listed identities, with their tiers and
-	// limit overrides.
-	APIKeys []APIKey `yaml:"api_keys"`
-	Tenants []Tenant `yaml:"tenants"`
 	// UpstreamHeaders name the request headers that carry the resolved
 	// tenant, tier and API key id to the upstream.
 	UpstreamHeaders UpstreamHeaders `yaml:"upstream_headers"`
 
 	extractor  *extract.Extractor
 	identities *extract.Identities
-}
-
-// APIKey lists one API key. Exactly one of Key and KeySHA256 is set.
-type APIKey struct {
-	// ID names the key wherever it shows: descriptors, counters, headers.
-	ID string `yaml:"id"`
-	// Key is the key in clear (redacted in /config); prefer KeySHA256, the
-	// hex SHA-256 of the key (printf %s "$KEY" | sha256sum).
-	Key       Secret `yaml:"key"`
-	KeySHA256 string `yaml:"key_sha256"`
-	// Tier and Tenant of the key (optional).
-	Tier   string `yaml:"tier"`
-	Tenant string `yaml:"tenant"`
-	// Expires ends the listing (RFC 3339; absent: never).
-	Expires time.Time `yaml:"expires"`
-	// Overrides replace rule limits for this key.
-	Overrides []Override `yaml:"overrides"`
-}
-
-// Tenant lists one tenant.
-type Tenant struct {
-	Name string `yaml:"name"`
-	Tier string `yaml:"tier"`
-	// Hosts are the tenant's hosts, for tenant sources with host: listed.
-	Hosts []string `yaml:"hosts"`
-	// Expires ends the listing (RFC 3339; absent: never).
-	Expires   time.Time  `yaml:"expires"`
-	Overrides []Override `yaml:"overrides"`
-}
-
-// Override replaces the limit of one rule (by rate_limit name), or of every
-// rule (rule absent), for descriptors carrying the identity. The rule's
-// algorithm stays.
-type Override struct {
-	Rule            string    `yaml:"rule"`
-	Unit            string    `yaml:"unit"`
-	RequestsPerUnit *int64    `yaml:"requests_per_unit"`
-	Expires         time.Time `yaml:"expires"`
 }
 
 // UpstreamHeaders name request headers set (overwriting any client copy,
@@ -139,7 +95,7 @@ func (cfg *Config) compileAuthz(c *checker, domains []descriptor.Domain) {
 	if !known {
 		c.errorf("authz.domain", "no rule file defines domain %q: every Check would be allowed unlimited", a.Domain)
 	}
-	checkRules := func(path string, os []Override) {
+	checkRules := func(path string, os []extract.Override) {
 		for j, o := range os {
 			if o.Rule != "" && !names[o.Rule] {
 				c.errorf(fmt.Sprintf("%s.overrides[%d].rule", path, j), "no rate_limit is named %q; set name: %s on the rate_limit to override, or omit rule to override every rule", o.Rule, o.Rule)
@@ -194,90 +150,22 @@ func (a *Authz) compile(c *checker, path string) {
 	}
 }
 
-// compileIdentities builds the listed API keys and tenants.
+// compileIdentities builds the listed API keys and tenants (nil when they
+// have a problem).
 func (a *Authz) compileIdentities(c *checker, path string) *extract.Identities {
-	opts := extract.IdentitiesOptions{APIKeyKey: a.APIKey.DescriptorKey, TenantKey: a.Tenant.DescriptorKey}
-	for i, k := range a.APIKeys {
-		p := fmt.Sprintf("%s.api_keys[%d]", path, i)
-		l := extract.APIKeyListing{Identity: extract.Identity{ID: k.ID, Tier: k.Tier, Tenant: k.Tenant, Expires: k.Expires}}
-		switch {
-		case k.Key != "" && k.KeySHA256 != "":
-			c.errorf(p, "set key or key_sha256, not both")
-		case k.Key != "":
-			l.Digest = extract.HashAPIKey(string(k.Key))
-		case k.KeySHA256 != "":
-			b, err := hex.DecodeString(k.KeySHA256)
-			if err != nil || len(b) != sha256.Size {
-				c.errorf(join(p, "key_sha256"), "expected 64 hex digits, the SHA-256 of the key (printf %%s \"$KEY\" | sha256sum)")
-				break
-			}
-			copy(l.Digest[:], b)
-		default:
-			c.errorf(p, "missing: set key_sha256 (the hex SHA-256 of the key) or key")
-		}
-		if l.Digest == ([sha256.Size]byte{}) {
-			// Keep the index aligned with a digest no real key has.
-			l.Digest = sha256.Sum256(fmt.Appendf(nil, "\x00invalid %d", i))
-		}
-		l.Overrides = compileOverrides(c, p, k.Overrides)
-		opts.APIKeys = append(opts.APIKeys, l)
-	}
-	for i, t := range a.Tenants {
-		p := fmt.Sprintf("%s.tenants[%d]", path, i)
-		opts.Tenants = append(opts.Tenants, extract.Identity{
-			ID: t.Name, Tier: t.Tier, Hosts: t.Hosts, Expires: t.Expires,
-			Overrides: compileOverrides(c, p, t.Overrides),
-		})
-	}
-	ids, err := extract.NewIdentities(opts)
-	if err != nil {
-		// Paths of tenant.descriptor_key and api_keys[i]... are relative
-		// to the section.
-		c.report(path, err)
-		return nil
-	}
+	ids, err := extract.ListIdentities(a.Settings)
+	c.report(path, err)
 	return ids
 }
 
-func compileOverrides(c *checker, path string, os []Override) []descriptor.LimitOverride {
-	var out []descriptor.LimitOverride
-	for j, o := range os {
-		p := fmt.Sprintf("%s.overrides[%d]", path, j)
-		unit, ok := descriptor.ParseUnit(o.Unit)
-		switch {
-		case o.Unit == "":
-			c.errorf(join(p, "unit"), "missing: expected one of %s", descriptor.UnitNames)
-			continue
-		case !ok:
-			c.errorf(join(p, "unit"), "unknown unit %q: expected one of %s", o.Unit, descriptor.UnitNames)
-			continue
-		}
-		n, ok := requestsPerUnit(c, join(p, "requests_per_unit"), o.RequestsPerUnit)
-		if !ok {
-			continue
-		}
-		out = append(out, descriptor.LimitOverride{
-			Rule:    o.Rule,
-			Limit:   limiter.Limit{Requests: n, Period: unit.Period()},
-			Unit:    unit,
-			Expires: o.Expires,
-		})
-	}
-	return out
-}
-
+// requestsPerUnit reports at path why n is not a tier's requests_per_unit.
 func requestsPerUnit(c *checker, path string, n *int64) (int64, bool) {
-	switch {
-	case n == nil:
-		c.errorf(path, "missing: set how many requests each unit admits (0 refuses every request)")
-	case *n < 0:
-		c.errorf(path, "%d is negative: expected 0 or more", *n)
-	case *n > descriptor.MaxRequestsPerUnit:
-		c.errorf(path, "%d is too large: expected at most %d", *n, int64(descriptor.MaxRequestsPerUnit))
-	default:
-		return *n, true
+	v, err := descriptor.CheckRequestsPerUnit(n)
+	if err != nil {
+		c.errorf(path, "%v", err)
+		return 0, false
 	}
-	return 0, false
+	return v, true
 }
 
 // Tiering holds the tier fields that extauthz adds to a rule file's

@@ -1,6 +1,8 @@
 package descriptor
 
 import (
+	"errors"
+	"fmt"
 	"time"
 
 	"github.com/extauthz/extauthz/pkg/limiter"
@@ -224,4 +226,19 @@ func AppendTenantKey(dst []byte, tenant string, r *Rule, d Descriptor) []byte {
 		dst = appendField(dst, tenant)
 	}
 	return AppendKey(dst, r, d)
+}
+
+// CheckRequestsPerUnit returns the requests_per_unit n of a tier or an
+// override, or why it is not one: absent (nil), negative, or above
+// MaxRequestsPerUnit.
+func CheckRequestsPerUnit(n *int64) (int64, error) {
+	switch {
+	case n == nil:
+		return 0, errors.New("missing: set how many requests each unit admits (0 refuses every request)")
+	case *n < 0:
+		return 0, fmt.Errorf("%d is negative: expected 0 or more", *n)
+	case *n > MaxRequestsPerUnit:
+		return 0, fmt.Errorf("%d is too large: expected at most %d", *n, int64(MaxRequestsPerUnit))
+	}
+	return *n, nil
 }

@@ -149,3 +149,26 @@ func FuzzAppendTenantKey(f *testing.F) {
 		}
 	})
 }
+
+func TestCheckRequestsPerUnit(t *testing.T) {
+	n := func(v int64) *int64 { return &v }
+	for _, tc := range []struct {
+		in   *int64
+		want int64
+		err  string
+	}{
+		{in: n(0), want: 0},
+		{in: n(MaxRequestsPerUnit), want: MaxRequestsPerUnit},
+		{in: nil, err: "missing: set how many requests each unit admits (0 refuses every request)"},
+		{in: n(-1), err: "-1 is negative: expected 0 or more"},
+		{in: n(MaxRequestsPerUnit + 1), err: "4294967296 is too large: expected at most 4294967295"},
+	} {
+		got, err := CheckRequestsPerUnit(tc.in)
+		switch {
+		case tc.err == "" && (err != nil || got != tc.want):
+			t.Errorf("%v: got %d, %v, want %d", tc.in, got, err, tc.want)
+		case tc.err != "" && (err == nil || err.Error() != tc.err):
+			t.Errorf("%v: got error %v, want %q", tc.in, err, tc.err)
+		}
+	}
+}

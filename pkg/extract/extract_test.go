@@ -1,6 +1,8 @@
 package extract
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -569,5 +571,55 @@ func TestSettingsZeroValues(t *testing.T) {
 	x.Extract(&Request{Headers: map[string]string{"x-v": long}}, extractNow, &e)
 	if got, want := formatExtraction(&e), "d(v="+HashValue(long)+")"; got != want {
 		t.Errorf("got %q, want %q", got, want)
+	}
+}
+
+// TestListIdentities checks the listings of Settings: digests from key or
+// key_sha256, overrides converted, and every problem with its path.
+func TestListIdentities(t *testing.T) {
+	n := func(v int64) *int64 { return &v }
+	sum := sha256.Sum256([]byte("sk-2"))
+	ids, err := ListIdentities(Settings{
+		APIKeys: []KeyListing{
+			{ID: "one", Key: "sk-1", Tier: "pro"},
+			{ID: "two", KeySHA256: hex.EncodeToString(sum[:]), Overrides: []Override{{Rule: "r", Unit: "minute", RequestsPerUnit: n(5)}}},
+		},
+		Tenants: []TenantListing{{Name: "acme", Hosts: []string{"api.acme.example"}}},
+	})
+	if err != nil {
+		t.Fatalf("ListIdentities: %v", err)
+	}
+	x := mustExtractor(t, ids, Settings{
+		APIKey:      APIKeyOptions{Sources: []KeySource{{Header: "x-api-key"}}},
+		Tenant:      TenantOptions{Sources: []TenantSource{{Host: HostListed}}},
+		Descriptors: []DescriptorSpec{{Name: "k", Entries: []EntrySpec{{From: FromAPIKey}, {From: FromTenant}}}},
+	})
+	var e Extraction
+	x.Extract(&Request{Host: "api.acme.example", Headers: map[string]string{"x-api-key": "sk-2"}}, extractNow, &e)
+	if got := formatExtraction(&e); got != "k(api_key=two, tenant=acme)" {
+		t.Errorf("got %q", got)
+	}
+	if k, _ := ids.APIKey("two", extractNow); len(k.Overrides) != 1 || k.Overrides[0].Limit != perMin(5) {
+		t.Errorf("two's overrides: got %+v, want 5 a minute", k.Overrides)
+	}
+
+	_, err = ListIdentities(Settings{
+		APIKeys: []KeyListing{
+			{ID: "a"},
+			{ID: "b", Key: "k", KeySHA256: "00"},
+			{ID: "c", KeySHA256: "zz", Overrides: []Override{{Unit: "fortnight", RequestsPerUnit: n(1)}, {Unit: "minute"}}},
+			{ID: "a", Key: "k2"},
+		},
+	})
+	var got []string
+	field.Each(err, func(path string, e error) {
+		got = append(got, path)
+		if !errors.Is(e, ErrInvalidIdentity) {
+			t.Errorf("%s: %v does not match ErrInvalidIdentity", path, e)
+		}
+	})
+	want := []string{"api_keys[0]", "api_keys[1]", "api_keys[2].key_sha256", "api_keys[2].overrides[0].unit", "api_keys[2].overrides[1].requests_per_unit", "api_keys[3].id"}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("got problems at %v, want %v", got, want)
 	}
 }

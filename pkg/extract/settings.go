@@ -25,10 +25,10 @@ const (
 )
 
 // Settings say how the ext_authz Check API turns an HTTP request into the
-// rate-limit descriptors of one domain: the authz: section of the server
-// file, which pkg/config maps onto it, apart from the identity listings
-// (NewIdentities) and the upstream headers. Zero values are the documented
-// defaults. New checks and compiles them.
+// rate-limit descriptors of one domain, and which API keys and tenants it
+// knows: the authz: section of the server file, which pkg/config maps onto
+// it, apart from the upstream headers. Zero values are the documented
+// defaults. ListIdentities and New check and compile them.
 type Settings struct {
 	// Domain is the rate-limit domain the descriptors are matched in.
 	Domain string `yaml:"domain"`
@@ -45,6 +45,10 @@ type Settings struct {
 	// Tier says where a request's tier comes from when its listed API key
 	// or tenant has none.
 	Tier TierOptions `yaml:"tier"`
+	// APIKeys and Tenants are the listed identities, with their tiers and
+	// limit overrides (see ListIdentities).
+	APIKeys []KeyListing    `yaml:"api_keys"`
+	Tenants []TenantListing `yaml:"tenants"`
 	// Descriptors are the descriptors to build from each request.
 	Descriptors []DescriptorSpec `yaml:"descriptors"`
 }
