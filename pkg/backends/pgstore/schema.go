@@ -75,7 +75,7 @@ var ErrSchema = errors.New("schema version mismatch")
 func schemaError(schema string, have int) error {
 	switch {
 	case have == 0:
-		return fmt.Errorf("%w: schema %q has no extauthz tables (want version %d): run `extauthz migrate --config FILE` or set auto_migrate: true", ErrSchema, schema, SchemaVersion)
+		return fmt.Errorf("%w: schema %q records no extauthz schema version (want version %d): run `extauthz migrate --config FILE` or set auto_migrate: true", ErrSchema, schema, SchemaVersion)
 	case have < SchemaVersion:
 		return fmt.Errorf("%w: schema %q is at version %d, this extauthz needs %d: run `extauthz migrate --config FILE` or set auto_migrate: true", ErrSchema, schema, have, SchemaVersion)
 	default:

@@ -1,0 +1,108 @@
+package pgstore
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/extauthz/extauthz/internal/pgtest"
+	"github.com/extauthz/extauthz/pkg/limiter"
+	"github.com/extauthz/extauthz/pkg/limiter/limitertest"
+)
+
+// model is pkg/limiter's reference behaviour of a store: limiter.ApplyAll
+// over states that expire at limiter.Limit.Expiry, as memstore keeps them.
+type model struct {
+	states map[string]limiter.State
+	expiry map[string]time.Time
+}
+
+func (m *model) take(now time.Time, mode limiter.Mode, reqs []limiter.Request, res []limiter.Result) {
+	states := make([]limiter.State, len(reqs))
+	before := make([]limiter.State, len(reqs))
+	for i, r := range reqs {
+		if e, ok := m.expiry[r.Key]; ok && now.Before(e) {
+			states[i] = m.states[r.Key]
+		}
+		before[i] = states[i]
+	}
+	limiter.ApplyAll(mode, now, reqs, states, res)
+	for i, r := range reqs {
+		if states[i] != before[i] {
+			m.states[r.Key] = states[i]
+			m.expiry[r.Key] = r.Limit.Expiry(states[i])
+		}
+	}
+}
+
+// randomLimit returns a limit of any algorithm, sometimes with extreme
+// values that exercise the saturating arithmetic.
+func randomLimit(rng *rand.Rand) limiter.Limit {
+	l := limiter.Limit{Algorithm: limiter.Algorithm(rng.IntN(3))}
+	switch rng.IntN(6) {
+	case 0: // extremes
+		l.Requests = []int64{0, 1, math.MaxInt64, math.MaxInt64 / 3}[rng.IntN(4)]
+		l.Period = []time.Duration{1, time.Nanosecond * 7, math.MaxInt64, 292 * 365 * 24 * time.Hour}[rng.IntN(4)]
+	default:
+		l.Requests = rng.Int64N(20)
+		l.Period = time.Duration(1+rng.Int64N(5000)) * time.Millisecond
+	}
+	if l.Algorithm == limiter.TokenBucket && rng.IntN(2) == 0 {
+		l.Burst = []int64{1, 5, 30, math.MaxInt64}[rng.IntN(4)]
+	}
+	return l
+}
+
+// TestMatchesLimiterModel drives the store and limiter.ApplyAll with the
+// same random calls on a fake clock and requires identical results: the
+// PL/pgSQL arithmetic (numeric, saturation) mirrors pkg/limiter exactly.
+func TestMatchesLimiterModel(t *testing.T) {
+	srv := pgtest.Start(t, pgtest.Options{})
+	clock := limitertest.NewFakeClock(time.Unix(1_700_000_000, 123_456_789))
+	s := openStore(t, srv, Settings{Now: clock.Now})
+	seed := uint64(time.Now().UnixNano())
+	rng := rand.New(rand.NewPCG(seed, 7))
+	t.Logf("seed %d", seed)
+
+	const nkeys = 12
+	limits := make([]limiter.Limit, nkeys)
+	for i := range limits {
+		limits[i] = randomLimit(rng)
+	}
+	m := &model{states: map[string]limiter.State{}, expiry: map[string]time.Time{}}
+	ctx := context.Background()
+	for call := range 600 {
+		n := 1 + rng.IntN(4)
+		reqs := make([]limiter.Request, n)
+		for i := range reqs {
+			k := rng.IntN(nkeys)
+			hits := rng.Int64N(4)
+			if rng.IntN(20) == 0 {
+				hits = math.MaxInt64 - rng.Int64N(2)
+			}
+			reqs[i] = limiter.Request{Key: fmt.Sprintf("k\x00%d", k), Limit: limits[k], Hits: hits, Shadow: rng.IntN(5) == 0}
+		}
+		mode := limiter.Mode(rng.IntN(2))
+		got := make([]limiter.Result, n)
+		want := make([]limiter.Result, n)
+		if err := s.Take(ctx, mode, reqs, got); err != nil {
+			t.Fatalf("call %d: Take: %v", call, err)
+		}
+		m.take(clock.Now(), mode, reqs, want)
+		for i := range reqs {
+			if got[i] != want[i] {
+				t.Fatalf("call %d (seed %d) at %v, mode %d, request %d %+v of %+v:\n got %+v\nwant %+v",
+					call, seed, clock.Now().UnixNano(), mode, i, reqs[i], reqs, got[i], want[i])
+			}
+		}
+		switch rng.IntN(4) {
+		case 0:
+			clock.Advance(time.Duration(rng.Int64N(int64(3 * time.Second))))
+		case 1:
+			clock.Advance(time.Duration(rng.Int64N(1000)))
+		}
+	}
+}
