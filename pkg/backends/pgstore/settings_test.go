@@ -1,0 +1,114 @@
+package pgstore
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/extauthz/extauthz/pkg/field"
+)
+
+func TestValidate(t *testing.T) {
+	tests := []struct {
+		name  string
+		s     Settings
+		paths []string
+	}{
+		{"dsn", Settings{DSN: "postgres://h/db"}, nil},
+		{"dsn_file", Settings{DSNFile: "/run/secrets/pg"}, nil},
+		{"full", Settings{DSNEnv: "PG", Schema: "rate_limits2", MaxConns: 8, MinConns: 2, StatementTimeout: time.Second, CleanupInterval: -1, CleanupBatch: 10}, nil},
+		{"no dsn", Settings{}, []string{"dsn"}},
+		{"two dsns", Settings{DSN: "x", DSNEnv: "PG"}, []string{"dsn"}},
+		{"bad schema", Settings{DSN: "x", Schema: "Bad-Name"}, []string{"schema"}},
+		{"pg_ schema", Settings{DSN: "x", Schema: "pg_temp"}, []string{"schema"}},
+		{"long schema", Settings{DSN: "x", Schema: strings.Repeat("a", 64)}, []string{"schema"}},
+		{"negatives", Settings{DSN: "x", MaxConns: -1, MinConns: -1, ConnectTimeout: -1, StatementTimeout: -1, CleanupBatch: -1},
+			[]string{"max_conns", "min_conns", "connect_timeout", "statement_timeout", "cleanup_batch"}},
+		{"min above max", Settings{DSN: "x", MaxConns: 2, MinConns: 3}, []string{"min_conns"}},
+		{"sub-ms timeout", Settings{DSN: "x", StatementTimeout: time.Microsecond}, []string{"statement_timeout"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var paths []string
+			field.Each(tc.s.Validate(), func(path string, err error) {
+				paths = append(paths, path)
+			})
+			if !slices.Equal(paths, tc.paths) {
+				t.Errorf("error paths: got %q, want %q (%v)", paths, tc.paths, tc.s.Validate())
+			}
+			err := tc.s.Validate()
+			var fe *field.Error
+			if err != nil && !errors.As(err, &fe) {
+				t.Errorf("error %v is not a *field.Error", err)
+			}
+		})
+	}
+}
+
+func TestResolveDSN(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "dsn")
+	if err := os.WriteFile(file, []byte("postgres://u:p@h/db\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	empty := filepath.Join(dir, "empty")
+	if err := os.WriteFile(empty, []byte("\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PGSTORE_TEST_DSN", " postgres://e/db ")
+	for _, tc := range []struct {
+		s       Settings
+		want    string
+		errPath string
+	}{
+		{Settings{DSN: "postgres://d/db"}, "postgres://d/db", ""},
+		{Settings{DSNFile: file}, "postgres://u:p@h/db", ""},
+		{Settings{DSNEnv: "PGSTORE_TEST_DSN"}, "postgres://e/db", ""},
+		{Settings{DSNFile: filepath.Join(dir, "missing")}, "", "dsn_file"},
+		{Settings{DSNFile: empty}, "", "dsn_file"},
+		{Settings{DSNEnv: "PGSTORE_TEST_UNSET"}, "", "dsn_env"},
+	} {
+		got, err := tc.s.ResolveDSN()
+		var fe *field.Error
+		switch {
+		case tc.errPath == "" && (err != nil || got != tc.want):
+			t.Errorf("ResolveDSN(%+v): got %q, %v; want %q", tc.s, got, err, tc.want)
+		case tc.errPath != "" && (!errors.As(err, &fe) || fe.Path != tc.errPath):
+			t.Errorf("ResolveDSN(%+v): got error %v, want a *field.Error at %s", tc.s, err, tc.errPath)
+		}
+	}
+}
+
+func TestConnectDoesNotLeakTheDSN(t *testing.T) {
+	_, err := Connect(context.Background(), Settings{DSN: "postgres://user:s3cret@host:notaport/db"})
+	if err == nil || strings.Contains(err.Error(), "s3cret") {
+		t.Errorf("Connect with a bad DSN: got %v, want an error without the password", err)
+	}
+	s, err := Connect(context.Background(), Settings{DSN: "postgres://user:s3cret@db.example:5433/app?sslmode=disable"})
+	if err != nil {
+		t.Fatalf("Connect: %v", err)
+	}
+	defer s.Close()
+	if got, want := s.String(), "postgres db.example:5433/app"; got != want {
+		t.Errorf("String: got %q, want %q", got, want)
+	}
+	if _, err := Open(context.Background(), Settings{Schema: "Bad"}); err == nil {
+		t.Error("Open with invalid settings: got nil error")
+	}
+}
+
+func TestMigrationFiles(t *testing.T) {
+	if SchemaVersion < 1 || len(migrations) != SchemaVersion {
+		t.Fatalf("SchemaVersion %d with %d migrations", SchemaVersion, len(migrations))
+	}
+	for i, m := range migrations {
+		if m.Version != i+1 || m.Name == "" || !strings.Contains(m.SQL, "{{schema}}") {
+			t.Errorf("migration %d: %+v", i, m.Version)
+		}
+	}
+}
