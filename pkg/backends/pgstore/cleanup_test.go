@@ -118,15 +118,17 @@ func TestBackgroundCleanup(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// OnCleanup runs after each batch has committed: wait for it to have
+	// seen every row.
 	deadline := time.Now().Add(10 * time.Second)
-	for rowCount(t, s) != 0 {
+	for rows.Load() < 30 {
 		if time.Now().After(deadline) {
-			t.Fatalf("rows left after 10s of background cleanup: %d", rowCount(t, s))
+			t.Fatalf("after 10s of background cleanup: OnCleanup saw %d rows deleted, %d rows left", rows.Load(), rowCount(t, s))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if rows.Load() != 30 || batches.Load() < 5 {
-		t.Errorf("OnCleanup saw %d rows in %d batches, want 30 rows in at least 5 batches of 7", rows.Load(), batches.Load())
+	if n := rowCount(t, s); n != 0 || rows.Load() != 30 || batches.Load() < 5 {
+		t.Errorf("%d rows left; OnCleanup saw %d rows in %d batches, want 0 left and 30 rows in at least 5 batches of 7", n, rows.Load(), batches.Load())
 	}
 	done := make(chan struct{})
 	go func() { _ = s.Close(); close(done) }()
