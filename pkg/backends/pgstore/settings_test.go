@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"gopkg.in/yaml.v3"
+
 	"github.com/extauthz/extauthz/pkg/field"
 )
 
@@ -112,3 +114,37 @@ func TestMigrationFiles(t *testing.T) {
 		}
 	}
 }
+
+// TestSettingsYAML checks that the yaml tags map a backend's keys onto
+// Settings (durations as strings) and that unknown keys are rejected.
+func TestSettingsYAML(t *testing.T) {
+	src := `
+dsn_env: PG_DSN
+schema: quotas
+max_conns: 8
+statement_timeout: 500ms
+auto_migrate: true
+cleanup_interval: -1s
+cleanup_batch: 500
+`
+	var s Settings
+	dec := yaml.NewDecoder(strings.NewReader(src))
+	dec.KnownFields(true)
+	if err := dec.Decode(&s); err != nil {
+		t.Fatalf("decode: %v", err)
+	}
+	want := Settings{DSNEnv: "PG_DSN", Schema: "quotas", MaxConns: 8, StatementTimeout: 500 * time.Millisecond, AutoMigrate: true, CleanupInterval: -time.Second, CleanupBatch: 500}
+	if s.DSNEnv != want.DSNEnv || s.Schema != want.Schema || s.MaxConns != want.MaxConns || s.StatementTimeout != want.StatementTimeout ||
+		s.AutoMigrate != want.AutoMigrate || s.CleanupInterval != want.CleanupInterval || s.CleanupBatch != want.CleanupBatch {
+		t.Errorf("decoded %+v, want %+v", s, want)
+	}
+	dec = yaml.NewDecoder(strings.NewReader("dsn: x\nnow: 1\n"))
+	dec.KnownFields(true)
+	if err := dec.Decode(&Settings{}); err == nil {
+		t.Error("decode of an unknown key (now): got nil error")
+	}
+}
+
+// Store is a chain.Pinger (the interface is restated here so that this
+// package does not depend on the chain).
+var _ interface{ Ping(context.Context) error } = (*Store)(nil)
