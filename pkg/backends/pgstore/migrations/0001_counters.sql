@@ -254,16 +254,18 @@ BEGIN
 	-- key see non-decreasing times, as Redis's TIME in a script.
 	v_now := coalesce(p_now, {{schema}}.now_ns());
 
-	-- The live state of each request's key, and the index of the first
-	-- request with the same key (duplicates share that request's state).
+	-- The live state of each request's key (an expired row reads as no
+	-- state), and the index of the first request with the same key
+	-- (duplicates share that request's state). The join is on the key
+	-- alone so that the only index worth using is the primary key.
 	SELECT array_agg(q.first::int ORDER BY q.i),
-		array_agg(coalesce(c.stamp, 0) ORDER BY q.i),
-		array_agg(coalesce(c.count, 0) ORDER BY q.i),
-		array_agg(coalesce(c.prev, 0) ORDER BY q.i)
+		array_agg(CASE WHEN c.expires_at > v_now THEN c.stamp ELSE 0 END ORDER BY q.i),
+		array_agg(CASE WHEN c.expires_at > v_now THEN c.count ELSE 0 END ORDER BY q.i),
+		array_agg(CASE WHEN c.expires_at > v_now THEN c.prev ELSE 0 END ORDER BY q.i)
 	INTO v_first, v_stamp, v_count, v_prev
 	FROM (SELECT u.k, u.i, min(u.i) OVER (PARTITION BY u.k) AS first
 		FROM unnest(p_keys) WITH ORDINALITY AS u(k, i)) q
-	LEFT JOIN {{schema}}.counters c ON c.key = q.k AND c.expires_at > v_now;
+	LEFT JOIN {{schema}}.counters c ON c.key = q.k;
 
 	o_stamp := v_stamp;
 	o_count := v_count;
