@@ -1,6 +1,8 @@
 // Package pgtest starts throwaway PostgreSQL servers for tests: initdb in a
 // temporary directory, then the postgres server on a free loopback port with
-// its socket in that directory, stopped and removed at cleanup.
+// its socket in that directory, stopped and removed at cleanup. Start gives
+// a test its own server (to stop, kill or restart); Shared gives every test
+// of a binary one server, stopped by Main from TestMain.
 //
 // The server binaries are taken from the highest-versioned
 // /usr/lib/postgresql/*/bin (the Debian layout), else from PATH. When they are
@@ -142,30 +144,83 @@ type Server struct {
 // BinDir) when PostgreSQL is not installed.
 func Start(t testing.TB, opts Options) *Server {
 	t.Helper()
-	s := &Server{bin: BinDir(t), opts: opts}
-	cred, err := serverCredential()
+	s, err := start(BinDir(t), opts, t.Cleanup)
 	if err != nil {
 		t.Fatalf("pgtest: %v", err)
 	}
+	return s
+}
+
+// Shared servers, for tests that neither stop nor restart their server.
+var (
+	sharedMu       sync.Mutex
+	sharedServer   *Server
+	sharedErr      error
+	sharedCleanups []func()
+)
+
+// Shared returns a server shared by every test of the binary that calls
+// it, started by the first call (which may skip or fail t as Start does).
+// Such tests use their own database or schema, and never stop or restart
+// the server (use Start for that). The package's TestMain must call Main,
+// which stops it.
+func Shared(t testing.TB) *Server {
+	t.Helper()
+	bin := BinDir(t)
+	sharedMu.Lock()
+	defer sharedMu.Unlock()
+	if sharedServer == nil && sharedErr == nil {
+		sharedServer, sharedErr = start(bin, Options{}, func(f func()) { sharedCleanups = append(sharedCleanups, f) })
+	}
+	if sharedErr != nil {
+		t.Fatalf("pgtest: shared server: %v", sharedErr)
+	}
+	return sharedServer
+}
+
+// Main runs m and then stops the shared server, if one was started, and
+// removes its directory. Use it as func TestMain(m *testing.M) {
+// os.Exit(pgtest.Main(m)) }.
+func Main(m *testing.M) int {
+	code := m.Run()
+	sharedMu.Lock()
+	defer sharedMu.Unlock()
+	for i := len(sharedCleanups) - 1; i >= 0; i-- {
+		sharedCleanups[i]()
+	}
+	sharedCleanups, sharedServer = nil, nil
+	return code
+}
+
+// start makes the directory, runs initdb and starts the server, registering
+// its cleanups (run last first) with cleanup.
+func start(bin string, opts Options, cleanup func(func())) (*Server, error) {
+	s := &Server{bin: bin, opts: opts}
+	cred, err := serverCredential()
+	if err != nil {
+		return nil, err
+	}
 	s.cred = cred
-	s.Dir = s.tempDir(t)
+	if s.Dir, err = s.tempDir(); err != nil {
+		return nil, err
+	}
+	cleanup(func() { _ = os.RemoveAll(s.Dir) })
 	if err := s.initdb(); err != nil {
-		t.Fatalf("pgtest: %v", err)
+		return nil, err
 	}
 	var lastErr error
 	for attempt := 0; attempt < 5; attempt++ {
 		port, err := freePort()
 		if err != nil {
-			t.Fatalf("pgtest: %v", err)
+			return nil, err
 		}
 		s.Port = port
 		if lastErr = s.launch(); lastErr == nil {
-			t.Cleanup(s.stop)
-			return s
+			cleanup(s.stop)
+			return s, nil
 		}
 	}
-	t.Fatalf("pgtest: start postgres: %v", lastErr)
-	return nil
+	return nil, fmt.Errorf("start postgres: %w", lastErr)
 }
 
 // serverCredential returns the postgres user's credential when running as
@@ -186,23 +241,21 @@ func serverCredential() (*syscall.Credential, error) {
 	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{}}, nil
 }
 
-// tempDir makes the server's directory. As root it is made directly under
-// the system temporary directory (t.TempDir's parents are private to root)
-// and handed to the postgres user.
-func (s *Server) tempDir(t testing.TB) string {
-	t.Helper()
-	if s.cred == nil {
-		return t.TempDir()
-	}
+// tempDir makes the server's directory under the system temporary
+// directory. As root it is handed to the postgres user (which is why it is
+// not under t.TempDir, whose parents are private to root).
+func (s *Server) tempDir() (string, error) {
 	dir, err := os.MkdirTemp("", "pgtest-")
 	if err != nil {
-		t.Fatalf("pgtest: %v", err)
+		return "", err
 	}
-	t.Cleanup(func() { _ = os.RemoveAll(dir) })
-	if err := os.Chown(dir, int(s.cred.Uid), int(s.cred.Gid)); err != nil {
-		t.Fatalf("pgtest: chown %s to postgres: %v", dir, err)
+	if s.cred != nil {
+		if err := os.Chown(dir, int(s.cred.Uid), int(s.cred.Gid)); err != nil {
+			_ = os.RemoveAll(dir)
+			return "", fmt.Errorf("chown %s to postgres: %w", dir, err)
+		}
 	}
-	return dir
+	return dir, nil
 }
 
 // DataDir is the cluster's data directory.

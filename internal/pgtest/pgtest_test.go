@@ -85,3 +85,18 @@ func TestLatestBinDir(t *testing.T) {
 		t.Errorf("latestBinDir of a missing root: got %q, want \"\"", got)
 	}
 }
+
+func TestMain(m *testing.M) { os.Exit(Main(m)) }
+
+func TestShared(t *testing.T) {
+	a, b := Shared(t), Shared(t)
+	if a != b {
+		t.Fatal("Shared returned two servers")
+	}
+	dsn := a.CreateDatabase(t, "shared_db")
+	c, err := pgx.Connect(context.Background(), dsn)
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	_ = c.Close(context.Background())
+}

@@ -16,7 +16,7 @@ import (
 // over 100k), and three keys per call (one per algorithm). The pool has 16
 // connections. Not run by make test (only compiled).
 func BenchmarkTake(b *testing.B) {
-	srv := pgtest.Start(b, pgtest.Options{})
+	srv := pgtest.Shared(b)
 	s := openStore(b, srv, Settings{MaxConns: 16, CleanupInterval: -1})
 	keys := limitertest.BenchKeys(100_000)
 	limits := limitertest.BenchLimits()

@@ -34,10 +34,17 @@ func (s *Store) Cleanup(ctx context.Context, batch int) (rows int64, err error) 
 	}
 }
 
-// startCleanup runs Cleanup every CleanupInterval until Close. Errors are
-// reported through Settings.OnCleanup only: the next round retries.
+// startCleanup runs Cleanup every CleanupInterval until Close, which
+// cancels a round in progress. Each statement is bounded by the statement
+// timeout, not the round. Errors are reported through Settings.OnCleanup
+// only: the next round retries.
 func (s *Store) startCleanup() {
 	s.stop, s.done = make(chan struct{}), make(chan struct{})
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		<-s.stop
+		cancel()
+	}()
 	go func() {
 		defer close(s.done)
 		t := time.NewTicker(s.settings.CleanupInterval)
@@ -48,18 +55,9 @@ func (s *Store) startCleanup() {
 				return
 			case <-t.C:
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), s.settings.CleanupInterval)
-			go func() { // Close cancels a round in progress
-				select {
-				case <-s.stop:
-					cancel()
-				case <-ctx.Done():
-				}
-			}()
 			if s.ready.Load() {
 				_, _ = s.Cleanup(ctx, 0)
 			}
-			cancel()
 		}
 	}()
 }

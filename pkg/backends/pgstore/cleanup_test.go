@@ -17,7 +17,7 @@ import (
 // that shares it keeps an exact count, and once the flood is over Cleanup
 // leaves only live rows.
 func TestCleanupUnderLoad(t *testing.T) {
-	srv := pgtest.Start(t, pgtest.Options{})
+	srv := pgtest.Shared(t)
 	s := openStore(t, srv, Settings{CleanupInterval: -1})
 	ctx := context.Background()
 	short := limiter.Limit{Requests: 5, Period: 200 * time.Millisecond}
@@ -98,7 +98,7 @@ func TestCleanupUnderLoad(t *testing.T) {
 // TestBackgroundCleanup checks that Open's cleanup loop deletes expired
 // rows, reports through OnCleanup, and stops at Close.
 func TestBackgroundCleanup(t *testing.T) {
-	srv := pgtest.Start(t, pgtest.Options{})
+	srv := pgtest.Shared(t)
 	var batches, rows atomic.Int64
 	s := openStore(t, srv, Settings{
 		CleanupInterval: 100 * time.Millisecond,

@@ -13,7 +13,7 @@ import (
 // server's clock (the production path) and with a fake clock sent to the
 // take function (window edges and exact durations).
 func TestConformance(t *testing.T) {
-	srv := pgtest.Start(t, pgtest.Options{}) // shared: the suite uses unique keys
+	srv := pgtest.Shared(t) // shared: the suite uses unique keys
 	schema := newSchema()
 	openStore(t, srv, Settings{Schema: schema, AutoMigrate: true})
 	t.Run("ServerClock", func(t *testing.T) {

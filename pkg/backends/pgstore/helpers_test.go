@@ -3,12 +3,17 @@ package pgstore
 import (
 	"context"
 	"fmt"
+	"os"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/extauthz/extauthz/internal/pgtest"
 )
+
+// TestMain stops the server that most tests share (pgtest.Shared); tests
+// that stop or restart PostgreSQL start their own (pgtest.Start).
+func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
 
 var schemaSeq atomic.Int64
 

@@ -60,7 +60,7 @@ func randomLimit(rng *rand.Rand) limiter.Limit {
 // same random calls on a fake clock and requires identical results: the
 // PL/pgSQL arithmetic (numeric, saturation) mirrors pkg/limiter exactly.
 func TestMatchesLimiterModel(t *testing.T) {
-	srv := pgtest.Start(t, pgtest.Options{})
+	srv := pgtest.Shared(t)
 	clock := limitertest.NewFakeClock(time.Unix(1_700_000_000, 123_456_789))
 	s := openStore(t, srv, Settings{Now: clock.Now})
 	seed := uint64(time.Now().UnixNano())

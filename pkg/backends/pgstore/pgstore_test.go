@@ -19,7 +19,7 @@ import (
 // with its own pool) on one schema: under concurrency they admit exactly
 // the limit of a fixed window, and all-or-nothing calls stay atomic.
 func TestReplicasShareExactCounts(t *testing.T) {
-	srv := pgtest.Start(t, pgtest.Options{})
+	srv := pgtest.Shared(t)
 	first := openStore(t, srv, Settings{})
 	replicas := []*Store{first,
 		openStore(t, srv, Settings{Schema: first.schema}),
@@ -127,7 +127,7 @@ func (q *queryCounter) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryE
 
 // TestOneQueryPerTake checks that a Take of many requests is one query.
 func TestOneQueryPerTake(t *testing.T) {
-	srv := pgtest.Start(t, pgtest.Options{})
+	srv := pgtest.Shared(t)
 	qc := &queryCounter{}
 	s := openStore(t, srv, Settings{Tracer: qc, MaxConns: 1})
 	reqs := make([]limiter.Request, 9)
@@ -149,7 +149,7 @@ func TestOneQueryPerTake(t *testing.T) {
 // TestMigrateTwiceAndConcurrently checks that Migrate is idempotent and
 // that concurrent migrations of one schema apply it exactly once.
 func TestMigrateTwiceAndConcurrently(t *testing.T) {
-	srv := pgtest.Start(t, pgtest.Options{})
+	srv := pgtest.Shared(t)
 	ctx := context.Background()
 	connect := func(schema string) *Store {
 		s, err := Connect(ctx, Settings{DSN: srv.DSN("postgres"), Schema: schema, StatementTimeout: 10 * time.Second})
@@ -204,7 +204,7 @@ func TestMigrateTwiceAndConcurrently(t *testing.T) {
 // newer schema with a message naming the migrate command, and that
 // AutoMigrate migrates instead.
 func TestOpenRefusesWrongSchema(t *testing.T) {
-	srv := pgtest.Start(t, pgtest.Options{})
+	srv := pgtest.Shared(t)
 	ctx := context.Background()
 	dsn := srv.DSN("postgres")
 	open := func(schema string, auto bool) error {

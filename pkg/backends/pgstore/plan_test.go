@@ -18,7 +18,7 @@ import (
 // table, also with generic (cached) plans: no sequential or expiry-index
 // scan per call.
 func TestTakePlansUseThePrimaryKey(t *testing.T) {
-	srv := pgtest.Start(t, pgtest.Options{})
+	srv := pgtest.Shared(t)
 	s := openStore(t, srv, Settings{CleanupInterval: -1})
 	ctx := context.Background()
 	q := quoteIdent(s.schema)
