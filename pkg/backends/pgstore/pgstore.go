@@ -38,8 +38,8 @@ type Store struct {
 
 	// ready is set once the schema was found at SchemaVersion (or
 	// migrated); until then Take and Ping check it first.
-	ready   atomic.Bool
-	readyMu sync.Mutex // one check at a time
+	ready    atomic.Bool
+	checking chan struct{} // a one-slot semaphore: one check at a time
 
 	stop chan struct{} // closes the cleanup loop; nil without one
 	done chan struct{} // closed when the loop has returned
@@ -90,6 +90,7 @@ func Connect(ctx context.Context, st Settings) (*Store, error) {
 		pool:     pool,
 		schema:   st.Schema,
 		settings: st,
+		checking: make(chan struct{}, 1),
 		takeSQL:  "SELECT allowed, remaining, reset_after, retry_after FROM " + q + ".take($1, $2, $3, $4, $5, $6, $7, $8, $9)",
 		addr:     fmt.Sprintf("%s:%d/%s", cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.Database),
 	}, nil
@@ -125,8 +126,15 @@ func (s *Store) prepare(ctx context.Context) error {
 	if s.ready.Load() {
 		return nil
 	}
-	s.readyMu.Lock()
-	defer s.readyMu.Unlock()
+	// Calls wait for a check in progress only as long as their context
+	// allows: while the database is down a check takes up to the connect
+	// timeout, far longer than a rate-limit call may.
+	select {
+	case s.checking <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-s.checking }()
 	if s.ready.Load() {
 		return nil
 	}

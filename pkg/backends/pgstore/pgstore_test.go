@@ -135,6 +135,9 @@ func TestOneQueryPerTake(t *testing.T) {
 		reqs[i] = limiter.Request{Key: string(rune('a' + i%5)), Limit: limiter.Limit{Requests: 5, Period: time.Hour, Algorithm: limiter.Algorithm(i % 3)}, Hits: 1}
 	}
 	res := make([]limiter.Result, len(reqs))
+	if got := s.PoolStat().Max; got != 1 {
+		t.Errorf("PoolStat().Max: got %d, want 1 (MaxConns)", got)
+	}
 	for call := range 3 {
 		before := qc.n.Load()
 		if err := s.Take(context.Background(), limiter.CountIfAllAllowed, reqs, res); err != nil {
