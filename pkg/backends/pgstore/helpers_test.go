@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/extauthz/extauthz/internal/pgtest"
+	"github.com/extauthz/extauthz/pkg/secret"
 )
 
 // TestMain stops the server that most tests share (pgtest.Shared); tests
@@ -28,7 +29,7 @@ func newSchema() string {
 func openStore(t testing.TB, srv *pgtest.Server, st Settings) *Store {
 	t.Helper()
 	if st.DSN == "" && st.DSNFile == "" && st.DSNEnv == "" {
-		st.DSN = srv.DSN("postgres")
+		st.DSN = secret.String(srv.DSN("postgres"))
 	}
 	if st.Schema == "" {
 		st.Schema = newSchema()

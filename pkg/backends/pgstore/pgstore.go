@@ -53,10 +53,9 @@ var _ limiter.Store = (*Store)(nil)
 // (Migrate, Cleanup, Version) such as the migrate and cleanup commands.
 // Serving uses Open.
 func Connect(ctx context.Context, st Settings) (*Store, error) {
-	if err := st.Validate(); err != nil {
+	if err := st.Validate(); err != nil { // fills in the defaults
 		return nil, errorf("settings: %w", err)
 	}
-	st = st.withDefaults()
 	dsn, err := st.ResolveDSN()
 	if err != nil {
 		return nil, errorf("settings: %w", err)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/extauthz/extauthz/internal/pgtest"
 	"github.com/extauthz/extauthz/pkg/limiter"
+	"github.com/extauthz/extauthz/pkg/secret"
 )
 
 // TestReplicasShareExactCounts runs three Stores (three replicas, each
@@ -155,7 +156,7 @@ func TestMigrateTwiceAndConcurrently(t *testing.T) {
 	srv := pgtest.Shared(t)
 	ctx := context.Background()
 	connect := func(schema string) *Store {
-		s, err := Connect(ctx, Settings{DSN: srv.DSN("postgres"), Schema: schema, StatementTimeout: 10 * time.Second})
+		s, err := Connect(ctx, Settings{DSN: secret.String(srv.DSN("postgres")), Schema: schema, StatementTimeout: 10 * time.Second})
 		if err != nil {
 			t.Fatalf("Connect: %v", err)
 		}
@@ -211,7 +212,7 @@ func TestOpenRefusesWrongSchema(t *testing.T) {
 	ctx := context.Background()
 	dsn := srv.DSN("postgres")
 	open := func(schema string, auto bool) error {
-		s, err := Open(ctx, Settings{DSN: dsn, Schema: schema, AutoMigrate: auto, CleanupInterval: -1})
+		s, err := Open(ctx, Settings{DSN: secret.String(dsn), Schema: schema, AutoMigrate: auto, CleanupInterval: -1})
 		if err == nil {
 			_ = s.Close()
 		}
@@ -258,7 +259,7 @@ func TestOpenWhileDatabaseDown(t *testing.T) {
 	srv := pgtest.Start(t, pgtest.Options{})
 	srv.Stop()
 	ctx := context.Background()
-	s, err := Open(ctx, Settings{DSN: srv.DSN("postgres"), Schema: "late", ConnectTimeout: 500 * time.Millisecond})
+	s, err := Open(ctx, Settings{DSN: secret.String(srv.DSN("postgres")), Schema: "late", ConnectTimeout: 500 * time.Millisecond})
 	if err != nil {
 		t.Fatalf("Open with the database down: %v", err)
 	}

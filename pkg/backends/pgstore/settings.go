@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/extauthz/extauthz/pkg/field"
+	"github.com/extauthz/extauthz/pkg/secret"
 )
 
 // Defaults of Settings. A rate-limit check sits in front of every request
@@ -43,11 +44,12 @@ type Settings struct {
 	// configured with its sslmode, sslrootcert, sslcert and sslkey
 	// parameters; pool_max_conns and other pgxpool parameters are accepted
 	// but the fields below override them.
-	DSN string `yaml:"dsn"`
+	DSN secret.String `yaml:"dsn"`
 	// DSNFile names a file holding the DSN (trailing whitespace trimmed),
-	// read at Open.
+	// checked by Validate and read at Open.
 	DSNFile string `yaml:"dsn_file"`
-	// DSNEnv names an environment variable holding the DSN, read at Open.
+	// DSNEnv names an environment variable holding the DSN, checked by
+	// Validate and read at Open.
 	DSNEnv string `yaml:"dsn_env"`
 
 	// Schema holds the table and functions (default DefaultSchema,
@@ -95,15 +97,17 @@ type Settings struct {
 
 var schemaName = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
 
-// Validate reports every problem with s as *field.Error values (joined),
-// with paths named after the YAML keys ("dsn_file", "schema").
+// Validate fills in the defaults of s's zero values, checks that the DSN
+// it names can be read (dsn_file, dsn_env), and returns every problem as a
+// *field.Error (joined) whose path is the YAML key ("dsn_file", "schema").
 func (s *Settings) Validate() error {
+	*s = s.withDefaults()
 	var errs []error
 	add := func(path, format string, args ...any) {
 		errs = append(errs, field.Errorf(path, format, args...))
 	}
 	set := 0
-	for _, v := range []string{s.DSN, s.DSNFile, s.DSNEnv} {
+	for _, v := range []string{string(s.DSN), s.DSNFile, s.DSNEnv} {
 		if v != "" {
 			set++
 		}
@@ -113,6 +117,10 @@ func (s *Settings) Validate() error {
 		add("dsn", "missing: set one of dsn, dsn_file or dsn_env")
 	case set > 1:
 		add("dsn", "dsn, dsn_file and dsn_env are exclusive: set one")
+	default:
+		if _, err := s.ResolveDSN(); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if s.Schema != "" && (!schemaName.MatchString(s.Schema) || strings.HasPrefix(s.Schema, "pg_")) {
 		add("schema", "%q is not a valid schema name: want lower-case letters, digits and underscores, not starting with a digit or pg_, at most 63 bytes", s.Schema)
@@ -165,11 +173,11 @@ func (s Settings) withDefaults() Settings {
 func (s *Settings) ResolveDSN() (string, error) {
 	switch {
 	case s.DSN != "":
-		return s.DSN, nil
+		return string(s.DSN), nil
 	case s.DSNFile != "":
 		b, err := os.ReadFile(s.DSNFile)
 		if err != nil {
-			return "", field.Errorf("dsn_file", "%w", err)
+			return "", field.Errorf("dsn_file", "%w", err) // names the file, not its contents
 		}
 		dsn := strings.TrimSpace(string(b))
 		if dsn == "" {

@@ -3,6 +3,7 @@ package pgstore
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -16,14 +17,21 @@ import (
 )
 
 func TestValidate(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "dsn")
+	if err := os.WriteFile(file, []byte("postgres://h/db\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PGSTORE_TEST_VALIDATE_DSN", "postgres://h/db")
 	tests := []struct {
 		name  string
 		s     Settings
 		paths []string
 	}{
 		{"dsn", Settings{DSN: "postgres://h/db"}, nil},
-		{"dsn_file", Settings{DSNFile: "/run/secrets/pg"}, nil},
-		{"full", Settings{DSNEnv: "PG", Schema: "rate_limits2", MaxConns: 8, MinConns: 2, StatementTimeout: time.Second, CleanupInterval: -1, CleanupBatch: 10}, nil},
+		{"dsn_file", Settings{DSNFile: file}, nil},
+		{"missing dsn_file", Settings{DSNFile: file + ".missing"}, []string{"dsn_file"}},
+		{"unset dsn_env", Settings{DSNEnv: "PGSTORE_TEST_UNSET"}, []string{"dsn_env"}},
+		{"full", Settings{DSNEnv: "PGSTORE_TEST_VALIDATE_DSN", Schema: "rate_limits2", MaxConns: 8, MinConns: 2, StatementTimeout: time.Second, CleanupInterval: -1, CleanupBatch: 10}, nil},
 		{"no dsn", Settings{}, []string{"dsn"}},
 		{"two dsns", Settings{DSN: "x", DSNEnv: "PG"}, []string{"dsn"}},
 		{"bad schema", Settings{DSN: "x", Schema: "Bad-Name"}, []string{"schema"}},
@@ -49,6 +57,22 @@ func TestValidate(t *testing.T) {
 				t.Errorf("error %v is not a *field.Error", err)
 			}
 		})
+	}
+}
+
+func TestValidateFillsDefaults(t *testing.T) {
+	s := Settings{DSN: "postgres://h/db", CleanupInterval: -1}
+	if err := s.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	want := Settings{DSN: "postgres://h/db", Schema: DefaultSchema, ConnectTimeout: DefaultConnectTimeout,
+		StatementTimeout: DefaultStatementTimeout, CleanupInterval: -1, CleanupBatch: DefaultCleanupBatch}
+	if s.DSN != want.DSN || s.Schema != want.Schema || s.ConnectTimeout != want.ConnectTimeout || s.StatementTimeout != want.StatementTimeout ||
+		s.CleanupInterval != want.CleanupInterval || s.CleanupBatch != want.CleanupBatch {
+		t.Errorf("after Validate: %+v, want %+v", s, want)
+	}
+	if got := fmt.Sprint(s.DSN); got != "<redacted>" {
+		t.Errorf("the DSN prints as %q, want it redacted", got)
 	}
 }
 
