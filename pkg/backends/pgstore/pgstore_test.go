@@ -286,3 +286,20 @@ func TestOpenWhileDatabaseDown(t *testing.T) {
 		t.Errorf("Take after Migrate: got %+v, %v; want allowed", res[0], err)
 	}
 }
+
+// TestBinaryKeys checks that keys are kept as raw bytes: NUL bytes and
+// invalid UTF-8 are distinct keys, so no key encoding is needed (nor fuzzed).
+func TestBinaryKeys(t *testing.T) {
+	s := openStore(t, pgtest.Shared(t), Settings{})
+	l := limiter.Limit{Requests: 10, Period: 1000*time.Hour + 7*time.Second}
+	keys := []string{"a\x00b", "a\x00c", "a", "\xff\xfe", "\xff", "", "a\x00"}
+	for i, k := range keys {
+		takeRetry(t, s, []limiter.Request{{Key: k, Limit: l, Hits: int64(i + 1)}})
+	}
+	for i, k := range keys {
+		r := takeRetry(t, s, []limiter.Request{{Key: k, Limit: l}})
+		if want := l.Requests - int64(i+1); r[0].Remaining != want {
+			t.Errorf("key %q: remaining %d, want %d", k, r[0].Remaining, want)
+		}
+	}
+}
