@@ -57,7 +57,8 @@ func randomLimit(rng *rand.Rand) limiter.Limit {
 }
 
 // TestMatchesLimiterModel drives the store and limiter.ApplyAll with the
-// same random calls on a fake clock and requires identical results: the
+// same random calls on a fake clock (which sometimes steps back) and
+// requires identical results: the
 // PL/pgSQL arithmetic (numeric, saturation) mirrors pkg/limiter exactly.
 func TestMatchesLimiterModel(t *testing.T) {
 	srv := pgtest.Shared(t)
@@ -98,11 +99,13 @@ func TestMatchesLimiterModel(t *testing.T) {
 					call, seed, clock.Now().UnixNano(), mode, i, reqs[i], reqs, got[i], want[i])
 			}
 		}
-		switch rng.IntN(4) {
-		case 0:
+		switch rng.IntN(12) {
+		case 0, 1, 2:
 			clock.Advance(time.Duration(rng.Int64N(int64(3 * time.Second))))
-		case 1:
+		case 3, 4, 5:
 			clock.Advance(time.Duration(rng.Int64N(1000)))
+		case 6: // a clock stepped back (limiter.MaxClockStepBack and beyond)
+			clock.Advance(-time.Duration(rng.Int64N(int64(2 * limiter.MaxClockStepBack))))
 		}
 	}
 }

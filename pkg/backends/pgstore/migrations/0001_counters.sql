@@ -76,10 +76,7 @@ DECLARE
 	t bigint;
 	b bigint;
 	tol bigint;
-	base bigint;
-	new_tat bigint;
 	need bigint;
-	tat bigint;
 	backlog bigint;
 BEGIN
 	allowed := false;
@@ -88,7 +85,8 @@ BEGIN
 	retry_after := 0;
 	wrote := false;
 	IF alg = 2 THEN
-		-- Token bucket (GCRA): T = ceil(P/R), tolerance B*T.
+		-- Token bucket (GCRA): T = ceil(P/R), tolerance B*T capped at 2^62
+		-- ns, everything relative to now.
 		IF rq = 0 THEN
 			reset_after := p;
 			retry_after := p;
@@ -99,24 +97,22 @@ BEGIN
 			t := t + 1;
 		END IF;
 		b := CASE WHEN burst > 0 THEN burst ELSE rq END;
-		tol := {{schema}}.sat(b::numeric * t);
-		base := greatest(stamp, now);
-		new_tat := {{schema}}.sat(base::numeric + {{schema}}.sat(hits::numeric * t));
-		need := {{schema}}.sat(new_tat::numeric - now);
+		tol := least({{schema}}.sat(b::numeric * t), 4611686018427387904);
+		backlog := greatest({{schema}}.sat(stamp::numeric - now), 0);
+		need := {{schema}}.sat(backlog::numeric + {{schema}}.sat(hits::numeric * t));
 		allowed := need <= tol;
-		tat := base;
 		IF allowed THEN
-			tat := new_tat;
+			backlog := need;
 			IF hits > 0 THEN
-				stamp := new_tat;
+				stamp := {{schema}}.sat(now::numeric + need);
 				cnt := 0;
 				prv := 0;
 				wrote := true;
 			END IF;
 		ELSE
-			retry_after := need - tol;
+			-- Exactly hits*T + backlog - tolerance (limiter's mulAddSub).
+			retry_after := {{schema}}.sat(hits::numeric * t + backlog - tol);
 		END IF;
-		backlog := {{schema}}.sat(tat::numeric - now);
 		reset_after := backlog;
 		IF backlog < tol THEN
 			remaining := least((tol - backlog) / t, b);
@@ -124,12 +120,20 @@ BEGIN
 		RETURN;
 	END IF;
 
-	-- w = floor(now/P) and the time to the end of window w (floorDiv).
+	-- w = floor(now/P) and the time elapsed in window w (floorDiv); but a
+	-- stored window that starts after now by at most MaxClockStepBack (one
+	-- hour) is the current one with no time elapsed: the clock stepped back
+	-- (limiter's currentWindow).
 	w := now / p;
 	to_end := now % p;
 	IF to_end < 0 THEN
 		w := w - 1;
 		to_end := to_end + p;
+	END IF;
+	IF stamp > w AND {{schema}}.sat({{schema}}.sat(({{schema}}.sat(stamp::numeric - w) - 1)::numeric * p)::numeric
+			+ (p - to_end)) <= 3600000000000 THEN
+		w := stamp;
+		to_end := 0;
 	END IF;
 	to_end := p - to_end;
 	IF rq = 0 THEN
