@@ -159,9 +159,9 @@ type RateLimit struct {
 	Unlimited       bool      `yaml:"unlimited"`
 	Name            string    `yaml:"name"`
 	Replaces        []Replace `yaml:"replaces"`
-	// Algorithm is fixed_window, sliding_window or token_bucket; empty
+	// Algorithm is fixed_window, sliding_window or token_bucket; nil
 	// means Config.DefaultAlgorithm.
-	Algorithm string `yaml:"algorithm"`
+	Algorithm *limiter.Algorithm `yaml:"algorithm"`
 	// Burst is the token bucket capacity (default RequestsPerUnit); only
 	// with algorithm token_bucket.
 	Burst int64 `yaml:"burst"`

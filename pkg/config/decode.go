@@ -11,8 +11,6 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
-
-	"github.com/extauthz/extauthz/pkg/limiter"
 )
 
 // The decoder turns a yaml.Node tree into Go values strictly: an unknown or
@@ -23,9 +21,10 @@ import (
 // first line of each problem and no column.)
 //
 // Supported field types: string (and named strings such as Secret), bool,
-// signed and unsigned integers, floats, time.Duration ("1.5s"),
-// limiter.Algorithm, limiter.Mode, types implementing
-// encoding.TextUnmarshaler, pointers, slices, map[string]T and structs.
+// signed and unsigned integers, floats, time.Duration ("1.5s"), types
+// whose pointer implements encoding.TextUnmarshaler (enums such as
+// limiter.Algorithm: the UnmarshalText error is the message, so it names
+// the value and the choices), pointers, slices, map[string]T and structs.
 // Struct fields are named by their yaml tag; `yaml:"-"` skips a field and
 // `yaml:",inline"` merges an embedded struct's fields into its parent (names
 // must stay unique). A `backend:"memory"` tag on an inline field marks its
@@ -71,13 +70,8 @@ func (d *decoder) errorf(n *yaml.Node, path, format string, args ...any) {
 
 var (
 	durationType  = reflect.TypeFor[time.Duration]()
-	algorithmType = reflect.TypeFor[limiter.Algorithm]()
-	modeType      = reflect.TypeFor[limiter.Mode]()
 	unmarshalType = reflect.TypeFor[encoding.TextUnmarshaler]()
 )
-
-// Names of limiter.Mode in the server file.
-var countModes = []string{"all", "if_all_allowed"}
 
 func kindName(n *yaml.Node) string {
 	switch n.Kind {
@@ -147,26 +141,6 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 			return
 		}
 		v.SetInt(int64(dur))
-		return
-	case t == algorithmType:
-		if s, ok := d.scalar(n, path, "an algorithm"); ok {
-			a, err := limiter.ParseAlgorithm(s)
-			if err != nil {
-				d.errorf(n, path, "unknown algorithm %q: expected fixed_window, sliding_window or token_bucket", s)
-				return
-			}
-			v.Set(reflect.ValueOf(a))
-		}
-		return
-	case t == modeType:
-		if s, ok := d.scalar(n, path, "a count mode"); ok {
-			i := slices.Index(countModes, s)
-			if i < 0 {
-				d.errorf(n, path, "unknown count mode %q: expected %s", s, strings.Join(countModes, " or "))
-				return
-			}
-			v.Set(reflect.ValueOf(limiter.Mode(i)))
-		}
 		return
 	case reflect.PointerTo(t).Implements(unmarshalType) && t.Kind() != reflect.Pointer:
 		if s, ok := d.scalar(n, path, "a string"); ok {

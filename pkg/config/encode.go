@@ -10,8 +10,6 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
-
-	"github.com/extauthz/extauthz/pkg/limiter"
 )
 
 // Redacted renders the effective configuration as YAML, for the /config
@@ -71,9 +69,10 @@ func scalarNode(tag, value string) *yaml.Node {
 }
 
 // encodeValue is the inverse of the decoder: it renders v as a node, or nil
-// when v is empty and should be left out. Zero values are left out, except
-// algorithms and count modes (whose zero is a real choice), so the output
-// lists what is in effect without noise.
+// when v is empty and should be left out. Zero values are left out, and so
+// are TextMarshalers whose text is empty; an enum's zero value has a name
+// (fixed_window, all) and is shown, so the output lists what is in effect
+// without noise.
 func encodeValue(v reflect.Value) (*yaml.Node, error) {
 	t := v.Type()
 	switch {
@@ -87,14 +86,6 @@ func encodeValue(v reflect.Value) (*yaml.Node, error) {
 			return nil, nil
 		}
 		return scalarNode("!!str", fmt.Sprint(v.Interface())), nil
-	case t == algorithmType:
-		return scalarNode("!!str", v.Interface().(limiter.Algorithm).String()), nil
-	case t == modeType:
-		m := int(v.Uint())
-		if m < len(countModes) {
-			return scalarNode("!!str", countModes[m]), nil
-		}
-		return nil, fmt.Errorf("unknown count mode %d", m)
 	case t.Implements(marshalerType) && t.Kind() != reflect.Pointer:
 		return encodeText(v)
 	}

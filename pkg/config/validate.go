@@ -349,7 +349,7 @@ func (rc *ruleCompiler) rateLimit(c *checker, rl *RateLimit, p string, names map
 		}{
 			{"unit", rl.Unit != ""},
 			{"requests_per_unit", rl.RequestsPerUnit != nil},
-			{"algorithm", rl.Algorithm != ""},
+			{"algorithm", rl.Algorithm != nil},
 			{"burst", rl.Burst != 0},
 		} {
 			if f.set {
@@ -358,13 +358,10 @@ func (rc *ruleCompiler) rateLimit(c *checker, rl *RateLimit, p string, names map
 		}
 		return out
 	}
-	switch u, ok := descriptor.ParseUnit(rl.Unit); {
-	case rl.Unit == "":
+	if rl.Unit == "" {
 		c.errorf(join(p, "unit"), "missing: expected one of %s", descriptor.UnitNames)
-	case !ok:
-		c.errorf(join(p, "unit"), "unknown unit %q: expected one of %s", rl.Unit, descriptor.UnitNames)
-	default:
-		out.Unit = u
+	} else if err := out.Unit.UnmarshalText([]byte(rl.Unit)); err != nil {
+		c.errorf(join(p, "unit"), "%v", err)
 	}
 	switch n := rl.RequestsPerUnit; {
 	case n == nil:
@@ -376,12 +373,8 @@ func (rc *ruleCompiler) rateLimit(c *checker, rl *RateLimit, p string, names map
 	default:
 		out.RequestsPerUnit = *n
 	}
-	if rl.Algorithm != "" {
-		a, err := limiter.ParseAlgorithm(rl.Algorithm)
-		if err != nil {
-			c.errorf(join(p, "algorithm"), "unknown algorithm %q: expected fixed_window, sliding_window or token_bucket", rl.Algorithm)
-		}
-		out.Algorithm = a
+	if rl.Algorithm != nil {
+		out.Algorithm = *rl.Algorithm
 	}
 	switch {
 	case rl.Burst < 0:

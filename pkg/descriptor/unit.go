@@ -1,6 +1,7 @@
 package descriptor
 
 import (
+	"fmt"
 	"strings"
 	"time"
 )
@@ -26,6 +27,7 @@ const (
 // period first (for error messages).
 const UnitNames = "second, minute, hour, day, week, month, year"
 
+// unitNames are the names by Unit value; UnitNames lists the same names.
 var unitNames = [...]string{"unknown", "second", "minute", "hour", "day", "month", "year", "week"}
 
 // unitPeriods are the lengths envoyproxy/ratelimit uses: a month is 30 days
@@ -45,12 +47,32 @@ var unitPeriods = [...]time.Duration{
 // ParseUnit returns the unit named s ("second", "minute", "hour", "day",
 // "week", "month" or "year"), ignoring case as envoyproxy/ratelimit does.
 func ParseUnit(s string) (Unit, bool) {
+	var u Unit
+	return u, u.UnmarshalText([]byte(s)) == nil
+}
+
+// UnmarshalText sets u to the unit named text, ignoring case; the error
+// lists the names.
+func (u *Unit) UnmarshalText(text []byte) error {
 	for i := UnitSecond; i <= UnitWeek; i++ {
-		if strings.EqualFold(s, unitNames[i]) {
-			return i, true
+		if strings.EqualFold(string(text), unitNames[i]) {
+			*u = i
+			return nil
 		}
 	}
-	return UnitUnknown, false
+	return fmt.Errorf("unknown unit %q: expected one of %s", text, UnitNames)
+}
+
+// MarshalText returns the configuration name of u, or "" for UnitUnknown
+// (not set); any other invalid unit is an error.
+func (u Unit) MarshalText() ([]byte, error) {
+	switch {
+	case u.Valid():
+		return []byte(unitNames[u]), nil
+	case u == UnitUnknown:
+		return nil, nil
+	}
+	return nil, fmt.Errorf("unknown unit %d", int32(u))
 }
 
 // Valid reports whether u is one of the seven units.

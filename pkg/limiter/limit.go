@@ -7,6 +7,8 @@ package limiter
 import (
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -103,14 +105,39 @@ func (a Algorithm) String() string {
 }
 
 // ParseAlgorithm returns the Algorithm named s ("fixed_window",
-// "sliding_window" or "token_bucket").
+// "sliding_window" or "token_bucket"); the error wraps ErrUnknownAlgorithm.
 func ParseAlgorithm(s string) (Algorithm, error) {
-	for i, n := range algorithmNames {
-		if n == s {
-			return Algorithm(i), nil
-		}
+	var a Algorithm
+	err := a.UnmarshalText([]byte(s))
+	return a, err
+}
+
+// MarshalText returns the configuration name of a; an unknown a is an error.
+func (a Algorithm) MarshalText() ([]byte, error) {
+	if int(a) < len(algorithmNames) {
+		return []byte(algorithmNames[a]), nil
 	}
-	return 0, fmt.Errorf("%w %q: choices are fixed_window, sliding_window, token_bucket", ErrUnknownAlgorithm, s)
+	return nil, fmt.Errorf("%w: %s", ErrUnknownAlgorithm, a)
+}
+
+// UnmarshalText sets a to the Algorithm named text; the error wraps
+// ErrUnknownAlgorithm and lists the names.
+func (a *Algorithm) UnmarshalText(text []byte) error {
+	i, err := parseName(algorithmNames[:], string(text))
+	if err != nil {
+		return fmt.Errorf("%w %q: expected %s", ErrUnknownAlgorithm, text, err)
+	}
+	*a = Algorithm(i)
+	return nil
+}
+
+// parseName returns the index of name in names, or an error listing them
+// ("a, b or c").
+func parseName(names []string, name string) (int, error) {
+	if i := slices.Index(names, name); i >= 0 {
+		return i, nil
+	}
+	return 0, errors.New(strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1])
 }
 
 // Sentinel errors.

@@ -2,6 +2,7 @@ package limiter
 
 import (
 	"context"
+	"fmt"
 	"time"
 )
 
@@ -52,6 +53,35 @@ const (
 	// caller's other quotas.
 	CountIfAllAllowed
 )
+
+// modeNames are the count_mode names of the server file.
+var modeNames = [...]string{"all", "if_all_allowed"}
+
+// String returns the configuration name of m, e.g. "all".
+func (m Mode) String() string {
+	if int(m) < len(modeNames) {
+		return modeNames[m]
+	}
+	return fmt.Sprintf("mode(%d)", uint8(m))
+}
+
+// MarshalText returns the configuration name of m; an unknown m is an error.
+func (m Mode) MarshalText() ([]byte, error) {
+	if int(m) < len(modeNames) {
+		return []byte(modeNames[m]), nil
+	}
+	return nil, fmt.Errorf("unknown count mode %d", uint8(m))
+}
+
+// UnmarshalText sets m to the Mode named text ("all" or "if_all_allowed").
+func (m *Mode) UnmarshalText(text []byte) error {
+	i, err := parseName(modeNames[:], string(text))
+	if err != nil {
+		return fmt.Errorf("unknown count mode %q: expected %s", text, err)
+	}
+	*m = Mode(i)
+	return nil
+}
 
 // Store keeps counters. Implementations: memstore.Store, redisstore.Store and
 // the failover chain. Every implementation decides exactly as Limit.Eval and
