@@ -16,6 +16,7 @@ import (
 	"github.com/extauthz/extauthz/pkg/backends/chain"
 	"github.com/extauthz/extauthz/pkg/config"
 	"github.com/extauthz/extauthz/pkg/limiter"
+	"github.com/extauthz/extauthz/pkg/server"
 )
 
 const testRules = `domains:
@@ -136,7 +137,7 @@ breaker: {open_for: 3s}
 	if st.CountMode != limiter.CountIfAllAllowed || st.NearLimitRatio != 0.5 || !st.OverLimitBody {
 		t.Errorf("got %+v, want count mode, ratio and body from the file", st)
 	}
-	if h := st.Headers; !h.Enabled || !h.Draft || h.ResetHeader != "X-Reset" || h.LimitHeader != config.DefaultLimitHeader {
+	if h := st.Headers; !h.Enabled || !h.Draft || h.ResetHeader != "X-Reset" || h.LimitHeader != server.DefaultLimitHeader {
 		t.Errorf("got headers %+v", h)
 	}
 	if st.Failure.Default != chain.FailClosed || st.Failure.For("edge") != chain.FailOpen || st.FailClosedRetryAfter != 3*time.Second {

@@ -30,18 +30,11 @@ func configError(w io.Writer, err error) error {
 
 // settings maps the server file to the handler's settings.
 func settings(cfg *config.Config) (server.Settings, error) {
-	h := cfg.ResponseHeaders
 	return server.Settings{
-		Bounds:         cfg.Limits.Bounds(),
-		CountMode:      cfg.CountMode,
-		NearLimitRatio: cfg.NearLimitRatio,
-		Headers: server.HeaderSettings{
-			Enabled:         h.Enabled,
-			LimitHeader:     h.LimitHeader,
-			RemainingHeader: h.RemainingHeader,
-			ResetHeader:     h.ResetHeader,
-			Draft:           h.Draft,
-		},
+		Bounds:               cfg.Limits.Bounds(),
+		CountMode:            cfg.CountMode,
+		NearLimitRatio:       cfg.NearLimitRatio,
+		Headers:              cfg.ResponseHeaders,
 		OverLimitBody:        cfg.OverLimitBody,
 		Failure:              cfg.Failover.FailurePolicy(),
 		FailClosedRetryAfter: cfg.Failover.Breaker.OpenFor,

@@ -3,6 +3,8 @@ package config
 import (
 	"fmt"
 
+	"golang.org/x/net/http/httpguts"
+
 	"github.com/extauthz/extauthz/pkg/descriptor"
 	"github.com/extauthz/extauthz/pkg/extract"
 	"github.com/extauthz/extauthz/pkg/limiter"
@@ -139,7 +141,7 @@ func (a *Authz) compile(c *checker, path string) {
 	for _, h := range []struct{ name, v string }{
 		{"tenant", a.UpstreamHeaders.Tenant}, {"tier", a.UpstreamHeaders.Tier}, {"api_key_id", a.UpstreamHeaders.APIKeyID},
 	} {
-		if h.v != "" && !isToken(h.v) {
+		if h.v != "" && !httpguts.ValidHeaderFieldName(h.v) {
 			c.errorf(join(path, "upstream_headers."+h.name), "%q is not a valid header name: use letters, digits and -", h.v)
 		}
 	}

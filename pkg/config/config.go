@@ -8,6 +8,7 @@ import (
 	"github.com/extauthz/extauthz/pkg/backends/redisstore"
 	"github.com/extauthz/extauthz/pkg/descriptor"
 	"github.com/extauthz/extauthz/pkg/limiter"
+	"github.com/extauthz/extauthz/pkg/server"
 )
 
 // Config is a loaded, validated server file. Its zero values are the
@@ -43,8 +44,9 @@ type Config struct {
 	// NearLimitRatio: a decision is reported as near_limit in metrics when
 	// used/limit >= NearLimitRatio (default 0.8; 0 < ratio <= 1).
 	NearLimitRatio float64 `yaml:"near_limit_ratio"`
-	// ResponseHeaders configures the X-RateLimit-* response headers.
-	ResponseHeaders ResponseHeaders `yaml:"response_headers"`
+	// ResponseHeaders configures the X-RateLimit-* response headers
+	// (owned by the server package).
+	ResponseHeaders server.HeaderSettings `yaml:"response_headers"`
 	// OverLimitBody adds a small JSON raw_body naming the refusing limit to
 	// OVER_LIMIT responses (default false).
 	OverLimitBody bool `yaml:"over_limit_body"`
@@ -79,28 +81,10 @@ type Config struct {
 
 // Defaults.
 const (
-	DefaultGRPCAddr        = "0.0.0.0:8081"
-	DefaultHTTPAddr        = "0.0.0.0:8080"
-	DefaultNearLimitRatio  = 0.8
-	DefaultLimitHeader     = "X-RateLimit-Limit"
-	DefaultRemainingHeader = "X-RateLimit-Remaining"
-	DefaultResetHeader     = "X-RateLimit-Reset"
+	DefaultGRPCAddr       = "0.0.0.0:8081"
+	DefaultHTTPAddr       = "0.0.0.0:8080"
+	DefaultNearLimitRatio = 0.8
 )
-
-// ResponseHeaders configures the rate-limit response headers, which Envoy
-// adds to admitted and refused responses alike. They describe the most
-// restrictive matched limit; Retry-After is added on OVER_LIMIT.
-type ResponseHeaders struct {
-	// Enabled turns the headers on (default false).
-	Enabled bool `yaml:"enabled"`
-	// Header names (defaults X-RateLimit-Limit, X-RateLimit-Remaining,
-	// X-RateLimit-Reset).
-	LimitHeader     string `yaml:"limit_header"`
-	RemainingHeader string `yaml:"remaining_header"`
-	ResetHeader     string `yaml:"reset_header"`
-	// Draft adds the IETF draft RateLimit-Policy and RateLimit fields.
-	Draft bool `yaml:"draft"`
-}
 
 // Backend is one entry of the backend chain. Type selects which of the
 // inline settings apply: setting a field of another type is an error.

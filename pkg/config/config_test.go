@@ -17,6 +17,7 @@ import (
 	"github.com/extauthz/extauthz/pkg/backends/memstore"
 	"github.com/extauthz/extauthz/pkg/descriptor"
 	"github.com/extauthz/extauthz/pkg/limiter"
+	"github.com/extauthz/extauthz/pkg/server"
 )
 
 var update = golden.Update
@@ -47,7 +48,7 @@ func TestGoodFiles(t *testing.T) {
 			if cfg.DefaultAlgorithm != limiter.FixedWindow || cfg.CountMode != limiter.CountAll || cfg.NearLimitRatio != DefaultNearLimitRatio {
 				t.Errorf("defaults = %v, %v, %v; want fixed_window, CountAll, 0.8", cfg.DefaultAlgorithm, cfg.CountMode, cfg.NearLimitRatio)
 			}
-			want := ResponseHeaders{LimitHeader: DefaultLimitHeader, RemainingHeader: DefaultRemainingHeader, ResetHeader: DefaultResetHeader}
+			want := server.HeaderSettings{LimitHeader: server.DefaultLimitHeader, RemainingHeader: server.DefaultRemainingHeader, ResetHeader: server.DefaultResetHeader}
 			if cfg.ResponseHeaders != want || cfg.OverLimitBody {
 				t.Errorf("response headers = %+v, over_limit_body %v; want %+v, false", cfg.ResponseHeaders, cfg.OverLimitBody, want)
 			}
@@ -72,7 +73,7 @@ func TestGoodFiles(t *testing.T) {
 				cfg.CountMode != limiter.CountIfAllAllowed || cfg.NearLimitRatio != 0.5 || !cfg.OverLimitBody {
 				t.Errorf("settings = %+v", cfg)
 			}
-			want := ResponseHeaders{Enabled: true, LimitHeader: "RL-Limit", RemainingHeader: "RL-Remaining", ResetHeader: "RL-Reset", Draft: true}
+			want := server.HeaderSettings{Enabled: true, LimitHeader: "RL-Limit", RemainingHeader: "RL-Remaining", ResetHeader: "RL-Reset", Draft: true}
 			if cfg.ResponseHeaders != want {
 				t.Errorf("response headers = %+v, want %+v", cfg.ResponseHeaders, want)
 			}

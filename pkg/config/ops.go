@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/extauthz/extauthz/pkg/descriptor"
+	"github.com/extauthz/extauthz/pkg/logging"
 )
 
 // Ops holds the operational settings: logging, TLS on the gRPC listener,
@@ -46,19 +47,10 @@ import (
 // "restart" say whether a reload applies a change or only a restart does
 // (see the reload package's RestartRequired).
 type Ops struct {
-	Log    Log    `yaml:"log"`
-	TLS    TLS    `yaml:"tls"`
-	Limits Limits `yaml:"limits"`
-	GRPC   GRPC   `yaml:"grpc"`
-}
-
-// Log configures the server's log/slog logger.
-type Log struct {
-	// Level is the least severe level logged: debug (adds one line per
-	// refused request), info (default), warn or error.
-	Level string `yaml:"level"`
-	// Format is text (default, logfmt-like) or json.
-	Format string `yaml:"format"`
+	Log    logging.Settings `yaml:"log"`
+	TLS    TLS              `yaml:"tls"`
+	Limits Limits           `yaml:"limits"`
+	GRPC   GRPC             `yaml:"grpc"`
 }
 
 // TLS secures the gRPC listener. The certificate, key and client CA files
@@ -141,14 +133,10 @@ type GRPC struct {
 
 // Choices and defaults of the Ops settings.
 var (
-	LogLevels      = []string{"debug", "info", "warn", "error"}
-	LogFormats     = []string{"text", "json"}
 	TLSMinVersions = []string{"1.2", "1.3"}
 )
 
 const (
-	DefaultLogLevel             = "info"
-	DefaultLogFormat            = "text"
 	DefaultTLSMinVersion        = "1.2"
 	DefaultMaxMessageBytes      = 1 << 20
 	DefaultMaxConcurrentStreams = 1024
@@ -174,8 +162,8 @@ func (o *Ops) validate(c *checker) {
 			c.errorf(path, "unknown value %q: choices are %s", *v, strings.Join(choices, ", "))
 		}
 	}
-	choice("log.level", &o.Log.Level, DefaultLogLevel, LogLevels)
-	choice("log.format", &o.Log.Format, DefaultLogFormat, LogFormats)
+	c.report("log", o.Log.Validate())
+	o.Log = o.Log.WithDefaults()
 	o.TLS.validate(c, choice)
 	o.Limits.validate(c)
 	o.GRPC.validate(c)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/extauthz/extauthz/internal/golden"
 	"github.com/extauthz/extauthz/pkg/descriptor"
+	"github.com/extauthz/extauthz/pkg/logging"
 )
 
 func TestOpsDefaults(t *testing.T) {
@@ -26,7 +27,7 @@ func TestOpsDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Ops{
-		Log: Log{Level: "info", Format: "text"},
+		Log: logging.Settings{Level: "info", Format: "text"},
 		Limits: Limits{MaxDescriptors: 64, MaxEntries: 32, MaxKeyLength: 256, MaxValueLength: 4096,
 			MaxHitsAddend: 1_000_000_000, MaxMessageBytes: 1 << 20},
 		GRPC: GRPC{MaxConcurrentStreams: 1024, KeepaliveTime: 30 * time.Second, KeepaliveTimeout: 10 * time.Second,
@@ -49,7 +50,7 @@ func TestOpsGood(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Ops{
-		Log: Log{Level: "debug", Format: "json"},
+		Log: logging.Settings{Level: "debug", Format: "json"},
 		Limits: Limits{MaxDescriptors: 8, MaxEntries: 4, MaxKeyLength: 64, MaxValueLength: 512,
 			MaxHitsAddend: 1000, MaxMessageBytes: 65536},
 		GRPC: GRPC{MaxConcurrentStreams: 100, KeepaliveTime: time.Minute, KeepaliveTimeout: 5 * time.Second,

@@ -154,7 +154,8 @@ func (cfg *Config) validate(c *checker) {
 	case r < 0 || r > 1:
 		c.errorf("near_limit_ratio", "%v is out of range: expected a fraction of the limit above 0 and at most 1, e.g. 0.8", r)
 	}
-	cfg.ResponseHeaders.validate(c, "response_headers")
+	cfg.ResponseHeaders = cfg.ResponseHeaders.WithDefaults()
+	c.report("response_headers", cfg.ResponseHeaders.Validate())
 	if len(cfg.Backends) == 0 {
 		cfg.Backends = []Backend{{Type: "memory"}}
 	}
@@ -178,44 +179,6 @@ func checkAddr(c *checker, path, addr string) {
 	if err != nil {
 		c.errorf(path, "%q is not a listen address: expected HOST:PORT, e.g. 0.0.0.0:8081 or 127.0.0.1:8081", addr)
 	}
-}
-
-func (h *ResponseHeaders) validate(c *checker, path string) {
-	for _, f := range []struct {
-		name string
-		v    *string
-		def  string
-	}{
-		{"limit_header", &h.LimitHeader, DefaultLimitHeader},
-		{"remaining_header", &h.RemainingHeader, DefaultRemainingHeader},
-		{"reset_header", &h.ResetHeader, DefaultResetHeader},
-	} {
-		if *f.v == "" {
-			*f.v = f.def
-		}
-		if !isToken(*f.v) {
-			c.errorf(join(path, f.name), "%q is not a valid header name: use letters, digits and - (e.g. %s)", *f.v, f.def)
-		}
-	}
-	if strings.EqualFold(h.LimitHeader, h.RemainingHeader) || strings.EqualFold(h.LimitHeader, h.ResetHeader) ||
-		strings.EqualFold(h.RemainingHeader, h.ResetHeader) {
-		c.errorf(path, "limit_header, remaining_header and reset_header must be three different names")
-	}
-}
-
-// isToken reports whether s is an HTTP header name (RFC 9110 token).
-func isToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		ch := s[i]
-		if ch >= 'a' && ch <= 'z' || ch >= 'A' && ch <= 'Z' || ch >= '0' && ch <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", ch) >= 0 {
-			continue
-		}
-		return false
-	}
-	return true
 }
 
 func (b *Backend) validate(c *checker, i int) {

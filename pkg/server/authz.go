@@ -15,6 +15,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"golang.org/x/net/http/httpguts"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -54,7 +55,7 @@ func (st AuthzSettings) validate() (AuthzSettings, error) {
 		return st, errors.New("server: authz without an extractor")
 	}
 	for _, h := range []string{st.TenantHeader, st.TierHeader, st.APIKeyIDHeader} {
-		if h != "" && !validHeaderName(h) {
+		if h != "" && !httpguts.ValidHeaderFieldName(h) {
 			return st, fmt.Errorf("server: authz upstream header %q is not a valid HTTP field name", h)
 		}
 	}

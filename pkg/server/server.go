@@ -6,33 +6,79 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"strings"
 	"sync/atomic"
 	"time"
 
 	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
+	"golang.org/x/net/http/httpguts"
 	"google.golang.org/grpc"
 
 	"github.com/extauthz/extauthz/pkg/backends/chain"
 	"github.com/extauthz/extauthz/pkg/descriptor"
+	"github.com/extauthz/extauthz/pkg/field"
 	"github.com/extauthz/extauthz/pkg/limiter"
 	"github.com/extauthz/extauthz/pkg/logging"
 )
 
-// HeaderSettings configures the rate-limit response headers. Zero values are
-// the documented defaults.
+// HeaderSettings configures the rate-limit response headers, which Envoy
+// adds to admitted and refused responses alike; they describe the most
+// restrictive matched limit. Zero values are the documented defaults. It is
+// the server file's response_headers section (config embeds it).
 type HeaderSettings struct {
 	// Enabled adds the limit/remaining/reset headers of the most restrictive
 	// descriptor to every answer that counted something, and Retry-After to
-	// OVER_LIMIT answers.
-	Enabled bool
+	// OVER_LIMIT answers (default false).
+	Enabled bool `yaml:"enabled"`
 	// LimitHeader, RemainingHeader and ResetHeader name the three headers
 	// (defaults X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset).
-	LimitHeader     string
-	RemainingHeader string
-	ResetHeader     string
+	LimitHeader     string `yaml:"limit_header"`
+	RemainingHeader string `yaml:"remaining_header"`
+	ResetHeader     string `yaml:"reset_header"`
 	// Draft also adds the IETF draft (-08 and later) RateLimit-Policy and
 	// RateLimit fields, one list item per counted limit.
-	Draft bool
+	Draft bool `yaml:"draft"`
+}
+
+// WithDefaults returns h with the default header names filled in.
+func (h HeaderSettings) WithDefaults() HeaderSettings {
+	for _, f := range h.names() {
+		if *f.v == "" {
+			*f.v = f.def
+		}
+	}
+	return h
+}
+
+// Validate checks the header names of h (defaults filled in): each must be
+// an HTTP field name and the three must differ. Errors are *field.Error
+// values with paths such as "limit_header".
+func (h *HeaderSettings) Validate() error {
+	var errs []error
+	for _, f := range h.names() {
+		if !httpguts.ValidHeaderFieldName(*f.v) {
+			errs = append(errs, field.Errorf(f.name, "%q is not a valid header name: use letters, digits and - (e.g. %s)", *f.v, f.def))
+		}
+	}
+	if strings.EqualFold(h.LimitHeader, h.RemainingHeader) || strings.EqualFold(h.LimitHeader, h.ResetHeader) ||
+		strings.EqualFold(h.RemainingHeader, h.ResetHeader) {
+		errs = append(errs, field.Errorf("", "limit_header, remaining_header and reset_header must be three different names"))
+	}
+	return errors.Join(errs...)
+}
+
+type headerName struct {
+	name string
+	v    *string
+	def  string
+}
+
+func (h *HeaderSettings) names() []headerName {
+	return []headerName{
+		{"limit_header", &h.LimitHeader, DefaultLimitHeader},
+		{"remaining_header", &h.RemainingHeader, DefaultRemainingHeader},
+		{"reset_header", &h.ResetHeader, DefaultResetHeader},
+	}
 }
 
 // Settings are the request-handling options a Snapshot carries next to its
@@ -94,38 +140,12 @@ func (s Settings) withDefaults() (Settings, error) {
 	case s.FailClosedRetryAfter < 0:
 		return s, fmt.Errorf("server: fail-closed retry after %v is negative", s.FailClosedRetryAfter)
 	}
-	h := &s.Headers
-	for _, f := range []struct {
-		p   *string
-		def string
-	}{{&h.LimitHeader, DefaultLimitHeader}, {&h.RemainingHeader, DefaultRemainingHeader}, {&h.ResetHeader, DefaultResetHeader}} {
-		if *f.p == "" {
-			*f.p = f.def
-		}
-		if !validHeaderName(*f.p) {
-			return s, fmt.Errorf("server: header name %q is not a valid HTTP field name", *f.p)
-		}
+	s.Headers = s.Headers.WithDefaults()
+	if err := s.Headers.Validate(); err != nil {
+		return s, fmt.Errorf("server: a response header is not a valid HTTP field name or repeats another: %w", err)
 	}
 	s.Bounds = s.Bounds.WithDefaults()
 	return s, nil
-}
-
-// validHeaderName reports whether s is an HTTP field name (RFC 9110 token).
-func validHeaderName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		case c == '!' || c == '#' || c == '$' || c == '%' || c == '&' || c == '\'' || c == '*' ||
-			c == '+' || c == '-' || c == '.' || c == '^' || c == '_' || c == '`' || c == '|' || c == '~':
-		default:
-			return false
-		}
-	}
-	return true
 }
 
 // Snapshot is an immutable set of rules with the settings that go with them.
