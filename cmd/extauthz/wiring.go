@@ -241,14 +241,9 @@ func (bs *backends) close() {
 // options.
 func grpcOptions(cfg *config.Config, ops *opsmetrics.Metrics, log *slog.Logger) (server.GRPCOptions, error) {
 	o := server.GRPCOptions{
-		MaxConcurrentStreams:  cfg.GRPC.MaxConcurrentStreams,
-		MaxRecvMsgSize:        cfg.Limits.MaxMessageBytes,
-		KeepaliveTime:         cfg.GRPC.KeepaliveTime,
-		KeepaliveTimeout:      cfg.GRPC.KeepaliveTimeout,
-		MinPingInterval:       cfg.GRPC.MinPingInterval,
-		MaxConnectionAge:      cfg.GRPC.MaxConnectionAge,
-		MaxConnectionAgeGrace: cfg.GRPC.MaxConnectionAgeGrace,
-		Logger:                log,
+		GRPCSettings:   cfg.GRPC,
+		MaxRecvMsgSize: cfg.Limits.MaxMessageBytes,
+		Logger:         log,
 	}
 	t := cfg.TLS
 	if !t.Enabled() {

@@ -19,7 +19,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"strings"
 	"sync"
@@ -265,18 +264,11 @@ func (r *Reloader) load(files fileSet) (*generation, error) {
 	return &generation{cfg: cfg, files: files, info: info}, nil
 }
 
+// readFile is ReadFile with the package's prefix.
 func readFile(path string) ([]byte, error) {
-	f, err := os.Open(path)
+	b, err := ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("certs: %w", err)
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, maxFile+1))
-	if err != nil {
-		return nil, fmt.Errorf("certs: read %s: %w", path, err)
-	}
-	if len(b) > maxFile {
-		return nil, fmt.Errorf("certs: %s is larger than %d KiB", path, maxFile>>10)
 	}
 	return b, nil
 }
@@ -302,7 +294,7 @@ func parseCAs(data []byte) (*x509.CertPool, int, error) {
 		n++
 	}
 	if n == 0 {
-		return nil, 0, errors.New("no PEM certificate found")
+		return nil, 0, errors.New("no PEM certificate found: expected the CA certificates that sign client certificates")
 	}
 	return pool, n, nil
 }

@@ -81,9 +81,8 @@ type Config struct {
 
 // Defaults.
 const (
-	DefaultGRPCAddr       = "0.0.0.0:8081"
-	DefaultHTTPAddr       = "0.0.0.0:8080"
-	DefaultNearLimitRatio = 0.8
+	DefaultGRPCAddr = "0.0.0.0:8081"
+	DefaultHTTPAddr = "0.0.0.0:8080"
 )
 
 // Backend is one entry of the backend chain. Type selects which of the

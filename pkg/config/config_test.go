@@ -45,7 +45,7 @@ func TestGoodFiles(t *testing.T) {
 			if cfg.GRPCAddr != DefaultGRPCAddr || cfg.HTTPAddr != DefaultHTTPAddr {
 				t.Errorf("addresses = %q, %q; want %q, %q", cfg.GRPCAddr, cfg.HTTPAddr, DefaultGRPCAddr, DefaultHTTPAddr)
 			}
-			if cfg.DefaultAlgorithm != limiter.FixedWindow || cfg.CountMode != limiter.CountAll || cfg.NearLimitRatio != DefaultNearLimitRatio {
+			if cfg.DefaultAlgorithm != limiter.FixedWindow || cfg.CountMode != limiter.CountAll || cfg.NearLimitRatio != server.DefaultNearLimitRatio {
 				t.Errorf("defaults = %v, %v, %v; want fixed_window, CountAll, 0.8", cfg.DefaultAlgorithm, cfg.CountMode, cfg.NearLimitRatio)
 			}
 			want := server.HeaderSettings{LimitHeader: server.DefaultLimitHeader, RemainingHeader: server.DefaultRemainingHeader, ResetHeader: server.DefaultResetHeader}

@@ -17,8 +17,10 @@ import (
 	"time"
 
 	"github.com/extauthz/extauthz/internal/golden"
+	"github.com/extauthz/extauthz/pkg/certs"
 	"github.com/extauthz/extauthz/pkg/descriptor"
 	"github.com/extauthz/extauthz/pkg/logging"
+	"github.com/extauthz/extauthz/pkg/server"
 )
 
 func TestOpsDefaults(t *testing.T) {
@@ -30,7 +32,7 @@ func TestOpsDefaults(t *testing.T) {
 		Log: logging.Settings{Level: "info", Format: "text"},
 		Limits: Limits{MaxDescriptors: 64, MaxEntries: 32, MaxKeyLength: 256, MaxValueLength: 4096,
 			MaxHitsAddend: 1_000_000_000, MaxMessageBytes: 1 << 20},
-		GRPC: GRPC{MaxConcurrentStreams: 1024, KeepaliveTime: 30 * time.Second, KeepaliveTimeout: 10 * time.Second,
+		GRPC: server.GRPCSettings{MaxConcurrentStreams: 1024, KeepaliveTime: 30 * time.Second, KeepaliveTimeout: 10 * time.Second,
 			MinPingInterval: 10 * time.Second},
 	}
 	if cfg.Ops != want {
@@ -53,7 +55,7 @@ func TestOpsGood(t *testing.T) {
 		Log: logging.Settings{Level: "debug", Format: "json"},
 		Limits: Limits{MaxDescriptors: 8, MaxEntries: 4, MaxKeyLength: 64, MaxValueLength: 512,
 			MaxHitsAddend: 1000, MaxMessageBytes: 65536},
-		GRPC: GRPC{MaxConcurrentStreams: 100, KeepaliveTime: time.Minute, KeepaliveTimeout: 5 * time.Second,
+		GRPC: server.GRPCSettings{MaxConcurrentStreams: 100, KeepaliveTime: time.Minute, KeepaliveTimeout: 5 * time.Second,
 			MinPingInterval: 5 * time.Second, MaxConnectionAge: 30 * time.Minute, MaxConnectionAgeGrace: 10 * time.Second},
 	}
 	if cfg.Ops != want {
@@ -132,18 +134,18 @@ func TestOpsTLS(t *testing.T) {
 	tests := []struct {
 		name    string
 		yaml    string
-		want    TLS    // when wantErr is ""
-		wantErr string // substring
+		want    certs.Settings // when wantErr is ""
+		wantErr string         // substring
 	}{
 		{
 			name: "server certificate",
 			yaml: fmt.Sprintf("tls: {cert_file: %s, key_file: %s}", cert, key),
-			want: TLS{CertFile: cert, KeyFile: key, MinVersion: "1.2"},
+			want: certs.Settings{CertFile: cert, KeyFile: key, MinVersion: "1.2"},
 		},
 		{
 			name: "mTLS and TLS 1.3",
 			yaml: fmt.Sprintf("tls: {cert_file: %s, key_file: %s, client_ca_file: %s, min_version: 1.3}", cert, key, ca),
-			want: TLS{CertFile: cert, KeyFile: key, ClientCAFile: ca, MinVersion: "1.3"},
+			want: certs.Settings{CertFile: cert, KeyFile: key, ClientCAFile: ca, MinVersion: "1.3"},
 		},
 		{
 			name:    "key of another certificate",

@@ -13,6 +13,7 @@ import (
 	"github.com/extauthz/extauthz/pkg/descriptor"
 	"github.com/extauthz/extauthz/pkg/field"
 	"github.com/extauthz/extauthz/pkg/limiter"
+	"github.com/extauthz/extauthz/pkg/server"
 )
 
 // Error is one problem of a config or rule file. Load and LoadFile return
@@ -150,9 +151,9 @@ func (cfg *Config) validate(c *checker) {
 	}
 	switch r := cfg.NearLimitRatio; {
 	case r == 0:
-		cfg.NearLimitRatio = DefaultNearLimitRatio
+		cfg.NearLimitRatio = server.DefaultNearLimitRatio
 	case r < 0 || r > 1:
-		c.errorf("near_limit_ratio", "%v is out of range: expected a fraction of the limit above 0 and at most 1, e.g. 0.8", r)
+		c.errorf("near_limit_ratio", "%v is out of range: expected a fraction of the limit above 0 and at most 1, e.g. %v", r, server.DefaultNearLimitRatio)
 	}
 	cfg.ResponseHeaders = cfg.ResponseHeaders.WithDefaults()
 	c.report("response_headers", cfg.ResponseHeaders.Validate())

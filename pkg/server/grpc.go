@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"runtime/debug"
 	"time"
@@ -14,6 +15,8 @@ import (
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
+
+	"github.com/extauthz/extauthz/pkg/field"
 )
 
 // streamWorkers is how many goroutines serve calls (grpc.NumStreamWorkers;
@@ -24,32 +27,93 @@ import (
 // under load (BENCHMARKS.md).
 const streamWorkers = 256
 
-// GRPCOptions tunes the gRPC server for Envoy, which keeps a few long-lived
-// HTTP/2 connections and multiplexes many short calls on them. Zero values
-// are the defaults given per field.
-type GRPCOptions struct {
+// GRPCSettings tune the gRPC server for Envoy, which keeps a few
+// long-lived HTTP/2 connections and multiplexes many short calls on them.
+// Zero values are the defaults given per field. It is the server file's
+// grpc section (config embeds it).
+type GRPCSettings struct {
 	// MaxConcurrentStreams per connection (default 1024). Envoy opens
 	// another connection when a connection's limit is reached.
-	MaxConcurrentStreams uint32
-	// MaxRecvMsgSize in bytes (default 1 MiB; a RateLimitRequest is usually
-	// well under 1 KiB, and the ext_authz API may need more for bodies).
-	MaxRecvMsgSize int
+	MaxConcurrentStreams uint32 `yaml:"max_concurrent_streams"`
 	// KeepaliveTime is how long a connection may be silent before the
 	// server pings it, and KeepaliveTimeout how long it then waits for the
 	// ack before closing it (defaults 30s and 10s), so that dead peers are
 	// noticed.
-	KeepaliveTime    time.Duration
-	KeepaliveTimeout time.Duration
+	KeepaliveTime    time.Duration `yaml:"keepalive_time"`
+	KeepaliveTimeout time.Duration `yaml:"keepalive_timeout"`
 	// MinPingInterval is the most often a client may ping, even without
 	// calls in flight (default 10s; grpc-go's own default of 5 minutes
 	// would close Envoy connections configured with a shorter
-	// connection_keepalive).
-	MinPingInterval time.Duration
+	// connection_keepalive). Keep it at or below Envoy's
+	// connection_keepalive interval.
+	MinPingInterval time.Duration `yaml:"min_ping_interval"`
 	// MaxConnectionAge closes connections after this long, with
 	// MaxConnectionAgeGrace for their calls to finish, so that clients
 	// rebalance across replicas (default 0: never).
-	MaxConnectionAge      time.Duration
-	MaxConnectionAgeGrace time.Duration
+	MaxConnectionAge      time.Duration `yaml:"max_connection_age"`
+	MaxConnectionAgeGrace time.Duration `yaml:"max_connection_age_grace"`
+}
+
+// Defaults of GRPCSettings and GRPCOptions.
+const (
+	DefaultMaxConcurrentStreams = 1024
+	DefaultKeepaliveTime        = 30 * time.Second
+	DefaultKeepaliveTimeout     = 10 * time.Second
+	DefaultMinPingInterval      = 10 * time.Second
+	DefaultMaxRecvMsgSize       = 1 << 20
+)
+
+// WithDefaults returns g with zero values replaced by the defaults.
+func (g GRPCSettings) WithDefaults() GRPCSettings {
+	if g.MaxConcurrentStreams == 0 {
+		g.MaxConcurrentStreams = DefaultMaxConcurrentStreams
+	}
+	for _, d := range g.durations() {
+		if *d.v == 0 {
+			*d.v = d.def
+		}
+	}
+	return g
+}
+
+// Validate reports negative durations and a grace without an age, as
+// *field.Error values with paths such as "keepalive_time".
+func (g *GRPCSettings) Validate() error {
+	var errs []error
+	for _, d := range g.durations() {
+		if *d.v < 0 {
+			errs = append(errs, field.Errorf(d.name, "%v is negative: expected a duration such as 30s (0: default)", *d.v))
+		}
+	}
+	if g.MaxConnectionAgeGrace > 0 && g.MaxConnectionAge == 0 {
+		errs = append(errs, field.Errorf("max_connection_age_grace", "applies only with max_connection_age: set both, or neither"))
+	}
+	return errors.Join(errs...)
+}
+
+type durationSetting struct {
+	name string
+	v    *time.Duration
+	def  time.Duration
+}
+
+func (g *GRPCSettings) durations() []durationSetting {
+	return []durationSetting{
+		{"keepalive_time", &g.KeepaliveTime, DefaultKeepaliveTime},
+		{"keepalive_timeout", &g.KeepaliveTimeout, DefaultKeepaliveTimeout},
+		{"min_ping_interval", &g.MinPingInterval, DefaultMinPingInterval},
+		{"max_connection_age", &g.MaxConnectionAge, 0},
+		{"max_connection_age_grace", &g.MaxConnectionAgeGrace, 0},
+	}
+}
+
+// GRPCOptions configure NewGRPCServer. Zero values are the defaults given
+// per field.
+type GRPCOptions struct {
+	GRPCSettings
+	// MaxRecvMsgSize in bytes (default 1 MiB; a RateLimitRequest is usually
+	// well under 1 KiB, and the ext_authz API may need more for bodies).
+	MaxRecvMsgSize int
 	// Creds secure the listener (default: plaintext).
 	Creds credentials.TransportCredentials
 	// Logger receives recovered panics (default slog.Default()).
@@ -62,20 +126,9 @@ type GRPCOptions struct {
 // Shutdown when draining; it answers SERVING for the overall ("") service
 // from the start. Register API handlers on the server before Serve.
 func NewGRPCServer(o GRPCOptions, extra ...grpc.ServerOption) (*grpc.Server, *health.Server) {
-	if o.MaxConcurrentStreams == 0 {
-		o.MaxConcurrentStreams = 1024
-	}
+	o.GRPCSettings = o.GRPCSettings.WithDefaults()
 	if o.MaxRecvMsgSize == 0 {
-		o.MaxRecvMsgSize = 1 << 20
-	}
-	if o.KeepaliveTime == 0 {
-		o.KeepaliveTime = 30 * time.Second
-	}
-	if o.KeepaliveTimeout == 0 {
-		o.KeepaliveTimeout = 10 * time.Second
-	}
-	if o.MinPingInterval == 0 {
-		o.MinPingInterval = 10 * time.Second
+		o.MaxRecvMsgSize = DefaultMaxRecvMsgSize
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()

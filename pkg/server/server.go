@@ -107,6 +107,9 @@ type Settings struct {
 	Bounds descriptor.Bounds
 }
 
+// DefaultNearLimitRatio is the NearLimitRatio of Settings that leave it 0.
+const DefaultNearLimitRatio = 0.8
+
 // Default header names.
 const (
 	DefaultLimitHeader     = "X-RateLimit-Limit"
@@ -122,7 +125,7 @@ func (s Settings) withDefaults() (Settings, error) {
 	}
 	switch {
 	case s.NearLimitRatio == 0:
-		s.NearLimitRatio = 0.8
+		s.NearLimitRatio = DefaultNearLimitRatio
 	case math.IsNaN(s.NearLimitRatio) || s.NearLimitRatio <= 0 || s.NearLimitRatio > 1:
 		return s, fmt.Errorf("server: near limit ratio %v: want a number in (0, 1]", s.NearLimitRatio)
 	}
