@@ -4,11 +4,13 @@ import "slices"
 
 // DropReplaced applies rate_limit.replaces across the descriptors of one
 // request, as envoyproxy/ratelimit does: matched[i] is the rule descriptor i
-// matched (nil for none). Every rule whose name appears in the replaces of a
-// matched rule (unlimited ones included) is set to nil, so it is neither
-// counted nor reported; the replacing rule applies instead. Override rules
-// have no name and replace nothing. DropReplaced does not allocate for up
-// to 64 descriptors.
+// matched (nil for none). Every counted rule whose name appears in the
+// replaces of a matched rule (unlimited and replaced rules replace too) is
+// set to nil, so it is not counted; the replacing rule applies instead. An
+// unlimited rule is never dropped: it counts nothing either way and is
+// reported as unlimited. Override rules have no name and replace nothing.
+// The server's decision path calls it for every request that matched a rule
+// with replaces; it does not allocate for up to 64 descriptors.
 func DropReplaced(matched []*Rule) {
 	has := false
 	for _, r := range matched {
@@ -28,7 +30,7 @@ func DropReplaced(matched []*Rule) {
 		large = make([]bool, len(matched))
 	}
 	for j, target := range matched {
-		if target == nil || target.Name == "" {
+		if target == nil || target.Name == "" || target.Unlimited || target.Override {
 			continue
 		}
 		for _, r := range matched {

@@ -8,6 +8,8 @@ func TestDropReplaced(t *testing.T) {
 	c := &Rule{Path: "c", Name: "c", Replaces: []string{"b"}}
 	u := &Rule{Path: "u", Unlimited: true, Replaces: []string{"a"}}
 	x := &Rule{Path: "x"}
+	nu := &Rule{Path: "nu", Name: "nu", Unlimited: true}
+	rnu := &Rule{Path: "rnu", Name: "rnu", Replaces: []string{"nu"}}
 	tests := []struct {
 		name string
 		in   []*Rule
@@ -19,6 +21,7 @@ func TestDropReplaced(t *testing.T) {
 		{name: "replaced rules still replace", in: []*Rule{a, b, c}, want: []*Rule{nil, nil, c}},
 		{name: "unlimited rules replace", in: []*Rule{a, u}, want: []*Rule{nil, u}},
 		{name: "replacing a rule that did not match", in: []*Rule{b, x}, want: []*Rule{b, x}},
+		{name: "a replaced unlimited rule stays unlimited", in: []*Rule{nu, rnu}, want: []*Rule{nu, rnu}},
 		{name: "same rule twice", in: []*Rule{a, a, b}, want: []*Rule{nil, nil, b}},
 	}
 	for _, tc := range tests {

@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"slices"
 	"sync"
 	"time"
 	"unsafe"
@@ -71,6 +70,7 @@ type scratch struct {
 	key      []byte // every counter key of the request, back to back
 	keyEnds  []int  // keyEnds[i] is where request i's key ends in key
 	headers  []header
+	matched  []*descriptor.Rule // each verdict's rule, for applyReplaces
 }
 
 // maxPooledKeyBytes bounds the key buffer a pooled scratch keeps, so that
@@ -94,8 +94,9 @@ func putScratch(sc *scratch) {
 	clear(sc.verdicts[:cap(sc.verdicts)])
 	clear(sc.reqs[:cap(sc.reqs)])
 	clear(sc.headers[:cap(sc.headers)])
+	clear(sc.matched[:cap(sc.matched)])
 	sc.entries, sc.verdicts, sc.reqs, sc.res = sc.entries[:0], sc.verdicts[:0], sc.reqs[:0], sc.res[:0]
-	sc.key, sc.keyEnds, sc.headers = sc.key[:0], sc.keyEnds[:0], sc.headers[:0]
+	sc.key, sc.keyEnds, sc.headers, sc.matched = sc.key[:0], sc.keyEnds[:0], sc.headers[:0], sc.matched[:0]
 	scratchPool.Put(sc)
 }
 
@@ -119,8 +120,17 @@ func (s *Server) decide(ctx context.Context, snap *Snapshot, domain string, sc *
 		// envoyproxy/ratelimit).
 		return nil
 	}
+	if matchRules(rules, domain, vs) {
+		applyReplaces(vs, sc)
+	}
+	return s.count(ctx, snap.settings.CountMode, sc)
+}
+
+// matchRules sets the kind, rule and limit of each verdict from its
+// override or the rule its descriptor matches, tiers resolved, and reports
+// whether a matched rule replaces others.
+func matchRules(rules *descriptor.Set, domain string, vs []verdict) (replaces bool) {
 	var now time.Time // for tiered rules only
-	replaces := false
 	for i := range vs {
 		v := &vs[i]
 		if v.ovr.set {
@@ -161,11 +171,13 @@ func (s *Server) decide(ctx context.Context, snap *Snapshot, domain string, sc *
 			v.limit, v.unit = res.Limit, res.Unit
 		}
 	}
-	if replaces {
-		applyReplaces(vs)
-	}
+	return replaces
+}
 
-	// Encode the keys, in request order.
+// count encodes the key of every counted verdict, in request order, and
+// counts them all with one Store.Take.
+func (s *Server) count(ctx context.Context, mode limiter.Mode, sc *scratch) error {
+	vs := sc.verdicts
 	sc.key, sc.keyEnds = sc.key[:0], sc.keyEnds[:0]
 	n := 0
 	for i := range vs {
@@ -197,7 +209,7 @@ func (s *Server) decide(ctx context.Context, snap *Snapshot, domain string, sc *
 
 	// One Take, whatever the count mode: a shadow rule that refuses does not
 	// stop CountIfAllAllowed from counting the others (Request.Shadow).
-	if err := s.store.Take(ctx, snap.settings.CountMode, sc.reqs, sc.res); err != nil {
+	if err := s.store.Take(ctx, mode, sc.reqs, sc.res); err != nil {
 		return err
 	}
 	for i := range vs {
@@ -208,22 +220,17 @@ func (s *Server) decide(ctx context.Context, snap *Snapshot, domain string, sc *
 	return nil
 }
 
-// applyReplaces marks as replaced every counted descriptor whose rule is
-// named in the replaces list of any rule matched by the request (including
-// unlimited rules and rules that are themselves replaced), as
-// envoyproxy/ratelimit does. Overrides neither replace nor are replaced.
-func applyReplaces(vs []verdict) {
+// applyReplaces marks as replaced every counted descriptor whose rule
+// descriptor.DropReplaced drops. Overrides neither replace nor are replaced.
+func applyReplaces(vs []verdict, sc *scratch) {
+	sc.matched = resize(sc.matched, len(vs))
 	for i := range vs {
-		v := &vs[i]
-		if v.kind != kindCounted || v.rule.Override || v.rule.Name == "" {
-			continue
-		}
-		for j := range vs {
-			w := &vs[j]
-			if w.rule != nil && slices.Contains(w.rule.Replaces, v.rule.Name) {
-				v.kind = kindReplaced
-				break
-			}
+		sc.matched[i] = vs[i].rule
+	}
+	descriptor.DropReplaced(sc.matched)
+	for i := range vs {
+		if v := &vs[i]; v.kind == kindCounted && sc.matched[i] == nil {
+			v.kind = kindReplaced
 		}
 	}
 }

@@ -35,7 +35,7 @@ func Explain(w io.Writer, rules *descriptor.Set, domain string, ds []descriptor.
 			}
 		}
 		if replaces {
-			applyReplaces(vs)
+			applyReplaces(vs, new(scratch))
 		}
 	}
 
