@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -19,6 +20,7 @@ import (
 	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
@@ -67,30 +69,10 @@ func (o *serveOptions) load() (*config.Config, error) {
 // in-flight calls finish (forced after --shutdown-timeout), exit 0. The
 // config file and rules_dir are watched, and SIGHUP reloads them.
 func serve(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
-	var o serveOptions
-	fs := newFlagSet("serve", "serve --config FILE [--grpc-addr HOST:PORT] [--http-addr HOST:PORT]", stderr)
-	fs.StringVar(&o.config, "config", "", "server config file (env "+envConfig+")")
-	fs.StringVar(&o.grpcAddr, "grpc-addr", "", "gRPC listen address, overrides grpc_addr (env "+envGRPCAddr+"; default "+config.DefaultGRPCAddr+")")
-	fs.StringVar(&o.httpAddr, "http-addr", "", "HTTP admin listen address, overrides http_addr (env "+envHTTPAddr+"; default "+config.DefaultHTTPAddr+")")
-	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 15*time.Second, "how long in-flight calls may take to finish on shutdown")
-	fs.StringVar(&o.logLevel, "log-level", "", "log level, overrides log.level: debug, info, warn or error")
-	fs.StringVar(&o.logFormat, "log-format", "", "log format, overrides log.format: text or json")
-	if err := parseFlags(fs, args); err != nil {
+	o, err := parseServeFlags(args, getenv, stderr)
+	if err != nil {
 		return err
 	}
-	if err := fromEnv(fs, getenv, map[string]string{"config": envConfig, "grpc-addr": envGRPCAddr, "http-addr": envHTTPAddr}); err != nil {
-		return err
-	}
-	if err := requireConfig(fs, o.config); err != nil {
-		return err
-	}
-	if _, err := logging.ParseLevel(o.logLevel); o.logLevel != "" && err != nil {
-		return &exitError{code: 2, msg: "--log-level: " + err.Error()}
-	}
-	if f := o.logFormat; f != "" && f != "text" && f != "json" {
-		return &exitError{code: 2, msg: fmt.Sprintf("--log-format %q: want text or json", f)}
-	}
-
 	cfg, err := o.load()
 	if err != nil {
 		return configError(stderr, err)
@@ -99,28 +81,104 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	if err != nil {
 		return &exitError{code: 2, msg: err.Error()}
 	}
+	d := &daemon{opts: o, cfg: cfg, log: log, level: level}
+	defer d.close()
+	if err := d.build(); err != nil {
+		return err
+	}
+	if err := d.listen(ctx); err != nil {
+		return err
+	}
+	return d.run(ctx)
+}
 
-	reg := prometheus.NewRegistry()
+// parseServeFlags reads serve's flags and their environment variables.
+func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer) (*serveOptions, error) {
+	o := new(serveOptions)
+	fs := newFlagSet("serve", "serve --config FILE [--grpc-addr HOST:PORT] [--http-addr HOST:PORT]", stderr)
+	fs.StringVar(&o.config, "config", "", "server config file (env "+envConfig+")")
+	fs.StringVar(&o.grpcAddr, "grpc-addr", "", "gRPC listen address, overrides grpc_addr (env "+envGRPCAddr+"; default "+config.DefaultGRPCAddr+")")
+	fs.StringVar(&o.httpAddr, "http-addr", "", "HTTP admin listen address, overrides http_addr (env "+envHTTPAddr+"; default "+config.DefaultHTTPAddr+")")
+	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 15*time.Second, "how long in-flight calls may take to finish on shutdown")
+	fs.StringVar(&o.logLevel, "log-level", "", "log level, overrides log.level: "+orList(logging.Levels))
+	fs.StringVar(&o.logFormat, "log-format", "", "log format, overrides log.format: "+orList(logging.Formats))
+	if err := parseFlags(fs, args); err != nil {
+		return nil, err
+	}
+	if err := fromEnv(fs, getenv, map[string]string{"config": envConfig, "grpc-addr": envGRPCAddr, "http-addr": envHTTPAddr}); err != nil {
+		return nil, err
+	}
+	if err := requireConfig(fs, o.config); err != nil {
+		return nil, err
+	}
+	if _, err := logging.ParseLevel(o.logLevel); o.logLevel != "" && err != nil {
+		return nil, &exitError{code: 2, msg: "--log-level: " + err.Error()}
+	}
+	if f := o.logFormat; f != "" && !slices.Contains(logging.Formats, f) {
+		return nil, &exitError{code: 2, msg: fmt.Sprintf("--log-format %q: want %s", f, orList(logging.Formats))}
+	}
+	return o, nil
+}
+
+// orList formats names as "a, b or c".
+func orList(names []string) string {
+	if len(names) < 2 {
+		return strings.Join(names, "")
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
+}
+
+// daemon is what serve runs: built (build), bound (listen), then served
+// until shutdown (run). close releases what build acquired.
+type daemon struct {
+	opts  *serveOptions
+	cfg   *config.Config
+	log   *slog.Logger
+	level *slog.LevelVar
+
+	reg   *prometheus.Registry
+	ops   *opsmetrics.Metrics
+	bs    *backends
+	srv   *server.Server
+	authz *server.Authz
+	g     *grpc.Server
+	hs    *health.Server
+	admin *http.Server
+
+	glis, hlis net.Listener
+	watcher    *reload.Watcher
+	draining   atomic.Bool
+}
+
+// close releases the backends.
+func (d *daemon) close() {
+	if d.bs != nil {
+		d.bs.close()
+	}
+}
+
+// build creates the metrics, backends, handlers and servers of d.cfg.
+func (d *daemon) build() error {
+	cfg, log := d.cfg, d.log
+	d.reg = prometheus.NewRegistry()
 	for _, c := range []prometheus.Collector{collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
-		if err := reg.Register(c); err != nil {
+		if err := d.reg.Register(c); err != nil {
 			return fmt.Errorf("register collector: %w", err)
 		}
 	}
-	ops := opsmetrics.New(reg, nil)
+	d.ops = opsmetrics.New(d.reg, nil)
 	hash, err := reload.Hash(cfg)
 	if err != nil {
 		return err
 	}
-	ops.ConfigLoaded(hash)
+	d.ops.ConfigLoaded(hash)
 
 	routeRedisLogs(log)
-	bs, err := newBackends(cfg, log, server.NewBackendMetrics(reg))
-	if err != nil {
+	if d.bs, err = newBackends(cfg, log, server.NewBackendMetrics(d.reg)); err != nil {
 		return err
 	}
-	defer bs.close()
-	for name, m := range bs.memory {
-		if err := ops.AddMemoryBackend(name, m); err != nil {
+	for name, m := range d.bs.memory {
+		if err := d.ops.AddMemoryBackend(name, m); err != nil {
 			return err
 		}
 	}
@@ -128,63 +186,81 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	if err != nil {
 		return err
 	}
-	srv, err := server.New(server.Options{Store: bs.store, Metrics: server.NewMetrics(reg), Logger: log}, snap)
+	if d.srv, err = server.New(server.Options{Store: d.bs.store, Metrics: server.NewMetrics(d.reg), Logger: log}, snap); err != nil {
+		return err
+	}
+	gopts, err := grpcOptions(cfg, d.ops, log)
 	if err != nil {
 		return err
 	}
+	d.g, d.hs = server.NewGRPCServer(gopts)
+	d.srv.Register(d.g)
+	d.hs.SetServingStatus(rlsv3.RateLimitService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	if d.authz, err = registerAuthz(d.g, d.hs, d.srv, cfg); err != nil {
+		return err
+	}
+	d.admin = d.newAdmin()
+	return nil
+}
 
-	gopts, err := grpcOptions(cfg, ops, log)
-	if err != nil {
-		return err
-	}
-	g, hs := server.NewGRPCServer(gopts)
-	srv.Register(g)
-	hs.SetServingStatus(rlsv3.RateLimitService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
-	authz, err := registerAuthz(g, hs, srv, cfg)
-	if err != nil {
-		return err
-	}
-
-	var draining atomic.Bool
-	admin := &http.Server{
+// newAdmin returns the HTTP admin server: metrics, readiness (503 while
+// draining or not ready) and /config.
+func (d *daemon) newAdmin() *http.Server {
+	return &http.Server{
 		Handler: server.NewAdmin(server.AdminOptions{
-			Gatherer: reg,
+			Gatherer: d.reg,
 			Ready: func(ctx context.Context) error {
-				if draining.Load() {
+				if d.draining.Load() {
 					return errors.New("shutting down")
 				}
-				if err := srv.Ready(ctx); err != nil {
+				if err := d.srv.Ready(ctx); err != nil {
 					return err
 				}
-				return bs.ready()
+				return d.bs.ready()
 			},
-			Config: func() []byte { return srv.Snapshot().Config() },
+			Config: func() []byte { return d.srv.Snapshot().Config() },
 		}),
 		ReadHeaderTimeout: 5 * time.Second,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		ErrorLog:          slog.NewLogLogger(d.log.Handler(), slog.LevelWarn),
 	}
+}
 
+// listen binds both listeners and sets up the config watcher; on an error
+// nothing stays bound.
+func (d *daemon) listen(ctx context.Context) error {
 	var lc net.ListenConfig
-	glis, err := lc.Listen(ctx, "tcp", cfg.GRPCAddr)
+	glis, err := lc.Listen(ctx, "tcp", d.cfg.GRPCAddr)
 	if err != nil {
 		return fmt.Errorf("grpc listener: %w", err)
 	}
-	hlis, err := lc.Listen(ctx, "tcp", cfg.HTTPAddr)
+	hlis, err := lc.Listen(ctx, "tcp", d.cfg.HTTPAddr)
 	if err != nil {
 		_ = glis.Close()
 		return fmt.Errorf("http listener: %w", err)
 	}
+	watcher, err := d.newWatcher()
+	if err != nil {
+		_ = glis.Close()
+		_ = hlis.Close()
+		return fmt.Errorf("watch config: %w", err)
+	}
+	d.glis, d.hlis, d.watcher = glis, hlis, watcher
+	return nil
+}
 
-	started := cfg
-	watcher, err := reload.New(reload.Options{
-		Path:    o.config,
-		Load:    o.load,
-		Current: cfg,
+// newWatcher returns the watcher that reloads the config file and
+// rules_dir on change and on SIGHUP.
+func (d *daemon) newWatcher() (*reload.Watcher, error) {
+	started, log, ops := d.cfg, d.log, d.ops
+	return reload.New(reload.Options{
+		Path:    d.opts.config,
+		Load:    d.opts.load,
+		Current: d.cfg,
 		// Apply, not OnReload: a config refused here is not taken as in
 		// service, so the next SIGHUP or file event tries it again instead
 		// of finding it unchanged.
 		Apply: func(cfg *config.Config, hash string) error {
-			if err := applyReload(srv, authz, level, cfg); err != nil {
+			if err := applyReload(d.srv, d.authz, d.level, cfg); err != nil {
 				return &refusedError{err: err}
 			}
 			restart := reload.RestartRequired(started, cfg)
@@ -207,27 +283,27 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		OnUnchanged: func(string) { ops.ConfigUnchanged() },
 		Signals:     []os.Signal{syscall.SIGHUP},
 	})
-	if err != nil {
-		_ = glis.Close()
-		_ = hlis.Close()
-		return fmt.Errorf("watch config: %w", err)
-	}
+}
 
+// run serves until ctx is done, a signal arrives or a server fails, then
+// drains.
+func (d *daemon) run(ctx context.Context) error {
+	log := d.log
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	errc := make(chan error, 2)
 	var bg sync.WaitGroup
-	bg.Go(func() { watchBackends(ctx, bs, hs, log) })
-	bg.Go(func() { bs.loadScripts(ctx, log, scriptLoadTimeout) })
+	bg.Go(func() { watchBackends(ctx, d.bs, d.hs, log) })
+	bg.Go(func() { d.bs.loadScripts(ctx, log, scriptLoadTimeout) })
 	bg.Go(func() {
-		if err := watcher.Run(ctx); err != nil && ctx.Err() == nil {
+		if err := d.watcher.Run(ctx); err != nil && ctx.Err() == nil {
 			log.Error("config watcher stopped; reloads are off", "err", err)
 		}
 	})
-	go func() { errc <- g.Serve(glis) }()
-	go func() { errc <- admin.Serve(hlis) }()
-	log.Info("serving", "version", versionString(), "config", cfg.File, "tls", cfg.TLS.Enabled(),
-		"grpc_addr", glis.Addr().String(), "http_addr", hlis.Addr().String(), "domains", len(cfg.Rules.Domains()))
+	go func() { errc <- d.g.Serve(d.glis) }()
+	go func() { errc <- d.admin.Serve(d.hlis) }()
+	log.Info("serving", "version", versionString(), "config", d.cfg.File, "tls", d.cfg.TLS.Enabled(),
+		"grpc_addr", d.glis.Addr().String(), "http_addr", d.hlis.Addr().String(), "domains", len(d.cfg.Rules.Domains()))
 
 	var serveErr error
 	select {
@@ -238,32 +314,38 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		log.Error("server failed, shutting down", "err", err)
 	}
 	stop() // a second signal now terminates at once
+	d.drain()
+	bg.Wait()
+	_ = d.watcher.Close()
+	log.Info("stopped")
+	return serveErr
+}
 
-	draining.Store(true)
-	hs.Shutdown() // every service NOT_SERVING, Watch streams told
+// drain stops taking calls: health NOT_SERVING and /readyz 503, in-flight
+// calls finish (closed after --shutdown-timeout), then the admin server
+// stops.
+func (d *daemon) drain() {
+	d.draining.Store(true)
+	d.hs.Shutdown() // every service NOT_SERVING, Watch streams told
 	stopped := make(chan struct{})
 	go func() {
-		g.GracefulStop() // no new calls; waits for in-flight ones
+		d.g.GracefulStop() // no new calls; waits for in-flight ones
 		close(stopped)
 	}()
-	timer := time.NewTimer(o.shutdownTimeout)
+	timer := time.NewTimer(d.opts.shutdownTimeout)
 	select {
 	case <-stopped:
 		timer.Stop()
 	case <-timer.C:
-		log.Warn("in-flight calls did not finish in time, closing them", "timeout", o.shutdownTimeout)
-		g.Stop()
+		d.log.Warn("in-flight calls did not finish in time, closing them", "timeout", d.opts.shutdownTimeout)
+		d.g.Stop()
 		<-stopped
 	}
 	hctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	if err := admin.Shutdown(hctx); err != nil {
-		_ = admin.Close()
+	if err := d.admin.Shutdown(hctx); err != nil {
+		_ = d.admin.Close()
 	}
-	bg.Wait()
-	_ = watcher.Close()
-	log.Info("stopped")
-	return serveErr
 }
 
 // scriptLoadTimeout bounds the startup load of the Redis script on each

@@ -97,15 +97,7 @@ func join(path, name string) string {
 
 // decode stores n into v (which is settable), at key path.
 func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
-	d.visits++
-	if d.aliasDepth > 0 {
-		d.aliasVisits++
-	}
-	if d.visits > maxVisits || d.aliasVisits > maxAliasVisits {
-		if !d.tooLarge {
-			d.tooLarge = true
-			d.errorf(n, path, "document too large: aliases expand to more than %d values", maxAliasVisits)
-		}
+	if !d.visit(n, path) {
 		return
 	}
 	if n.Kind == yaml.AliasNode {
@@ -116,14 +108,8 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 		defer func() { d.aliasDepth-- }()
 		n = n.Alias
 	}
-	if n.Kind == yaml.DocumentNode {
-		if len(n.Content) == 0 {
-			return
-		}
-		n = n.Content[0]
-	}
-	if _, seen := d.pos[path]; !seen {
-		d.pos[path] = Pos{Line: n.Line, Col: n.Column}
+	if n = d.locate(n, path); n == nil {
+		return
 	}
 	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
 		return // absent: keep the zero value
@@ -131,16 +117,7 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 	t := v.Type()
 	switch {
 	case t == durationType:
-		s, ok := d.scalar(n, path, "a duration such as 250ms, 5s or 1m")
-		if !ok {
-			return
-		}
-		dur, err := time.ParseDuration(s)
-		if err != nil {
-			d.errorf(n, path, "expected a duration such as 250ms, 5s or 1m, got %q", s)
-			return
-		}
-		v.SetInt(int64(dur))
+		d.decodeDuration(n, v, path)
 		return
 	case reflect.PointerTo(t).Implements(unmarshalType) && t.Kind() != reflect.Pointer:
 		if s, ok := d.scalar(n, path, "a string"); ok {
@@ -158,32 +135,95 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 	case reflect.Struct:
 		d.decodeStruct(n, v, path)
 	case reflect.Slice:
-		if n.Kind != yaml.SequenceNode {
-			d.errorf(n, path, "expected a list, got %s", kindName(n))
-			return
-		}
-		s := reflect.MakeSlice(t, len(n.Content), len(n.Content))
-		for i, c := range n.Content {
-			d.decode(c, s.Index(i), fmt.Sprintf("%s[%d]", path, i))
-		}
-		v.Set(s)
+		d.decodeSlice(n, v, path)
 	case reflect.Map:
-		if t.Key().Kind() != reflect.String {
-			d.errorf(n, path, "internal error: unsupported map key type %v", t.Key())
-			return
+		d.decodeMap(n, v, path)
+	default:
+		d.decodeScalar(n, v, path)
+	}
+}
+
+// visit counts the visit of n and reports whether the document is still
+// small enough to go on.
+func (d *decoder) visit(n *yaml.Node, path string) bool {
+	d.visits++
+	if d.aliasDepth > 0 {
+		d.aliasVisits++
+	}
+	if d.visits > maxVisits || d.aliasVisits > maxAliasVisits {
+		if !d.tooLarge {
+			d.tooLarge = true
+			d.errorf(n, path, "document too large: aliases expand to more than %d values", maxAliasVisits)
 		}
-		if n.Kind != yaml.MappingNode {
-			d.errorf(n, path, "expected a mapping, got %s", kindName(n))
-			return
+		return false
+	}
+	return true
+}
+
+// locate unwraps a document node and records where path's value is; it
+// returns nil for an empty document.
+func (d *decoder) locate(n *yaml.Node, path string) *yaml.Node {
+	if n.Kind == yaml.DocumentNode {
+		if len(n.Content) == 0 {
+			return nil
 		}
-		m := reflect.MakeMap(t)
-		for _, kv := range d.pairs(n, path) {
-			elem := reflect.New(t.Elem()).Elem()
-			p := join(path, kv.key.Value)
-			d.decode(kv.value, elem, p)
-			m.SetMapIndex(reflect.ValueOf(kv.key.Value).Convert(t.Key()), elem)
-		}
-		v.Set(m)
+		n = n.Content[0]
+	}
+	if _, seen := d.pos[path]; !seen {
+		d.pos[path] = Pos{Line: n.Line, Col: n.Column}
+	}
+	return n
+}
+
+// decodeDuration decodes a duration such as "1.5s".
+func (d *decoder) decodeDuration(n *yaml.Node, v reflect.Value, path string) {
+	s, ok := d.scalar(n, path, "a duration such as 250ms, 5s or 1m")
+	if !ok {
+		return
+	}
+	dur, err := time.ParseDuration(s)
+	if err != nil {
+		d.errorf(n, path, "expected a duration such as 250ms, 5s or 1m, got %q", s)
+		return
+	}
+	v.SetInt(int64(dur))
+}
+
+func (d *decoder) decodeSlice(n *yaml.Node, v reflect.Value, path string) {
+	if n.Kind != yaml.SequenceNode {
+		d.errorf(n, path, "expected a list, got %s", kindName(n))
+		return
+	}
+	s := reflect.MakeSlice(v.Type(), len(n.Content), len(n.Content))
+	for i, c := range n.Content {
+		d.decode(c, s.Index(i), fmt.Sprintf("%s[%d]", path, i))
+	}
+	v.Set(s)
+}
+
+func (d *decoder) decodeMap(n *yaml.Node, v reflect.Value, path string) {
+	t := v.Type()
+	if t.Key().Kind() != reflect.String {
+		d.errorf(n, path, "internal error: unsupported map key type %v", t.Key())
+		return
+	}
+	if n.Kind != yaml.MappingNode {
+		d.errorf(n, path, "expected a mapping, got %s", kindName(n))
+		return
+	}
+	m := reflect.MakeMap(t)
+	for _, kv := range d.pairs(n, path) {
+		elem := reflect.New(t.Elem()).Elem()
+		p := join(path, kv.key.Value)
+		d.decode(kv.value, elem, p)
+		m.SetMapIndex(reflect.ValueOf(kv.key.Value).Convert(t.Key()), elem)
+	}
+	v.Set(m)
+}
+
+// decodeScalar decodes strings, booleans and numbers, in range.
+func (d *decoder) decodeScalar(n *yaml.Node, v reflect.Value, path string) {
+	switch v.Kind() {
 	case reflect.String:
 		if s, ok := d.scalar(n, path, "a string"); ok {
 			v.SetString(s)
@@ -221,7 +261,7 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 			v.SetFloat(f)
 		}
 	default:
-		d.errorf(n, path, "internal error: unsupported field type %v", t)
+		d.errorf(n, path, "internal error: unsupported field type %v", v.Type())
 	}
 }
 

@@ -127,30 +127,35 @@ func encodeValue(v reflect.Value) (*yaml.Node, error) {
 		}
 		return s, nil
 	case reflect.Map:
-		if v.Len() == 0 {
-			return nil, nil
-		}
-		m := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}
-		keys := v.MapKeys()
-		slices.SortFunc(keys, func(a, b reflect.Value) int { return strings.Compare(a.String(), b.String()) })
-		for _, k := range keys {
-			n, err := encodeValue(v.MapIndex(k))
-			if err != nil {
-				return nil, err
-			}
-			if n == nil {
-				if n, err = zeroNode(v.MapIndex(k)); err != nil {
-					return nil, err
-				}
-			}
-			m.Content = append(m.Content, scalarNode("!!str", k.String()), n)
-		}
-		return m, nil
+		return encodeMap(v)
 	}
 	if v.IsZero() {
 		return nil, nil
 	}
 	return zeroNode(v)
+}
+
+// encodeMap renders a map with string keys, sorted, or nil when empty.
+func encodeMap(v reflect.Value) (*yaml.Node, error) {
+	if v.Len() == 0 {
+		return nil, nil
+	}
+	m := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}
+	keys := v.MapKeys()
+	slices.SortFunc(keys, func(a, b reflect.Value) int { return strings.Compare(a.String(), b.String()) })
+	for _, k := range keys {
+		n, err := encodeValue(v.MapIndex(k))
+		if err != nil {
+			return nil, err
+		}
+		if n == nil {
+			if n, err = zeroNode(v.MapIndex(k)); err != nil {
+				return nil, err
+			}
+		}
+		m.Content = append(m.Content, scalarNode("!!str", k.String()), n)
+	}
+	return m, nil
 }
 
 // zeroNode renders a scalar even when it is zero.
