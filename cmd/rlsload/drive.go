@@ -56,6 +56,32 @@ type caller func(ctx context.Context, i int) error
 
 // drive runs the load test and prints the report.
 func drive(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	o, err := parseOptions(args, stderr)
+	if err != nil {
+		return err
+	}
+	addrs, stop, err := startTargets(ctx, o)
+	defer stop()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "rlsload: %d CPUs, GOMAXPROCS %d, %s/%s, %s; load average %s\n",
+		runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.GOOS, runtime.GOARCH, runtime.Version(), loadAvg())
+	fmt.Fprintf(stdout, "api %s, server backend %s, duration %v (+%v warmup) per run, %d round(s), %d connections, %d distinct keys, %d descriptor(s) per request\n\n",
+		o.api, backendLabel(o), o.duration, o.warmup, o.rounds, o.conns, o.keys, o.descriptors)
+	results, err := runAll(ctx, o, addrs, stderr)
+	if err != nil {
+		return err
+	}
+	if err := report(stdout, o, results); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "\nload average after: %s\n", loadAvg())
+	return nil
+}
+
+// parseOptions reads and checks the flags.
+func parseOptions(args []string, stderr io.Writer) (options, error) {
 	var o options
 	fs := flag.NewFlagSet("rlsload", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -73,57 +99,68 @@ func drive(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&o.descriptors, "descriptors", 1, "descriptors per request: remote_address, then path=/api/N (1 or 2)")
 	tg := fs.String("targets", "noop,server", "comma-separated targets: noop, server")
 	if err := fs.Parse(args); err != nil {
-		return err
+		return o, err
 	}
 	for _, s := range strings.Split(*conc, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
 		if err != nil || n <= 0 {
-			return fmt.Errorf("-concurrency %q: want positive integers", *conc)
+			return o, fmt.Errorf("-concurrency %q: want positive integers", *conc)
 		}
 		o.concurrency = append(o.concurrency, n)
 	}
 	o.targets = strings.Split(*tg, ",")
 	switch {
 	case o.rounds < 1 || o.conns < 1 || o.keys < 1 || o.duration <= 0:
-		return errors.New("-rounds, -conns, -keys and -duration must be positive")
+		return o, errors.New("-rounds, -conns, -keys and -duration must be positive")
 	case o.descriptors < 1 || o.descriptors > 2:
-		return errors.New("-descriptors must be 1 or 2")
+		return o, errors.New("-descriptors must be 1 or 2")
 	case o.api != "rls" && o.api != "authz":
-		return fmt.Errorf("-api %q: want rls or authz", o.api)
+		return o, fmt.Errorf("-api %q: want rls or authz", o.api)
 	case o.redisURL != "" && o.config != "":
-		return errors.New("-redis and -config exclude each other: add the redis backend to the config instead")
+		return o, errors.New("-redis and -config exclude each other: add the redis backend to the config instead")
 	}
+	return o, nil
+}
 
+// startTargets starts every target and returns their addresses and a stop
+// function that stops those started (call it even on an error).
+func startTargets(ctx context.Context, o options) (map[string]string, func(), error) {
 	addrs := map[string]string{}
+	var stops []func()
+	stopAll := func() {
+		for i := len(stops) - 1; i >= 0; i-- {
+			stops[i]()
+		}
+	}
 	for _, t := range o.targets {
 		switch t {
 		case "noop":
 			addr, stop, err := startNoop(ctx)
 			if err != nil {
-				return fmt.Errorf("start noop server: %w", err)
+				return nil, stopAll, fmt.Errorf("start noop server: %w", err)
 			}
-			defer stop()
+			stops = append(stops, stop)
 			addrs[t] = addr
 		case "server":
 			if o.serverBin == "" {
-				return errors.New("target server needs -server-bin (build it with: go build -o bin/extauthz ./cmd/extauthz)")
+				return nil, stopAll, errors.New("target server needs -server-bin (build it with: go build -o bin/extauthz ./cmd/extauthz)")
 			}
 			addr, stop, err := startServer(ctx, o.serverBin, o.config, o.redisURL)
 			if err != nil {
-				return fmt.Errorf("start extauthz: %w", err)
+				return nil, stopAll, fmt.Errorf("start extauthz: %w", err)
 			}
-			defer stop()
+			stops = append(stops, stop)
 			addrs[t] = addr
 		default:
-			return fmt.Errorf("unknown target %q: want noop or server", t)
+			return nil, stopAll, fmt.Errorf("unknown target %q: want noop or server", t)
 		}
 	}
+	return addrs, stopAll, nil
+}
 
-	fmt.Fprintf(stdout, "rlsload: %d CPUs, GOMAXPROCS %d, %s/%s, %s; load average %s\n",
-		runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.GOOS, runtime.GOARCH, runtime.Version(), loadAvg())
-	fmt.Fprintf(stdout, "api %s, server backend %s, duration %v (+%v warmup) per run, %d round(s), %d connections, %d distinct keys, %d descriptor(s) per request\n\n",
-		o.api, backendLabel(o), o.duration, o.warmup, o.rounds, o.conns, o.keys, o.descriptors)
-
+// runAll runs every target at every concurrency, o.rounds times, and
+// returns the results by target and concurrency.
+func runAll(ctx context.Context, o options, addrs map[string]string, stderr io.Writer) (map[string]map[int][]runResult, error) {
 	newCaller := callers(o)
 	results := map[string]map[int][]runResult{}
 	for _, c := range o.concurrency {
@@ -137,7 +174,7 @@ func drive(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			for _, t := range order {
 				r, err := runLoad(ctx, addrs[t], newCaller, c, o)
 				if err != nil {
-					return fmt.Errorf("%s at concurrency %d: %w", t, c, err)
+					return nil, fmt.Errorf("%s at concurrency %d: %w", t, c, err)
 				}
 				fmt.Fprintf(stderr, "  %-6s c=%-4d round %d: %8.0f req/s  p50 %v  p99 %v  errors %d\n", t, c, round+1, r.rps, r.p50, r.p99, r.errors)
 				if results[t] == nil {
@@ -147,7 +184,11 @@ func drive(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			}
 		}
 	}
+	return results, nil
+}
 
+// report writes the table of median runs, each compared with noop's.
+func report(stdout io.Writer, o options, results map[string]map[int][]runResult) error {
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "target\tconcurrency\treq/s\tp50\tp99\terrors\tvs noop\t")
 	for _, c := range o.concurrency {
@@ -164,16 +205,9 @@ func drive(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			fmt.Fprintf(tw, "%s\t%d\t%.0f\t%v\t%v\t%d\t%s\t\n", t, c, r.rps, r.p50.Round(time.Microsecond), r.p99.Round(time.Microsecond), r.errors, ratio)
 		}
 	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "\nload average after: %s\n", loadAvg())
-	return nil
+	return tw.Flush()
 }
 
-// callers prebuilds the requests of o.api and returns the function that
-// makes a caller of them on a connection, so the client allocates no
-// request while measuring.
 func callers(o options) func(*grpc.ClientConn) caller {
 	if o.api == "authz" {
 		checks := buildChecks(o)
