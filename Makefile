@@ -2,6 +2,8 @@ GO       ?= go
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -s -w -X main.version=$(VERSION)
 FUZZTIME ?= 200000x
+# staticcheck, pinned; run through go run so no install is needed.
+STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 .PHONY: build run test fuzz bench lint
 
@@ -11,10 +13,11 @@ build:
 run:
 	$(GO) run ./cmd/extauthz serve --config examples/config.yaml
 
-# The test command (README, CI): vet, then every package including e2e,
+# The test command (README, CI): vet, staticcheck, then every package including e2e,
 # Redis (real redis-server), Helm and example-config tests.
 test:
 	$(GO) vet ./...
+	$(STATICCHECK) ./...
 	$(GO) test -count=1 -timeout 30m ./...
 
 # Runs each fuzz target for FUZZTIME (go test allows one -fuzz target per run).

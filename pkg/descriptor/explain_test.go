@@ -9,8 +9,6 @@ import (
 	"github.com/extauthz/extauthz/pkg/limiter"
 )
 
-var update = golden.Update
-
 func TestExplain(t *testing.T) {
 	s := matchSet(t)
 	shared := mustSet(t, Domain{Name: "files", Source: "files.yaml:1:1", Descriptors: []Node{

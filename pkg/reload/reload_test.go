@@ -159,17 +159,6 @@ func (h *harness) nextError(t *testing.T) error {
 	return nil
 }
 
-// drain discards the OnUnchanged calls made so far.
-func (h *harness) drain() {
-	for {
-		select {
-		case <-h.unchanged:
-		default:
-			return
-		}
-	}
-}
-
 // none checks that no reload or error arrives for a while.
 func (h *harness) none(t *testing.T) {
 	t.Helper()

@@ -12,8 +12,6 @@ import (
 	"github.com/extauthz/extauthz/pkg/limiter"
 )
 
-var update = golden.Update
-
 // counted returns a counted verdict of a fixed-window rule.
 func counted(name, path string, requests int64, unit descriptor.Unit, res limiter.Result) verdict {
 	r := &descriptor.Rule{Domain: "edge", Name: name, Path: path, Unit: unit.String(), UnitCode: unit,
