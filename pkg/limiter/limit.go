@@ -104,14 +104,6 @@ func (a Algorithm) String() string {
 	return fmt.Sprintf("algorithm(%d)", uint8(a))
 }
 
-// ParseAlgorithm returns the Algorithm named s ("fixed_window",
-// "sliding_window" or "token_bucket"); the error wraps ErrUnknownAlgorithm.
-func ParseAlgorithm(s string) (Algorithm, error) {
-	var a Algorithm
-	err := a.UnmarshalText([]byte(s))
-	return a, err
-}
-
 // MarshalText returns the configuration name of a; an unknown a is an error.
 func (a Algorithm) MarshalText() ([]byte, error) {
 	if int(a) < len(algorithmNames) {

@@ -8,13 +8,15 @@ import (
 
 func TestParseAlgorithm(t *testing.T) {
 	for _, a := range []Algorithm{FixedWindow, SlidingWindow, TokenBucket} {
-		got, err := ParseAlgorithm(a.String())
+		var got Algorithm
+		err := got.UnmarshalText([]byte(a.String()))
 		if err != nil || got != a {
-			t.Errorf("ParseAlgorithm(%q): got %v, %v, want %v", a.String(), got, err, a)
+			t.Errorf("UnmarshalText(%q): got %v, %v, want %v", a.String(), got, err, a)
 		}
 	}
-	if _, err := ParseAlgorithm("leaky_bucket"); !errors.Is(err, ErrUnknownAlgorithm) {
-		t.Errorf("ParseAlgorithm(leaky_bucket): got error %v, want ErrUnknownAlgorithm", err)
+	var a Algorithm
+	if err := a.UnmarshalText([]byte("leaky_bucket")); !errors.Is(err, ErrUnknownAlgorithm) {
+		t.Errorf("UnmarshalText(leaky_bucket): got error %v, want ErrUnknownAlgorithm", err)
 	}
 	if got, want := Algorithm(9).String(), "algorithm(9)"; got != want {
 		t.Errorf("got %q, want %q", got, want)
