@@ -126,4 +126,3 @@ func ReadFile(path string) ([]byte, error) {
 	}
 	return data, nil
 }
-
