@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -111,23 +110,12 @@ func (c *checker) source(path string) string {
 	return fmt.Sprintf("%s:%d:%d", c.file, p.Line, p.Col)
 }
 
-// legacyPathPrefix recognises "path: message" in errors that are not yet
-// *field.Error. TRANSITION (issue 10): removed once every package's
-// Validate returns field errors.
-var legacyPathPrefix = regexp.MustCompile(`^([a-z_]+(?:\[\d+\]|\.[^\s:]+)*): (.*)$`)
-
 // report adds err, typically a section's Validate() result made of
 // *field.Error values whose paths are relative to base, at the position of
-// each path.
+// each path (an error that is not a *field.Error is placed at base).
 func (c *checker) report(base string, err error) {
 	field.Each(err, func(path string, e error) {
-		msg := e.Error()
-		if path == "" {
-			if m := legacyPathPrefix.FindStringSubmatch(msg); m != nil {
-				path, msg = m[1], m[2]
-			}
-		}
-		c.errorf(field.Join(base, path), "%s", msg)
+		c.errorf(field.Join(base, path), "%s", e.Error())
 	})
 }
 
