@@ -23,16 +23,16 @@ domain_failure_modes:
 readiness: always
 `))
 	rls := rlsv3.NewRateLimitServiceClient(p.Dial(t))
-	call := func(domain string) (*rlsv3.RateLimitResponse, error, time.Duration) {
+	call := func(domain string) (*rlsv3.RateLimitResponse, time.Duration, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		start := time.Now()
 		resp, err := rls.ShouldRateLimit(ctx, &rlsv3.RateLimitRequest{Domain: domain, Descriptors: []*ratelimitv3.RateLimitDescriptor{desc("client", "x")}})
-		return resp, err, time.Since(start)
+		return resp, time.Since(start), err
 	}
 
 	for i := range 5 { // the first calls fail on the backend, the later ones on its open breaker
-		resp, err, lat := call("failover")
+		resp, lat, err := call("failover")
 		if err != nil {
 			t.Fatalf("closed, call %d: got error %v, want OVER_LIMIT", i, err)
 		}
@@ -45,13 +45,13 @@ readiness: always
 		t.Logf("fail-closed call %d: %v in %v", i, resp.GetOverallCode(), lat.Round(time.Microsecond))
 	}
 
-	resp, err, lat := call("open_domain")
+	resp, lat, err := call("open_domain")
 	if err != nil || resp.GetOverallCode() != rlsv3.RateLimitResponse_OK {
 		t.Errorf("open: got %v, %v; want OK", resp.GetOverallCode(), err)
 	}
 	t.Logf("fail-open: %v in %v", resp.GetOverallCode(), lat.Round(time.Microsecond))
 
-	_, err, lat = call("envoy_domain")
+	_, lat, err = call("envoy_domain")
 	if status.Code(err) != codes.Unavailable {
 		t.Errorf("envoy: got %v, want code Unavailable", err)
 	}

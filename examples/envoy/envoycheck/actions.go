@@ -1,5 +1,7 @@
 package envoycheck
 
+//lint:file-ignore SA1019 Envoy still accepts the deprecated HeaderMatcher match fields, so the checker must evaluate configs that use them.
+
 import (
 	"errors"
 	"fmt"

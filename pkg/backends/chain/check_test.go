@@ -11,8 +11,6 @@ import (
 	"github.com/extauthz/extauthz/internal/golden"
 )
 
-var update = golden.Update
-
 func TestCheck(t *testing.T) {
 	up, down, hung := &pingStore{}, &pingStore{}, &pingStore{}
 	down.setPing(errDown, false)

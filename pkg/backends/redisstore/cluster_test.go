@@ -3,6 +3,8 @@ package redisstore
 import (
 	"context"
 	"fmt"
+	"net"
+	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -17,14 +19,22 @@ import (
 // nodeOfSlot maps each hash slot to the address of the master serving it.
 func nodeOfSlot(t *testing.T, cc *redis.ClusterClient) map[uint16]string {
 	t.Helper()
-	slots, err := cc.ClusterSlots(context.Background()).Result()
+	shards, err := cc.ClusterShards(context.Background()).Result()
 	if err != nil {
 		t.Fatal(err)
 	}
 	m := make(map[uint16]string, 16384)
-	for _, r := range slots {
-		for s := r.Start; s <= r.End; s++ {
-			m[uint16(s)] = r.Nodes[0].Addr
+	for _, sh := range shards {
+		var master string
+		for _, n := range sh.Nodes {
+			if n.Role == "master" {
+				master = net.JoinHostPort(n.IP, strconv.FormatInt(n.Port, 10))
+			}
+		}
+		for _, r := range sh.Slots {
+			for s := r.Start; s <= r.End; s++ {
+				m[uint16(s)] = master
+			}
 		}
 	}
 	return m

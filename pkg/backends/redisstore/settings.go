@@ -288,7 +288,7 @@ func validateURL(raw string) error {
 	u, err := url.Parse(raw)
 	if err != nil {
 		// url.Parse's error quotes the whole URL, password included.
-		return errors.New("not a URL: expected redis://[user:password@]host:port/db or rediss://...")
+		return errors.New("not a URL: expected redis://[user:password@]host:port/db or rediss:// for TLS")
 	}
 	red := RedactURL(raw)
 	var errs []error
