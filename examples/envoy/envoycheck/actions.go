@@ -172,42 +172,18 @@ func entry(a *routev3.RateLimit_Action, cluster string, req *Request) (e descrip
 	case *routev3.RateLimit_Action_RequestHeaders_:
 		h := x.RequestHeaders
 		v, ok := req.header(h.GetHeaderName())
-		if !ok {
-			return e, false, h.GetSkipIfAbsent(), nil
-		}
-		return descriptor.Entry{Key: h.GetDescriptorKey(), Value: v}, true, false, nil
+		return lookedUp(h.GetDescriptorKey(), v, ok, h.GetSkipIfAbsent())
 	case *routev3.RateLimit_Action_QueryParameters_:
 		q := x.QueryParameters
 		v, ok := req.query(q.GetQueryParameterName())
-		if !ok {
-			return e, false, q.GetSkipIfAbsent(), nil
-		}
-		return descriptor.Entry{Key: q.GetDescriptorKey(), Value: v}, true, false, nil
+		return lookedUp(q.GetDescriptorKey(), v, ok, q.GetSkipIfAbsent())
 	case *routev3.RateLimit_Action_RemoteAddress_:
 		if !req.RemoteAddr.IsValid() {
 			return e, false, false, nil
 		}
 		return descriptor.Entry{Key: "remote_address", Value: req.RemoteAddr.String()}, true, false, nil
 	case *routev3.RateLimit_Action_MaskedRemoteAddress_:
-		if !req.RemoteAddr.IsValid() {
-			return e, false, false, nil
-		}
-		bits := 32
-		if req.RemoteAddr.Is4() {
-			if v := x.MaskedRemoteAddress.GetV4PrefixMaskLen(); v != nil {
-				bits = int(v.GetValue())
-			}
-		} else {
-			bits = 128
-			if v := x.MaskedRemoteAddress.GetV6PrefixMaskLen(); v != nil {
-				bits = int(v.GetValue())
-			}
-		}
-		p, perr := req.RemoteAddr.Prefix(bits)
-		if perr != nil {
-			return e, false, false, fmt.Errorf("masked_remote_address: %w", perr)
-		}
-		return descriptor.Entry{Key: "masked_remote_address", Value: p.String()}, true, false, nil
+		return maskedRemoteAddress(x.MaskedRemoteAddress, req)
 	case *routev3.RateLimit_Action_GenericKey_:
 		g := x.GenericKey
 		if strings.Contains(g.GetDescriptorValue(), "%") {
@@ -215,51 +191,98 @@ func entry(a *routev3.RateLimit_Action, cluster string, req *Request) (e descrip
 		}
 		return descriptor.Entry{Key: orDefault(g.GetDescriptorKey(), "generic_key"), Value: g.GetDescriptorValue()}, true, false, nil
 	case *routev3.RateLimit_Action_HeaderValueMatch_:
-		h := x.HeaderValueMatch
-		matched := true
-		for _, hm := range h.GetHeaders() {
-			ok, merr := matchHeader(hm, req)
-			if merr != nil {
-				return e, false, false, fmt.Errorf("header_value_match: %w", merr)
-			}
-			matched = matched && ok
-		}
-		want := h.GetExpectMatch() == nil || h.GetExpectMatch().GetValue()
-		if matched != want {
-			return e, false, false, nil
-		}
-		return descriptor.Entry{Key: orDefault(h.GetDescriptorKey(), "header_match"), Value: h.GetDescriptorValue()}, true, false, nil
+		return headerValueMatch(x.HeaderValueMatch, req)
 	case *routev3.RateLimit_Action_QueryParameterValueMatch_:
-		q := x.QueryParameterValueMatch
-		matched := true
-		for _, qm := range q.GetQueryParameters() {
-			ok, merr := matchQuery(qm, req)
-			if merr != nil {
-				return e, false, false, fmt.Errorf("query_parameter_value_match: %w", merr)
-			}
-			matched = matched && ok
-		}
-		want := q.GetExpectMatch() == nil || q.GetExpectMatch().GetValue()
-		if matched != want {
-			return e, false, false, nil
-		}
-		return descriptor.Entry{Key: orDefault(q.GetDescriptorKey(), "query_match"), Value: q.GetDescriptorValue()}, true, false, nil
+		return queryParameterValueMatch(x.QueryParameterValueMatch, req)
 	case *routev3.RateLimit_Action_Metadata:
-		m := x.Metadata
-		if m.GetSource() != routev3.RateLimit_Action_MetaData_DYNAMIC {
-			return e, false, false, fmt.Errorf("metadata source %s: %w", m.GetSource(), ErrUnsupported)
-		}
-		v, ok := req.metadata(keyOf(m.GetMetadataKey()))
-		if !ok {
-			if m.GetDefaultValue() != "" {
-				return descriptor.Entry{Key: m.GetDescriptorKey(), Value: m.GetDefaultValue()}, true, false, nil
-			}
-			return e, false, m.GetSkipIfAbsent(), nil
-		}
-		return descriptor.Entry{Key: m.GetDescriptorKey(), Value: v}, true, false, nil
+		return metadataEntry(x.Metadata, req)
 	default:
 		return e, false, false, fmt.Errorf("action %T: %w", x, ErrUnsupported)
 	}
+}
+
+// lookedUp is the result of a request_headers or query_parameters action
+// whose lookup found v (ok) or nothing.
+func lookedUp(key, v string, ok, skipIfAbsent bool) (e descriptor.Entry, produced, skip bool, err error) {
+	if !ok {
+		return e, false, skipIfAbsent, nil
+	}
+	return descriptor.Entry{Key: key, Value: v}, true, false, nil
+}
+
+// metadataEntry evaluates a metadata action (dynamic metadata only).
+func metadataEntry(m *routev3.RateLimit_Action_MetaData, req *Request) (e descriptor.Entry, produced, skip bool, err error) {
+	if m.GetSource() != routev3.RateLimit_Action_MetaData_DYNAMIC {
+		return e, false, false, fmt.Errorf("metadata source %s: %w", m.GetSource(), ErrUnsupported)
+	}
+	v, ok := req.metadata(keyOf(m.GetMetadataKey()))
+	if !ok {
+		if m.GetDefaultValue() != "" {
+			return descriptor.Entry{Key: m.GetDescriptorKey(), Value: m.GetDefaultValue()}, true, false, nil
+		}
+		return e, false, m.GetSkipIfAbsent(), nil
+	}
+	return descriptor.Entry{Key: m.GetDescriptorKey(), Value: v}, true, false, nil
+}
+
+// maskedRemoteAddress evaluates a masked_remote_address action: the client
+// address's prefix (/32 or /128 unless the action sets the length).
+func maskedRemoteAddress(m *routev3.RateLimit_Action_MaskedRemoteAddress, req *Request) (e descriptor.Entry, produced, skip bool, err error) {
+	if !req.RemoteAddr.IsValid() {
+		return e, false, false, nil
+	}
+	bits := 32
+	if req.RemoteAddr.Is4() {
+		if v := m.GetV4PrefixMaskLen(); v != nil {
+			bits = int(v.GetValue())
+		}
+	} else {
+		bits = 128
+		if v := m.GetV6PrefixMaskLen(); v != nil {
+			bits = int(v.GetValue())
+		}
+	}
+	p, perr := req.RemoteAddr.Prefix(bits)
+	if perr != nil {
+		return e, false, false, fmt.Errorf("masked_remote_address: %w", perr)
+	}
+	return descriptor.Entry{Key: "masked_remote_address", Value: p.String()}, true, false, nil
+}
+
+// headerValueMatch evaluates a header_value_match action: an entry when
+// every header matcher matches (or, with expect_match false, when not all do).
+func headerValueMatch(h *routev3.RateLimit_Action_HeaderValueMatch, req *Request) (e descriptor.Entry, produced, skip bool, err error) {
+	matched := true
+	for _, hm := range h.GetHeaders() {
+		ok, merr := matchHeader(hm, req)
+		if merr != nil {
+			return e, false, false, fmt.Errorf("header_value_match: %w", merr)
+		}
+		matched = matched && ok
+	}
+	want := h.GetExpectMatch() == nil || h.GetExpectMatch().GetValue()
+	if matched != want {
+		return e, false, false, nil
+	}
+	return descriptor.Entry{Key: orDefault(h.GetDescriptorKey(), "header_match"), Value: h.GetDescriptorValue()}, true, false, nil
+}
+
+// queryParameterValueMatch evaluates a query_parameter_value_match action,
+// as headerValueMatch does for headers.
+func queryParameterValueMatch(q *routev3.RateLimit_Action_QueryParameterValueMatch, req *Request) (e descriptor.Entry, produced, skip bool, err error) {
+	matched := true
+	for _, qm := range q.GetQueryParameters() {
+		ok, merr := matchQuery(qm, req)
+		if merr != nil {
+			return e, false, false, fmt.Errorf("query_parameter_value_match: %w", merr)
+		}
+		matched = matched && ok
+	}
+	want := q.GetExpectMatch() == nil || q.GetExpectMatch().GetValue()
+	if matched != want {
+		return e, false, false, nil
+	}
+	return descriptor.Entry{Key: orDefault(q.GetDescriptorKey(), "query_match"), Value: q.GetDescriptorValue()}, true, false, nil
 }
 
 func keyOf(k *metadatav3.MetadataKey) *metadataKey {

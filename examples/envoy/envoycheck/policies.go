@@ -100,7 +100,42 @@ func RateLimits(b *bootstrapv3.Bootstrap) (*Setup, error) {
 	return s, errors.Join(errs...)
 }
 
+// addHCM adds the rate limit and ext_authz filters of hcm, written at
+// where, and the policies they apply to its routes.
 func (s *Setup) addHCM(where string, hcm *hcmv3.HttpConnectionManager) error {
+	filters, names, err := s.addFilters(where, hcm)
+	if err != nil {
+		return err
+	}
+	rc := hcm.GetRouteConfig()
+	if rc == nil {
+		if len(filters) > 0 {
+			return fmt.Errorf("envoycheck: %s: only an inline route_config can be checked (not rds or scoped_routes)", where)
+		}
+		return nil
+	}
+	h := &hcmPolicies{
+		s: s, rc: rc, rcw: where + " route_config",
+		table:   &routeTable{where: where, vhosts: rc.GetVirtualHosts()},
+		applied: map[string]bool{},
+	}
+	if err := h.noteSources(where, filters); err != nil {
+		return err
+	}
+	for fi, f := range filters {
+		h.applyFilter(where, f, names[fi])
+	}
+	for _, src := range h.order {
+		if !h.applied[src] {
+			s.Unapplied = append(s.Unapplied, src)
+		}
+	}
+	return nil
+}
+
+// addFilters adds the rate limit and ext_authz filters of hcm to s and
+// returns the rate limit filters with their names.
+func (s *Setup) addFilters(where string, hcm *hcmv3.HttpConnectionManager) ([]RateLimitFilter, []string, error) {
 	var filters []RateLimitFilter
 	var names []string
 	for i, hf := range hcm.GetHttpFilters() {
@@ -113,10 +148,10 @@ func (s *Setup) addHCM(where string, hcm *hcmv3.HttpConnectionManager) error {
 		case typeIs[*ratelimitv3.RateLimit](a):
 			c, err := unpack[*ratelimitv3.RateLimit](a, fw)
 			if err != nil {
-				return err
+				return nil, nil, err
 			}
 			if hf.GetDisabled() {
-				return fmt.Errorf("envoycheck: %s: disabled rate limit filters are not supported", fw)
+				return nil, nil, fmt.Errorf("envoycheck: %s: disabled rate limit filters are not supported", fw)
 			}
 			f := RateLimitFilter{Where: fw, Config: c}
 			filters = append(filters, f)
@@ -125,143 +160,173 @@ func (s *Setup) addHCM(where string, hcm *hcmv3.HttpConnectionManager) error {
 		case typeIs[*extauthzv3.ExtAuthz](a):
 			c, err := unpack[*extauthzv3.ExtAuthz](a, fw)
 			if err != nil {
-				return err
+				return nil, nil, err
 			}
 			s.ExtAuthzFilters = append(s.ExtAuthzFilters, ExtAuthzFilter{Where: fw, Config: c})
 		}
 	}
+	return filters, names, nil
+}
 
-	rc := hcm.GetRouteConfig()
-	if rc == nil {
-		if len(filters) > 0 {
-			return fmt.Errorf("envoycheck: %s: only an inline route_config can be checked (not rds or scoped_routes)", where)
-		}
-		return nil
-	}
+// hcmPolicies works out the policies of one HTTP connection manager's
+// inline route configuration rc.
+type hcmPolicies struct {
+	s     *Setup
+	rc    *routev3.RouteConfiguration
+	rcw   string // where rc is written
+	table *routeTable
+	// applied holds every rate_limits entry anywhere, by source; true once
+	// applied to a route. order lists the sources in the order noted.
+	applied map[string]bool
+	order   []string
+}
 
-	// Every rate_limits entry anywhere, by source; marked when applied.
-	applied := map[string]bool{}
-	var order []string
-	note := func(src string) {
-		if _, ok := applied[src]; !ok {
-			applied[src] = false
-			order = append(order, src)
-		}
+// note records the rate_limits entry src, unapplied unless already known.
+func (h *hcmPolicies) note(src string) {
+	if _, ok := h.applied[src]; !ok {
+		h.applied[src] = false
+		h.order = append(h.order, src)
 	}
-	for i, f := range filters {
+}
+
+// noteSources notes every rate_limits entry: the filters', and those of the
+// route configuration's, virtual hosts' and routes' per-filter configs and
+// of the virtual hosts and routes themselves.
+func (h *hcmPolicies) noteSources(where string, filters []RateLimitFilter) error {
+	for _, f := range filters {
 		for j := range f.Config.GetRateLimits() {
-			note(fmt.Sprintf("%s rate_limits[%d]", filters[i].Where, j))
+			h.note(fmt.Sprintf("%s rate_limits[%d]", f.Where, j))
 		}
 	}
-	// Per-filter configs keyed by names that are no rate limit filter's.
-	perFilter := func(w string, m map[string]*anypb.Any) error {
-		for name, a := range m {
-			inner, err := perRouteConfig(a, w)
-			if err != nil {
-				return err
-			}
-			if inner == nil {
-				continue
-			}
-			for j := range inner.GetRateLimits() {
-				src := fmt.Sprintf("%s typed_per_filter_config[%q] rate_limits[%d]", w, name, j)
-				note(src)
-			}
-		}
-		return nil
-	}
-	rcw := where + " route_config"
-	if err := perFilter(rcw, rc.GetTypedPerFilterConfig()); err != nil {
+	if err := h.notePerFilter(h.rcw, h.rc.GetTypedPerFilterConfig()); err != nil {
 		return err
 	}
-	for _, vh := range rc.GetVirtualHosts() {
+	for _, vh := range h.rc.GetVirtualHosts() {
 		vw := fmt.Sprintf("%s vhost %q", where, vh.GetName())
 		for j := range vh.GetRateLimits() {
-			note(fmt.Sprintf("%s rate_limits[%d]", vw, j))
+			h.note(fmt.Sprintf("%s rate_limits[%d]", vw, j))
 		}
-		if err := perFilter(vw, vh.GetTypedPerFilterConfig()); err != nil {
+		if err := h.notePerFilter(vw, vh.GetTypedPerFilterConfig()); err != nil {
 			return err
 		}
 		for ri, r := range vh.GetRoutes() {
 			rw := routeName(vw, ri, r)
 			for j := range r.GetRoute().GetRateLimits() {
-				note(fmt.Sprintf("%s rate_limits[%d]", rw, j))
+				h.note(fmt.Sprintf("%s rate_limits[%d]", rw, j))
 			}
-			if err := perFilter(rw, r.GetTypedPerFilterConfig()); err != nil {
+			if err := h.notePerFilter(rw, r.GetTypedPerFilterConfig()); err != nil {
 				return err
 			}
 		}
 	}
+	return nil
+}
 
-	table := &routeTable{where: where, vhosts: rc.GetVirtualHosts()}
-	for fi, f := range filters {
-		name := names[fi]
-		for _, vh := range rc.GetVirtualHosts() {
-			vw := fmt.Sprintf("%s vhost %q", where, vh.GetName())
-			for ri, r := range vh.GetRoutes() {
-				ra := r.GetRoute()
-				if ra == nil {
-					continue // redirect or direct_response: the filter never calls the service
-				}
-				rw := routeName(vw, ri, r)
-				cfg, cfgW := perRouteOf([]*anypb.Any{r.GetTypedPerFilterConfig()[name], vh.GetTypedPerFilterConfig()[name],
-					rc.GetTypedPerFilterConfig()[name]}, []string{rw, vw, rcw})
-				if disabledFor(r, vh, rc, name) {
-					continue
-				}
-				domain := f.Config.GetDomain()
-				if cfg.GetDomain() != "" {
-					domain = cfg.GetDomain()
-				}
-				add := func(src string, rl *routev3.RateLimit) {
-					applied[src] = true
-					s.Policies = append(s.Policies, Policy{
-						Source: src, Route: rw, Domain: domain, Cluster: ra.GetCluster(), RateLimit: rl,
-						table: table, vhost: vh, route: r,
-					})
-				}
-				switch {
-				case len(cfg.GetRateLimits()) > 0:
-					for j, rl := range cfg.GetRateLimits() {
-						add(fmt.Sprintf("%s typed_per_filter_config[%q] rate_limits[%d]", cfgW, name, j), rl)
-					}
-				case len(f.Config.GetRateLimits()) > 0:
-					for j, rl := range f.Config.GetRateLimits() {
-						add(fmt.Sprintf("%s rate_limits[%d]", f.Where, j), rl)
-					}
-				default:
-					stage := f.Config.GetStage()
-					routeHas := false
-					for j, rl := range ra.GetRateLimits() {
-						if rl.GetStage().GetValue() == stage {
-							routeHas = true
-							add(fmt.Sprintf("%s rate_limits[%d]", rw, j), rl)
-						}
-					}
-					useVH := !routeHas
-					switch cfg.GetVhRateLimits() {
-					case ratelimitv3.RateLimitPerRoute_INCLUDE:
-						useVH = true
-					case ratelimitv3.RateLimitPerRoute_IGNORE:
-						useVH = false
-					}
-					if useVH {
-						for j, rl := range vh.GetRateLimits() {
-							if rl.GetStage().GetValue() == stage {
-								add(fmt.Sprintf("%s rate_limits[%d]", vw, j), rl)
-							}
-						}
-					}
-				}
-			}
+// notePerFilter notes the rate_limits entries of the per-filter configs m
+// written at w, including those keyed by names that are no rate limit
+// filter's.
+func (h *hcmPolicies) notePerFilter(w string, m map[string]*anypb.Any) error {
+	for name, a := range m {
+		inner, err := perRouteConfig(a, w)
+		if err != nil {
+			return err
 		}
-	}
-	for _, src := range order {
-		if !applied[src] {
-			s.Unapplied = append(s.Unapplied, src)
+		if inner == nil {
+			continue
+		}
+		for j := range inner.GetRateLimits() {
+			src := fmt.Sprintf("%s typed_per_filter_config[%q] rate_limits[%d]", w, name, j)
+			h.note(src)
 		}
 	}
 	return nil
+}
+
+// applyFilter adds the policies that rate limit filter f, named name,
+// applies to every route with a route action.
+func (h *hcmPolicies) applyFilter(where string, f RateLimitFilter, name string) {
+	for _, vh := range h.rc.GetVirtualHosts() {
+		vw := fmt.Sprintf("%s vhost %q", where, vh.GetName())
+		for ri, r := range vh.GetRoutes() {
+			if r.GetRoute() == nil {
+				continue // redirect or direct_response: the filter never calls the service
+			}
+			h.applyRoute(f, name, routeTarget{where: routeName(vw, ri, r), vhostWhere: vw, vhost: vh, route: r})
+		}
+	}
+}
+
+// routeTarget is one route that a rate limit filter applies policies to.
+type routeTarget struct {
+	where      string // the route's
+	vhostWhere string // its virtual host's
+	domain     string
+	vhost      *routev3.VirtualHost
+	route      *routev3.Route
+}
+
+// applyRoute adds the policies that rate limit filter f, named name,
+// applies to route t: the most specific per-filter config's rate_limits,
+// else the filter's, else the route's and virtual host's of its stage.
+func (h *hcmPolicies) applyRoute(f RateLimitFilter, name string, t routeTarget) {
+	rc, vh, r := h.rc, t.vhost, t.route
+	cfg, cfgW := perRouteOf([]*anypb.Any{r.GetTypedPerFilterConfig()[name], vh.GetTypedPerFilterConfig()[name],
+		rc.GetTypedPerFilterConfig()[name]}, []string{t.where, t.vhostWhere, h.rcw})
+	if disabledFor(r, vh, rc, name) {
+		return
+	}
+	t.domain = f.Config.GetDomain()
+	if cfg.GetDomain() != "" {
+		t.domain = cfg.GetDomain()
+	}
+	switch {
+	case len(cfg.GetRateLimits()) > 0:
+		for j, rl := range cfg.GetRateLimits() {
+			h.add(t, fmt.Sprintf("%s typed_per_filter_config[%q] rate_limits[%d]", cfgW, name, j), rl)
+		}
+	case len(f.Config.GetRateLimits()) > 0:
+		for j, rl := range f.Config.GetRateLimits() {
+			h.add(t, fmt.Sprintf("%s rate_limits[%d]", f.Where, j), rl)
+		}
+	default:
+		h.applyStage(f.Config.GetStage(), cfg.GetVhRateLimits(), t)
+	}
+}
+
+// applyStage adds the route's rate_limits of stage to route t and, when
+// the route has none of that stage or vh_rate_limits says INCLUDE (unless
+// it says IGNORE), its virtual host's.
+func (h *hcmPolicies) applyStage(stage uint32, vhRateLimits ratelimitv3.RateLimitPerRoute_VhRateLimitsOptions, t routeTarget) {
+	routeHas := false
+	for j, rl := range t.route.GetRoute().GetRateLimits() {
+		if rl.GetStage().GetValue() == stage {
+			routeHas = true
+			h.add(t, fmt.Sprintf("%s rate_limits[%d]", t.where, j), rl)
+		}
+	}
+	useVH := !routeHas
+	switch vhRateLimits {
+	case ratelimitv3.RateLimitPerRoute_INCLUDE:
+		useVH = true
+	case ratelimitv3.RateLimitPerRoute_IGNORE:
+		useVH = false
+	}
+	if useVH {
+		for j, rl := range t.vhost.GetRateLimits() {
+			if rl.GetStage().GetValue() == stage {
+				h.add(t, fmt.Sprintf("%s rate_limits[%d]", t.vhostWhere, j), rl)
+			}
+		}
+	}
+}
+
+// add applies the rate_limits entry rl, written at src, to route t.
+func (h *hcmPolicies) add(t routeTarget, src string, rl *routev3.RateLimit) {
+	h.applied[src] = true
+	h.s.Policies = append(h.s.Policies, Policy{
+		Source: src, Route: t.where, Domain: t.domain, Cluster: t.route.GetRoute().GetCluster(), RateLimit: rl,
+		table: h.table, vhost: t.vhost, route: t.route,
+	})
 }
 
 func routeName(vw string, i int, r *routev3.Route) string {

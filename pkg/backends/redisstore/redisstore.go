@@ -556,16 +556,25 @@ func (s *Store) decode(cmd *redis.Cmd, c *call, reqs []limiter.Request, res []li
 	if !wantUndo {
 		return o, nil
 	}
+	err = o.decodeUndo(packed, rest, c, lo, hi)
+	return o, err
+}
+
+// decodeUndo decodes the want_undo part of the reply for requests
+// c.idx[lo:hi]: the reads of the state before the call (packed after the
+// results) and the keys the script wrote (rest).
+func (o *outcome) decodeUndo(packed string, rest []interface{}, c *call, lo, hi int) error {
+	n := hi - lo
 	base := replyWidth * n
 	o.reads = make([]readResult, n)
 	for k := range n {
 		remaining, err := replyNumber(packed, base+2*k)
 		if err != nil {
-			return o, err
+			return err
 		}
 		reset, err := replyNumber(packed, base+2*k+1)
 		if err != nil {
-			return o, err
+			return err
 		}
 		o.reads[k] = readResult{i: c.idx[lo+k], remaining: remaining, reset: time.Duration(reset)}
 	}
@@ -573,11 +582,11 @@ func (s *Store) decode(cmd *redis.Cmd, c *call, reqs []limiter.Request, res []li
 		idx, ok1 := rest[j].(int64)
 		value, ok2 := rest[j+1].(string)
 		if !ok1 || !ok2 || idx < 1 || idx > int64(n) {
-			return o, fmt.Errorf("%w: bad written-key entry %v", ErrBadReply, rest[j:j+2])
+			return fmt.Errorf("%w: bad written-key entry %v", ErrBadReply, rest[j:j+2])
 		}
 		o.writes = append(o.writes, write{k: lo + int(idx) - 1, value: value})
 	}
-	return o, nil
+	return nil
 }
 
 // replyNumber returns the j-th little-endian double of a packed reply as a
