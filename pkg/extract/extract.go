@@ -45,8 +45,9 @@ func (x *Extractor) Domain() string { return x.s.Domain }
 // case.
 func (x *Extractor) Settings() Settings { return x.s }
 
-// Namespaced reports whether the counters of a request with a tenant are
-// the tenant's own (Settings.Tenant.ShareCounters is false).
+// Namespaced reports whether the counters of a request with an
+// authenticated tenant are the tenant's own (Settings.Tenant.ShareCounters
+// is false); Extraction.Namespace says, per request, by what.
 func (x *Extractor) Namespaced() bool { return !x.s.Tenant.ShareCounters }
 
 // HeaderNames returns the lower-case names of every header x reads, so
@@ -73,6 +74,11 @@ type Extraction struct {
 	TenantIdentity *Identity
 	// Tier is the request's tier ("" for none).
 	Tier string
+	// Namespace is what the request's counter keys are namespaced by (see
+	// descriptor.AppendCounterKey): its tenant when that tenant is
+	// authenticated (a listed API key's, or a trusted header's) and
+	// tenants do not share counters; "" otherwise.
+	Namespace string
 
 	// Denied is set when an entry with MissingDeny found nothing:
 	// DenyStatus is its HTTP status and DenyReason names the descriptor and

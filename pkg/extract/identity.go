@@ -301,11 +301,15 @@ func (x *Extractor) resolveIdentity(r *Request, now time.Time, out *Extraction) 
 			break
 		}
 	}
+	authenticated := true // the tenant of a listed key or of a trusted header
 	if k := out.APIKey; k != nil && k.Tenant != "" {
 		out.Tenant = k.Tenant
 		out.TenantIdentity, _ = ids.Tenant(k.Tenant, now)
 	} else {
-		x.resolveTenant(r, now, out)
+		authenticated = x.resolveTenant(r, now, out)
+	}
+	if authenticated && !x.s.Tenant.ShareCounters {
+		out.Namespace = out.Tenant
 	}
 	if t := out.TenantIdentity; t != nil && !t.Active(now) {
 		out.TenantIdentity = nil
@@ -322,7 +326,11 @@ func (x *Extractor) resolveIdentity(r *Request, now time.Time, out *Extraction) 
 	}
 }
 
-func (x *Extractor) resolveTenant(r *Request, now time.Time, out *Extraction) {
+// resolveTenant fills out's tenant from the first tenant source that has
+// one. It reports whether that tenant is authenticated: from a header
+// source, which New accepts only when trusted. A host is the client's to
+// choose: its tenant (listed or not) is not.
+func (x *Extractor) resolveTenant(r *Request, now time.Time, out *Extraction) bool {
 	for i := range x.s.Tenant.Sources {
 		s := &x.s.Tenant.Sources[i]
 		var name string
@@ -357,8 +365,9 @@ func (x *Extractor) resolveTenant(r *Request, now time.Time, out *Extraction) {
 			}
 		}
 		out.Tenant, out.TenantIdentity = name, listed
-		return
+		return s.Host == HostNone && s.Trusted
 	}
+	return false
 }
 
 // apiKeyFrom returns the key s finds in r, or "".
