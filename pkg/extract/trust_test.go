@@ -73,3 +73,46 @@ func TestTenantNamespace(t *testing.T) {
 		})
 	}
 }
+
+// TestAppendKeyID (issue 16, finding 2): a key's canonical form is the id
+// of the active listing with its digest, else its hash; an id is not a key.
+func TestAppendKeyID(t *testing.T) {
+	ids := identitiesForTest(t)
+	for _, tc := range []struct {
+		ids       *Identities
+		key, want string
+	}{
+		{ids, "key-pro-123", "acme-prod"},
+		{ids, "acme-prod", HashValue("acme-prod")},
+		{ids, "key-old-789", HashValue("key-old-789")}, // expired
+		{ids, strings.Repeat("x", 300), HashValue(strings.Repeat("x", 300))},
+		{nil, "key-pro-123", HashValue("key-pro-123")},
+	} {
+		if got := string(tc.ids.AppendKeyID([]byte("p:"), tc.key, extractNow)); got != "p:"+tc.want {
+			t.Errorf("AppendKeyID(%.20q): got %q, want %q", tc.key, got, "p:"+tc.want)
+		}
+	}
+}
+
+// TestRuleKeyValue (issue 16, finding 8): rule-file values under the API
+// key descriptor key load canonical; canonical values and patterns stay.
+func TestRuleKeyValue(t *testing.T) {
+	ids := identitiesForTest(t)
+	for v, want := range map[string]string{
+		"key-pro-123":    "acme-prod",
+		"key-old-789":    "old", // listed, though expired
+		"demo-secret":    HashValue("demo-secret"),
+		"acme-prod":      "acme-prod",
+		HashValue("k"):   HashValue("k"),
+		"sha256:not-hex": HashValue("sha256:not-hex"),
+		"acme-*":         "acme-*",
+		"":               "",
+	} {
+		if got := ids.RuleKeyValue(v); got != want {
+			t.Errorf("RuleKeyValue(%q) = %q, want %q", v, got, want)
+		}
+	}
+	if got := (*Identities)(nil).RuleKeyValue("acme-prod"); got != HashValue("acme-prod") {
+		t.Errorf("nil: got %q", got)
+	}
+}

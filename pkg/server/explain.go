@@ -3,6 +3,7 @@ package server
 import (
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 
 	"github.com/extauthz/extauthz/pkg/descriptor"
@@ -12,11 +13,17 @@ import (
 // descriptors ds would be decided by rules, without counting anything: for
 // each descriptor how the rule tree matches it (descriptor.Set.Explain),
 // then what the request does with each: counted against which limit,
-// unlimited, replaced by another descriptor's rule, or not limited.
+// unlimited, replaced by another descriptor's rule, or not limited. API
+// key values are canonicalised first, as ShouldRateLimit does: a key shows
+// as its listed id or a hash, never in clear.
 func Explain(w io.Writer, rules *descriptor.Set, domain string, ds []descriptor.Descriptor) error {
 	vs := make([]verdict, len(ds))
-	for i, d := range ds {
-		vs[i] = verdict{desc: d}
+	sc := &scratch{}
+	ds = slices.Clone(ds) // the caller's descriptors stay as they are
+	for i := range ds {
+		ds[i] = slices.Clone(ds[i])
+		canonicalKeys(rules.Identities(), ds[i], sc)
+		vs[i] = verdict{desc: ds[i]}
 	}
 	replaces := false
 	if rules.HasDomain(domain) {
