@@ -18,11 +18,9 @@ import (
 // as its listed id or a hash, never in clear.
 func Explain(w io.Writer, rules *descriptor.Set, domain string, ds []descriptor.Descriptor) error {
 	vs := make([]verdict, len(ds))
-	sc := &scratch{}
 	ds = slices.Clone(ds) // the caller's descriptors stay as they are
 	for i := range ds {
-		ds[i] = slices.Clone(ds[i])
-		canonicalKeys(rules.Identities(), ds[i], sc)
+		ds[i] = CanonicalDescriptor(rules, ds[i])
 		vs[i] = verdict{desc: ds[i]}
 	}
 	replaces := false
@@ -77,6 +75,16 @@ func Explain(w io.Writer, rules *descriptor.Set, domain string, ds []descriptor.
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// CanonicalDescriptor returns a copy of d whose API key values are in the
+// canonical form ShouldRateLimit gives them on arrival (the listed id, or
+// a hash; see descriptor.Identities.AppendKeyID), for tools that match
+// descriptors against rules as the server does (explain, envoycheck).
+func CanonicalDescriptor(rules *descriptor.Set, d descriptor.Descriptor) descriptor.Descriptor {
+	d = slices.Clone(d)
+	canonicalKeys(rules.Identities(), d, &scratch{})
+	return d
 }
 
 // replacedBy names the rules of vs that replace the rule called name.
