@@ -25,7 +25,7 @@ import (
 //	    listed_only: false
 //	    descriptor_key: api_key
 //	  tenant:
-//	    sources: [{header: x-tenant}, {host: listed}, {host: first_label}]
+//	    sources: [{header: x-tenant, trusted: true}, {host: listed}, {host: first_label}]  # trusted: a proxy sets it
 //	    listed_only: false
 //	    share_counters: false            # default: counters are per tenant
 //	    descriptor_key: tenant

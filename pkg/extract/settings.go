@@ -88,7 +88,10 @@ type APIKeyOptions struct {
 	ListedOnly bool `yaml:"listed_only"`
 	// DescriptorKey is the descriptor key of API key entries (default
 	// DefaultAPIKeyKey), on the ext_authz and the RateLimitService path:
-	// IdentitiesOptions.APIKeyKey.
+	// IdentitiesOptions.APIKeyKey. Values under it are canonical keys
+	// (Identities.AppendKeyID): Check emits them, ShouldRateLimit turns the
+	// raw key Envoy sends into one on arrival, and rule-file values load
+	// as one (Identities.RuleKeyValue).
 	DescriptorKey string `yaml:"descriptor_key"`
 }
 
