@@ -37,7 +37,7 @@ func TestAuthzShareCounters(t *testing.T) {
 authz:
   domain: web
   tenant:
-    sources: [{header: x-tenant}]
+    sources: [{header: x-tenant, trusted: true}]   # set by a proxy in front of extauthz
     share_counters: %v
   descriptors:
     - name: per_ip

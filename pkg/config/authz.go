@@ -1,6 +1,7 @@
 package config
 
 import (
+	"cmp"
 	"fmt"
 
 	"golang.org/x/net/http/httpguts"
@@ -24,7 +25,7 @@ import (
 //	    listed_only: false
 //	    descriptor_key: api_key
 //	  tenant:
-//	    sources: [{header: x-tenant}, {host: listed}, {host: first_label}]
+//	    sources: [{header: x-tenant, trusted: true}, {host: listed}, {host: first_label}]  # trusted: a proxy sets it
 //	    listed_only: false
 //	    share_counters: false            # default: counters are per tenant
 //	    descriptor_key: tenant
@@ -129,6 +130,20 @@ func (cfg *Config) ruleIdentities() descriptor.Identities {
 		return ids
 	}
 	return &extract.Identities{}
+}
+
+// ruleKeys returns the API key descriptor key and the listed keys with
+// which rule-file values under that key are canonicalised
+// (extract.Identities.RuleKeyValue): without an authz: section, the
+// default key and nothing listed. Listing errors leave nothing listed;
+// compileAuthz reports them.
+func (cfg *Config) ruleKeys() (string, *extract.Identities) {
+	a := cfg.Authz
+	if a == nil {
+		return extract.DefaultAPIKeyKey, nil
+	}
+	ids, _ := extract.ListIdentities(a.Settings)
+	return cmp.Or(a.APIKey.DescriptorKey, extract.DefaultAPIKeyKey), ids
 }
 
 // compile checks a (at path) and builds its identities and extractor.

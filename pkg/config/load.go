@@ -109,6 +109,7 @@ func load(r io.Reader, name string, fsys fileSystem) (*Config, error) {
 	cfg.validate(c)
 
 	rc := &ruleCompiler{defaultAlg: cfg.DefaultAlgorithm, seen: make(map[string]string)}
+	rc.apiKeyKey, rc.keys = cfg.ruleKeys()
 	for i := range cfg.Domains {
 		cfg.Domains[i].File = name
 		rc.compileDomain(c, &cfg.Domains[i], fmt.Sprintf("domains[%d]", i))

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net"
@@ -10,6 +11,7 @@ import (
 	"unicode"
 
 	"github.com/extauthz/extauthz/pkg/descriptor"
+	"github.com/extauthz/extauthz/pkg/extract"
 	"github.com/extauthz/extauthz/pkg/field"
 	"github.com/extauthz/extauthz/pkg/limiter"
 	"github.com/extauthz/extauthz/pkg/server"
@@ -207,6 +209,10 @@ type ruleCompiler struct {
 	defaultAlg limiter.Algorithm
 	domains    []descriptor.Domain
 	seen       map[string]string // domain -> where it was defined
+	// apiKeyKey ("" for the default) and keys canonicalise rule values
+	// under the API key descriptor key (see Config.ruleKeys).
+	apiKeyKey string
+	keys      *extract.Identities
 }
 
 // compileDomain checks d (at path, "" for a rule file's root) and adds it.
@@ -244,6 +250,12 @@ func (rc *ruleCompiler) nodes(c *checker, ds []Descriptor, path string, names ma
 	for i := range ds {
 		d := &ds[i]
 		p := fmt.Sprintf("%s[%d]", path, i)
+		if d.Key == cmp.Or(rc.apiKeyKey, extract.DefaultAPIKeyKey) {
+			// A key in clear becomes its id or hash here, in the Config
+			// too: rule paths (metric labels), /config and the errors
+			// below never show it.
+			d.Value = rc.keys.RuleKeyValue(d.Value)
+		}
 		if d.Key == "" {
 			c.errorf(join(p, "key"), "missing: every descriptor needs a key")
 		}

@@ -17,6 +17,7 @@ type Set struct {
 	domains    map[string]*domainTree
 	names      []string // sorted
 	defaultAlg limiter.Algorithm
+	ids        Identities
 }
 
 // Options tune NewSet. The zero value is valid.
@@ -71,7 +72,7 @@ const MaxRequestsPerUnit = math.MaxUint32
 // invalid limit, and replaces naming no rule of the domain (or the rule
 // itself). Errors start with the Source of the offending domain or node.
 func NewSet(domains []Domain, opts Options) (*Set, error) {
-	s := &Set{domains: make(map[string]*domainTree, len(domains)), defaultAlg: opts.DefaultAlgorithm}
+	s := &Set{domains: make(map[string]*domainTree, len(domains)), defaultAlg: opts.DefaultAlgorithm, ids: opts.Identities}
 	var errs []error
 	for i := range domains {
 		d := &domains[i]
@@ -96,6 +97,15 @@ func NewSet(domains []Domain, opts Options) (*Set, error) {
 	}
 	sort.Strings(s.names)
 	return s, nil
+}
+
+// Identities returns Options.Identities of s (nil for none): the listed
+// API keys and tenants, and the canonical form of API keys.
+func (s *Set) Identities() Identities {
+	if s == nil {
+		return nil
+	}
+	return s.ids
 }
 
 func srcErr(source, msg string) error {

@@ -47,6 +47,12 @@ type Identities interface {
 	// HasOverridesFor reports whether a listing overrides the limit of
 	// rules named rule (or of every rule).
 	HasOverridesFor(rule string) bool
+	// AppendKeyID appends to dst the canonical form of the API key key at
+	// now: the id of the listed key with key's digest, else a hash of the
+	// key. Entries under APIKeyKey hold it on both APIs (the
+	// RateLimitService handler canonicalises them at ingress), so that a
+	// key is matched by digest only and never shows in clear.
+	AppendKeyID(dst []byte, key string, now time.Time) []byte
 }
 
 // Listing is what a rule's limit depends on of a listed API key or tenant.

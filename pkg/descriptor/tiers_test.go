@@ -28,6 +28,9 @@ func (f fakeIdentities) ListedTenant(name string, now time.Time) *Listing {
 	}
 	return nil
 }
+func (f fakeIdentities) AppendKeyID(dst []byte, key string, _ time.Time) []byte {
+	return append(dst, "id-of-"+key...)
+}
 func (f fakeIdentities) HasOverridesFor(rule string) bool {
 	for _, m := range []map[string]Listing{f.keys, f.tenants} {
 		for _, l := range m {

@@ -110,6 +110,10 @@ func (x *Extractor) compileSources(ps *problems) {
 			ps.add(p, "set exactly one of header, host")
 		case s.Host > HostFirstLabel:
 			ps.add(p+".host", "unknown host mode %d", s.Host)
+		case s.Host != HostNone && s.Trusted:
+			ps.add(p+".trusted", "only a header source is trusted or not: remove trusted (host: %s tenants never namespace counters)", s.Host)
+		case s.Header != "" && !s.Trusted:
+			ps.add(p+".header", "a client can send any %s: set trusted: true only if a proxy in front of extauthz sets this header and removes the client's, or remove this source", s.Header)
 		case s.Header != "":
 			x.addHeader(s.Header)
 		}

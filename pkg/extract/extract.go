@@ -45,8 +45,9 @@ func (x *Extractor) Domain() string { return x.s.Domain }
 // case.
 func (x *Extractor) Settings() Settings { return x.s }
 
-// Namespaced reports whether the counters of a request with a tenant are
-// the tenant's own (Settings.Tenant.ShareCounters is false).
+// Namespaced reports whether the counters of a request with an
+// authenticated tenant are the tenant's own (Settings.Tenant.ShareCounters
+// is false); Extraction.Namespace says, per request, by what.
 func (x *Extractor) Namespaced() bool { return !x.s.Tenant.ShareCounters }
 
 // HeaderNames returns the lower-case names of every header x reads, so
@@ -73,6 +74,11 @@ type Extraction struct {
 	TenantIdentity *Identity
 	// Tier is the request's tier ("" for none).
 	Tier string
+	// Namespace is what the request's counter keys are namespaced by (see
+	// descriptor.AppendCounterKey): its tenant when that tenant is
+	// authenticated (a listed API key's, or a trusted header's) and
+	// tenants do not share counters; "" otherwise.
+	Namespace string
 
 	// Denied is set when an entry with MissingDeny found nothing:
 	// DenyStatus is its HTTP status and DenyReason names the descriptor and
@@ -251,11 +257,34 @@ func HashValue(v string) string {
 	return hashDigest(&sum)
 }
 
+// hashedLen is the length of a HashValue result.
+const hashedLen = len(hashPrefix) + 32
+
 func hashDigest(sum *[32]byte) string {
-	var b [len(hashPrefix) + 32]byte
-	copy(b[:], hashPrefix)
-	hex.Encode(b[len(hashPrefix):], sum[:16])
-	return string(b[:])
+	var b [hashedLen]byte
+	return string(appendHashed(b[:0], sum))
+}
+
+// appendHashed appends the HashValue form of the digest sum to dst.
+func appendHashed(dst []byte, sum *[32]byte) []byte {
+	dst = append(dst, hashPrefix...)
+	n := len(dst)
+	dst = append(dst, make([]byte, 32)...)
+	hex.Encode(dst[n:], sum[:16])
+	return dst
+}
+
+// isHashed reports whether v has the form of a HashValue result.
+func isHashed(v string) bool {
+	if len(v) != hashedLen || !strings.HasPrefix(v, hashPrefix) {
+		return false
+	}
+	for i := len(hashPrefix); i < len(v); i++ {
+		if c := v[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // formatAddr formats a, masked to v4/v6 bits when they are non-zero, the

@@ -15,7 +15,7 @@ func fuzzExtractor(t testing.TB) *Extractor {
 		MaxValueBytes: 64,
 		ClientIP:      ClientIPOptions{TrustedProxies: []string{"10.0.0.0/8", "fd00::/8"}},
 		APIKey:        APIKeyOptions{Sources: []KeySource{{Header: "authorization", Scheme: "Bearer"}, {Query: "api_key"}}},
-		Tenant:        TenantOptions{Sources: []TenantSource{{Header: "x-tenant"}, {Host: HostFirstLabel}}},
+		Tenant:        TenantOptions{Sources: []TenantSource{{Header: "x-tenant", Trusted: true}, {Host: HostFirstLabel}}},
 		Tier:          TierOptions{Header: "x-plan"},
 		Descriptors: []DescriptorSpec{
 			{Name: "ip", Entries: []EntrySpec{{From: FromClientIP, V4Mask: 24, V6Mask: 64}}},

@@ -211,7 +211,63 @@ func cloneIdentity(id *Identity) *Identity {
 }
 
 // HashAPIKey returns the digest under which an API key is listed.
-func HashAPIKey(key string) [sha256.Size]byte { return sha256.Sum256([]byte(key)) }
+func HashAPIKey(key string) [sha256.Size]byte { return digest(key) }
+
+// digest is the SHA-256 of s, hashed from a stack copy when s is short, so
+// that the request path does not allocate for it.
+func digest(s string) [sha256.Size]byte {
+	var buf [256]byte
+	if len(s) <= len(buf) {
+		return sha256.Sum256(buf[:copy(buf[:], s)])
+	}
+	return sha256.Sum256([]byte(s))
+}
+
+// MaxKeyIDLen bounds what AppendKeyID appends: a listed id (maxNameLen)
+// or the sha256:<hex> form.
+const MaxKeyIDLen = maxNameLen
+
+// AppendKeyID appends to dst the canonical form of the API key key, the
+// only form in which a key shows on either API (descriptors, counter keys,
+// tiers, metric labels, logs, explain output, errors): the id of the
+// listed key whose digest is the key's, when it is active at now; else
+// HashValue(key). The key is matched by digest only, never by id: a listed
+// id sent as a key is an unlisted key. It does not allocate beyond dst's
+// growth. A nil *Identities lists nothing.
+func (ids *Identities) AppendKeyID(dst []byte, key string, now time.Time) []byte {
+	sum := digest(key)
+	if ids != nil {
+		if k := ids.byDigest[sum]; k.Active(now) {
+			return append(dst, k.ID...)
+		}
+	}
+	return appendHashed(dst, &sum)
+}
+
+// RuleKeyValue returns the canonical form of v, a rule-file value under
+// the API key descriptor key, which requests' canonical keys (AppendKeyID)
+// are matched against: a key listed here becomes its id (even once
+// expired: its requests are then unlisted and no longer match it), any
+// other literal becomes HashValue(v). Values already canonical stay: a
+// listed id, a HashValue form ("sha256:" and 32 lower-case hex digits),
+// and a pattern with '*', which then matches canonical forms. So a rule
+// file never holds a key that /config, metric labels or errors could show,
+// and /config's output loads back the same.
+func (ids *Identities) RuleKeyValue(v string) string {
+	switch {
+	case v == "" || strings.Contains(v, "*") || isHashed(v):
+		return v
+	case ids != nil && ids.keys[v] != nil:
+		return v
+	}
+	sum := digest(v)
+	if ids != nil {
+		if k := ids.byDigest[sum]; k != nil {
+			return k.ID
+		}
+	}
+	return hashDigest(&sum)
+}
 
 // A nil *Identities acts as the zero value: nothing listed, the default
 // descriptor keys.
@@ -291,7 +347,7 @@ func (x *Extractor) resolveIdentity(r *Request, now time.Time, out *Extraction) 
 		if v == "" {
 			continue
 		}
-		sum := sha256.Sum256([]byte(v))
+		sum := digest(v)
 		if k := ids.byDigest[sum]; k.Active(now) {
 			out.APIKey, out.APIKeyID = k, k.ID
 			break
@@ -301,11 +357,15 @@ func (x *Extractor) resolveIdentity(r *Request, now time.Time, out *Extraction) 
 			break
 		}
 	}
+	authenticated := true // the tenant of a listed key or of a trusted header
 	if k := out.APIKey; k != nil && k.Tenant != "" {
 		out.Tenant = k.Tenant
 		out.TenantIdentity, _ = ids.Tenant(k.Tenant, now)
 	} else {
-		x.resolveTenant(r, now, out)
+		authenticated = x.resolveTenant(r, now, out)
+	}
+	if authenticated && !x.s.Tenant.ShareCounters {
+		out.Namespace = out.Tenant
 	}
 	if t := out.TenantIdentity; t != nil && !t.Active(now) {
 		out.TenantIdentity = nil
@@ -322,7 +382,11 @@ func (x *Extractor) resolveIdentity(r *Request, now time.Time, out *Extraction) 
 	}
 }
 
-func (x *Extractor) resolveTenant(r *Request, now time.Time, out *Extraction) {
+// resolveTenant fills out's tenant from the first tenant source that has
+// one. It reports whether that tenant is authenticated: from a header
+// source, which New accepts only when trusted. A host is the client's to
+// choose: its tenant (listed or not) is not.
+func (x *Extractor) resolveTenant(r *Request, now time.Time, out *Extraction) bool {
 	for i := range x.s.Tenant.Sources {
 		s := &x.s.Tenant.Sources[i]
 		var name string
@@ -357,8 +421,9 @@ func (x *Extractor) resolveTenant(r *Request, now time.Time, out *Extraction) {
 			}
 		}
 		out.Tenant, out.TenantIdentity = name, listed
-		return
+		return s.Host == HostNone && s.Trusted
 	}
+	return false
 }
 
 // apiKeyFrom returns the key s finds in r, or "".

@@ -88,14 +88,32 @@ type APIKeyOptions struct {
 	ListedOnly bool `yaml:"listed_only"`
 	// DescriptorKey is the descriptor key of API key entries (default
 	// DefaultAPIKeyKey), on the ext_authz and the RateLimitService path:
-	// IdentitiesOptions.APIKeyKey.
+	// IdentitiesOptions.APIKeyKey. Values under it are canonical keys
+	// (Identities.AppendKeyID): Check emits them, ShouldRateLimit turns the
+	// raw key Envoy sends into one on arrival, and rule-file values load
+	// as one (Identities.RuleKeyValue).
 	DescriptorKey string `yaml:"descriptor_key"`
 }
 
 // TenantSource is one place a tenant may come from: a header, or the host.
+// What each trusts:
+//   - Header is a value the client can send, so a header source must be
+//     Trusted: a proxy in front of extauthz sets the header and removes the
+//     client's copy. Its tenant decides the tier, the per-tenant quota and
+//     the counters' namespace. An untrusted header source is a config error.
+//   - Host HostListed: the request's host selects a listed tenant (its
+//     hosts), whose tier and per-tenant quota apply; since any client can
+//     send any Host, it never namespaces counters.
+//   - Host HostFirstLabel: the host's first label is the tenant; listed, its
+//     tier applies. It never namespaces counters either.
+//
+// The tenant of a listed API key wins over every source and namespaces.
 type TenantSource struct {
 	Header string   `yaml:"header"`
 	Host   HostMode `yaml:"host"`
+	// Trusted marks a header source as set by a trusted proxy (required
+	// for header sources, refused on host sources).
+	Trusted bool `yaml:"trusted"`
 }
 
 // TenantOptions says where the request's tenant comes from. The tenant of
@@ -106,9 +124,12 @@ type TenantOptions struct {
 	// ListedOnly ignores tenants that are not listed (or expired).
 	ListedOnly bool `yaml:"listed_only"`
 	// ShareCounters turns off per-tenant counters. By default every
-	// counter key of a request that has a tenant is namespaced by that
-	// tenant (see descriptor.AppendTenantKey), so that tenants never share
-	// a counter even for descriptors that do not carry the tenant.
+	// counter key of a request whose tenant is authenticated (the tenant
+	// of its listed API key, or of a trusted header) is namespaced by that
+	// tenant (Extraction.Namespace, see descriptor.AppendCounterKey), so
+	// that tenants never share a counter even for descriptors that do not
+	// carry the tenant. A tenant from the host never namespaces: the client
+	// chooses the host.
 	ShareCounters bool `yaml:"share_counters"`
 	// DescriptorKey is the descriptor key of tenant entries (default
 	// DefaultTenantKey): IdentitiesOptions.TenantKey.

@@ -44,10 +44,6 @@ type AuthzSettings struct {
 	// Now returns the current time, for the expiry of listed API keys,
 	// tenants and overrides (default time.Now).
 	Now func() time.Time
-
-	// namespace is the extractor's Namespaced: counter keys of a request
-	// with a tenant are the tenant's own.
-	namespace bool
 }
 
 func (st AuthzSettings) validate() (AuthzSettings, error) {
@@ -62,7 +58,6 @@ func (st AuthzSettings) validate() (AuthzSettings, error) {
 	if st.Now == nil {
 		st.Now = time.Now
 	}
-	st.namespace = st.Extractor.Namespaced()
 	return st, nil
 }
 
@@ -173,10 +168,7 @@ func (a *Authz) check(ctx context.Context, lv *live, st *AuthzSettings, req *aut
 	}
 
 	domain := x.Domain()
-	ns := ""
-	if st.namespace {
-		ns = ext.Tenant
-	}
+	ns := ext.Namespace // an authenticated tenant's, unless tenants share counters
 	sc.verdicts = resize(sc.verdicts, len(ext.Descriptors))
 	for i, d := range ext.Descriptors {
 		sc.verdicts[i] = verdict{desc: d, hits: 1, ns: ns, reqKey: ext.APIKey.Listing(), reqTenant: ext.TenantIdentity.Listing()}

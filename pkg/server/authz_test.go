@@ -68,7 +68,7 @@ func authzExtractor(t testing.TB) (*extract.Extractor, *extract.Identities) {
 		Domain:   "web",
 		ClientIP: extract.ClientIPOptions{TrustedHops: 1},
 		APIKey:   extract.APIKeyOptions{Sources: []extract.KeySource{{Header: "x-api-key"}}},
-		Tenant:   extract.TenantOptions{Sources: []extract.TenantSource{{Header: "x-tenant"}}, ShareCounters: true}, // counters keyed as the RateLimitService path keys them
+		Tenant:   extract.TenantOptions{Sources: []extract.TenantSource{{Header: "x-tenant", Trusted: true}}, ShareCounters: true}, // counters keyed as the RateLimitService path keys them
 		Descriptors: []extract.DescriptorSpec{
 			{Name: "per_ip", Entries: []extract.EntrySpec{{From: extract.FromClientIP, Missing: extract.MissingDeny, DenyStatus: 400}}},
 			{Name: "per_key", Entries: []extract.EntrySpec{{From: extract.FromAPIKey}}},
@@ -566,7 +566,7 @@ func TestCheckTenantNamespace(t *testing.T) {
 				Domain:   "web",
 				ClientIP: extract.ClientIPOptions{TrustedHops: 1},
 				APIKey:   extract.APIKeyOptions{Sources: []extract.KeySource{{Header: "x-api-key"}}},
-				Tenant:   extract.TenantOptions{Sources: []extract.TenantSource{{Header: "x-tenant"}}, ShareCounters: !tc.namespace},
+				Tenant:   extract.TenantOptions{Sources: []extract.TenantSource{{Header: "x-tenant", Trusted: true}}, ShareCounters: !tc.namespace},
 				Descriptors: []extract.DescriptorSpec{
 					{Name: "per_ip", Entries: []extract.EntrySpec{{From: extract.FromClientIP}}},
 					{Name: "per_key", Entries: []extract.EntrySpec{{From: extract.FromAPIKey}}},

@@ -71,6 +71,8 @@ type scratch struct {
 	keyEnds  []int  // keyEnds[i] is where request i's key ends in key
 	headers  []header
 	matched  []*descriptor.Rule // each verdict's rule, for applyReplaces
+	keyIDs   []byte             // canonical API keys of the request (canonicalKeys), aliased by entries
+	now      time.Time          // when the request's API keys were canonicalised; zero before
 }
 
 // maxPooledKeyBytes bounds the key buffer a pooled scratch keeps, so that
@@ -86,7 +88,7 @@ var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
 func getScratch() *scratch { return scratchPool.Get().(*scratch) }
 
 func putScratch(sc *scratch) {
-	if cap(sc.key) > maxPooledKeyBytes {
+	if cap(sc.key) > maxPooledKeyBytes || cap(sc.keyIDs) > maxPooledKeyBytes {
 		return
 	}
 	// Drop the references to the request so that the pool does not pin it.
@@ -97,6 +99,7 @@ func putScratch(sc *scratch) {
 	clear(sc.matched[:cap(sc.matched)])
 	sc.entries, sc.verdicts, sc.reqs, sc.res = sc.entries[:0], sc.verdicts[:0], sc.reqs[:0], sc.res[:0]
 	sc.key, sc.keyEnds, sc.headers, sc.matched = sc.key[:0], sc.keyEnds[:0], sc.headers[:0], sc.matched[:0]
+	sc.keyIDs, sc.now = sc.keyIDs[:0], time.Time{}
 	scratchPool.Put(sc)
 }
 

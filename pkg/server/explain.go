@@ -3,6 +3,7 @@ package server
 import (
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 
 	"github.com/extauthz/extauthz/pkg/descriptor"
@@ -12,11 +13,15 @@ import (
 // descriptors ds would be decided by rules, without counting anything: for
 // each descriptor how the rule tree matches it (descriptor.Set.Explain),
 // then what the request does with each: counted against which limit,
-// unlimited, replaced by another descriptor's rule, or not limited.
+// unlimited, replaced by another descriptor's rule, or not limited. API
+// key values are canonicalised first, as ShouldRateLimit does: a key shows
+// as its listed id or a hash, never in clear.
 func Explain(w io.Writer, rules *descriptor.Set, domain string, ds []descriptor.Descriptor) error {
 	vs := make([]verdict, len(ds))
-	for i, d := range ds {
-		vs[i] = verdict{desc: d}
+	ds = slices.Clone(ds) // the caller's descriptors stay as they are
+	for i := range ds {
+		ds[i] = CanonicalDescriptor(rules, ds[i])
+		vs[i] = verdict{desc: ds[i]}
 	}
 	replaces := false
 	if rules.HasDomain(domain) {
@@ -70,6 +75,16 @@ func Explain(w io.Writer, rules *descriptor.Set, domain string, ds []descriptor.
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// CanonicalDescriptor returns a copy of d whose API key values are in the
+// canonical form ShouldRateLimit gives them on arrival (the listed id, or
+// a hash; see descriptor.Identities.AppendKeyID), for tools that match
+// descriptors against rules as the server does (explain, envoycheck).
+func CanonicalDescriptor(rules *descriptor.Set, d descriptor.Descriptor) descriptor.Descriptor {
+	d = slices.Clone(d)
+	canonicalKeys(rules.Identities(), d, &scratch{})
+	return d
 }
 
 // replacedBy names the rules of vs that replace the rule called name.

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/extauthz/extauthz/pkg/descriptor"
+	"github.com/extauthz/extauthz/pkg/extract"
 )
 
 // ShouldRateLimit implements Envoy's RateLimitService:
@@ -52,7 +53,7 @@ func (s *Server) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLimitReques
 
 func (s *Server) shouldRateLimit(ctx context.Context, lv *live, req *rlsv3.RateLimitRequest, sc *scratch) (*rlsv3.RateLimitResponse, codeID, error) {
 	snap := lv.snap
-	if err := readRequest(req, &snap.settings.Bounds, sc); err != nil {
+	if err := readRequest(req, &snap.settings.Bounds, snap.rules.Identities(), sc); err != nil {
 		return nil, codeInvalidArgument, status.Error(codes.InvalidArgument, err.Error())
 	}
 	domain := req.Domain
@@ -101,8 +102,10 @@ func (s *Server) shouldRateLimit(ctx context.Context, lv *live, req *rlsv3.RateL
 }
 
 // readRequest validates req against b and fills sc.entries and
-// sc.verdicts (descriptor, hits and override of each descriptor).
-func readRequest(req *rlsv3.RateLimitRequest, b *descriptor.Bounds, sc *scratch) error {
+// sc.verdicts (descriptor, hits and override of each descriptor). The
+// value of every API key entry is replaced by its canonical form
+// (canonicalKeys): nothing after ingress sees the key.
+func readRequest(req *rlsv3.RateLimitRequest, b *descriptor.Bounds, ids descriptor.Identities, sc *scratch) error {
 	switch {
 	case req.GetDomain() == "":
 		return errors.New("rate limit request has an empty domain")
@@ -146,6 +149,7 @@ func readRequest(req *rlsv3.RateLimitRequest, b *descriptor.Bounds, sc *scratch)
 		for _, e := range pd.Entries {
 			sc.entries = append(sc.entries, descriptor.Entry{Key: e.Key, Value: e.Value})
 		}
+		canonicalKeys(ids, sc.entries[start:], sc)
 		v := &sc.verdicts[i]
 		*v = verdict{desc: sc.entries[start:len(sc.entries):len(sc.entries)], hits: hits}
 		if h := pd.HitsAddend; h != nil {
@@ -167,6 +171,32 @@ func readRequest(req *rlsv3.RateLimitRequest, b *descriptor.Bounds, sc *scratch)
 		}
 	}
 	return nil
+}
+
+// canonicalKeys replaces the value of each API key entry of es (the raw key,
+// as Envoy's request_headers action sends it) by its canonical form
+// (descriptor.Identities.AppendKeyID): the listed key's id, matched by
+// digest, or a hash. ids nil canonicalises with nothing listed. The forms
+// are appended to sc.keyIDs and aliased, like the counter keys (see
+// bytesString): a form already aliased is never written again during the
+// request, even when the buffer grows.
+func canonicalKeys(ids descriptor.Identities, es []descriptor.Entry, sc *scratch) {
+	if ids == nil {
+		ids = (*extract.Identities)(nil)
+	}
+	keyKey := ids.APIKeyKey()
+	for j := range es {
+		e := &es[j]
+		if e.Key != keyKey {
+			continue
+		}
+		if sc.now.IsZero() {
+			sc.now = time.Now()
+		}
+		n := len(sc.keyIDs)
+		sc.keyIDs = ids.AppendKeyID(sc.keyIDs, e.Value, sc.now)
+		e.Value = bytesString(sc.keyIDs[n:])
+	}
 }
 
 // statusBlock holds the messages of one DescriptorStatus, so that all

@@ -12,6 +12,7 @@ import (
 	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 
 	"github.com/extauthz/extauthz/pkg/descriptor"
+	"github.com/extauthz/extauthz/pkg/server"
 )
 
 // Match is what one policy does for one request.
@@ -86,7 +87,8 @@ func CheckRules(s *Setup, rules *descriptor.Set, reqs []*Request) ([]Match, erro
 			if ok {
 				sent = true
 				m.Descriptor = d
-				if r, found := rules.Match(p.Domain, d); found {
+				// Matched as extauthz matches it: API keys canonical.
+				if r, found := rules.Match(p.Domain, server.CanonicalDescriptor(rules, d)); found {
 					m.Rule = r
 				} else {
 					errs = append(errs, fmt.Errorf("%s: request %q: descriptor %s matches no rule of domain %q",

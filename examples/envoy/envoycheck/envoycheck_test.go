@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/extauthz/extauthz/pkg/descriptor"
+	"github.com/extauthz/extauthz/pkg/extract"
 )
 
 // bootstrap wraps a virtual host (YAML, indented for its place) and http
@@ -394,14 +395,16 @@ func perMinute(name string, n int64) *descriptor.RateLimit {
 }
 
 func TestCheckRules(t *testing.T) {
+	// A rule file's api_key value loads canonical (pkg/config); built
+	// here, it is written so.
 	full := mustRules(t, descriptor.Domain{Name: "edge", Descriptors: []descriptor.Node{
 		{Key: "remote_address", RateLimit: perMinute("ip", 100)},
-		{Key: "api_key", Value: "gold", RateLimit: perMinute("gold", 1000)},
+		{Key: "api_key", Value: extract.HashValue("gold"), RateLimit: perMinute("gold", 1000)},
 		{Key: "api_key", RateLimit: perMinute("key", 10)},
 	}})
 	noKeyDefault := mustRules(t, descriptor.Domain{Name: "edge", Descriptors: []descriptor.Node{
 		{Key: "remote_address", RateLimit: perMinute("ip", 100)},
-		{Key: "api_key", Value: "gold", RateLimit: perMinute("gold", 1000)},
+		{Key: "api_key", Value: extract.HashValue("gold"), RateLimit: perMinute("gold", 1000)},
 	}})
 	otherDomain := mustRules(t, descriptor.Domain{Name: "web", Descriptors: []descriptor.Node{
 		{Key: "remote_address", RateLimit: perMinute("ip", 100)},
