@@ -69,7 +69,7 @@ type Status struct {
 	// shadow rule).
 	Allowed bool
 	// Limit is the number of requests allowed per Period.
-	Limit int64
+	Limit  int64
 	Period time.Duration
 	// Remaining is the number of requests left in the current period.
 	Remaining int64
