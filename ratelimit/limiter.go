@@ -48,6 +48,9 @@ func (l *Limiter) Decide(ctx context.Context, domain string, descriptors []Descr
 	if l.closed.Load() {
 		return Decision{}, ErrClosed
 	}
+	if err := ctx.Err(); err != nil {
+		return Decision{}, fmt.Errorf("ratelimit: decide: %w", err)
+	}
 	if len(descriptors) == 0 {
 		return Decision{Allowed: true}, nil
 	}
