@@ -45,9 +45,13 @@ func limiters(t *testing.T) map[string]*ratelimit.Limiter {
 	return out
 }
 
-func ip(v string) ratelimit.Descriptor { return ratelimit.Descriptor{{Key: "remote_address", Value: v}} }
+func ip(v string) ratelimit.Descriptor {
+	return ratelimit.Descriptor{{Key: "remote_address", Value: v}}
+}
 
-func generic(v string) ratelimit.Descriptor { return ratelimit.Descriptor{{Key: "generic_key", Value: v}} }
+func generic(v string) ratelimit.Descriptor {
+	return ratelimit.Descriptor{{Key: "generic_key", Value: v}}
+}
 
 func decide(t *testing.T, l ratelimit.Decider, ds ...ratelimit.Descriptor) ratelimit.Decision {
 	t.Helper()
