@@ -88,7 +88,7 @@ type Status struct {
 // counted, non-shadow status (a refusing one first, then the lowest
 // remaining, then the longest reset, then the smallest limit, then request
 // order), and false when none exists.
-func (d *Decision) Limiting() (Status, bool) {
+func (d Decision) Limiting() (Status, bool) {
 	best := -1
 	for i := range d.Statuses {
 		s := &d.Statuses[i]
