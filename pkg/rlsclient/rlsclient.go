@@ -89,7 +89,7 @@ func (c *Client) Close() error {
 // request.
 func Unavailable(err error) bool {
 	switch status.Code(err) {
-	case codes.Unavailable, codes.DeadlineExceeded, codes.ResourceExhausted, codes.Aborted:
+	case codes.Unavailable, codes.DeadlineExceeded:
 		return true
 	}
 	return false
