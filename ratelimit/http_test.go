@@ -286,3 +286,25 @@ func TestMiddlewareValidate(t *testing.T) {
 		t.Error("Limit with a key without value: no error")
 	}
 }
+
+func TestMiddlewareConcurrent(t *testing.T) {
+	l, err := ratelimit.Open(context.Background(), testConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	h := newMiddleware(t, l, ratelimit.HTTPOptions{}).Handler(echo)
+	codes := make(chan int, 40)
+	for range 40 {
+		go func() { codes <- serve(h, "GET", "/").Code }()
+	}
+	ok := 0
+	for range 40 {
+		if <-codes == http.StatusOK {
+			ok++
+		}
+	}
+	if ok != 3 {
+		t.Errorf("%d of 40 concurrent requests allowed, want exactly 3", ok)
+	}
+}

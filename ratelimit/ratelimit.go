@@ -68,7 +68,9 @@ type Status struct {
 	// Allowed is false when the descriptor is over its limit (never for a
 	// shadow rule).
 	Allowed bool
-	// Limit is the number of requests allowed per Period.
+	// Limit is the number of requests allowed per Period (a token
+	// bucket's refill rate: its burst, the most Remaining can reach, is not
+	// reported yet).
 	Limit  int64
 	Period time.Duration
 	// Remaining is the number of requests left in the current period.
