@@ -23,44 +23,73 @@ type ClientIPOptions struct {
 	// Header is the forwarding header (default X-Forwarded-For), a list of
 	// addresses each proxy appends to.
 	Header string
+	// IPv6Prefix, when positive, counts IPv6 clients by network: the value
+	// is the address's prefix of that length (e.g. 64 gives
+	// "2001:db8:1:2::/64"), as one host often holds a whole /64 (default 0:
+	// the full address; above 128 means 128).
+	IPv6Prefix int
 }
 
 // ClientIP returns the client's IP address (IPv4-mapped addresses as IPv4):
 // the peer's, or the one your trusted proxies forwarded (see
-// ClientIPOptions). It never takes the left-most forwarded address on
-// trust: clients write whatever they like there. An address that does not
-// parse is no value.
+// ClientIPOptions and Resolve). It never takes the left-most forwarded
+// address on trust: clients write whatever they like there. An address
+// that does not parse is no value.
 func ClientIP(o ClientIPOptions) KeyFunc {
 	header := http.CanonicalHeaderKey(o.Header)
 	if header == "" {
 		header = "X-Forwarded-For"
 	}
-	trusted := func(a netip.Addr) bool {
-		for _, p := range o.TrustedProxies {
-			if p.Contains(a) {
-				return true
-			}
-		}
-		return false
-	}
 	return func(r *http.Request) (string, bool) {
-		host := r.RemoteAddr
-		if h, _, err := net.SplitHostPort(host); err == nil {
-			host = h
+		if len(o.TrustedProxies) == 0 && o.TrustedHops <= 0 {
+			return o.Resolve(r.RemoteAddr, nil)
 		}
-		peer, ok := parseIP(host)
-		if !ok {
-			return "", false
-		}
-		if (len(o.TrustedProxies) == 0 && o.TrustedHops <= 0) || (len(o.TrustedProxies) > 0 && !trusted(peer)) {
-			return ipString(host, peer), true
-		}
-		s, a := forwarded(r.Header.Values(header), o.TrustedHops, trusted)
-		if !a.IsValid() {
-			return ipString(host, peer), true
-		}
-		return ipString(s, a), true
+		return o.Resolve(r.RemoteAddr, r.Header.Values(header))
 	}
+}
+
+// Resolve returns the client's IP address given the connection's peer
+// address (host or host:port) and the forwarding header's lines, in order:
+// the rule ClientIP applies to HTTP requests, for other transports
+// (grpclimit.ClientIP applies it to gRPC metadata). o.Header is not read.
+func (o ClientIPOptions) Resolve(peerAddr string, forwardedFor []string) (string, bool) {
+	host := peerAddr
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	peer, ok := parseIP(host)
+	if !ok {
+		return "", false
+	}
+	if (len(o.TrustedProxies) == 0 && o.TrustedHops <= 0) || (len(o.TrustedProxies) > 0 && !o.trusted(peer)) {
+		return o.text(host, peer), true
+	}
+	s, a := forwarded(forwardedFor, o.TrustedHops, o.trusted)
+	if !a.IsValid() {
+		return o.text(host, peer), true
+	}
+	return o.text(s, a), true
+}
+
+func (o ClientIPOptions) trusted(a netip.Addr) bool {
+	for _, p := range o.TrustedProxies {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// text returns the value of client address a, read as s: its network
+// under IPv6Prefix, else its canonical text.
+func (o ClientIPOptions) text(s string, a netip.Addr) string {
+	a = a.Unmap()
+	if a.Is6() && o.IPv6Prefix > 0 {
+		if p, err := a.WithZone("").Prefix(min(o.IPv6Prefix, 128)); err == nil {
+			return p.String()
+		}
+	}
+	return ipString(s, a)
 }
 
 // forwarded walks the forwarding header's addresses right to left (all
@@ -128,13 +157,10 @@ func parseIP(s string) (netip.Addr, bool) {
 	return a, err == nil
 }
 
-// ipString returns a's canonical text, reusing s (its text as read) when
-// it already is: the common case costs no allocation.
+// ipString returns a's canonical text (a unmapped), reusing s (its text
+// as read) when it already is: the common case costs no allocation.
 func ipString(s string, a netip.Addr) string {
-	if a.Is4In6() {
-		return a.Unmap().String()
-	}
-	if a.Is4() && a.Zone() == "" && len(s) <= len("255.255.255.255") && strings.IndexByte(s, ':') < 0 {
+	if a.Is4() && len(s) <= len("255.255.255.255") && strings.IndexByte(s, ':') < 0 {
 		return s
 	}
 	return a.String()

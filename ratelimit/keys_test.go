@@ -212,3 +212,35 @@ func TestNamed(t *testing.T) {
 		t.Errorf("generic_key value %q, want login", v)
 	}
 }
+
+func TestClientIPv6Prefix(t *testing.T) {
+	runKeyCases(t, ratelimit.ClientIP(ratelimit.ClientIPOptions{IPv6Prefix: 64}), []keyCase{
+		{"IPv6 grouped", remote("[2001:db8:1:2:aaaa::1]:1"), "2001:db8:1:2::/64", true},
+		{"same /64", remote("[2001:db8:1:2:bbbb::9]:1"), "2001:db8:1:2::/64", true},
+		{"IPv4 untouched", remote("192.0.2.1:1"), "192.0.2.1", true},
+		{"mapped IPv4 untouched", remote("[::ffff:192.0.2.1]:1"), "192.0.2.1", true},
+	})
+	runKeyCases(t, ratelimit.ClientIP(ratelimit.ClientIPOptions{IPv6Prefix: 999}), []keyCase{
+		{"above 128", remote("[2001:db8::1]:1"), "2001:db8::1/128", true},
+	})
+}
+
+func TestResolve(t *testing.T) {
+	o := ratelimit.ClientIPOptions{TrustedProxies: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}}
+	for _, tc := range []struct {
+		peer string
+		xff  []string
+		want string
+		ok   bool
+	}{
+		{"10.0.0.1:5", []string{"6.6.6.6, 198.51.100.1"}, "198.51.100.1", true},
+		{"10.0.0.1", []string{"198.51.100.1"}, "198.51.100.1", true},
+		{"203.0.113.1:5", []string{"198.51.100.1"}, "203.0.113.1", true},
+		{"not an address", nil, "", false},
+	} {
+		got, ok := o.Resolve(tc.peer, tc.xff)
+		if got != tc.want || ok != tc.ok {
+			t.Errorf("Resolve(%q, %q) = (%q, %v), want (%q, %v)", tc.peer, tc.xff, got, ok, tc.want, tc.ok)
+		}
+	}
+}

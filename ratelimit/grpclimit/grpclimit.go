@@ -8,9 +8,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
-	"net/netip"
 	"strconv"
+	"strings"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
@@ -57,23 +56,31 @@ func Const(v string) KeyFunc {
 }
 
 // Peer returns the IP address of the call's peer (IPv4-mapped as IPv4),
-// without the port. gRPC has no forwarding header: behind a proxy, read
-// the address it sets with Metadata.
+// without the port. Behind proxies, use ClientIP.
 func Peer() KeyFunc {
+	return ClientIP(ratelimit.ClientIPOptions{})
+}
+
+// ClientIP returns the client's IP address by the rules of
+// ratelimit.ClientIP: the peer's, or the one your trusted proxies
+// forwarded in the metadata key o.Header (lower case; default
+// x-forwarded-for, which Envoy sets).
+func ClientIP(o ratelimit.ClientIPOptions) KeyFunc {
+	key := strings.ToLower(o.Header)
+	if key == "" {
+		key = "x-forwarded-for"
+	}
+	proxied := len(o.TrustedProxies) > 0 || o.TrustedHops > 0
 	return func(ctx context.Context, _ string) (string, bool) {
 		p, ok := peer.FromContext(ctx)
 		if !ok || p.Addr == nil {
 			return "", false
 		}
-		s := p.Addr.String()
-		if h, _, err := net.SplitHostPort(s); err == nil {
-			s = h
+		var fwd []string
+		if proxied {
+			fwd = metadata.ValueFromIncomingContext(ctx, key)
 		}
-		a, err := netip.ParseAddr(s)
-		if err != nil {
-			return "", false
-		}
-		return a.Unmap().String(), true
+		return o.Resolve(p.Addr.String(), fwd)
 	}
 }
 

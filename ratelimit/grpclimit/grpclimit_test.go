@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"net/netip"
 	"strconv"
 	"testing"
 	"time"
@@ -47,6 +48,14 @@ func withPeer(a net.Addr) context.Context {
 	return peer.NewContext(context.Background(), &peer.Peer{Addr: a})
 }
 
+func pairs(k string, vs []string) []string {
+	var out []string
+	for _, v := range vs {
+		out = append(out, k, v)
+	}
+	return out
+}
+
 func withMD(kv ...string) context.Context {
 	return metadata.NewIncomingContext(context.Background(), metadata.Pairs(kv...))
 }
@@ -63,6 +72,17 @@ func TestKeys(t *testing.T) {
 		{"no peer", bg, "", false},
 		// Metadata that claims an address is not the peer.
 		{"spoofed metadata ignored", peer.NewContext(withMD("x-forwarded-for", "1.1.1.1"), &peer.Peer{Addr: &net.TCPAddr{IP: net.ParseIP("192.0.2.1")}}), "192.0.2.1", true},
+	})
+	trusted := grpclimit.ClientIP(ratelimit.ClientIPOptions{TrustedProxies: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}})
+	viaProxy := func(peerIP string, xff ...string) context.Context {
+		return peer.NewContext(withMD(append([]string{}, pairs("x-forwarded-for", xff)...)...), &peer.Peer{Addr: &net.TCPAddr{IP: net.ParseIP(peerIP), Port: 9}})
+	}
+	runKeyCases(t, trusted, []keyCase{
+		{"trusted proxy", viaProxy("10.0.0.1", "198.51.100.1"), "198.51.100.1", true},
+		{"spoofed left-most", viaProxy("10.0.0.1", "6.6.6.6, 198.51.100.1"), "198.51.100.1", true},
+		{"untrusted peer", viaProxy("203.0.113.1", "198.51.100.1"), "203.0.113.1", true},
+		{"no metadata", withPeer(&net.TCPAddr{IP: net.ParseIP("10.0.0.1"), Port: 9}), "10.0.0.1", true},
+		{"no peer", withMD("x-forwarded-for", "198.51.100.1"), "", false},
 	})
 	runKeyCases(t, grpclimit.Metadata("x-tenant"), []keyCase{
 		{"set", withMD("x-tenant", "acme"), "acme", true},
