@@ -65,3 +65,21 @@ func TestMiddlewareAllocs(t *testing.T) {
 		t.Errorf("headers %v", w.h)
 	}
 }
+
+// BenchmarkDecideLocal is one in-process decision of one descriptor
+// (through the RateLimitService handler until pkg/server has a proto-free
+// entry point).
+func BenchmarkDecideLocal(b *testing.B) {
+	l, err := ratelimit.Open(context.Background(), "testdata/config.yaml")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	ds := []ratelimit.Descriptor{{{Key: "remote_address", Value: "192.0.2.1"}}}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := l.Decide(context.Background(), "web", ds); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
