@@ -8,7 +8,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/extauthz/extauthz/pkg/backends/chain"
 	"github.com/extauthz/extauthz/pkg/backends/memstore"
 	"github.com/extauthz/extauthz/pkg/config"
 	"github.com/extauthz/extauthz/pkg/server"
@@ -52,11 +51,7 @@ func New(ctx context.Context, cfg *config.Config, o LocalOptions) (*Limiter, err
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("ratelimit: %w", err)
 	}
-	st, err := localSettings(cfg)
-	if err != nil {
-		return nil, fmt.Errorf("ratelimit: %w", err)
-	}
-	snap, err := server.NewSnapshot(cfg.Rules, st, nil)
+	snap, err := server.NewSnapshot(cfg.Rules, localSettings(cfg), nil)
 	if err != nil {
 		return nil, fmt.Errorf("ratelimit: %w", err)
 	}
@@ -79,15 +74,15 @@ func New(ctx context.Context, cfg *config.Config, o LocalOptions) (*Limiter, err
 // memoryBackend builds the config's backend, which must be a lone memory
 // backend (the default).
 func memoryBackend(cfg *config.Config) (*memstore.Store, error) {
-	var maxKeys int
+	var o memstore.Options
 	switch {
 	case len(cfg.Backends) == 0:
 	case len(cfg.Backends) == 1 && cfg.Backends[0].Type == "memory":
-		maxKeys = cfg.Backends[0].MaxKeys
+		o = cfg.Backends[0].Memory
 	default:
 		return nil, errors.New("ratelimit: in-process limiters support a single memory backend for now; use Dial against an extauthz server for Redis and failover chains")
 	}
-	mem, err := memstore.New(memstore.Options{MaxKeys: maxKeys})
+	mem, err := memstore.New(o)
 	if err != nil {
 		return nil, fmt.Errorf("ratelimit: memory backend: %w", err)
 	}
@@ -99,17 +94,13 @@ func memoryBackend(cfg *config.Config) (*memstore.Store, error) {
 // TODO(issue 15): this repeats cmd/extauthz's settings(); replace it by the
 // exported mapping once pkg/config (or pkg/server) owns it. Headers are
 // always on: Decide reads Retry-After from them.
-func localSettings(cfg *config.Config) (server.Settings, error) {
-	policy, err := chain.NewFailurePolicy(cfg.FailureMode, cfg.DomainFailureModes)
-	if err != nil {
-		return server.Settings{}, fmt.Errorf("failure mode: %w", err)
-	}
+func localSettings(cfg *config.Config) server.Settings {
 	return server.Settings{
 		Bounds:               cfg.Limits.Bounds(),
 		CountMode:            cfg.CountMode,
 		NearLimitRatio:       cfg.NearLimitRatio,
 		Headers:              server.HeaderSettings{Enabled: true},
-		Failure:              policy,
-		FailClosedRetryAfter: cfg.Breaker.OpenFor,
-	}, nil
+		Failure:              cfg.Failover.FailurePolicy(),
+		FailClosedRetryAfter: cfg.Failover.Breaker.OpenFor,
+	}
 }
