@@ -54,8 +54,11 @@ type Decision struct {
 	// RetryAfter is how long a refused client should wait; zero when
 	// allowed.
 	RetryAfter time.Duration
-	// Failed is true when no decision could be made and the failure mode
-	// answered instead (FailOpen or FailClosed).
+	// Failed is true when no decision could be made and the limiter's
+	// failure mode answered instead (RemoteOptions.FailureMode FailOpen or
+	// FailClosed). The server's own failure_mode (open, closed) answers
+	// with ordinary statuses, not marked (unstable: to be reported once
+	// pkg/server says so).
 	Failed bool
 }
 
