@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -13,27 +14,19 @@ import (
 
 	"github.com/extauthz/extauthz/pkg/descriptor"
 	"github.com/extauthz/extauthz/pkg/rlsclient"
+	"github.com/extauthz/extauthz/pkg/server"
 )
-
-// rls is what a Limiter asks for decisions: an *rlsclient.Client remotely,
-// a *server.Server in process. Unstable seam: the in-process side is meant
-// to move to a proto-free decision function of pkg/server.
-type rls interface {
-	ShouldRateLimit(ctx context.Context, req *rlsv3.RateLimitRequest) (*rlsv3.RateLimitResponse, error)
-}
 
 // Limiter decides over extauthz rules, in process (Open, New) or against a
 // running extauthz (Dial); the caller's code is the same for both. It is
 // safe for concurrent use.
 type Limiter struct {
-	rls        rls
+	local      *server.Server    // in process
+	remote     *rlsclient.Client // remote
 	failure    FailureMode
 	closedWait time.Duration // RetryAfter of a FailClosed answer
-	// rules, in process only, tells shadow rules apart (the
-	// RateLimitService response does not say).
-	rules   *descriptor.Set
-	closers []func() error
-	closed  atomic.Bool
+	closers    []func() error
+	closed     atomic.Bool
 }
 
 var _ Decider = (*Limiter)(nil)
@@ -54,13 +47,50 @@ func (l *Limiter) Decide(ctx context.Context, domain string, descriptors []Descr
 	if len(descriptors) == 0 {
 		return Decision{Allowed: true}, nil
 	}
-	resp, err := l.rls.ShouldRateLimit(ctx, newRequest(domain, descriptors))
+	if l.local != nil {
+		return l.decideLocal(ctx, domain, descriptors)
+	}
+	resp, err := l.remote.ShouldRateLimit(ctx, newRequest(domain, descriptors))
 	if err != nil {
 		return l.failed(ctx, err)
 	}
-	d := decisionOf(resp)
-	if l.rules != nil {
-		l.markShadow(domain, descriptors, d.Statuses)
+	return decisionOf(resp), nil
+}
+
+// localCall is the working memory of one in-process decision, pooled.
+type localCall struct {
+	ds []descriptor.Descriptor
+	r  server.Result
+}
+
+var localCalls = sync.Pool{New: func() any { return new(localCall) }}
+
+// decideLocal asks the in-process server: no protocol, no copies but the
+// returned statuses.
+func (l *Limiter) decideLocal(ctx context.Context, domain string, descriptors []Descriptor) (Decision, error) {
+	c := localCalls.Get().(*localCall)
+	defer func() {
+		clear(c.ds)
+		c.ds = c.ds[:0]
+		localCalls.Put(c)
+	}()
+	for _, d := range descriptors {
+		c.ds = append(c.ds, descriptor.Descriptor(d))
+	}
+	if err := l.local.Decide(ctx, domain, c.ds, &c.r); err != nil {
+		return l.failed(ctx, err)
+	}
+	d := Decision{Allowed: c.r.Allowed, RetryAfter: c.r.RetryAfter, Failed: c.r.Failed}
+	d.Statuses = make([]Status, len(c.r.Statuses))
+	for i, st := range c.r.Statuses {
+		if !st.Counted {
+			continue
+		}
+		d.Statuses[i] = Status{
+			Counted: true, Allowed: st.Allowed, Shadow: st.Shadow, Rule: st.Rule,
+			Limit: st.Limit.Requests, Period: st.Limit.Period, Burst: st.Limit.Burst,
+			Remaining: st.Remaining, Reset: st.Reset,
+		}
 	}
 	return d, nil
 }
@@ -80,25 +110,6 @@ func (l *Limiter) failed(ctx context.Context, err error) (Decision, error) {
 		return Decision{Failed: true, RetryAfter: l.closedWait}, nil
 	}
 	return Decision{}, fmt.Errorf("ratelimit: no decision: %w", err)
-}
-
-// markShadow sets Shadow on the counted statuses whose rule is a shadow
-// rule.
-func (l *Limiter) markShadow(domain string, ds []Descriptor, sts []Status) {
-	var d descriptor.Descriptor
-	for i := range sts {
-		s := &sts[i]
-		if !s.Counted || i >= len(ds) {
-			continue
-		}
-		d = d[:0]
-		for _, e := range ds[i] {
-			d = append(d, descriptor.Entry{Key: e.Key, Value: e.Value})
-		}
-		if r, ok := l.rules.Match(domain, d); ok && r.Shadow {
-			s.Shadow = true
-		}
-	}
 }
 
 // Close releases the limiter: its connection, or its backends. Decide

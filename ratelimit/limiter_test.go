@@ -3,12 +3,14 @@ package ratelimit_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/extauthz/extauthz/internal/redistest"
 	"github.com/extauthz/extauthz/pkg/field"
 	"github.com/extauthz/extauthz/pkg/rlsclient/rlstest"
 	"github.com/extauthz/extauthz/pkg/server"
@@ -17,9 +19,35 @@ import (
 
 const testConfig = "testdata/config.yaml"
 
+// withBackends writes testConfig's rules under a backends section to a
+// temporary file and returns its path.
+func withBackends(t testing.TB, path, backends string) string {
+	t.Helper()
+	rules, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(p, append([]byte(backends), rules...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// slowMachine allows each Redis call a second (default 10ms): the tests
+// share a loaded machine.
+const slowMachine = "breaker: {call_timeout: 1s}\n"
+
+// redisConfig returns testConfig over a fresh real redis-server.
+func redisConfig(t testing.TB) string {
+	t.Helper()
+	rs := redistest.Start(t, redistest.Options{})
+	return withBackends(t, testConfig, fmt.Sprintf("backends:\n  - type: redis\n    url: %s\n%s", rs.URL(), slowMachine))
+}
+
 // limiters returns a fresh limiter of each mode over testConfig: in
-// process, and remote against a real RateLimitService with and without
-// response headers.
+// process on memory and on a real redis-server, and remote against a real
+// RateLimitService with and without response headers.
 func limiters(t *testing.T) map[string]*ratelimit.Limiter {
 	t.Helper()
 	ctx := context.Background()
@@ -28,6 +56,11 @@ func limiters(t *testing.T) map[string]*ratelimit.Limiter {
 		t.Fatal(err)
 	}
 	out := map[string]*ratelimit.Limiter{"local": local}
+	onRedis, err := ratelimit.Open(ctx, redisConfig(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out["local+redis"] = onRedis
 	for name, st := range map[string]server.Settings{
 		"remote":         {},
 		"remote+headers": {Headers: server.HeaderSettings{Enabled: true}},
@@ -119,7 +152,7 @@ func TestDecideKinds(t *testing.T) {
 				if !d.Allowed || !s.Allowed || !s.Counted || s.Rule != "trial" {
 					t.Fatalf("shadow call %d: %+v, want allowed and counted", i, d)
 				}
-				wantShadow := name == "local" // a remote service does not say
+				wantShadow := strings.HasPrefix(name, "local") // a remote service does not say
 				if s.Shadow != wantShadow {
 					t.Errorf("shadow call %d: Shadow %v, want %v", i, s.Shadow, wantShadow)
 				}
@@ -162,7 +195,12 @@ func TestDecideLimitingAndRetry(t *testing.T) {
 			if d.RetryAfter <= 0 || d.RetryAfter > 2*time.Second {
 				t.Errorf("bucket: retry after %v, want in (0, 2s]", d.RetryAfter)
 			}
-			if name != "remote" && d.RetryAfter != time.Second {
+			// In process the bucket's exact refill (one token a second);
+			// remotely the service's Retry-After header, whole seconds.
+			switch {
+			case strings.HasPrefix(name, "local") && (d.RetryAfter < 900*time.Millisecond || d.RetryAfter > time.Second):
+				t.Errorf("bucket: retry after %v, want the refill of one token, (0.9s, 1s]", d.RetryAfter)
+			case name == "remote+headers" && d.RetryAfter != time.Second:
 				t.Errorf("bucket: retry after %v, want the service's 1s", d.RetryAfter)
 			}
 		})
@@ -308,13 +346,9 @@ func TestOpenErrors(t *testing.T) {
 	if _, err := ratelimit.Open(ctx, "testdata/missing.yaml"); err == nil || !strings.Contains(err.Error(), "missing.yaml") {
 		t.Errorf("missing file: %v, want an error naming it", err)
 	}
-	dir := t.TempDir()
-	redis := filepath.Join(dir, "redis.yaml")
-	if err := os.WriteFile(redis, []byte("backends:\n  - type: redis\n    url: redis://127.0.0.1:1\ndomains: []\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := ratelimit.Open(ctx, redis); err == nil || !strings.Contains(err.Error(), "single memory backend") {
-		t.Errorf("redis backend: %v, want the in-process limitation", err)
+	bad := withBackends(t, testConfig, "backends:\n  - type: redis\n    url: ftp://127.0.0.1:1\n")
+	if _, err := ratelimit.Open(ctx, bad); err == nil || !strings.Contains(err.Error(), "ftp") {
+		t.Errorf("invalid redis URL: %v, want an error naming it", err)
 	}
 	if _, err := ratelimit.New(ctx, nil, ratelimit.LocalOptions{}); err == nil {
 		t.Error("New(nil): no error")
@@ -336,5 +370,37 @@ func TestMerge(t *testing.T) {
 	}
 	if &m.Statuses[0] == &a.Statuses[0] {
 		t.Error("Merge aliases its input")
+	}
+}
+
+// TestLocalFailover: in process, a failover chain (Redis, then memory)
+// keeps deciding when the redis-server dies, and a lone Redis backend
+// answers by the config's failure mode.
+func TestLocalFailover(t *testing.T) {
+	ctx := context.Background()
+	rs := redistest.Start(t, redistest.Options{})
+	chained, err := ratelimit.Open(ctx, withBackends(t, testConfig, fmt.Sprintf(
+		"backends:\n  - type: redis\n    url: %s\n  - type: memory\n%s", rs.URL(), slowMachine)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer chained.Close()
+	closed, err := ratelimit.Open(ctx, withBackends(t, testConfig, fmt.Sprintf(
+		"backends:\n  - type: redis\n    url: %s\nfailure_mode: closed\n%s", rs.URL(), slowMachine)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closed.Close()
+	if d := decide(t, chained, ip("10.1.1.1")); !d.Allowed || d.Failed || d.Statuses[0].Remaining != 2 {
+		t.Fatalf("on redis: %+v, want allowed, 2 remaining", d)
+	}
+	rs.Kill()
+	d := decide(t, chained, ip("10.1.1.1"))
+	if !d.Allowed || d.Failed || !d.Statuses[0].Counted || d.Statuses[0].Rule != "per-ip" {
+		t.Errorf("redis down, chain: %+v, want a decision by the memory backend", d)
+	}
+	d, err = closed.Decide(ctx, "web", []ratelimit.Descriptor{ip("10.1.1.1")})
+	if err != nil || d.Allowed || !d.Failed || d.RetryAfter <= 0 {
+		t.Errorf("redis down, failure_mode closed: %+v, %v; want refused, Failed, a RetryAfter", d, err)
 	}
 }

@@ -5,31 +5,39 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/extauthz/extauthz/pkg/backends/memstore"
 	"github.com/extauthz/extauthz/pkg/config"
 	"github.com/extauthz/extauthz/pkg/server"
+	"github.com/extauthz/extauthz/pkg/wire"
 )
 
 // LocalOptions configures an in-process Limiter. Zero values are the
 // documented defaults.
 type LocalOptions struct {
-	// Registerer receives the extauthz_* decision metrics, as the server
-	// exports them (default: a private registry, i.e. not exported).
+	// Registerer receives the extauthz_* decision and backend metrics, as
+	// the server exports them (default: a private registry, i.e. not
+	// exported).
 	Registerer prometheus.Registerer
-	// Logger receives store-failure warnings (default slog.Default()).
+	// Logger receives store-failure warnings and backend state changes
+	// (default slog.Default()).
 	Logger *slog.Logger
 }
 
+// scriptLoadTimeout bounds the load of the Redis script on each backend
+// (as cmd/extauthz's).
+const scriptLoadTimeout = 2 * time.Second
+
 // Open returns an in-process Limiter over the extauthz server file at path:
-// its domains (inline and rules_dir), count mode, bounds and failure mode
-// (failure_mode envoy, the default, makes Decide return an error when the
-// store fails; open and closed answer). Listen addresses, TLS, admin and
-// ext_authz settings are ignored.
-//
-// Backends: only a single memory backend is supported for now (see New).
+// its domains (inline and rules_dir), count mode, bounds, backends (memory,
+// Redis, or a failover chain with breakers and health checks, built as
+// cmd/extauthz builds them) and failure mode (failure_mode envoy, the
+// default, makes Decide return an error when the backends fail; open and
+// closed answer, Decision.Failed set). Listen addresses, TLS, admin and
+// ext_authz settings are ignored. Close stops the health checks and
+// closes the backends.
 func Open(ctx context.Context, path string) (*Limiter, error) {
 	cfg, err := config.LoadFile(path)
 	if err != nil {
@@ -38,12 +46,14 @@ func Open(ctx context.Context, path string) (*Limiter, error) {
 	return New(ctx, cfg, LocalOptions{})
 }
 
-// New returns an in-process Limiter over a loaded config.
+// New returns an in-process Limiter over a loaded config (see Open). It
+// loads the Lua script on each Redis backend first (as the server does at
+// startup, so that the first decisions fit in the breaker's call_timeout),
+// bounded by ctx and scriptLoadTimeout each; a backend that is down is not
+// an error: the chain's health checks and failure mode handle it.
 //
 // Unstable: New takes pkg/config's Config, whose shape follows the server
-// file and may change. The backends are built here for now: a single memory
-// backend only; Redis backends and failover chains need the server's
-// backend wiring, which is not exported yet.
+// file and may change.
 func New(ctx context.Context, cfg *config.Config, o LocalOptions) (*Limiter, error) {
 	if cfg == nil || cfg.Rules == nil {
 		return nil, errors.New("ratelimit: config without rules")
@@ -51,56 +61,27 @@ func New(ctx context.Context, cfg *config.Config, o LocalOptions) (*Limiter, err
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("ratelimit: %w", err)
 	}
-	snap, err := server.NewSnapshot(cfg.Rules, localSettings(cfg), nil)
+	snap, err := wire.NewSnapshot(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("ratelimit: %w", err)
-	}
-	mem, err := memoryBackend(cfg)
-	if err != nil {
-		return nil, err
 	}
 	reg := o.Registerer
 	if reg == nil {
 		reg = prometheus.NewRegistry()
 	}
-	srv, err := server.New(server.Options{Store: mem, Metrics: server.NewMetrics(reg), Logger: o.Logger}, snap)
+	bs, err := wire.NewBackends(cfg, o.Logger, server.NewBackendMetrics(reg))
 	if err != nil {
-		_ = mem.Close()
 		return nil, fmt.Errorf("ratelimit: %w", err)
 	}
-	return &Limiter{rls: srv, rules: cfg.Rules, closers: []func() error{mem.Close}}, nil
-}
-
-// memoryBackend builds the config's backend, which must be a lone memory
-// backend (the default).
-func memoryBackend(cfg *config.Config) (*memstore.Store, error) {
-	var o memstore.Options
-	switch {
-	case len(cfg.Backends) == 0:
-	case len(cfg.Backends) == 1 && cfg.Backends[0].Type == "memory":
-		o = cfg.Backends[0].Memory
-	default:
-		return nil, errors.New("ratelimit: in-process limiters support a single memory backend for now; use Dial against an extauthz server for Redis and failover chains")
-	}
-	mem, err := memstore.New(o)
+	srv, err := server.New(server.Options{Store: bs.Store, Metrics: server.NewMetrics(reg), Logger: o.Logger}, snap)
 	if err != nil {
-		return nil, fmt.Errorf("ratelimit: memory backend: %w", err)
+		bs.Close()
+		return nil, fmt.Errorf("ratelimit: %w", err)
 	}
-	return mem, nil
-}
-
-// localSettings maps the server file to the handler's settings.
-//
-// TODO(issue 15): this repeats cmd/extauthz's settings(); replace it by the
-// exported mapping once pkg/config (or pkg/server) owns it. Headers are
-// always on: Decide reads Retry-After from them.
-func localSettings(cfg *config.Config) server.Settings {
-	return server.Settings{
-		Bounds:               cfg.Limits.Bounds(),
-		CountMode:            cfg.CountMode,
-		NearLimitRatio:       cfg.NearLimitRatio,
-		Headers:              server.HeaderSettings{Enabled: true},
-		Failure:              cfg.Failover.FailurePolicy(),
-		FailClosedRetryAfter: cfg.Failover.Breaker.OpenFor,
+	log := o.Logger
+	if log == nil {
+		log = slog.Default()
 	}
+	bs.LoadScripts(ctx, log, scriptLoadTimeout)
+	return &Limiter{local: srv, closers: []func() error{func() error { bs.Close(); return nil }}}, nil
 }

@@ -18,14 +18,14 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/extauthz/extauthz/pkg/descriptor"
 )
 
 // Entry is one key/value pair of a descriptor, e.g. {"remote_address",
-// "10.0.0.1"}.
-type Entry struct {
-	Key   string
-	Value string
-}
+// "10.0.0.1"}: pkg/descriptor's, so that in-process decisions use the
+// caller's descriptors without copying them.
+type Entry = descriptor.Entry
 
 // Descriptor is an ordered list of entries, matched against a domain's rule
 // tree as Envoy's descriptors are.
@@ -56,9 +56,10 @@ type Decision struct {
 	RetryAfter time.Duration
 	// Failed is true when no decision could be made and the limiter's
 	// failure mode answered instead (RemoteOptions.FailureMode FailOpen or
-	// FailClosed). The server's own failure_mode (open, closed) answers
-	// with ordinary statuses, not marked (unstable: to be reported once
-	// pkg/server says so).
+	// FailClosed), or, in process, when the backends failed and the
+	// config's failure_mode (open, closed) answered. A remote server's own
+	// failure_mode answers with ordinary statuses, not marked (the
+	// RateLimitService does not say).
 	Failed bool
 }
 
@@ -72,10 +73,13 @@ type Status struct {
 	// shadow rule).
 	Allowed bool
 	// Limit is the number of requests allowed per Period (a token
-	// bucket's refill rate: its burst, the most Remaining can reach, is not
-	// reported yet).
+	// bucket's refill rate).
 	Limit  int64
 	Period time.Duration
+	// Burst is a token bucket's capacity, the most Remaining can reach,
+	// when the rule sets one; 0 otherwise, and always 0 from remote
+	// limiters (the RateLimitService does not report it).
+	Burst int64
 	// Remaining is the number of requests left in the current period.
 	Remaining int64
 	// Reset is the time until the counter resets (or, for token buckets,
@@ -85,7 +89,8 @@ type Status struct {
 	Rule string
 	// Shadow is true for a shadow-mode rule: counted, never refusing. A
 	// shadow rule over its limit shows Remaining 0 and Allowed true.
-	// Remote limiters cannot tell and always report false.
+	// Remote limiters cannot tell (the RateLimitService does not say) and
+	// always report false.
 	Shadow bool
 }
 

@@ -59,5 +59,5 @@ func Dial(ctx context.Context, addr string, o RemoteOptions) (*Limiter, error) {
 	if wait == 0 {
 		wait = time.Second
 	}
-	return &Limiter{rls: c, failure: o.FailureMode, closedWait: wait, closers: []func() error{c.Close}}, nil
+	return &Limiter{remote: c, failure: o.FailureMode, closedWait: wait, closers: []func() error{c.Close}}, nil
 }
