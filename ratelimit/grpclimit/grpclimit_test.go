@@ -3,8 +3,11 @@ package grpclimit_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
@@ -19,6 +22,7 @@ import (
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
+	"github.com/extauthz/extauthz/internal/redistest"
 	"github.com/extauthz/extauthz/pkg/field"
 	"github.com/extauthz/extauthz/pkg/rlsclient/rlstest"
 	"github.com/extauthz/extauthz/ratelimit"
@@ -184,12 +188,33 @@ func checkTrailer(t *testing.T, md metadata.MD, limit, remaining string, refused
 	}
 }
 
+// TestInterceptors runs the interceptors against the real limiter, in
+// process on the memory backend and on a real redis-server.
 func TestInterceptors(t *testing.T) {
-	l, err := ratelimit.Open(context.Background(), "testdata/config.yaml")
+	const cfg = "testdata/config.yaml"
+	rs := redistest.Start(t, redistest.Options{})
+	rules, err := os.ReadFile(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
+	onRedis := filepath.Join(t.TempDir(), "redis.yaml")
+	backends := fmt.Sprintf("backends: [{type: redis, url: %q}]\nbreaker: {call_timeout: 1s}\n", rs.URL())
+	if err := os.WriteFile(onRedis, append([]byte(backends), rules...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for name, path := range map[string]string{"memory": cfg, "redis": onRedis} {
+		t.Run(name, func(t *testing.T) {
+			l, err := ratelimit.Open(context.Background(), path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l.Close()
+			testInterceptors(t, l)
+		})
+	}
+}
+
+func testInterceptors(t *testing.T, l ratelimit.Decider) {
 	client, last := service(t, l)
 	ctx := context.Background()
 
@@ -205,7 +230,7 @@ func TestInterceptors(t *testing.T) {
 	}
 
 	tr = nil
-	_, err = client.Check(ctx, &healthpb.HealthCheckRequest{}, grpc.Trailer(&tr))
+	_, err := client.Check(ctx, &healthpb.HealthCheckRequest{}, grpc.Trailer(&tr))
 	st := status.Convert(err)
 	if st.Code() != codes.ResourceExhausted {
 		t.Fatalf("second Check: %v, want ResourceExhausted", err)
