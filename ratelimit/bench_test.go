@@ -66,9 +66,31 @@ func TestMiddlewareAllocs(t *testing.T) {
 	}
 }
 
+// BenchmarkMiddlewareLocal is a whole request through the middleware and
+// the in-process limiter on the memory backend: the decision included.
+func BenchmarkMiddlewareLocal(b *testing.B) {
+	l, err := ratelimit.Open(context.Background(), "testdata/config.yaml")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	m, err := ratelimit.NewMiddleware(l, ratelimit.HTTPOptions{
+		Domain:      "web",
+		Descriptors: [][]ratelimit.Key{{ratelimit.By("bucket", ratelimit.Const("bench"))}},
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	h := m.Handler(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	r, w := httptest.NewRequest("GET", "/", nil), &nopWriter{h: http.Header{}}
+	b.ReportAllocs()
+	for b.Loop() {
+		h.ServeHTTP(w, r)
+	}
+}
+
 // BenchmarkDecideLocal is one in-process decision of one descriptor
-// (through the RateLimitService handler until pkg/server has a proto-free
-// entry point).
+// (server.Decide: no protocol messages).
 func BenchmarkDecideLocal(b *testing.B) {
 	l, err := ratelimit.Open(context.Background(), "testdata/config.yaml")
 	if err != nil {
