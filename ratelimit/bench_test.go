@@ -4,6 +4,8 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -66,17 +68,23 @@ func TestMiddlewareAllocs(t *testing.T) {
 	}
 }
 
-// BenchmarkMiddlewareLocal is a whole request through the middleware and
-// the in-process limiter on the memory backend: the decision included.
+// BenchmarkMiddlewareLocal is a whole allowed request through the
+// middleware and the in-process limiter on the memory backend: the
+// decision included.
 func BenchmarkMiddlewareLocal(b *testing.B) {
-	l, err := ratelimit.Open(context.Background(), "testdata/config.yaml")
+	path := filepath.Join(b.TempDir(), "bench.yaml")
+	rules := "domains: [{domain: bench, descriptors: [{key: k, rate_limit: {unit: second, requests_per_unit: 1000000000}}]}]\n"
+	if err := os.WriteFile(path, []byte(rules), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	l, err := ratelimit.Open(context.Background(), path)
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer l.Close()
 	m, err := ratelimit.NewMiddleware(l, ratelimit.HTTPOptions{
-		Domain:      "web",
-		Descriptors: [][]ratelimit.Key{{ratelimit.By("bucket", ratelimit.Const("bench"))}},
+		Domain:      "bench",
+		Descriptors: [][]ratelimit.Key{{ratelimit.By("k", ratelimit.Const("v"))}},
 	})
 	if err != nil {
 		b.Fatal(err)
@@ -86,6 +94,9 @@ func BenchmarkMiddlewareLocal(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		h.ServeHTTP(w, r)
+	}
+	if w.h.Get("Retry-After") != "" {
+		b.Fatal("refused: the benchmark measures allowed requests")
 	}
 }
 
