@@ -19,7 +19,7 @@ import (
 type LocalOptions struct {
 	// Registerer receives the extauthz_* decision and backend metrics, as
 	// the server exports them (default: a private registry, i.e. not
-	// exported).
+	// exported). One Limiter per Registerer: the metrics' names are fixed.
 	Registerer prometheus.Registerer
 	// Logger receives store-failure warnings and backend state changes
 	// (default slog.Default()).
