@@ -13,6 +13,7 @@ import (
 	"github.com/extauthz/extauthz/pkg/backends/memstore"
 	"github.com/extauthz/extauthz/pkg/config"
 	"github.com/extauthz/extauthz/pkg/server"
+	"github.com/extauthz/extauthz/pkg/wire"
 )
 
 // TestAuthzShareCounters checks authz.tenant.share_counters from the
@@ -46,7 +47,7 @@ authz:
 			if err != nil {
 				t.Fatal(err)
 			}
-			snap, err := newSnapshot(cfg)
+			snap, err := wire.NewSnapshot(cfg)
 			if err != nil {
 				t.Fatal(err)
 			}

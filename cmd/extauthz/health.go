@@ -8,6 +8,7 @@ import (
 
 	"github.com/extauthz/extauthz/pkg/backends/chain"
 	"github.com/extauthz/extauthz/pkg/config"
+	"github.com/extauthz/extauthz/pkg/wire"
 )
 
 // healthCmd is `extauthz health --config FILE [--timeout D]`: it opens every
@@ -37,16 +38,16 @@ func healthCmd(ctx context.Context, args []string, getenv func(string) string, s
 	}
 	discard := slog.New(slog.DiscardHandler)
 	routeRedisLogs(discard) // dial errors show in the table
-	bs, err := newBackends(cfg, discard, nil)
+	bs, err := wire.NewBackends(cfg, discard, nil)
 	if err != nil {
 		return err
 	}
-	defer bs.close()
+	defer bs.Close()
 	var members []chain.Backend
-	if bs.chain != nil {
-		members = bs.chain.Backends()
+	if bs.Chain != nil {
+		members = bs.Chain.Backends()
 	} else {
-		members = []chain.Backend{{Name: "memory", Store: bs.store, Local: true}}
+		members = []chain.Backend{{Name: "memory", Store: bs.Store, Local: true}}
 	}
 	usable, err := chain.WriteTable(stdout, chain.Check(ctx, members, timeout))
 	if err != nil {

@@ -20,6 +20,7 @@ import (
 	"github.com/extauthz/extauthz/pkg/limiter"
 	"github.com/extauthz/extauthz/pkg/logging"
 	"github.com/extauthz/extauthz/pkg/server"
+	"github.com/extauthz/extauthz/pkg/wire"
 )
 
 // TestBackendMetricsRedis wires a [redis, memory] chain to the backend
@@ -42,18 +43,18 @@ breaker: {call_timeout: 2s}
 	}
 	reg := prometheus.NewRegistry()
 	log := slogDiscard()
-	bs, err := newBackends(cfg, log, server.NewBackendMetrics(reg))
+	bs, err := wire.NewBackends(cfg, log, server.NewBackendMetrics(reg))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer bs.close()
+	defer bs.Close()
 
 	ctx := context.Background()
 	counter := func(name string, labels ...string) float64 {
 		t.Helper()
 		return gathered(t, reg, name, labels...)
 	}
-	bs.loadScripts(ctx, log, 2*time.Second)
+	bs.LoadScripts(ctx, log, 2*time.Second)
 	if got := counter("extauthz_redis_script_loads_total", "backend", "redis"); got != 1 {
 		t.Errorf("after startup: got %v script loads, want 1", got)
 	}
@@ -62,7 +63,7 @@ breaker: {call_timeout: 2s}
 		t.Helper()
 		reqs := []limiter.Request{{Key: "metrics-test", Limit: limiter.Limit{Requests: 10, Period: time.Minute}, Hits: 1}}
 		res := make([]limiter.Result, 1)
-		if err := bs.store.Take(ctx, limiter.CountAll, reqs, res); err != nil || !res[0].Allowed {
+		if err := bs.Store.Take(ctx, limiter.CountAll, reqs, res); err != nil || !res[0].Allowed {
 			t.Fatalf("Take: got %v, allowed %v; want admitted", err, res[0].Allowed)
 		}
 	}
@@ -113,13 +114,13 @@ func TestLoadScriptsDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
-	bs, err := newBackends(cfg, slogDiscard(), server.NewBackendMetrics(reg))
+	bs, err := wire.NewBackends(cfg, slogDiscard(), server.NewBackendMetrics(reg))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer bs.close()
+	defer bs.Close()
 	var buf bytes.Buffer
-	bs.loadScripts(context.Background(), slog.New(slog.NewTextHandler(&buf, nil)), time.Second)
+	bs.LoadScripts(context.Background(), slog.New(slog.NewTextHandler(&buf, nil)), time.Second)
 	if !strings.Contains(buf.String(), "level=WARN") || !strings.Contains(buf.String(), "backend=redis") {
 		t.Errorf("got log %q, want a warning naming the backend", buf.String())
 	}

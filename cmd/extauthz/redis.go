@@ -5,22 +5,11 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"time"
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/extauthz/extauthz/pkg/backends/redisstore"
 	"github.com/extauthz/extauthz/pkg/logging"
-	"github.com/extauthz/extauthz/pkg/server"
 )
-
-// setRedisHooks points the metrics hooks of o at m: every round trip's
-// duration and error kind, script loads and local cache hits.
-func setRedisHooks(o *redisstore.Options, m *server.RedisMetrics) {
-	o.OnCall = func(d time.Duration, err error) { m.Call(d, redisstore.ErrorKind(err)) }
-	o.OnScriptLoad = m.ScriptLoad
-	o.OnCacheHit = m.CacheHits
-}
 
 // redisLogger carries go-redis's own log lines (dial failures, Sentinel and
 // Cluster topology changes), which it would otherwise print raw to stderr,

@@ -17,6 +17,7 @@ import (
 	"github.com/extauthz/extauthz/pkg/config"
 	"github.com/extauthz/extauthz/pkg/limiter"
 	"github.com/extauthz/extauthz/pkg/server"
+	"github.com/extauthz/extauthz/pkg/wire"
 )
 
 const testRules = `domains:
@@ -130,7 +131,7 @@ breaker: {open_for: 3s}
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := settings(cfg)
+	st, err := wire.Settings(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,8 +144,8 @@ breaker: {open_for: 3s}
 	if st.Failure.Default != chain.FailClosed || st.Failure.For("edge") != chain.FailOpen || st.FailClosedRetryAfter != 3*time.Second {
 		t.Errorf("got failure policy %+v, retry %v", st.Failure, st.FailClosedRetryAfter)
 	}
-	if _, err := newSnapshot(cfg); err != nil {
-		t.Errorf("newSnapshot: %v", err)
+	if _, err := wire.NewSnapshot(cfg); err != nil {
+		t.Errorf("wire.NewSnapshot: %v", err)
 	}
 }
 
@@ -165,20 +166,20 @@ func TestNewBackends(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			bs, err := newBackends(cfg, log, nil)
+			bs, err := wire.NewBackends(cfg, log, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer bs.close()
-			if got := bs.chain != nil; got != tc.wantChain {
-				t.Fatalf("got chain %v, want %v (store %T)", got, tc.wantChain, bs.store)
+			defer bs.Close()
+			if got := bs.Chain != nil; got != tc.wantChain {
+				t.Fatalf("got chain %v, want %v (store %T)", got, tc.wantChain, bs.Store)
 			}
-			if err := bs.ready(); err != nil {
+			if err := bs.Ready(); err != nil {
 				t.Errorf("ready at start: %v", err)
 			}
 			if tc.wantChain {
-				if bs.policy != chain.ReadyPrimary || len(bs.chain.Statuses()) != 2 {
-					t.Errorf("got policy %v, %d backends; want primary, 2", bs.policy, len(bs.chain.Statuses()))
+				if bs.Policy != chain.ReadyPrimary || len(bs.Chain.Statuses()) != 2 {
+					t.Errorf("got policy %v, %d backends; want primary, 2", bs.Policy, len(bs.Chain.Statuses()))
 				}
 			}
 		})

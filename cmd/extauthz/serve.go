@@ -29,6 +29,7 @@ import (
 	"github.com/extauthz/extauthz/pkg/opsmetrics"
 	"github.com/extauthz/extauthz/pkg/reload"
 	"github.com/extauthz/extauthz/pkg/server"
+	"github.com/extauthz/extauthz/pkg/wire"
 )
 
 // serveOptions are the flags of serve.
@@ -138,7 +139,7 @@ type daemon struct {
 
 	reg   *prometheus.Registry
 	ops   *opsmetrics.Metrics
-	bs    *backends
+	bs    *wire.Backends
 	srv   *server.Server
 	authz *server.Authz
 	g     *grpc.Server
@@ -153,7 +154,7 @@ type daemon struct {
 // close releases the backends.
 func (d *daemon) close() {
 	if d.bs != nil {
-		d.bs.close()
+		d.bs.Close()
 	}
 }
 
@@ -174,19 +175,19 @@ func (d *daemon) build() error {
 	d.ops.ConfigLoaded(hash)
 
 	routeRedisLogs(log)
-	if d.bs, err = newBackends(cfg, log, server.NewBackendMetrics(d.reg)); err != nil {
+	if d.bs, err = wire.NewBackends(cfg, log, server.NewBackendMetrics(d.reg)); err != nil {
 		return err
 	}
-	for name, m := range d.bs.memory {
+	for name, m := range d.bs.Memory {
 		if err := d.ops.AddMemoryBackend(name, m); err != nil {
 			return err
 		}
 	}
-	snap, err := newSnapshot(cfg)
+	snap, err := wire.NewSnapshot(cfg)
 	if err != nil {
 		return err
 	}
-	if d.srv, err = server.New(server.Options{Store: d.bs.store, Metrics: server.NewMetrics(d.reg), Logger: log}, snap); err != nil {
+	if d.srv, err = server.New(server.Options{Store: d.bs.Store, Metrics: server.NewMetrics(d.reg), Logger: log}, snap); err != nil {
 		return err
 	}
 	gopts, err := grpcOptions(cfg, d.ops, log)
@@ -216,7 +217,7 @@ func (d *daemon) newAdmin() *http.Server {
 				if err := d.srv.Ready(ctx); err != nil {
 					return err
 				}
-				return d.bs.ready()
+				return d.bs.Ready()
 			},
 			Config: func() []byte { return d.srv.Snapshot().Config() },
 		}),
@@ -294,7 +295,7 @@ func (d *daemon) run(ctx context.Context) error {
 	errc := make(chan error, 2)
 	var bg sync.WaitGroup
 	bg.Go(func() { watchBackends(ctx, d.bs, d.hs, log) })
-	bg.Go(func() { d.bs.loadScripts(ctx, log, scriptLoadTimeout) })
+	bg.Go(func() { d.bs.LoadScripts(ctx, log, scriptLoadTimeout) })
 	bg.Go(func() {
 		if err := d.watcher.Run(ctx); err != nil && ctx.Err() == nil {
 			log.Error("config watcher stopped; reloads are off", "err", err)
@@ -349,7 +350,7 @@ func (d *daemon) drain() {
 }
 
 // scriptLoadTimeout bounds the startup load of the Redis script on each
-// Redis backend (see backends.loadScripts).
+// Redis backend (see wire.Backends.LoadScripts).
 const scriptLoadTimeout = 2 * time.Second
 
 // refusedError is applyReload's error on a reload: the config loaded and
@@ -365,7 +366,7 @@ func (e *refusedError) Unwrap() error { return e.err }
 // Listen addresses, backends, TLS and gRPC tuning keep their running values
 // (reload.RestartRequired lists them). On an error nothing is swapped.
 func applyReload(srv *server.Server, authz *server.Authz, level *slog.LevelVar, cfg *config.Config) error {
-	snap, err := newSnapshot(cfg)
+	snap, err := wire.NewSnapshot(cfg)
 	if err != nil {
 		return err
 	}
@@ -385,15 +386,15 @@ func applyReload(srv *server.Server, authz *server.Authz, level *slog.LevelVar, 
 // service in line with the backends' readiness (every registered service
 // SERVING or NOT_SERVING together), until ctx is done. After the health
 // server's Shutdown its statuses no longer change.
-func watchBackends(ctx context.Context, bs *backends, h *health.Server, log *slog.Logger) {
+func watchBackends(ctx context.Context, bs *wire.Backends, h *health.Server, log *slog.Logger) {
 	servingNow := true
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case ev := <-bs.events:
-			log.Warn("backend state changed", "backend", ev.backend, "from", ev.from.String(), "to", ev.to.String())
-			err := bs.ready()
+		case ev := <-bs.Events():
+			log.Warn("backend state changed", "backend", ev.Backend, "from", ev.From.String(), "to", ev.To.String())
+			err := bs.Ready()
 			if serving := err == nil; serving != servingNow {
 				servingNow = serving
 				st := healthpb.HealthCheckResponse_SERVING

@@ -5,6 +5,7 @@ import (
 	"io"
 
 	"github.com/extauthz/extauthz/pkg/config"
+	"github.com/extauthz/extauthz/pkg/wire"
 )
 
 // validate loads a server file and its rule files without serving: exit 0
@@ -27,7 +28,7 @@ func validate(args []string, getenv func(string) string, stdout, stderr io.Write
 	if err != nil {
 		return configError(stderr, err)
 	}
-	if _, err := newSnapshot(cfg); err != nil {
+	if _, err := wire.NewSnapshot(cfg); err != nil {
 		return configError(stderr, fmt.Errorf("%s: %w", path, err))
 	}
 	rules := 0

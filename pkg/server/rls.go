@@ -41,14 +41,17 @@ func (s *Server) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLimitReques
 	sc := getScratch()
 	resp, code, err := s.shouldRateLimit(ctx, lv, req, sc)
 	putScratch(sc)
+	s.observe(lv, req.GetDomain(), code, start)
+	return resp, err
+}
 
-	domain := req.GetDomain()
+// observe records a RateLimitService (or Decide) request's metrics.
+func (s *Server) observe(lv *live, domain string, code codeID, start time.Time) {
 	if !lv.snap.rules.HasDomain(domain) {
 		domain = unknownDomain
 	}
 	lv.cache.request(apiRateLimit, domain, code)
 	s.metrics.observeDuration(apiRateLimit, code, time.Since(start).Seconds())
-	return resp, err
 }
 
 func (s *Server) shouldRateLimit(ctx context.Context, lv *live, req *rlsv3.RateLimitRequest, sc *scratch) (*rlsv3.RateLimitResponse, codeID, error) {
@@ -57,40 +60,16 @@ func (s *Server) shouldRateLimit(ctx context.Context, lv *live, req *rlsv3.RateL
 		return nil, codeInvalidArgument, status.Error(codes.InvalidArgument, err.Error())
 	}
 	domain := req.Domain
-	decided := true
-	if err := s.decide(ctx, snap, domain, sc); err != nil {
-		code, err := s.storeFailed(ctx, apiRateLimit, snap, domain, err, sc)
-		if err != nil {
-			return nil, code, err
-		}
-		decided = false // answered by the failure mode
+	_, code, err := s.decideVerdicts(ctx, lv, domain, sc)
+	if err != nil {
+		return nil, code, err
 	}
 
 	resp := &rlsv3.RateLimitResponse{OverallCode: rlsv3.RateLimitResponse_OK}
 	resp.Statuses = descriptorStatuses(sc.verdicts)
-	for i := range sc.verdicts {
-		v := &sc.verdicts[i]
-		if v.kind != kindCounted {
-			continue
-		}
-		if v.refused() {
-			resp.OverallCode = rlsv3.RateLimitResponse_OVER_LIMIT
-		}
-		if decided {
-			// The counter keys are no longer needed: reuse their buffer.
-			sc.key = s.countDecision(lv, v, &snap.settings, sc.key)
-		}
-	}
 	sc.headers = appendHeaders(sc.headers[:0], &snap.settings.Headers, sc.verdicts)
-	code := codeOK
-	if resp.OverallCode == rlsv3.RateLimitResponse_OVER_LIMIT {
-		code = codeOverLimit
-		if s.log.Enabled(ctx, slog.LevelDebug) {
-			// The limit's name, never the descriptor's values: they may be
-			// secrets (an API key sent as a descriptor).
-			v := &sc.verdicts[refusing(sc.verdicts)]
-			s.log.DebugContext(ctx, "over limit", "api", apiNames[apiRateLimit], "domain", domain, "limit", policyName(v))
-		}
+	if code == codeOverLimit {
+		resp.OverallCode = rlsv3.RateLimitResponse_OVER_LIMIT
 		if snap.settings.OverLimitBody {
 			if resp.RawBody = overLimitBody(domain, sc.verdicts); resp.RawBody != nil {
 				sc.headers = append(sc.headers, header{contentTypeHeader, jsonContentType})
@@ -99,6 +78,45 @@ func (s *Server) shouldRateLimit(ctx context.Context, lv *live, req *rlsv3.RateL
 	}
 	resp.ResponseHeadersToAdd = headerValues(sc.headers)
 	return resp, code, nil
+}
+
+// decideVerdicts is the decision of every RateLimitService and Decide
+// request, whose verdicts sc holds (descriptor, hits, override): it
+// matches and counts them (decide), answers a store failure by the
+// domain's failure mode (storeFailed) and records each counted verdict's
+// metric. It returns whether the failure mode answered, the request's code
+// (codeOverLimit when a verdict refuses) and, when there is no answer, the
+// gRPC status error.
+func (s *Server) decideVerdicts(ctx context.Context, lv *live, domain string, sc *scratch) (failed bool, code codeID, err error) {
+	snap := lv.snap
+	if err := s.decide(ctx, snap, domain, sc); err != nil {
+		code, err := s.storeFailed(ctx, apiRateLimit, snap, domain, err, sc)
+		if err != nil {
+			return false, code, err
+		}
+		failed = true
+	}
+	code = codeOK
+	for i := range sc.verdicts {
+		v := &sc.verdicts[i]
+		if v.kind != kindCounted {
+			continue
+		}
+		if v.refused() {
+			code = codeOverLimit
+		}
+		if !failed {
+			// The counter keys are no longer needed: reuse their buffer.
+			sc.key = s.countDecision(lv, v, &snap.settings, sc.key)
+		}
+	}
+	if code == codeOverLimit && s.log.Enabled(ctx, slog.LevelDebug) {
+		// The limit's name, never the descriptor's values: they may be
+		// secrets (an API key sent as a descriptor).
+		v := &sc.verdicts[refusing(sc.verdicts)]
+		s.log.DebugContext(ctx, "over limit", "api", apiNames[apiRateLimit], "domain", domain, "limit", policyName(v))
+	}
+	return failed, code, nil
 }
 
 // readRequest validates req against b and fills sc.entries and

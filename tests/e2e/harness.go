@@ -28,18 +28,25 @@ import (
 // Build compiles ./cmd/extauthz of this module into dir and returns the
 // binary's path. Call it once, from TestMain.
 func Build(dir string) (string, error) {
+	return BuildCommand(dir, "./cmd/extauthz")
+}
+
+// BuildCommand compiles the main package pkg of this module (e.g.
+// "./examples/go/http") into dir, named after pkg's last element, and
+// returns the binary's path.
+func BuildCommand(dir, pkg string) (string, error) {
 	root, err := moduleRoot()
 	if err != nil {
 		return "", err
 	}
-	bin := filepath.Join(dir, "extauthz")
+	bin := filepath.Join(dir, filepath.Base(pkg))
 	if runtime.GOOS == "windows" {
 		bin += ".exe"
 	}
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/extauthz")
+	cmd := exec.Command("go", "build", "-o", bin, pkg)
 	cmd.Dir = root
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build ./cmd/extauthz: %w\n%s", err, out)
+		return "", fmt.Errorf("go build %s: %w\n%s", pkg, err, out)
 	}
 	return bin, nil
 }

@@ -1,0 +1,242 @@
+package wire
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/extauthz/extauthz/pkg/backends/chain"
+	"github.com/extauthz/extauthz/pkg/backends/memstore"
+	"github.com/extauthz/extauthz/pkg/backends/redisstore"
+	"github.com/extauthz/extauthz/pkg/config"
+	"github.com/extauthz/extauthz/pkg/limiter"
+	"github.com/extauthz/extauthz/pkg/logging"
+	"github.com/extauthz/extauthz/pkg/server"
+)
+
+// Backends is the store built from the server file's backends: a lone
+// memory backend as is, anything else as a failover chain. Close releases
+// it.
+type Backends struct {
+	// Store decides: the memory store or the chain.
+	Store limiter.Store
+	// Chain is the failover chain; nil for a lone memory backend.
+	Chain *chain.Chain
+	// Policy is the chain's readiness policy (see Ready).
+	Policy chain.Readiness
+	// Memory holds the memory stores by backend name, for their metrics.
+	Memory map[string]*memstore.Store
+
+	events chan StateEvent
+	// redis holds the Redis stores, in chain order, for LoadScripts.
+	redis   []redisMember
+	closers []func()
+}
+
+// redisMember is one Redis backend of the chain.
+type redisMember struct {
+	name    string
+	store   *redisstore.Store
+	metrics *server.RedisMetrics // nil without metrics
+}
+
+// StateEvent is one breaker state change of a chain backend.
+type StateEvent struct {
+	Backend  string
+	From, To chain.State
+}
+
+// Events receives the chain's breaker state changes, for logs and the gRPC
+// health service. Changes are dropped while it is full (64 pending); a
+// lone memory backend sends none. Nobody has to read it.
+func (bs *Backends) Events() <-chan StateEvent { return bs.events }
+
+// NewBackends builds the backends of cfg, logging to log (nil:
+// slog.Default()) and feeding bm (nil: no metrics). Nothing contacts a
+// remote backend here: the chain's health checks find out whether it is
+// up.
+func NewBackends(cfg *config.Config, log *slog.Logger, bm *server.BackendMetrics) (*Backends, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	bs := &Backends{events: make(chan StateEvent, 64), Memory: map[string]*memstore.Store{}}
+	list := cfg.Backends
+	if len(list) == 0 {
+		list = []config.Backend{{Type: "memory"}}
+	}
+	members, err := bs.members(list, bm)
+	if err != nil {
+		bs.Close()
+		return nil, err
+	}
+	if len(members) == 1 && members[0].Local {
+		bs.Store = members[0].Store
+		log.Debug("backend", "type", "memory", "max_keys", list[0].Memory.MaxKeys)
+		return bs, nil
+	}
+	if err := bs.newChain(cfg, members, log, bm); err != nil {
+		bs.Close()
+		return nil, err
+	}
+	return bs, nil
+}
+
+// members opens the store of each backend of list, named by type (the
+// second of a type "type#2", and so on).
+func (bs *Backends) members(list []config.Backend, bm *server.BackendMetrics) ([]chain.Backend, error) {
+	var members []chain.Backend
+	names := map[string]int{}
+	for i, b := range list {
+		name := b.Type
+		if names[name]++; names[name] > 1 {
+			name = fmt.Sprintf("%s#%d", b.Type, names[name])
+		}
+		m, err := bs.member(name, b, bm)
+		if err != nil {
+			return nil, fmt.Errorf("backends[%d] (%s): %w", i, b.Type, err)
+		}
+		members = append(members, m)
+	}
+	return members, nil
+}
+
+// member opens the store of backend b.
+func (bs *Backends) member(name string, b config.Backend, bm *server.BackendMetrics) (chain.Backend, error) {
+	switch b.Type {
+	case "memory":
+		mem, err := memstore.New(b.Memory)
+		if err != nil {
+			return chain.Backend{}, err
+		}
+		bs.closers = append(bs.closers, func() { _ = mem.Close() })
+		bs.Memory[name] = mem
+		return chain.Backend{Name: name, Store: mem, Local: true, BackendSettings: b.Failover}, nil
+	case "redis":
+		var ro redisstore.Options
+		var rm *server.RedisMetrics
+		if bm != nil {
+			rm = bm.Redis(name)
+			setRedisHooks(&ro, rm)
+		}
+		rs, err := redisstore.Open(b.Redis, ro)
+		if err != nil {
+			return chain.Backend{}, err
+		}
+		bs.closers = append(bs.closers, func() { _ = rs.Close() })
+		bs.redis = append(bs.redis, redisMember{name: name, store: rs, metrics: rm})
+		return chain.Backend{Name: name, Addr: rs.Addr(), Store: rs, BackendSettings: b.Failover}, nil
+	}
+	return chain.Backend{}, fmt.Errorf("type %q is not supported by this build", b.Type)
+}
+
+// setRedisHooks points the metrics hooks of o at m: every round trip's
+// duration and error kind, script loads and local cache hits.
+func setRedisHooks(o *redisstore.Options, m *server.RedisMetrics) {
+	o.OnCall = func(d time.Duration, err error) { m.Call(d, redisstore.ErrorKind(err)) }
+	o.OnScriptLoad = m.ScriptLoad
+	o.OnCacheHit = m.CacheHits
+}
+
+// newChain builds the failover chain over members.
+func (bs *Backends) newChain(cfg *config.Config, members []chain.Backend, log *slog.Logger, bm *server.BackendMetrics) error {
+	bs.Policy = cfg.Failover.Readiness
+	c, err := chain.New(chain.Options{
+		Backends: members,
+		Settings: cfg.Failover,
+		Hooks:    chainHooks(bs.events, members, log, bm),
+	})
+	if err != nil {
+		return fmt.Errorf("backends: %w", err)
+	}
+	// Close the chain (its health checks) before the stores it uses.
+	bs.closers = append([]func(){func() { _ = c.Close() }}, bs.closers...)
+	bs.Store, bs.Chain = c, c
+	for _, m := range members {
+		log.Debug("backend", "name", m.Name, "addr", m.Addr, "local", m.Local, "fair_share", m.FairShare)
+	}
+	return nil
+}
+
+// chainHooks returns the chain's hooks: state changes go to events (for
+// logs and the gRPC health service), failovers to a throttled warning, and
+// everything to bm's metrics when bm is not nil.
+func chainHooks(events chan<- StateEvent, members []chain.Backend, log *slog.Logger, bm *server.BackendMetrics) chain.Hooks {
+	var h chain.Hooks
+	if bm != nil {
+		h = bm.ChainHooks(members)
+	}
+	metricsState, metricsFailover := h.StateChange, h.Failover
+	h.StateChange = func(backend string, from, to chain.State) {
+		if metricsState != nil {
+			metricsState(backend, from, to)
+		}
+		select { // the hook runs under the breaker's lock: never block
+		case events <- StateEvent{backend, from, to}:
+		default:
+		}
+	}
+	// One throttle key per backend, built once: the hook runs on the
+	// request path while the chain is degraded.
+	keys := make(map[string]string, len(members))
+	for _, m := range members {
+		keys[m.Name] = "failover/" + m.Name
+	}
+	var throttle logging.Throttle
+	h.Failover = func(from, to string, why chain.Reason) {
+		if metricsFailover != nil {
+			metricsFailover(from, to, why)
+		}
+		if why == chain.ReasonOpen {
+			return // the breaker's state change was logged
+		}
+		throttle.Warn(context.Background(), log, keys[from], "backend call failed, moved on to the next backend",
+			"from", from, "to", to, "reason", why.String())
+	}
+	return h
+}
+
+// LoadScripts loads the Lua script on every Redis backend once, each
+// bounded by timeout, so that the first requests need no reload. It is
+// best effort: a backend that is down loads it on its first call.
+func (bs *Backends) LoadScripts(ctx context.Context, log *slog.Logger, timeout time.Duration) {
+	for _, r := range bs.redis {
+		lctx, cancel := context.WithTimeout(ctx, timeout)
+		err := r.store.LoadScript(lctx)
+		cancel()
+		if err != nil {
+			if ctx.Err() == nil {
+				log.Warn("redis script not preloaded; the first call loads it", "backend", r.name, "err", err)
+			}
+			continue
+		}
+		if r.metrics != nil {
+			r.metrics.ScriptLoad()
+		}
+		log.Debug("redis script loaded", "backend", r.name)
+	}
+}
+
+// Ready reports whether the backends can serve under the readiness policy.
+func (bs *Backends) Ready() error {
+	if bs.Chain == nil || bs.Chain.Ready(bs.Policy) {
+		return nil
+	}
+	var down []string
+	for _, st := range bs.Chain.Statuses() {
+		if !st.Usable() {
+			down = append(down, st.Name+" "+st.State.String())
+		}
+	}
+	return fmt.Errorf("backends not ready under readiness %s (%s)", bs.Policy, strings.Join(down, ", "))
+}
+
+// Close releases the chain and the stores. It may be called more than
+// once.
+func (bs *Backends) Close() {
+	for _, f := range bs.closers {
+		f()
+	}
+	bs.closers = nil
+}

@@ -1,0 +1,89 @@
+package wire
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/extauthz/extauthz/internal/redistest"
+	"github.com/extauthz/extauthz/pkg/backends/chain"
+	"github.com/extauthz/extauthz/pkg/config"
+	"github.com/extauthz/extauthz/pkg/limiter"
+)
+
+const rules = `domains:
+  - domain: d
+    descriptors:
+      - key: k
+        rate_limit: {unit: minute, requests_per_unit: 1}
+`
+
+func load(t *testing.T, src string) *config.Config {
+	t.Helper()
+	cfg, err := config.Load(strings.NewReader(src+rules), "test.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// TestBackendsChain: two Redis backends and a memory one form a chain named
+// by type (the second "redis#2"); killing the first reports its breaker
+// opening on Events and the chain fails over; Close may be repeated.
+func TestBackendsChain(t *testing.T) {
+	a, b := redistest.Start(t, redistest.Options{}), redistest.Start(t, redistest.Options{})
+	cfg := load(t, fmt.Sprintf(`backends: [{type: redis, url: %q}, {type: redis, url: %q}, {type: memory}]
+breaker: {call_timeout: 1s, consecutive_failures: 1}
+health_check: {interval: 50ms}
+`, a.URL(), b.URL()))
+	bs, err := NewBackends(cfg, slog.New(slog.DiscardHandler), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bs.Close()
+	var names []string
+	for _, st := range bs.Chain.Statuses() {
+		names = append(names, st.Name)
+	}
+	if got := strings.Join(names, ","); got != "redis,redis#2,memory" {
+		t.Fatalf("backends %q, want redis,redis#2,memory", got)
+	}
+	bs.LoadScripts(context.Background(), slog.New(slog.DiscardHandler), 2*time.Second)
+
+	a.Kill()
+	reqs := []limiter.Request{{Key: "k", Limit: limiter.Limit{Requests: 5, Period: time.Minute}, Hits: 1}}
+	res := make([]limiter.Result, 1)
+	if err := bs.Store.Take(context.Background(), limiter.CountAll, reqs, res); err != nil || !res[0].Allowed {
+		t.Fatalf("Take with the first backend down: %v %+v, want a failover answer", err, res[0])
+	}
+	select {
+	case ev := <-bs.Events():
+		if ev.Backend != "redis" || ev.To != chain.StateOpen {
+			t.Errorf("event %+v, want redis opening", ev)
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("no state change event after the first backend died")
+	}
+	bs.Close()
+	bs.Close()
+}
+
+func TestBackendsErrors(t *testing.T) {
+	cfg := load(t, "")
+	cfg.Backends = []config.Backend{{Type: "memory"}, {Type: "nosuch"}}
+	_, err := NewBackends(cfg, nil, nil)
+	if err == nil || !strings.Contains(err.Error(), `backends[1] (nosuch): type "nosuch" is not supported`) {
+		t.Errorf("unknown type: %v, want it named with its index", err)
+	}
+	bs, err := NewBackends(load(t, ""), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bs.Close()
+	if bs.Chain != nil || len(bs.Memory) != 1 || bs.Memory["memory"] == nil || bs.Ready() != nil {
+		t.Errorf("default: chain %v, memory %v, ready %v; want a lone ready memory store", bs.Chain, bs.Memory, bs.Ready())
+	}
+}
