@@ -139,8 +139,10 @@ func ExampleAPIKey() {
 	key := ratelimit.APIKey("Authorization")
 	r := httptest.NewRequest("GET", "/", nil)
 	r.Header.Set("Authorization", "Bearer abc")
-	v, _ := key(r)
-	fmt.Println(v)
+	v, ok := key(r)
+	// The limiter hashes the key on arrival (or names the listed key by
+	// its id): it is never counted, labelled or logged in clear.
+	fmt.Println(v, ok)
 	// Output:
-	// ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad
+	// abc true
 }

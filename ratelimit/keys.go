@@ -2,8 +2,6 @@ package ratelimit
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"net"
 	"net/http"
@@ -79,10 +77,14 @@ func Route() KeyFunc {
 	return func(r *http.Request) (string, bool) { return r.Pattern, r.Pattern != "" }
 }
 
-// APIKey returns the SHA-256 (hex) of the API key in the request header
-// name; for Authorization, the token after "Bearer ". The key itself never
-// reaches a descriptor, the store or the logs. In the rule file, match API
-// keys by key only (one counter each) or by their hash.
+// APIKey returns the API key in the request header name; for
+// Authorization, the token after "Bearer ". Use it under the config's API
+// key descriptor key (authz.api_key.descriptor_key, default "api_key"):
+// the limiter, in process or remote, replaces the key on arrival by the
+// listed key's id (matched by its SHA-256 digest) or by a sha256: hash, so
+// the key itself never reaches a counter, a metric label or a log. A
+// client that sends a listed key's hash or id as its key is an unlisted
+// key. Remote limiters receive the key as Envoy sends it: use TLS.
 func APIKey(header string) KeyFunc {
 	header = http.CanonicalHeaderKey(header)
 	return func(r *http.Request) (string, bool) {
@@ -97,15 +99,8 @@ func APIKey(header string) KeyFunc {
 		if v == "" {
 			return "", false
 		}
-		return HashKey(v), true
+		return v, true
 	}
-}
-
-// HashKey returns the hex SHA-256 of key, the value APIKey sends for it
-// (for rule files listing hashed keys).
-func HashKey(key string) string {
-	sum := sha256.Sum256([]byte(key))
-	return hex.EncodeToString(sum[:])
 }
 
 // Tenant returns the request's tenant: the value of header when set (a

@@ -81,7 +81,7 @@ func (s *Server) Decide(ctx context.Context, domain string, descriptors []descri
 }
 
 func (s *Server) decideDescriptors(ctx context.Context, lv *live, domain string, ds []descriptor.Descriptor, r *Result, sc *scratch) (codeID, error) {
-	if err := readDescriptors(domain, ds, &lv.snap.settings.Bounds, sc); err != nil {
+	if err := readDescriptors(domain, ds, &lv.snap.settings.Bounds, lv.snap.rules.Identities(), sc); err != nil {
 		return codeInvalidArgument, status.Error(codes.InvalidArgument, err.Error())
 	}
 	failed, code, err := s.decideVerdicts(ctx, lv, domain, sc)
@@ -117,9 +117,10 @@ func statusOf(v *verdict) Status {
 }
 
 // readDescriptors validates a Decide request against b, as readRequest a
-// RateLimitService one, and fills sc.verdicts: each descriptor aliased,
-// one hit.
-func readDescriptors(domain string, ds []descriptor.Descriptor, b *descriptor.Bounds, sc *scratch) error {
+// RateLimitService one, and fills sc.entries and sc.verdicts: each
+// descriptor copied (the caller's are not changed), its API key values
+// canonicalised (canonicalKeys), one hit.
+func readDescriptors(domain string, ds []descriptor.Descriptor, b *descriptor.Bounds, ids descriptor.Identities, sc *scratch) error {
 	switch {
 	case domain == "":
 		return errors.New("rate limit request has an empty domain")
@@ -129,7 +130,7 @@ func readDescriptors(domain string, ds []descriptor.Descriptor, b *descriptor.Bo
 	if err := b.CheckRequest(len(ds), 0); err != nil {
 		return err
 	}
-	sc.verdicts = resize(sc.verdicts, len(ds))
+	total := 0
 	for i, d := range ds {
 		if len(d) == 0 {
 			return fmt.Errorf("descriptor %d has no entries", i)
@@ -145,7 +146,15 @@ func readDescriptors(domain string, ds []descriptor.Descriptor, b *descriptor.Bo
 				return err
 			}
 		}
-		sc.verdicts[i] = verdict{desc: d, hits: 1}
+		total += len(d)
+	}
+	sc.entries = resize(sc.entries, total)[:0]
+	sc.verdicts = resize(sc.verdicts, len(ds))
+	for i, d := range ds {
+		start := len(sc.entries)
+		sc.entries = append(sc.entries, d...)
+		canonicalKeys(ids, sc.entries[start:], sc)
+		sc.verdicts[i] = verdict{desc: sc.entries[start:len(sc.entries):len(sc.entries)], hits: 1}
 	}
 	return nil
 }

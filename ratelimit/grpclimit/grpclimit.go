@@ -96,9 +96,10 @@ func Metadata(name string) KeyFunc {
 	}
 }
 
-// APIKey returns the SHA-256 (hex, ratelimit.HashKey) of the API key in
-// the incoming metadata key name; for "authorization", the token after
-// "Bearer ".
+// APIKey returns the API key in the incoming metadata key name; for
+// "authorization", the token after "Bearer ". As with ratelimit.APIKey,
+// the limiter replaces it on arrival by the listed key's id or a sha256:
+// hash: the key itself is never counted, labelled or logged.
 func APIKey(name string) KeyFunc {
 	md := Metadata(name)
 	return func(ctx context.Context, m string) (string, bool) {
@@ -112,7 +113,7 @@ func APIKey(name string) KeyFunc {
 			}
 			v = v[7:]
 		}
-		return ratelimit.HashKey(v), true
+		return v, true
 	}
 }
 

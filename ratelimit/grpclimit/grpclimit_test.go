@@ -96,13 +96,13 @@ func TestKeys(t *testing.T) {
 		{"missing", withMD("other", "x"), "", false},
 		{"no metadata", bg, "", false},
 	})
-	hash := ratelimit.HashKey("s3cr3t")
+	const secret = "s3cr3t"
 	runKeyCases(t, grpclimit.APIKey("x-api-key"), []keyCase{
-		{"set", withMD("x-api-key", "s3cr3t"), hash, true},
+		{"set", withMD("x-api-key", secret), secret, true},
 		{"missing", bg, "", false},
 	})
 	runKeyCases(t, grpclimit.APIKey("authorization"), []keyCase{
-		{"bearer", withMD("authorization", "Bearer s3cr3t"), hash, true},
+		{"bearer", withMD("authorization", "Bearer "+secret), secret, true},
 		{"basic", withMD("authorization", "Basic Zm9v"), "", false},
 		{"bearer without token", withMD("authorization", "Bearer "), "", false},
 	})
