@@ -42,6 +42,14 @@ type Options struct {
 	// certificates: every client must present a certificate that verifies
 	// against it, or the handshake fails (mutual TLS).
 	ClientCAFile string
+	// OptionalClientCert, with ClientCAFile, lets clients without a
+	// certificate complete the handshake; a certificate that is presented
+	// must still verify. The server then decides per request
+	// (http.Request.TLS.VerifiedChains), e.g. to leave health probes open.
+	OptionalClientCert bool
+	// NextProtos are the ALPN protocols offered (default "h2", for gRPC; an
+	// HTTP server wants "h2" and "http/1.1").
+	NextProtos []string
 	// MinVersion is tls.VersionTLS12 (default) or tls.VersionTLS13.
 	MinVersion uint16
 	// CheckEvery is how often, at most, a handshake checks whether the
@@ -124,6 +132,9 @@ func New(opts Options) (*Reloader, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if len(opts.NextProtos) == 0 {
+		opts.NextProtos = []string{"h2"}
+	}
 	r := &Reloader{opts: opts}
 	files, err := r.stat()
 	if err != nil {
@@ -144,7 +155,7 @@ func New(opts Options) (*Reloader, error) {
 func (r *Reloader) TLSConfig() *tls.Config {
 	return &tls.Config{
 		MinVersion:         r.opts.MinVersion,
-		NextProtos:         []string{"h2"},
+		NextProtos:         r.opts.NextProtos,
 		GetConfigForClient: r.getConfigForClient,
 	}
 }
@@ -244,7 +255,7 @@ func (r *Reloader) load(files fileSet) (*generation, error) {
 	}
 	cfg := &tls.Config{
 		MinVersion:   r.opts.MinVersion,
-		NextProtos:   []string{"h2"},
+		NextProtos:   r.opts.NextProtos,
 		Certificates: []tls.Certificate{pair},
 	}
 	info := Info{Subject: leaf.Subject.String(), DNSNames: leaf.DNSNames, NotAfter: leaf.NotAfter}
@@ -259,6 +270,9 @@ func (r *Reloader) load(files fileSet) (*generation, error) {
 		}
 		cfg.ClientCAs = pool
 		cfg.ClientAuth = tls.RequireAndVerifyClientCert
+		if r.opts.OptionalClientCert {
+			cfg.ClientAuth = tls.VerifyClientCertIfGiven
+		}
 		info.ClientCAs = n
 	}
 	return &generation{cfg: cfg, files: files, info: info}, nil

@@ -20,6 +20,14 @@ type AdminOptions struct {
 	Config func() []byte
 	// ReadyTimeout bounds one /readyz check (default 2s).
 	ReadyTimeout time.Duration
+	// Access checks the credentials of requests (see AdminSettings); nil:
+	// every path is open.
+	Access *AdminAccess
+	// Dashboard serves the web dashboard at / and its files under
+	// /assets/ (dashboard.Handler()); nil: no dashboard.
+	Dashboard http.Handler
+	// API serves /api/ (the traffic insight JSON API); nil: none.
+	API http.Handler
 }
 
 // NewAdmin returns the HTTP admin handler:
@@ -27,17 +35,41 @@ type AdminOptions struct {
 //   - GET /healthz: 200 "ok" while the process serves HTTP;
 //   - GET /readyz: 200 "ready", or 503 with the reason;
 //   - GET /metrics: Prometheus metrics of o.Gatherer;
-//   - GET /config: the effective configuration as YAML.
+//   - GET /config: the effective configuration as YAML;
+//   - /api/: o.API, and GET / and /assets/: o.Dashboard, when set.
+//
+// With o.Access, the dashboard, /api/ and /config require a credential, and
+// /metrics and the probes when their settings say so.
 func NewAdmin(o AdminOptions) http.Handler {
 	if o.ReadyTimeout == 0 {
 		o.ReadyTimeout = 2 * time.Second
 	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+	a := o.Access
+	mux.Handle("GET /healthz", a.guard(classHealth, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ok\n"))
-	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+	})))
+	mux.Handle("GET /readyz", a.guard(classHealth, readyHandler(o)))
+	mux.Handle("GET /metrics", a.guard(classMetrics, promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{})))
+	mux.Handle("GET /config", a.guard(classPrivate, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/yaml; charset=utf-8")
+		_, _ = w.Write(o.Config())
+	})))
+	if o.API != nil {
+		mux.Handle("/api/", a.guard(classPrivate, o.API))
+	}
+	if o.Dashboard != nil {
+		d := a.guard(classPrivate, o.Dashboard)
+		mux.Handle("GET /{$}", d)
+		mux.Handle("GET /assets/", d)
+	}
+	return mux
+}
+
+// readyHandler answers /readyz from o.Ready.
+func readyHandler(o AdminOptions) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), o.ReadyTimeout)
 		defer cancel()
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -48,10 +80,4 @@ func NewAdmin(o AdminOptions) http.Handler {
 		}
 		_, _ = w.Write([]byte("ready\n"))
 	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /config", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/yaml; charset=utf-8")
-		_, _ = w.Write(o.Config())
-	})
-	return mux
 }

@@ -1,0 +1,326 @@
+package server
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"crypto/tls"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/extauthz/extauthz/pkg/certs"
+	"github.com/extauthz/extauthz/pkg/field"
+)
+
+// AdminSettings secures the admin listener (the server file's admin
+// section). The zero value is the documented default: plain HTTP, every
+// path open.
+//
+//	admin:
+//	  tls:                                          # absent: plain HTTP
+//	    cert_file: /etc/extauthz/admin/tls.crt
+//	    key_file: /etc/extauthz/admin/tls.key
+//	    min_version: "1.2"                          # 1.2 | 1.3
+//	  auth:                                         # absent: no credential asked
+//	    token_file: /etc/extauthz/admin/token       # bearer token
+//	    client_ca_file: /etc/extauthz/admin/ca.crt  # client certificates (needs tls)
+//	  protect_metrics: false                        # true: /metrics needs a credential too
+//	  protect_health: false                         # true: /healthz and /readyz too
+//
+// With auth set, the dashboard (/), /api/* and /config need a credential:
+// a client certificate that verifies against client_ca_file, or the token
+// of token_file, sent as "Authorization: Bearer TOKEN" (scripts, extauthz
+// top) or as the password of HTTP Basic authentication with any user name
+// (browsers ask for it). Either credential is enough when both are set.
+type AdminSettings struct {
+	TLS  AdminTLS  `yaml:"tls"`
+	Auth AdminAuth `yaml:"auth"`
+	// ProtectMetrics and ProtectHealth extend auth to /metrics and to
+	// /healthz and /readyz (default false: Prometheus and the kubelet's
+	// probes usually carry no credential).
+	ProtectMetrics bool `yaml:"protect_metrics"`
+	ProtectHealth  bool `yaml:"protect_health"`
+}
+
+// AdminTLS serves the admin listener over TLS. The files are read again
+// when they change on disk (see package certs).
+type AdminTLS struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	// MinVersion is "1.2" (default) or "1.3".
+	MinVersion string `yaml:"min_version"`
+}
+
+// AdminAuth names the credentials the admin listener accepts.
+type AdminAuth struct {
+	// TokenFile holds the bearer token (surrounding white space ignored;
+	// at least MinAdminTokenLength characters). It is read again when it
+	// changes, so a rotated Secret takes effect without a restart.
+	TokenFile string `yaml:"token_file"`
+	// ClientCAFile is a PEM bundle of the CAs that sign admin client
+	// certificates; it needs tls.
+	ClientCAFile string `yaml:"client_ca_file"`
+}
+
+// MinAdminTokenLength is the shortest admin token accepted.
+const MinAdminTokenLength = 16
+
+// maxTokenFile bounds the token file read.
+const maxTokenFile = 4 << 10
+
+// Enabled reports whether a credential is required.
+func (a AdminAuth) Enabled() bool { return a.TokenFile != "" || a.ClientCAFile != "" }
+
+// Validate reports every problem with s, reading the files it names; paths
+// are relative to the admin section.
+func (s *AdminSettings) Validate() error {
+	var errs []error
+	t := s.TLS
+	switch {
+	case t.CertFile == "" && t.KeyFile == "" && t.MinVersion != "":
+		errs = append(errs, field.Errorf("tls", "cert_file and key_file are required to serve TLS; remove the tls section for plain HTTP"))
+	case t.CertFile == "" && t.KeyFile != "":
+		errs = append(errs, field.Errorf("tls.cert_file", "missing: key_file needs its certificate, cert_file"))
+	case t.CertFile != "" && t.KeyFile == "":
+		errs = append(errs, field.Errorf("tls.key_file", "missing: cert_file needs its private key, key_file"))
+	case t.CertFile != "":
+		if _, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile); err != nil {
+			errs = append(errs, field.Errorf("tls", "cert_file and key_file: %w", err))
+		}
+	}
+	if _, err := tlsVersion(t.MinVersion); err != nil {
+		errs = append(errs, field.Errorf("tls.min_version", "%w", err))
+	}
+	if f := s.Auth.TokenFile; f != "" {
+		if _, err := readToken(f); err != nil {
+			errs = append(errs, field.Errorf("auth.token_file", "%w", err))
+		}
+	}
+	if f := s.Auth.ClientCAFile; f != "" {
+		if t.CertFile == "" {
+			errs = append(errs, field.Errorf("auth.client_ca_file", "client certificates need TLS: set admin.tls.cert_file and key_file"))
+		} else if _, err := certs.LoadCAs(f); err != nil {
+			errs = append(errs, field.Errorf("auth.client_ca_file", "%w", err))
+		}
+	}
+	if !s.Auth.Enabled() {
+		if s.ProtectMetrics {
+			errs = append(errs, field.Errorf("protect_metrics", "needs a credential to check: set auth.token_file or auth.client_ca_file"))
+		}
+		if s.ProtectHealth {
+			errs = append(errs, field.Errorf("protect_health", "needs a credential to check: set auth.token_file or auth.client_ca_file"))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func tlsVersion(v string) (uint16, error) {
+	switch v {
+	case "", "1.2":
+		return tls.VersionTLS12, nil
+	case "1.3":
+		return tls.VersionTLS13, nil
+	}
+	return 0, fmt.Errorf("unknown value %q: choices are 1.2, 1.3", v)
+}
+
+// AdminAccess enforces AdminSettings: the listener's TLS configuration and
+// the credential check of each request. Build it with NewAdminAccess; it is
+// safe for concurrent use and starts no goroutine.
+type AdminAccess struct {
+	s     AdminSettings
+	certs *certs.Reloader // nil: plain HTTP
+	token *tokenFile      // nil: no token accepted
+}
+
+// NewAdminAccess loads the files of s. onError, optional, is called when a
+// changed certificate fails to load (the previous one keeps serving).
+func NewAdminAccess(s AdminSettings, onError func(error)) (*AdminAccess, error) {
+	if err := s.Validate(); err != nil {
+		return nil, fmt.Errorf("admin: %w", field.Wrap("admin", err))
+	}
+	a := &AdminAccess{s: s}
+	if s.TLS.CertFile != "" {
+		v, _ := tlsVersion(s.TLS.MinVersion)
+		r, err := certs.New(certs.Options{
+			CertFile: s.TLS.CertFile, KeyFile: s.TLS.KeyFile, ClientCAFile: s.Auth.ClientCAFile,
+			OptionalClientCert: true, MinVersion: v, NextProtos: []string{"h2", "http/1.1"}, OnError: onError,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("admin: %w", err)
+		}
+		a.certs = r
+	}
+	if s.Auth.TokenFile != "" {
+		t, err := newTokenFile(s.Auth.TokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("admin: %w", err)
+		}
+		a.token = t
+	}
+	return a, nil
+}
+
+// TLSConfig returns the listener's TLS configuration, nil for plain HTTP.
+func (a *AdminAccess) TLSConfig() *tls.Config {
+	if a == nil || a.certs == nil {
+		return nil
+	}
+	return a.certs.TLSConfig()
+}
+
+// pathClass says which setting guards an admin path.
+type pathClass int
+
+const (
+	classPrivate pathClass = iota // dashboard, /api/*, /config: guarded whenever auth is set
+	classMetrics                  // /metrics: guarded with protect_metrics
+	classHealth                   // /healthz, /readyz: guarded with protect_health
+)
+
+// guard returns h, wrapped in the credential check when the class of
+// path needs one.
+func (a *AdminAccess) guard(c pathClass, h http.Handler) http.Handler {
+	if a == nil || !a.s.Auth.Enabled() ||
+		c == classMetrics && !a.s.ProtectMetrics || c == classHealth && !a.s.ProtectHealth {
+		return h
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if a.allowed(r) {
+			h.ServeHTTP(w, r)
+			return
+		}
+		a.refuse(w)
+	})
+}
+
+// allowed reports whether r carries a verified client certificate or the
+// token.
+func (a *AdminAccess) allowed(r *http.Request) bool {
+	if a.s.Auth.ClientCAFile != "" && r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
+		return true
+	}
+	if a.token == nil {
+		return false
+	}
+	given, ok := credential(r.Header.Get("Authorization"))
+	return ok && a.token.match(given)
+}
+
+// refuse answers 401 with the challenges of the credentials accepted. The
+// Basic challenge makes browsers ask for the token.
+func (a *AdminAccess) refuse(w http.ResponseWriter) {
+	msg := "unauthorized: present a client certificate signed by admin.auth.client_ca_file\n"
+	if a.token != nil {
+		w.Header().Add("WWW-Authenticate", `Bearer realm="extauthz admin"`)
+		w.Header().Add("WWW-Authenticate", `Basic realm="extauthz admin", charset="UTF-8"`)
+		msg = "unauthorized: send \"Authorization: Bearer TOKEN\" with the token of admin.auth.token_file\n"
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusUnauthorized)
+	_, _ = io.WriteString(w, msg)
+}
+
+// credential extracts the token of an Authorization header: a Bearer token,
+// or the password of Basic credentials.
+func credential(h string) (string, bool) {
+	scheme, rest, ok := strings.Cut(h, " ")
+	if !ok {
+		return "", false
+	}
+	rest = strings.TrimSpace(rest)
+	switch {
+	case strings.EqualFold(scheme, "Bearer"):
+		return rest, rest != ""
+	case strings.EqualFold(scheme, "Basic"):
+		raw, err := base64.StdEncoding.DecodeString(rest)
+		if err != nil {
+			return "", false
+		}
+		_, pass, ok := strings.Cut(string(raw), ":")
+		return pass, ok && pass != ""
+	}
+	return "", false
+}
+
+// tokenFile is the admin token, read again at most once a second when the
+// file changed. Only its SHA-256 is kept, so comparisons take the same
+// time whatever the token's length and contents.
+type tokenFile struct {
+	path string
+
+	mu      sync.Mutex
+	sum     [sha256.Size]byte
+	info    os.FileInfo
+	checked time.Time
+}
+
+func newTokenFile(path string) (*tokenFile, error) {
+	info, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	tok, err := readToken(path)
+	if err != nil {
+		return nil, err
+	}
+	return &tokenFile{path: path, sum: sha256.Sum256([]byte(tok)), info: info, checked: time.Now()}, nil
+}
+
+// match reports whether given is the current token, in constant time.
+func (t *tokenFile) match(given string) bool {
+	g := sha256.Sum256([]byte(given))
+	sum := t.current()
+	return subtle.ConstantTimeCompare(g[:], sum[:]) == 1
+}
+
+// current returns the token's hash, reloading a changed file; a file that
+// no longer reads keeps the previous token.
+func (t *tokenFile) current() [sha256.Size]byte {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	now := time.Now()
+	if now.Sub(t.checked) < time.Second {
+		return t.sum
+	}
+	t.checked = now
+	info, err := os.Stat(t.path)
+	if err != nil || os.SameFile(info, t.info) && info.Size() == t.info.Size() && info.ModTime().Equal(t.info.ModTime()) {
+		return t.sum
+	}
+	if tok, err := readToken(t.path); err == nil {
+		t.sum, t.info = sha256.Sum256([]byte(tok)), info
+	}
+	return t.sum
+}
+
+// readToken reads a token file. Errors never quote the contents.
+func readToken(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxTokenFile+1))
+	if err != nil {
+		return "", fmt.Errorf("read %s: %w", path, err)
+	}
+	if len(data) > maxTokenFile {
+		return "", fmt.Errorf("%s is larger than %d KiB: expected one token", path, maxTokenFile>>10)
+	}
+	tok := strings.TrimSpace(string(data))
+	switch {
+	case len(tok) < MinAdminTokenLength:
+		return "", fmt.Errorf("%s holds a token of %d characters: expected at least %d (e.g. openssl rand -hex 32)", path, len(tok), MinAdminTokenLength)
+	case strings.ContainsAny(tok, " \t\r\n"):
+		return "", fmt.Errorf("%s holds white space inside the token: expected one token on one line", path)
+	}
+	return tok, nil
+}
