@@ -1,0 +1,379 @@
+package server
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"io"
+	"log"
+	"math/big"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/extauthz/extauthz/pkg/field"
+)
+
+const testToken = "0123456789abcdef-admin-token"
+
+func writeFile(t *testing.T, dir, name, data string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(data), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// testAdmin is the admin handler with every optional part set.
+func testAdmin(a *AdminAccess) http.Handler {
+	ok := func(body string) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, body) })
+	}
+	return NewAdmin(AdminOptions{
+		Gatherer:  prometheus.NewRegistry(),
+		Ready:     func(context.Context) error { return nil },
+		Config:    func() []byte { return []byte("grpc_addr: x\n") },
+		Access:    a,
+		Dashboard: ok("dashboard"),
+		API:       ok("api"),
+	})
+}
+
+var (
+	privatePaths = []string{"/", "/assets/app.js", "/api/v1/rules", "/api/v1/offenders?window=5m", "/config"}
+	healthPaths  = []string{"/healthz", "/readyz"}
+)
+
+func adminGet(t *testing.T, c *http.Client, url, auth string) (int, http.Header, string) {
+	t.Helper()
+	req, err := http.NewRequest("GET", url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header, string(b)
+}
+
+func basic(user, pass string) string {
+	req, _ := http.NewRequest("GET", "/", nil)
+	req.SetBasicAuth(user, pass)
+	return req.Header.Get("Authorization")
+}
+
+func TestAdminToken(t *testing.T) {
+	dir := t.TempDir()
+	tokenFile := writeFile(t, dir, "token", "  "+testToken+"\n")
+	for _, tc := range []struct {
+		name                          string
+		protectMetrics, protectHealth bool
+	}{{"defaults", false, false}, {"protect all", true, true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			a, err := NewAdminAccess(AdminSettings{Auth: AdminAuth{TokenFile: tokenFile}, ProtectMetrics: tc.protectMetrics, ProtectHealth: tc.protectHealth}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			srv := httptest.NewServer(testAdmin(a))
+			defer srv.Close()
+			protected := append([]string(nil), privatePaths...)
+			open := []string{}
+			for _, p := range []struct {
+				on    bool
+				paths []string
+			}{{tc.protectMetrics, []string{"/metrics"}}, {tc.protectHealth, healthPaths}} {
+				if p.on {
+					protected = append(protected, p.paths...)
+				} else {
+					open = append(open, p.paths...)
+				}
+			}
+			for _, path := range protected {
+				for _, auth := range []string{"", "Bearer wrong-token-0123456789", "Bearer " + testToken + "x", "Bearer", "Token " + testToken, basic("admin", "wrong"), "Basic !!!"} {
+					code, h, body := adminGet(t, srv.Client(), srv.URL+path, auth)
+					if code != http.StatusUnauthorized {
+						t.Errorf("GET %s with %q: status %d, want 401", path, auth, code)
+						continue
+					}
+					if ch := h.Values("WWW-Authenticate"); len(ch) != 2 || !strings.HasPrefix(ch[0], "Bearer ") || !strings.HasPrefix(ch[1], "Basic ") {
+						t.Errorf("GET %s: WWW-Authenticate %q, want a Bearer and a Basic challenge", path, ch)
+					}
+					if strings.Contains(body, testToken) {
+						t.Errorf("GET %s: the refusal shows the token", path)
+					}
+				}
+				for _, auth := range []string{"Bearer " + testToken, "bearer  " + testToken, basic("", testToken), basic("ops", testToken)} {
+					if code, _, _ := adminGet(t, srv.Client(), srv.URL+path, auth); code != http.StatusOK {
+						t.Errorf("GET %s with %q: status %d, want 200", path, auth, code)
+					}
+				}
+			}
+			for _, path := range open {
+				if code, _, _ := adminGet(t, srv.Client(), srv.URL+path, ""); code != http.StatusOK {
+					t.Errorf("GET %s without a token: status %d, want 200 (not protected)", path, code)
+				}
+			}
+		})
+	}
+}
+
+func TestAdminOpenWithoutAuth(t *testing.T) {
+	srv := httptest.NewServer(testAdmin(nil))
+	defer srv.Close()
+	for _, path := range append(append(privatePaths, healthPaths...), "/metrics") {
+		if code, _, _ := adminGet(t, srv.Client(), srv.URL+path, ""); code != http.StatusOK {
+			t.Errorf("GET %s: status %d, want 200", path, code)
+		}
+	}
+}
+
+// TestAdminTokenRotation: a new token in the file replaces the old one
+// without a restart.
+func TestAdminTokenRotation(t *testing.T) {
+	dir := t.TempDir()
+	path := writeFile(t, dir, "token", testToken)
+	a, err := NewAdminAccess(AdminSettings{Auth: AdminAuth{TokenFile: path}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(testAdmin(a))
+	defer srv.Close()
+	const next = "the-next-token-after-rotation"
+	writeFile(t, dir, "token.new", next+"\n")
+	if err := os.Rename(filepath.Join(dir, "token.new"), path); err != nil {
+		t.Fatal(err)
+	}
+	a.token.mu.Lock()
+	a.token.checked = time.Time{} // as if a second had passed
+	a.token.mu.Unlock()
+	if code, _, _ := adminGet(t, srv.Client(), srv.URL+"/config", "Bearer "+next); code != http.StatusOK {
+		t.Errorf("new token: status %d, want 200", code)
+	}
+	if code, _, _ := adminGet(t, srv.Client(), srv.URL+"/config", "Bearer "+testToken); code != http.StatusUnauthorized {
+		t.Errorf("old token: status %d, want 401", code)
+	}
+}
+
+// testPKI is a CA, a server certificate for 127.0.0.1, and client
+// certificates signed by the CA and by another CA.
+type testPKI struct {
+	dir                       string
+	caFile, certFile, keyFile string
+	client, otherClient       tls.Certificate
+	roots                     *x509.CertPool
+}
+
+func newTestPKI(t *testing.T) *testPKI {
+	t.Helper()
+	p := &testPKI{dir: t.TempDir(), roots: x509.NewCertPool()}
+	ca, caKey := issue(t, "admin CA", nil, nil, true, nil)
+	other, otherKey := issue(t, "other CA", nil, nil, true, nil)
+	p.roots.AddCert(ca)
+	p.caFile = writeFile(t, p.dir, "ca.crt", pemCert(ca))
+	srv, srvKey := issue(t, "admin", ca, caKey, false, []net.IP{net.ParseIP("127.0.0.1")})
+	p.certFile = writeFile(t, p.dir, "tls.crt", pemCert(srv))
+	p.keyFile = writeFile(t, p.dir, "tls.key", pemKey(t, srvKey))
+	c, cKey := issue(t, "operator", ca, caKey, false, nil)
+	p.client = tls.Certificate{Certificate: [][]byte{c.Raw}, PrivateKey: cKey}
+	o, oKey := issue(t, "intruder", other, otherKey, false, nil)
+	p.otherClient = tls.Certificate{Certificate: [][]byte{o.Raw}, PrivateKey: oKey}
+	return p
+}
+
+func issue(t *testing.T, cn string, parent *x509.Certificate, parentKey *ecdsa.PrivateKey, isCA bool, ips []net.IP) (*x509.Certificate, *ecdsa.PrivateKey) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
+	tmpl := &x509.Certificate{
+		SerialNumber: serial, Subject: pkix.Name{CommonName: cn},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		IPAddresses: ips, BasicConstraintsValid: true, IsCA: isCA,
+	}
+	if isCA {
+		tmpl.KeyUsage |= x509.KeyUsageCertSign
+	}
+	if parent == nil {
+		parent, parentKey = tmpl, key
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, parentKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cert, key
+}
+
+func pemCert(c *x509.Certificate) string {
+	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw}))
+}
+
+func pemKey(t *testing.T, k *ecdsa.PrivateKey) string {
+	der, err := x509.MarshalECPrivateKey(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der}))
+}
+
+// TestAdminMutualTLS: a client certificate signed by client_ca_file opens
+// the protected paths; without one they answer 401 while the probes stay
+// open; a certificate signed by another CA fails the handshake.
+func TestAdminMutualTLS(t *testing.T) {
+	p := newTestPKI(t)
+	a, err := NewAdminAccess(AdminSettings{
+		TLS:  AdminTLS{CertFile: p.certFile, KeyFile: p.keyFile},
+		Auth: AdminAuth{ClientCAFile: p.caFile},
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(testAdmin(a))
+	srv.TLS = a.TLSConfig()
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // the refused handshake
+	srv.StartTLS()
+	defer srv.Close()
+
+	client := func(certs ...tls.Certificate) *http.Client {
+		return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: p.roots, Certificates: certs}}}
+	}
+	for _, path := range privatePaths {
+		if code, _, _ := adminGet(t, client(p.client), srv.URL+path, ""); code != http.StatusOK {
+			t.Errorf("GET %s with the operator's certificate: status %d, want 200", path, code)
+		}
+		code, h, _ := adminGet(t, client(), srv.URL+path, "")
+		if code != http.StatusUnauthorized {
+			t.Errorf("GET %s without a certificate: status %d, want 401", path, code)
+		}
+		if h.Get("WWW-Authenticate") != "" {
+			t.Errorf("GET %s: WWW-Authenticate %q without a token to ask for", path, h.Get("WWW-Authenticate"))
+		}
+	}
+	for _, path := range append(healthPaths, "/metrics") {
+		if code, _, _ := adminGet(t, client(), srv.URL+path, ""); code != http.StatusOK {
+			t.Errorf("GET %s without a certificate: status %d, want 200 (not protected)", path, code)
+		}
+	}
+	// GetClientCertificate sends the certificate even though the server
+	// names other CAs (a client picking from Certificates would send none).
+	intruder := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: p.roots,
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &p.otherClient, nil }}}}
+	resp, err := intruder.Get(srv.URL + "/config")
+	if err == nil {
+		resp.Body.Close()
+		t.Fatal("a certificate signed by another CA was accepted")
+	}
+	var alert tls.AlertError
+	if !errors.As(err, &alert) && !strings.Contains(err.Error(), "certificate") {
+		t.Errorf("another CA: error %v, want a TLS certificate refusal", err)
+	}
+}
+
+// TestAdminTokenOrCertificate: with both credentials set, either opens the
+// protected paths.
+func TestAdminTokenOrCertificate(t *testing.T) {
+	p := newTestPKI(t)
+	tokenFile := writeFile(t, p.dir, "token", testToken)
+	a, err := NewAdminAccess(AdminSettings{
+		TLS:  AdminTLS{CertFile: p.certFile, KeyFile: p.keyFile, MinVersion: "1.3"},
+		Auth: AdminAuth{ClientCAFile: p.caFile, TokenFile: tokenFile},
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(testAdmin(a))
+	srv.TLS = a.TLSConfig()
+	srv.StartTLS()
+	defer srv.Close()
+	noCert := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: p.roots}}}
+	withCert := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: p.roots, Certificates: []tls.Certificate{p.client}}}}
+	for _, c := range []struct {
+		name   string
+		client *http.Client
+		auth   string
+		want   int
+	}{
+		{"certificate", withCert, "", 200},
+		{"token", noCert, "Bearer " + testToken, 200},
+		{"neither", noCert, "", 401},
+		{"wrong token", noCert, "Bearer nope-nope-nope-nope", 401},
+	} {
+		if code, _, _ := adminGet(t, c.client, srv.URL+"/api/v1/rules", c.auth); code != c.want {
+			t.Errorf("%s: status %d, want %d", c.name, code, c.want)
+		}
+	}
+}
+
+func TestAdminSettingsValidate(t *testing.T) {
+	p := newTestPKI(t)
+	good := writeFile(t, p.dir, "token", testToken)
+	short := writeFile(t, p.dir, "short", "tiny-secret\n")
+	spaced := writeFile(t, p.dir, "spaced", "0123456789 abcdefghij\n")
+	missing := filepath.Join(p.dir, "missing")
+	for _, tc := range []struct {
+		name string
+		s    AdminSettings
+		want []string // "path: message fragment"
+	}{
+		{"zero", AdminSettings{}, nil},
+		{"token", AdminSettings{Auth: AdminAuth{TokenFile: good}, ProtectMetrics: true, ProtectHealth: true}, nil},
+		{"mtls", AdminSettings{TLS: AdminTLS{CertFile: p.certFile, KeyFile: p.keyFile, MinVersion: "1.3"}, Auth: AdminAuth{ClientCAFile: p.caFile}}, nil},
+		{"short token", AdminSettings{Auth: AdminAuth{TokenFile: short}}, []string{"auth.token_file: " + short + " holds a token of 11 characters: expected at least 16"}},
+		{"spaced token", AdminSettings{Auth: AdminAuth{TokenFile: spaced}}, []string{"auth.token_file: " + spaced + " holds white space"}},
+		{"missing token", AdminSettings{Auth: AdminAuth{TokenFile: missing}}, []string{"auth.token_file: open " + missing}},
+		{"ca without tls", AdminSettings{Auth: AdminAuth{ClientCAFile: p.caFile}}, []string{"auth.client_ca_file: client certificates need TLS"}},
+		{"bad ca", AdminSettings{TLS: AdminTLS{CertFile: p.certFile, KeyFile: p.keyFile}, Auth: AdminAuth{ClientCAFile: good}}, []string{"auth.client_ca_file: certs: " + good}},
+		{"cert without key", AdminSettings{TLS: AdminTLS{CertFile: p.certFile}}, []string{"tls.key_file: missing"}},
+		{"key without cert", AdminSettings{TLS: AdminTLS{KeyFile: p.keyFile}}, []string{"tls.cert_file: missing"}},
+		{"version alone", AdminSettings{TLS: AdminTLS{MinVersion: "1.3"}}, []string{"tls: cert_file and key_file are required"}},
+		{"bad version", AdminSettings{TLS: AdminTLS{CertFile: p.certFile, KeyFile: p.keyFile, MinVersion: "1.1"}}, []string{`tls.min_version: unknown value "1.1": choices are 1.2, 1.3`}},
+		{"mismatched pair", AdminSettings{TLS: AdminTLS{CertFile: p.caFile, KeyFile: p.keyFile}}, []string{"tls: cert_file and key_file:"}},
+		{"protect without auth", AdminSettings{ProtectMetrics: true, ProtectHealth: true}, []string{"protect_metrics: needs a credential", "protect_health: needs a credential"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var got []string
+			field.Each(tc.s.Validate(), func(path string, err error) { got = append(got, path+": "+err.Error()) })
+			if len(got) != len(tc.want) {
+				t.Fatalf("got errors %q, want %d matching %q", got, len(tc.want), tc.want)
+			}
+			for i := range got {
+				if !strings.HasPrefix(got[i], tc.want[i]) {
+					t.Errorf("error %q, want it to start with %q", got[i], tc.want[i])
+				}
+				if strings.Contains(got[i], "tiny-secret") || strings.Contains(got[i], "abcdefghij") {
+					t.Errorf("error %q quotes the token file's contents", got[i])
+				}
+			}
+			if _, err := NewAdminAccess(tc.s, nil); (err == nil) != (tc.want == nil) {
+				t.Errorf("NewAdminAccess error %v, want one iff Validate fails", err)
+			}
+		})
+	}
+}
