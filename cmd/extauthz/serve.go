@@ -24,7 +24,9 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/extauthz/extauthz/pkg/adminauth"
 	"github.com/extauthz/extauthz/pkg/config"
+	"github.com/extauthz/extauthz/pkg/dashboard"
 	"github.com/extauthz/extauthz/pkg/logging"
 	"github.com/extauthz/extauthz/pkg/opsmetrics"
 	"github.com/extauthz/extauthz/pkg/reload"
@@ -145,6 +147,8 @@ type daemon struct {
 	g     *grpc.Server
 	hs    *health.Server
 	admin *http.Server
+	// access guards the admin listener (admin section).
+	access *adminauth.Access
 
 	glis, hlis net.Listener
 	watcher    *reload.Watcher
@@ -200,12 +204,15 @@ func (d *daemon) build() error {
 	if d.authz, err = registerAuthz(d.g, d.hs, d.srv, cfg); err != nil {
 		return err
 	}
+	if d.access, err = adminAccess(cfg, log); err != nil {
+		return err
+	}
 	d.admin = d.newAdmin()
 	return nil
 }
 
 // newAdmin returns the HTTP admin server: metrics, readiness (503 while
-// draining or not ready) and /config.
+// draining or not ready), /config and the dashboard, behind d.access.
 func (d *daemon) newAdmin() *http.Server {
 	return &http.Server{
 		Handler: server.NewAdmin(server.AdminOptions{
@@ -219,7 +226,9 @@ func (d *daemon) newAdmin() *http.Server {
 				}
 				return d.bs.Ready()
 			},
-			Config: func() []byte { return d.srv.Snapshot().Config() },
+			Config:    func() []byte { return d.srv.Snapshot().Config() },
+			Access:    d.access,
+			Dashboard: dashboard.Handler(),
 		}),
 		ReadHeaderTimeout: 5 * time.Second,
 		ErrorLog:          slog.NewLogLogger(d.log.Handler(), slog.LevelWarn),
@@ -239,6 +248,7 @@ func (d *daemon) listen(ctx context.Context) error {
 		_ = glis.Close()
 		return fmt.Errorf("http listener: %w", err)
 	}
+	hlis = adminListener(hlis, d.cfg, d.access, d.log)
 	watcher, err := d.newWatcher()
 	if err != nil {
 		_ = glis.Close()

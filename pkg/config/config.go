@@ -3,6 +3,7 @@
 package config
 
 import (
+	"github.com/extauthz/extauthz/pkg/adminauth"
 	"github.com/extauthz/extauthz/pkg/backends/chain"
 	"github.com/extauthz/extauthz/pkg/backends/memstore"
 	"github.com/extauthz/extauthz/pkg/backends/redisstore"
@@ -26,6 +27,7 @@ import (
 //	failure_mode: envoy                # and the rest of chain.Settings
 //	domains: [...]                     # inline rule files
 //	rules_dir: ./rules                 # and/or a directory of rule files
+//	admin: {auth: {token_file: ...}}   # secures http_addr (adminauth.Settings)
 type Config struct {
 	// File is the path the config was loaded from ("" for Load).
 	File string `yaml:"-"`
@@ -67,6 +69,10 @@ type Config struct {
 	RulesDir string `yaml:"rules_dir"`
 	// Authz configures the ext_authz Check API (authz.go); nil: not served.
 	Authz *Authz `yaml:"authz"`
+	// Admin secures the admin listener at http_addr: TLS, a bearer token
+	// or client certificates (adminauth.Settings; default: plain HTTP,
+	// open).
+	Admin adminauth.Settings `yaml:"admin"`
 
 	// Rules is the compiled rule tree of every domain.
 	Rules *descriptor.Set `yaml:"-"`

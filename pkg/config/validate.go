@@ -155,6 +155,7 @@ func (cfg *Config) validate(c *checker) {
 	}
 	c.report("", cfg.Failover.Validate())
 	cfg.Ops.validate(c)
+	c.report("admin", cfg.Admin.Validate())
 }
 
 func checkAddr(c *checker, path, addr string) {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/extauthz/extauthz/internal/browsertest"
 	"github.com/extauthz/extauthz/internal/insightfake"
+	"github.com/extauthz/extauthz/pkg/adminauth"
 	"github.com/extauthz/extauthz/pkg/dashboard"
 	"github.com/extauthz/extauthz/pkg/server"
 )
@@ -35,7 +36,7 @@ func adminWithFakeAPI(t *testing.T, d insightfake.Data, token string) *httptest.
 		if err := os.WriteFile(path, []byte(token+"\n"), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		a, err := server.NewAdminAccess(server.AdminSettings{Auth: server.AdminAuth{TokenFile: path}}, nil)
+		a, err := adminauth.New(adminauth.Settings{Auth: adminauth.Auth{TokenFile: path}}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -7,6 +7,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/extauthz/extauthz/pkg/adminauth"
 )
 
 // AdminOptions configures the HTTP admin handler.
@@ -20,9 +22,9 @@ type AdminOptions struct {
 	Config func() []byte
 	// ReadyTimeout bounds one /readyz check (default 2s).
 	ReadyTimeout time.Duration
-	// Access checks the credentials of requests (see AdminSettings); nil:
+	// Access checks the credentials of requests (see adminauth.Settings); nil:
 	// every path is open.
-	Access *AdminAccess
+	Access *adminauth.Access
 	// Dashboard serves the web dashboard at / and its files under
 	// /assets/ (dashboard.Handler()); nil: no dashboard.
 	Dashboard http.Handler
@@ -46,21 +48,21 @@ func NewAdmin(o AdminOptions) http.Handler {
 	}
 	mux := http.NewServeMux()
 	a := o.Access
-	mux.Handle("GET /healthz", a.guard(classHealth, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+	mux.Handle("GET /healthz", a.Guard(adminauth.Health, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ok\n"))
 	})))
-	mux.Handle("GET /readyz", a.guard(classHealth, readyHandler(o)))
-	mux.Handle("GET /metrics", a.guard(classMetrics, promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{})))
-	mux.Handle("GET /config", a.guard(classPrivate, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+	mux.Handle("GET /readyz", a.Guard(adminauth.Health, readyHandler(o)))
+	mux.Handle("GET /metrics", a.Guard(adminauth.Metrics, promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{})))
+	mux.Handle("GET /config", a.Guard(adminauth.Private, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/yaml; charset=utf-8")
 		_, _ = w.Write(o.Config())
 	})))
 	if o.API != nil {
-		mux.Handle("/api/", a.guard(classPrivate, o.API))
+		mux.Handle("/api/", a.Guard(adminauth.Private, o.API))
 	}
 	if o.Dashboard != nil {
-		d := a.guard(classPrivate, o.Dashboard)
+		d := a.Guard(adminauth.Private, o.Dashboard)
 		mux.Handle("GET /{$}", d)
 		mux.Handle("GET /assets/", d)
 	}

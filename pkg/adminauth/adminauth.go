@@ -1,4 +1,7 @@
-package server
+// Package adminauth guards the admin listener: TLS, and a bearer token or
+// client certificates required for its private paths (the dashboard,
+// /api/*, /config) and, when configured, for /metrics and the probes.
+package adminauth
 
 import (
 	"crypto/sha256"
@@ -18,7 +21,7 @@ import (
 	"github.com/extauthz/extauthz/pkg/field"
 )
 
-// AdminSettings secures the admin listener (the server file's admin
+// Settings secures the admin listener (the server file's admin
 // section). The zero value is the documented default: plain HTTP, every
 // path open.
 //
@@ -38,9 +41,9 @@ import (
 // of token_file, sent as "Authorization: Bearer TOKEN" (scripts, extauthz
 // top) or as the password of HTTP Basic authentication with any user name
 // (browsers ask for it). Either credential is enough when both are set.
-type AdminSettings struct {
-	TLS  AdminTLS  `yaml:"tls"`
-	Auth AdminAuth `yaml:"auth"`
+type Settings struct {
+	TLS  TLS  `yaml:"tls"`
+	Auth Auth `yaml:"auth"`
 	// ProtectMetrics and ProtectHealth extend auth to /metrics and to
 	// /healthz and /readyz (default false: Prometheus and the kubelet's
 	// probes usually carry no credential).
@@ -48,19 +51,19 @@ type AdminSettings struct {
 	ProtectHealth  bool `yaml:"protect_health"`
 }
 
-// AdminTLS serves the admin listener over TLS. The files are read again
+// TLS serves the admin listener over TLS. The files are read again
 // when they change on disk (see package certs).
-type AdminTLS struct {
+type TLS struct {
 	CertFile string `yaml:"cert_file"`
 	KeyFile  string `yaml:"key_file"`
 	// MinVersion is "1.2" (default) or "1.3".
 	MinVersion string `yaml:"min_version"`
 }
 
-// AdminAuth names the credentials the admin listener accepts.
-type AdminAuth struct {
+// Auth names the credentials the admin listener accepts.
+type Auth struct {
 	// TokenFile holds the bearer token (surrounding white space ignored;
-	// at least MinAdminTokenLength characters). It is read again when it
+	// at least MinTokenLength characters). It is read again when it
 	// changes, so a rotated Secret takes effect without a restart.
 	TokenFile string `yaml:"token_file"`
 	// ClientCAFile is a PEM bundle of the CAs that sign admin client
@@ -68,18 +71,18 @@ type AdminAuth struct {
 	ClientCAFile string `yaml:"client_ca_file"`
 }
 
-// MinAdminTokenLength is the shortest admin token accepted.
-const MinAdminTokenLength = 16
+// MinTokenLength is the shortest admin token accepted.
+const MinTokenLength = 16
 
 // maxTokenFile bounds the token file read.
 const maxTokenFile = 4 << 10
 
 // Enabled reports whether a credential is required.
-func (a AdminAuth) Enabled() bool { return a.TokenFile != "" || a.ClientCAFile != "" }
+func (a Auth) Enabled() bool { return a.TokenFile != "" || a.ClientCAFile != "" }
 
 // Validate reports every problem with s, reading the files it names; paths
 // are relative to the admin section.
-func (s *AdminSettings) Validate() error {
+func (s *Settings) Validate() error {
 	var errs []error
 	t := s.TLS
 	switch {
@@ -130,22 +133,22 @@ func tlsVersion(v string) (uint16, error) {
 	return 0, fmt.Errorf("unknown value %q: choices are 1.2, 1.3", v)
 }
 
-// AdminAccess enforces AdminSettings: the listener's TLS configuration and
-// the credential check of each request. Build it with NewAdminAccess; it is
+// Access enforces Settings: the listener's TLS configuration and
+// the credential check of each request. Build it with NewAccess; it is
 // safe for concurrent use and starts no goroutine.
-type AdminAccess struct {
-	s     AdminSettings
+type Access struct {
+	s     Settings
 	certs *certs.Reloader // nil: plain HTTP
 	token *tokenFile      // nil: no token accepted
 }
 
-// NewAdminAccess loads the files of s. onError, optional, is called when a
+// NewAccess loads the files of s. onError, optional, is called when a
 // changed certificate fails to load (the previous one keeps serving).
-func NewAdminAccess(s AdminSettings, onError func(error)) (*AdminAccess, error) {
+func New(s Settings, onError func(error)) (*Access, error) {
 	if err := s.Validate(); err != nil {
-		return nil, fmt.Errorf("admin: %w", field.Wrap("admin", err))
+		return nil, fmt.Errorf("adminauth: %w", field.Wrap("admin", err))
 	}
-	a := &AdminAccess{s: s}
+	a := &Access{s: s}
 	if s.TLS.CertFile != "" {
 		v, _ := tlsVersion(s.TLS.MinVersion)
 		r, err := certs.New(certs.Options{
@@ -153,14 +156,14 @@ func NewAdminAccess(s AdminSettings, onError func(error)) (*AdminAccess, error) 
 			OptionalClientCert: true, MinVersion: v, NextProtos: []string{"h2", "http/1.1"}, OnError: onError,
 		})
 		if err != nil {
-			return nil, fmt.Errorf("admin: %w", err)
+			return nil, fmt.Errorf("adminauth: %w", err)
 		}
 		a.certs = r
 	}
 	if s.Auth.TokenFile != "" {
 		t, err := newTokenFile(s.Auth.TokenFile)
 		if err != nil {
-			return nil, fmt.Errorf("admin: %w", err)
+			return nil, fmt.Errorf("adminauth: %w", err)
 		}
 		a.token = t
 	}
@@ -168,27 +171,31 @@ func NewAdminAccess(s AdminSettings, onError func(error)) (*AdminAccess, error) 
 }
 
 // TLSConfig returns the listener's TLS configuration, nil for plain HTTP.
-func (a *AdminAccess) TLSConfig() *tls.Config {
+func (a *Access) TLSConfig() *tls.Config {
 	if a == nil || a.certs == nil {
 		return nil
 	}
 	return a.certs.TLSConfig()
 }
 
-// pathClass says which setting guards an admin path.
-type pathClass int
+// Class says which setting guards an admin path.
+type Class int
 
 const (
-	classPrivate pathClass = iota // dashboard, /api/*, /config: guarded whenever auth is set
-	classMetrics                  // /metrics: guarded with protect_metrics
-	classHealth                   // /healthz, /readyz: guarded with protect_health
+	// Private paths (the dashboard, /api/*, /config) are guarded whenever
+	// auth is set.
+	Private Class = iota
+	// Metrics (/metrics) is guarded with protect_metrics.
+	Metrics
+	// Health (/healthz, /readyz) is guarded with protect_health.
+	Health
 )
 
-// guard returns h, wrapped in the credential check when the class of
-// path needs one.
-func (a *AdminAccess) guard(c pathClass, h http.Handler) http.Handler {
+// Guard returns h, wrapped in the credential check when paths of class c
+// need one. A nil *Access guards nothing.
+func (a *Access) Guard(c Class, h http.Handler) http.Handler {
 	if a == nil || !a.s.Auth.Enabled() ||
-		c == classMetrics && !a.s.ProtectMetrics || c == classHealth && !a.s.ProtectHealth {
+		c == Metrics && !a.s.ProtectMetrics || c == Health && !a.s.ProtectHealth {
 		return h
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -202,7 +209,7 @@ func (a *AdminAccess) guard(c pathClass, h http.Handler) http.Handler {
 
 // allowed reports whether r carries a verified client certificate or the
 // token.
-func (a *AdminAccess) allowed(r *http.Request) bool {
+func (a *Access) allowed(r *http.Request) bool {
 	if a.s.Auth.ClientCAFile != "" && r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
 		return true
 	}
@@ -215,7 +222,7 @@ func (a *AdminAccess) allowed(r *http.Request) bool {
 
 // refuse answers 401 with the challenges of the credentials accepted. The
 // Basic challenge makes browsers ask for the token.
-func (a *AdminAccess) refuse(w http.ResponseWriter) {
+func (a *Access) refuse(w http.ResponseWriter) {
 	msg := "unauthorized: present a client certificate signed by admin.auth.client_ca_file\n"
 	if a.token != nil {
 		w.Header().Add("WWW-Authenticate", `Bearer realm="extauthz admin"`)
@@ -317,8 +324,8 @@ func readToken(path string) (string, error) {
 	}
 	tok := strings.TrimSpace(string(data))
 	switch {
-	case len(tok) < MinAdminTokenLength:
-		return "", fmt.Errorf("%s holds a token of %d characters: expected at least %d (e.g. openssl rand -hex 32)", path, len(tok), MinAdminTokenLength)
+	case len(tok) < MinTokenLength:
+		return "", fmt.Errorf("%s holds a token of %d characters: expected at least %d (e.g. openssl rand -hex 32)", path, len(tok), MinTokenLength)
 	case strings.ContainsAny(tok, " \t\r\n"):
 		return "", fmt.Errorf("%s holds white space inside the token: expected one token on one line", path)
 	}

@@ -1,4 +1,4 @@
-package server
+package adminauth_test
 
 import (
 	"context"
@@ -24,7 +24,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/extauthz/extauthz/pkg/adminauth"
 	"github.com/extauthz/extauthz/pkg/field"
+	"github.com/extauthz/extauthz/pkg/server"
 )
 
 const testToken = "0123456789abcdef-admin-token"
@@ -39,11 +41,11 @@ func writeFile(t *testing.T, dir, name, data string) string {
 }
 
 // testAdmin is the admin handler with every optional part set.
-func testAdmin(a *AdminAccess) http.Handler {
+func testAdmin(a *adminauth.Access) http.Handler {
 	ok := func(body string) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, body) })
 	}
-	return NewAdmin(AdminOptions{
+	return server.NewAdmin(server.AdminOptions{
 		Gatherer:  prometheus.NewRegistry(),
 		Ready:     func(context.Context) error { return nil },
 		Config:    func() []byte { return []byte("grpc_addr: x\n") },
@@ -90,7 +92,7 @@ func TestAdminToken(t *testing.T) {
 		protectMetrics, protectHealth bool
 	}{{"defaults", false, false}, {"protect all", true, true}} {
 		t.Run(tc.name, func(t *testing.T) {
-			a, err := NewAdminAccess(AdminSettings{Auth: AdminAuth{TokenFile: tokenFile}, ProtectMetrics: tc.protectMetrics, ProtectHealth: tc.protectHealth}, nil)
+			a, err := adminauth.New(adminauth.Settings{Auth: adminauth.Auth{TokenFile: tokenFile}, ProtectMetrics: tc.protectMetrics, ProtectHealth: tc.protectHealth}, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -144,33 +146,6 @@ func TestAdminOpenWithoutAuth(t *testing.T) {
 		if code, _, _ := adminGet(t, srv.Client(), srv.URL+path, ""); code != http.StatusOK {
 			t.Errorf("GET %s: status %d, want 200", path, code)
 		}
-	}
-}
-
-// TestAdminTokenRotation: a new token in the file replaces the old one
-// without a restart.
-func TestAdminTokenRotation(t *testing.T) {
-	dir := t.TempDir()
-	path := writeFile(t, dir, "token", testToken)
-	a, err := NewAdminAccess(AdminSettings{Auth: AdminAuth{TokenFile: path}}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(testAdmin(a))
-	defer srv.Close()
-	const next = "the-next-token-after-rotation"
-	writeFile(t, dir, "token.new", next+"\n")
-	if err := os.Rename(filepath.Join(dir, "token.new"), path); err != nil {
-		t.Fatal(err)
-	}
-	a.token.mu.Lock()
-	a.token.checked = time.Time{} // as if a second had passed
-	a.token.mu.Unlock()
-	if code, _, _ := adminGet(t, srv.Client(), srv.URL+"/config", "Bearer "+next); code != http.StatusOK {
-		t.Errorf("new token: status %d, want 200", code)
-	}
-	if code, _, _ := adminGet(t, srv.Client(), srv.URL+"/config", "Bearer "+testToken); code != http.StatusUnauthorized {
-		t.Errorf("old token: status %d, want 401", code)
 	}
 }
 
@@ -248,9 +223,9 @@ func pemKey(t *testing.T, k *ecdsa.PrivateKey) string {
 // open; a certificate signed by another CA fails the handshake.
 func TestAdminMutualTLS(t *testing.T) {
 	p := newTestPKI(t)
-	a, err := NewAdminAccess(AdminSettings{
-		TLS:  AdminTLS{CertFile: p.certFile, KeyFile: p.keyFile},
-		Auth: AdminAuth{ClientCAFile: p.caFile},
+	a, err := adminauth.New(adminauth.Settings{
+		TLS:  adminauth.TLS{CertFile: p.certFile, KeyFile: p.keyFile},
+		Auth: adminauth.Auth{ClientCAFile: p.caFile},
 	}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -301,9 +276,9 @@ func TestAdminMutualTLS(t *testing.T) {
 func TestAdminTokenOrCertificate(t *testing.T) {
 	p := newTestPKI(t)
 	tokenFile := writeFile(t, p.dir, "token", testToken)
-	a, err := NewAdminAccess(AdminSettings{
-		TLS:  AdminTLS{CertFile: p.certFile, KeyFile: p.keyFile, MinVersion: "1.3"},
-		Auth: AdminAuth{ClientCAFile: p.caFile, TokenFile: tokenFile},
+	a, err := adminauth.New(adminauth.Settings{
+		TLS:  adminauth.TLS{CertFile: p.certFile, KeyFile: p.keyFile, MinVersion: "1.3"},
+		Auth: adminauth.Auth{ClientCAFile: p.caFile, TokenFile: tokenFile},
 	}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -331,7 +306,7 @@ func TestAdminTokenOrCertificate(t *testing.T) {
 	}
 }
 
-func TestAdminSettingsValidate(t *testing.T) {
+func TestSettingsValidate(t *testing.T) {
 	p := newTestPKI(t)
 	good := writeFile(t, p.dir, "token", testToken)
 	short := writeFile(t, p.dir, "short", "tiny-secret\n")
@@ -339,23 +314,23 @@ func TestAdminSettingsValidate(t *testing.T) {
 	missing := filepath.Join(p.dir, "missing")
 	for _, tc := range []struct {
 		name string
-		s    AdminSettings
+		s    adminauth.Settings
 		want []string // "path: message fragment"
 	}{
-		{"zero", AdminSettings{}, nil},
-		{"token", AdminSettings{Auth: AdminAuth{TokenFile: good}, ProtectMetrics: true, ProtectHealth: true}, nil},
-		{"mtls", AdminSettings{TLS: AdminTLS{CertFile: p.certFile, KeyFile: p.keyFile, MinVersion: "1.3"}, Auth: AdminAuth{ClientCAFile: p.caFile}}, nil},
-		{"short token", AdminSettings{Auth: AdminAuth{TokenFile: short}}, []string{"auth.token_file: " + short + " holds a token of 11 characters: expected at least 16"}},
-		{"spaced token", AdminSettings{Auth: AdminAuth{TokenFile: spaced}}, []string{"auth.token_file: " + spaced + " holds white space"}},
-		{"missing token", AdminSettings{Auth: AdminAuth{TokenFile: missing}}, []string{"auth.token_file: open " + missing}},
-		{"ca without tls", AdminSettings{Auth: AdminAuth{ClientCAFile: p.caFile}}, []string{"auth.client_ca_file: client certificates need TLS"}},
-		{"bad ca", AdminSettings{TLS: AdminTLS{CertFile: p.certFile, KeyFile: p.keyFile}, Auth: AdminAuth{ClientCAFile: good}}, []string{"auth.client_ca_file: certs: " + good}},
-		{"cert without key", AdminSettings{TLS: AdminTLS{CertFile: p.certFile}}, []string{"tls.key_file: missing"}},
-		{"key without cert", AdminSettings{TLS: AdminTLS{KeyFile: p.keyFile}}, []string{"tls.cert_file: missing"}},
-		{"version alone", AdminSettings{TLS: AdminTLS{MinVersion: "1.3"}}, []string{"tls: cert_file and key_file are required"}},
-		{"bad version", AdminSettings{TLS: AdminTLS{CertFile: p.certFile, KeyFile: p.keyFile, MinVersion: "1.1"}}, []string{`tls.min_version: unknown value "1.1": choices are 1.2, 1.3`}},
-		{"mismatched pair", AdminSettings{TLS: AdminTLS{CertFile: p.caFile, KeyFile: p.keyFile}}, []string{"tls: cert_file and key_file:"}},
-		{"protect without auth", AdminSettings{ProtectMetrics: true, ProtectHealth: true}, []string{"protect_metrics: needs a credential", "protect_health: needs a credential"}},
+		{"zero", adminauth.Settings{}, nil},
+		{"token", adminauth.Settings{Auth: adminauth.Auth{TokenFile: good}, ProtectMetrics: true, ProtectHealth: true}, nil},
+		{"mtls", adminauth.Settings{TLS: adminauth.TLS{CertFile: p.certFile, KeyFile: p.keyFile, MinVersion: "1.3"}, Auth: adminauth.Auth{ClientCAFile: p.caFile}}, nil},
+		{"short token", adminauth.Settings{Auth: adminauth.Auth{TokenFile: short}}, []string{"auth.token_file: " + short + " holds a token of 11 characters: expected at least 16"}},
+		{"spaced token", adminauth.Settings{Auth: adminauth.Auth{TokenFile: spaced}}, []string{"auth.token_file: " + spaced + " holds white space"}},
+		{"missing token", adminauth.Settings{Auth: adminauth.Auth{TokenFile: missing}}, []string{"auth.token_file: open " + missing}},
+		{"ca without tls", adminauth.Settings{Auth: adminauth.Auth{ClientCAFile: p.caFile}}, []string{"auth.client_ca_file: client certificates need TLS"}},
+		{"bad ca", adminauth.Settings{TLS: adminauth.TLS{CertFile: p.certFile, KeyFile: p.keyFile}, Auth: adminauth.Auth{ClientCAFile: good}}, []string{"auth.client_ca_file: certs: " + good}},
+		{"cert without key", adminauth.Settings{TLS: adminauth.TLS{CertFile: p.certFile}}, []string{"tls.key_file: missing"}},
+		{"key without cert", adminauth.Settings{TLS: adminauth.TLS{KeyFile: p.keyFile}}, []string{"tls.cert_file: missing"}},
+		{"version alone", adminauth.Settings{TLS: adminauth.TLS{MinVersion: "1.3"}}, []string{"tls: cert_file and key_file are required"}},
+		{"bad version", adminauth.Settings{TLS: adminauth.TLS{CertFile: p.certFile, KeyFile: p.keyFile, MinVersion: "1.1"}}, []string{`tls.min_version: unknown value "1.1": choices are 1.2, 1.3`}},
+		{"mismatched pair", adminauth.Settings{TLS: adminauth.TLS{CertFile: p.caFile, KeyFile: p.keyFile}}, []string{"tls: cert_file and key_file:"}},
+		{"protect without auth", adminauth.Settings{ProtectMetrics: true, ProtectHealth: true}, []string{"protect_metrics: needs a credential", "protect_health: needs a credential"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var got []string
@@ -371,8 +346,8 @@ func TestAdminSettingsValidate(t *testing.T) {
 					t.Errorf("error %q quotes the token file's contents", got[i])
 				}
 			}
-			if _, err := NewAdminAccess(tc.s, nil); (err == nil) != (tc.want == nil) {
-				t.Errorf("NewAdminAccess error %v, want one iff Validate fails", err)
+			if _, err := adminauth.New(tc.s, nil); (err == nil) != (tc.want == nil) {
+				t.Errorf("adminauth.New error %v, want one iff Validate fails", err)
 			}
 		})
 	}

@@ -1,0 +1,49 @@
+package main
+
+import (
+	"crypto/tls"
+	"log/slog"
+	"net"
+
+	"github.com/extauthz/extauthz/pkg/adminauth"
+	"github.com/extauthz/extauthz/pkg/config"
+)
+
+// adminAccess builds the admin listener's access control from cfg.Admin.
+func adminAccess(cfg *config.Config, log *slog.Logger) (*adminauth.Access, error) {
+	return adminauth.New(cfg.Admin, func(err error) {
+		log.Error("admin TLS files changed but do not load; the previous certificate keeps serving", "err", err)
+	})
+}
+
+// adminListener wraps lis in the admin TLS, when configured, and says what
+// the listener exposes: an open listener reachable from other hosts gets a
+// warning, since its dashboard and API name clients.
+func adminListener(lis net.Listener, cfg *config.Config, a *adminauth.Access, log *slog.Logger) net.Listener {
+	auth := "none"
+	switch s := cfg.Admin.Auth; {
+	case s.TokenFile != "" && s.ClientCAFile != "":
+		auth = "token or client certificate"
+	case s.TokenFile != "":
+		auth = "token"
+	case s.ClientCAFile != "":
+		auth = "client certificate"
+	}
+	tc := a.TLSConfig()
+	if auth == "none" && !loopback(lis.Addr()) {
+		log.Warn("admin listener open to the network without credentials: the dashboard, /api and /config show "+
+			"client addresses and the configuration; set admin.auth (see README, Admin listener) or bind http_addr to 127.0.0.1",
+			"http_addr", lis.Addr().String())
+	}
+	log.Info("admin listener", "http_addr", lis.Addr().String(), "tls", tc != nil, "auth", auth,
+		"protect_metrics", cfg.Admin.ProtectMetrics, "protect_health", cfg.Admin.ProtectHealth)
+	if tc == nil {
+		return lis
+	}
+	return tls.NewListener(lis, tc)
+}
+
+func loopback(a net.Addr) bool {
+	t, ok := a.(*net.TCPAddr)
+	return ok && t.IP.IsLoopback()
+}
