@@ -6,6 +6,7 @@
 //	extauthz explain --config FILE --domain D --descriptor k=v[,k=v...] [--descriptor ...]
 //	extauthz explain --config FILE [--ip IP] [--header name:value ...] [--method M] [--host H] --path P
 //	extauthz health --config FILE [--timeout D]
+//	extauthz top [--addr HOST:PORT|URL] [--token-file F] [--interval 2s] [--window 5m] [--once]
 //	extauthz version
 package main
 

@@ -31,6 +31,7 @@ Usage:
   extauthz explain --config FILE --domain D --descriptor k=v[,k=v...] [--descriptor ...]
   extauthz explain --config FILE [--ip IP] [--header name:value ...] [--method M] [--host H] --path P
   extauthz health --config FILE [--timeout D]
+  extauthz top [--addr HOST:PORT|URL] [--token-file F] [--interval 2s] [--window 5m] [--once]
   extauthz version
 
 Environment: EXTAUTHZ_CONFIG, EXTAUTHZ_GRPC_ADDR and EXTAUTHZ_HTTP_ADDR stand in
@@ -87,6 +88,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return explain(args, getenv, stdout, stderr)
 	case "health":
 		return healthCmd(ctx, args, getenv, stdout, stderr)
+	case "top":
+		return topCmd(ctx, args, stdout, stderr)
 	case "version":
 		if len(args) > 0 {
 			fmt.Fprintln(stderr, "extauthz version takes no arguments")
