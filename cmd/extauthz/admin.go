@@ -21,18 +21,18 @@ func adminAccess(cfg *config.Config, log *slog.Logger) (*adminauth.Access, error
 // warning, since its dashboard and API name clients.
 func adminListener(lis net.Listener, cfg *config.Config, a *adminauth.Access, log *slog.Logger) net.Listener {
 	auth := "none"
-	switch s := cfg.Admin.Auth; {
-	case s.TokenFile != "" && s.ClientCAFile != "":
+	switch tok, ca := cfg.Admin.Auth.TokenFile != "", cfg.Admin.TLS.ClientCAFile != ""; {
+	case tok && ca:
 		auth = "token or client certificate"
-	case s.TokenFile != "":
+	case tok:
 		auth = "token"
-	case s.ClientCAFile != "":
+	case ca:
 		auth = "client certificate"
 	}
 	tc := a.TLSConfig()
 	if auth == "none" && !loopback(lis.Addr()) {
 		log.Warn("admin listener open to the network without credentials: the dashboard, /api and /config show "+
-			"client addresses and the configuration; set admin.auth (see README, Admin listener) or bind http_addr to 127.0.0.1",
+			"client addresses and the configuration; set admin.auth.token_file or admin.tls.client_ca_file (see README, Admin listener) or bind http_addr to 127.0.0.1",
 			"http_addr", lis.Addr().String())
 	}
 	log.Info("admin listener", "http_addr", lis.Addr().String(), "tls", tc != nil, "auth", auth,

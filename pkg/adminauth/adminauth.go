@@ -21,54 +21,45 @@ import (
 	"github.com/extauthz/extauthz/pkg/field"
 )
 
-// Settings secures the admin listener (the server file's admin
-// section). The zero value is the documented default: plain HTTP, every
-// path open.
+// Settings secures the admin listener (the server file's admin section).
+// The zero value is the documented default: plain HTTP, every path open.
 //
 //	admin:
-//	  tls:                                          # absent: plain HTTP
+//	  tls:                                          # absent: plain HTTP (certs.Settings, as the top-level tls)
 //	    cert_file: /etc/extauthz/admin/tls.crt
 //	    key_file: /etc/extauthz/admin/tls.key
+//	    client_ca_file: /etc/extauthz/admin/ca.crt  # optional: client certificates are a credential
 //	    min_version: "1.2"                          # 1.2 | 1.3
-//	  auth:                                         # absent: no credential asked
-//	    token_file: /etc/extauthz/admin/token       # bearer token
-//	    client_ca_file: /etc/extauthz/admin/ca.crt  # client certificates (needs tls)
+//	  auth:
+//	    token_file: /etc/extauthz/admin/token       # optional: the bearer token is a credential
 //	  protect_metrics: false                        # true: /metrics needs a credential too
 //	  protect_health: false                         # true: /healthz and /readyz too
 //
-// With auth set, the dashboard (/), /api/* and /config need a credential:
-// a client certificate that verifies against client_ca_file, or the token
-// of token_file, sent as "Authorization: Bearer TOKEN" (scripts, extauthz
-// top) or as the password of HTTP Basic authentication with any user name
-// (browsers ask for it). Either credential is enough when both are set.
+// With a credential configured (tls.client_ca_file, auth.token_file or
+// both), the dashboard (/), /api/* and /config require one: a client
+// certificate that verifies against tls.client_ca_file, or the token of
+// auth.token_file, sent as "Authorization: Bearer TOKEN" (scripts,
+// extauthz top) or as the password of HTTP Basic authentication with any
+// user name (browsers ask for it). Either is enough when both are set.
+// Unlike the gRPC listener's, the admin client_ca_file lets clients without
+// a certificate connect, so that probes and Prometheus still reach the
+// paths left open.
 type Settings struct {
-	TLS  TLS  `yaml:"tls"`
-	Auth Auth `yaml:"auth"`
-	// ProtectMetrics and ProtectHealth extend auth to /metrics and to
-	// /healthz and /readyz (default false: Prometheus and the kubelet's
-	// probes usually carry no credential).
+	TLS  certs.Settings `yaml:"tls"`
+	Auth Auth           `yaml:"auth"`
+	// ProtectMetrics and ProtectHealth extend the credential check to
+	// /metrics and to /healthz and /readyz (default false: Prometheus and
+	// the kubelet's probes usually carry no credential).
 	ProtectMetrics bool `yaml:"protect_metrics"`
 	ProtectHealth  bool `yaml:"protect_health"`
 }
 
-// TLS serves the admin listener over TLS. The files are read again
-// when they change on disk (see package certs).
-type TLS struct {
-	CertFile string `yaml:"cert_file"`
-	KeyFile  string `yaml:"key_file"`
-	// MinVersion is "1.2" (default) or "1.3".
-	MinVersion string `yaml:"min_version"`
-}
-
-// Auth names the credentials the admin listener accepts.
+// Auth names the bearer token the admin listener accepts.
 type Auth struct {
 	// TokenFile holds the bearer token (surrounding white space ignored;
 	// at least MinTokenLength characters). It is read again when it
 	// changes, so a rotated Secret takes effect without a restart.
 	TokenFile string `yaml:"token_file"`
-	// ClientCAFile is a PEM bundle of the CAs that sign admin client
-	// certificates; it needs tls.
-	ClientCAFile string `yaml:"client_ca_file"`
 }
 
 // MinTokenLength is the shortest admin token accepted.
@@ -77,60 +68,27 @@ const MinTokenLength = 16
 // maxTokenFile bounds the token file read.
 const maxTokenFile = 4 << 10
 
-// Enabled reports whether a credential is required.
-func (a Auth) Enabled() bool { return a.TokenFile != "" || a.ClientCAFile != "" }
+// Protected reports whether a credential is required for the private paths.
+func (s *Settings) Protected() bool { return s.Auth.TokenFile != "" || s.TLS.ClientCAFile != "" }
 
 // Validate reports every problem with s, reading the files it names; paths
 // are relative to the admin section.
 func (s *Settings) Validate() error {
-	var errs []error
-	t := s.TLS
-	switch {
-	case t.CertFile == "" && t.KeyFile == "" && t.MinVersion != "":
-		errs = append(errs, field.Errorf("tls", "cert_file and key_file are required to serve TLS; remove the tls section for plain HTTP"))
-	case t.CertFile == "" && t.KeyFile != "":
-		errs = append(errs, field.Errorf("tls.cert_file", "missing: key_file needs its certificate, cert_file"))
-	case t.CertFile != "" && t.KeyFile == "":
-		errs = append(errs, field.Errorf("tls.key_file", "missing: cert_file needs its private key, key_file"))
-	case t.CertFile != "":
-		if _, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile); err != nil {
-			errs = append(errs, field.Errorf("tls", "cert_file and key_file: %w", err))
-		}
-	}
-	if _, err := tlsVersion(t.MinVersion); err != nil {
-		errs = append(errs, field.Errorf("tls.min_version", "%w", err))
-	}
+	errs := []error{field.Wrap("tls", s.TLS.Validate())}
 	if f := s.Auth.TokenFile; f != "" {
 		if _, err := readToken(f); err != nil {
 			errs = append(errs, field.Errorf("auth.token_file", "%w", err))
 		}
 	}
-	if f := s.Auth.ClientCAFile; f != "" {
-		if t.CertFile == "" {
-			errs = append(errs, field.Errorf("auth.client_ca_file", "client certificates need TLS: set admin.tls.cert_file and key_file"))
-		} else if _, err := certs.LoadCAs(f); err != nil {
-			errs = append(errs, field.Errorf("auth.client_ca_file", "%w", err))
-		}
-	}
-	if !s.Auth.Enabled() {
+	if !s.Protected() {
 		if s.ProtectMetrics {
-			errs = append(errs, field.Errorf("protect_metrics", "needs a credential to check: set auth.token_file or auth.client_ca_file"))
+			errs = append(errs, field.Errorf("protect_metrics", "needs a credential to check: set auth.token_file or tls.client_ca_file"))
 		}
 		if s.ProtectHealth {
-			errs = append(errs, field.Errorf("protect_health", "needs a credential to check: set auth.token_file or auth.client_ca_file"))
+			errs = append(errs, field.Errorf("protect_health", "needs a credential to check: set auth.token_file or tls.client_ca_file"))
 		}
 	}
 	return errors.Join(errs...)
-}
-
-func tlsVersion(v string) (uint16, error) {
-	switch v {
-	case "", "1.2":
-		return tls.VersionTLS12, nil
-	case "1.3":
-		return tls.VersionTLS13, nil
-	}
-	return 0, fmt.Errorf("unknown value %q: choices are 1.2, 1.3", v)
 }
 
 // Access enforces Settings: the listener's TLS configuration and
@@ -149,11 +107,10 @@ func New(s Settings, onError func(error)) (*Access, error) {
 		return nil, fmt.Errorf("adminauth: %w", field.Wrap("admin", err))
 	}
 	a := &Access{s: s}
-	if s.TLS.CertFile != "" {
-		v, _ := tlsVersion(s.TLS.MinVersion)
+	if s.TLS.Enabled() {
 		r, err := certs.New(certs.Options{
-			CertFile: s.TLS.CertFile, KeyFile: s.TLS.KeyFile, ClientCAFile: s.Auth.ClientCAFile,
-			OptionalClientCert: true, MinVersion: v, NextProtos: []string{"h2", "http/1.1"}, OnError: onError,
+			CertFile: s.TLS.CertFile, KeyFile: s.TLS.KeyFile, ClientCAFile: s.TLS.ClientCAFile,
+			OptionalClientCert: true, MinVersion: s.TLS.Version(), NextProtos: []string{"h2", "http/1.1"}, OnError: onError,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("adminauth: %w", err)
@@ -194,7 +151,7 @@ const (
 // Guard returns h, wrapped in the credential check when paths of class c
 // need one. A nil *Access guards nothing.
 func (a *Access) Guard(c Class, h http.Handler) http.Handler {
-	if a == nil || !a.s.Auth.Enabled() ||
+	if a == nil || !a.s.Protected() ||
 		c == Metrics && !a.s.ProtectMetrics || c == Health && !a.s.ProtectHealth {
 		return h
 	}
@@ -210,7 +167,7 @@ func (a *Access) Guard(c Class, h http.Handler) http.Handler {
 // allowed reports whether r carries a verified client certificate or the
 // token.
 func (a *Access) allowed(r *http.Request) bool {
-	if a.s.Auth.ClientCAFile != "" && r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
+	if a.s.TLS.ClientCAFile != "" && r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
 		return true
 	}
 	if a.token == nil {
@@ -223,7 +180,7 @@ func (a *Access) allowed(r *http.Request) bool {
 // refuse answers 401 with the challenges of the credentials accepted. The
 // Basic challenge makes browsers ask for the token.
 func (a *Access) refuse(w http.ResponseWriter) {
-	msg := "unauthorized: present a client certificate signed by admin.auth.client_ca_file\n"
+	msg := "unauthorized: present a client certificate signed by admin.tls.client_ca_file\n"
 	if a.token != nil {
 		w.Header().Add("WWW-Authenticate", `Bearer realm="extauthz admin"`)
 		w.Header().Add("WWW-Authenticate", `Basic realm="extauthz admin", charset="UTF-8"`)

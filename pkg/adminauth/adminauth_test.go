@@ -25,6 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/extauthz/extauthz/pkg/adminauth"
+	"github.com/extauthz/extauthz/pkg/certs"
 	"github.com/extauthz/extauthz/pkg/field"
 	"github.com/extauthz/extauthz/pkg/server"
 )
@@ -224,8 +225,7 @@ func pemKey(t *testing.T, k *ecdsa.PrivateKey) string {
 func TestAdminMutualTLS(t *testing.T) {
 	p := newTestPKI(t)
 	a, err := adminauth.New(adminauth.Settings{
-		TLS:  adminauth.TLS{CertFile: p.certFile, KeyFile: p.keyFile},
-		Auth: adminauth.Auth{ClientCAFile: p.caFile},
+		TLS: certs.Settings{CertFile: p.certFile, KeyFile: p.keyFile, ClientCAFile: p.caFile},
 	}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -277,8 +277,8 @@ func TestAdminTokenOrCertificate(t *testing.T) {
 	p := newTestPKI(t)
 	tokenFile := writeFile(t, p.dir, "token", testToken)
 	a, err := adminauth.New(adminauth.Settings{
-		TLS:  adminauth.TLS{CertFile: p.certFile, KeyFile: p.keyFile, MinVersion: "1.3"},
-		Auth: adminauth.Auth{ClientCAFile: p.caFile, TokenFile: tokenFile},
+		TLS:  certs.Settings{CertFile: p.certFile, KeyFile: p.keyFile, ClientCAFile: p.caFile, MinVersion: "1.3"},
+		Auth: adminauth.Auth{TokenFile: tokenFile},
 	}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -319,17 +319,15 @@ func TestSettingsValidate(t *testing.T) {
 	}{
 		{"zero", adminauth.Settings{}, nil},
 		{"token", adminauth.Settings{Auth: adminauth.Auth{TokenFile: good}, ProtectMetrics: true, ProtectHealth: true}, nil},
-		{"mtls", adminauth.Settings{TLS: adminauth.TLS{CertFile: p.certFile, KeyFile: p.keyFile, MinVersion: "1.3"}, Auth: adminauth.Auth{ClientCAFile: p.caFile}}, nil},
+		{"mtls", adminauth.Settings{TLS: certs.Settings{CertFile: p.certFile, KeyFile: p.keyFile, ClientCAFile: p.caFile, MinVersion: "1.3"}}, nil},
 		{"short token", adminauth.Settings{Auth: adminauth.Auth{TokenFile: short}}, []string{"auth.token_file: " + short + " holds a token of 11 characters: expected at least 16"}},
 		{"spaced token", adminauth.Settings{Auth: adminauth.Auth{TokenFile: spaced}}, []string{"auth.token_file: " + spaced + " holds white space"}},
 		{"missing token", adminauth.Settings{Auth: adminauth.Auth{TokenFile: missing}}, []string{"auth.token_file: open " + missing}},
-		{"ca without tls", adminauth.Settings{Auth: adminauth.Auth{ClientCAFile: p.caFile}}, []string{"auth.client_ca_file: client certificates need TLS"}},
-		{"bad ca", adminauth.Settings{TLS: adminauth.TLS{CertFile: p.certFile, KeyFile: p.keyFile}, Auth: adminauth.Auth{ClientCAFile: good}}, []string{"auth.client_ca_file: certs: " + good}},
-		{"cert without key", adminauth.Settings{TLS: adminauth.TLS{CertFile: p.certFile}}, []string{"tls.key_file: missing"}},
-		{"key without cert", adminauth.Settings{TLS: adminauth.TLS{KeyFile: p.keyFile}}, []string{"tls.cert_file: missing"}},
-		{"version alone", adminauth.Settings{TLS: adminauth.TLS{MinVersion: "1.3"}}, []string{"tls: cert_file and key_file are required"}},
-		{"bad version", adminauth.Settings{TLS: adminauth.TLS{CertFile: p.certFile, KeyFile: p.keyFile, MinVersion: "1.1"}}, []string{`tls.min_version: unknown value "1.1": choices are 1.2, 1.3`}},
-		{"mismatched pair", adminauth.Settings{TLS: adminauth.TLS{CertFile: p.caFile, KeyFile: p.keyFile}}, []string{"tls: cert_file and key_file:"}},
+		{"ca without tls", adminauth.Settings{TLS: certs.Settings{ClientCAFile: p.caFile}}, []string{"tls: cert_file and key_file are required"}},
+		{"bad ca", adminauth.Settings{TLS: certs.Settings{CertFile: p.certFile, KeyFile: p.keyFile, ClientCAFile: good}}, []string{"tls.client_ca_file: "}},
+		{"cert without key", adminauth.Settings{TLS: certs.Settings{CertFile: p.certFile}}, []string{"tls.key_file: missing"}},
+		{"bad version", adminauth.Settings{TLS: certs.Settings{CertFile: p.certFile, KeyFile: p.keyFile, MinVersion: "1.1"}}, []string{`tls.min_version: unknown value "1.1": choices are 1.2, 1.3`}},
+		{"mismatched pair", adminauth.Settings{TLS: certs.Settings{CertFile: p.caFile, KeyFile: p.keyFile}}, []string{"tls: cert_file " + p.caFile + " and key_file"}},
 		{"protect without auth", adminauth.Settings{ProtectMetrics: true, ProtectHealth: true}, []string{"protect_metrics: needs a credential", "protect_health: needs a credential"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

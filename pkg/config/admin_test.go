@@ -38,6 +38,10 @@ func TestAdminSection(t *testing.T) {
 	if want := "bad.yaml:2:19: admin.protect_health: needs a credential to check"; err == nil || !strings.Contains(err.Error(), want) {
 		t.Errorf("error %v, want it to contain %q", err, want)
 	}
+	_, err = Load(strings.NewReader("admin:\n  tls:\n    client_ca_file: ca.crt\n"), "bad.yaml")
+	if want := "bad.yaml:3:5: admin.tls: cert_file and key_file are required"; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("error %v, want it to contain %q", err, want)
+	}
 	_, err = Load(strings.NewReader("admin:\n  auth:\n    tokn_file: x\n"), "bad.yaml")
 	if want := `bad.yaml:3:5: admin.auth.tokn_file: unknown field "tokn_file"; did you mean "token_file"?`; err == nil || !strings.Contains(err.Error(), want) {
 		t.Errorf("error %v, want it to contain %q", err, want)
