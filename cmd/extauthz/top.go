@@ -198,6 +198,9 @@ type insightHead struct {
 	Scope       string    `json:"scope"`
 	Replicas    int       `json:"replicas"`
 	GeneratedAt time.Time `json:"generated_at"`
+	// Warning, when set, says why the answer covers less than asked (e.g.
+	// the shared store is unreachable).
+	Warning string `json:"warning"`
 }
 
 type topRate struct{ Admitted, Refused float64 }
@@ -242,7 +245,11 @@ func (o *topOptions) frame(ctx context.Context) (string, error) {
 	if rules.Scope == "fleet" {
 		scope = fmt.Sprintf("fleet, %d replicas", rules.Replicas)
 	}
-	fmt.Fprintf(&b, "extauthz top  %s  %s  %s\n\n", o.base.Redacted(), scope, rules.GeneratedAt.UTC().Format(time.RFC3339))
+	fmt.Fprintf(&b, "extauthz top  %s  %s  %s\n", o.base.Redacted(), scope, rules.GeneratedAt.UTC().Format(time.RFC3339))
+	if rules.Warning != "" {
+		fmt.Fprintf(&b, "warning: %s\n", sanitize(rules.Warning, 200))
+	}
+	b.WriteString("\n")
 	b.WriteString("RULES\n")
 	if len(rules.Rules) == 0 {
 		b.WriteString("No decisions yet.\n")

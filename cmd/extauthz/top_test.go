@@ -69,7 +69,8 @@ func TestTopOnce(t *testing.T) {
 }
 
 func TestTopEmpty(t *testing.T) {
-	addr, tokenFile := topServer(t, insightfake.Data{Scope: "replica", Replicas: 1, GeneratedAt: topNow})
+	addr, tokenFile := topServer(t, insightfake.Data{Scope: "replica", Replicas: 1, GeneratedAt: topNow,
+		Warning: "redis unreachable: answering for this replica\x1b[2J"})
 	out, stderr, err := runTop(t, context.Background(), "--addr", "http://"+addr, "--token-file", tokenFile, "--once")
 	if err != nil {
 		t.Fatalf("top: %v\n%s", err, stderr)

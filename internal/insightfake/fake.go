@@ -90,6 +90,8 @@ type Data struct {
 	ErrorBound int64
 	Days       []Day
 	Hours      []Hour
+	// Warning, when set, is every answer's "warning".
+	Warning string
 	// NoHistory makes /api/v1/history answer 404, as a server without a
 	// shared store may.
 	NoHistory bool
@@ -101,7 +103,11 @@ var windows = map[string]time.Duration{"5m": 5 * time.Minute, "1h": time.Hour, "
 func Handler(d Data) http.Handler {
 	mux := http.NewServeMux()
 	head := func() map[string]any {
-		return map[string]any{"scope": d.Scope, "replicas": d.Replicas, "generated_at": d.GeneratedAt.UTC().Format(time.RFC3339)}
+		m := map[string]any{"scope": d.Scope, "replicas": d.Replicas, "generated_at": d.GeneratedAt.UTC().Format(time.RFC3339)}
+		if d.Warning != "" {
+			m["warning"] = d.Warning
+		}
+		return m
 	}
 	mux.HandleFunc("GET /api/v1/rules", func(w http.ResponseWriter, _ *http.Request) {
 		m := head()

@@ -167,7 +167,8 @@ func checkWindowFilter(t *testing.T, ctx context.Context) {
 // TestBrowserEmptyStates: without traffic or history the page says so
 // instead of drawing empty tables and charts.
 func TestBrowserEmptyStates(t *testing.T) {
-	srv := adminWithFakeAPI(t, insightfake.Data{Scope: "replica", Replicas: 1, GeneratedAt: time.Now(), NoHistory: true}, "")
+	srv := adminWithFakeAPI(t, insightfake.Data{Scope: "replica", Replicas: 1, GeneratedAt: time.Now(), NoHistory: true,
+		Warning: "redis unreachable: answering for this replica"}, "")
 	ctx := browsertest.New(t, browsertest.Options{})
 	if err := chromedp.Do(ctx, chromedp.Navigate(srv.URL+"/")); err != nil {
 		t.Fatal(err)
@@ -179,6 +180,7 @@ func TestBrowserEmptyStates(t *testing.T) {
 		"rules-empty":     "No decisions yet",
 		"history-empty":   "History needs a shared store",
 		"scope":           "This replica only",
+		"warning":         "redis unreachable: answering for this replica",
 	} {
 		got := run(t, ctx, chromedp.Evaluate[string](`document.getElementById("`+id+`").textContent`))
 		if !strings.Contains(got, want) {

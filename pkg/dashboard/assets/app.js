@@ -96,6 +96,9 @@
       b.className = "badge replica";
       b.title = "No shared store: this replica answers for its own traffic";
     }
+    const w = $("warning");
+    w.textContent = typeof d.warning === "string" ? d.warning : "";
+    w.hidden = !w.textContent;
     $("updated").textContent = d.generated_at ? "updated " + new Date(d.generated_at).toLocaleTimeString() : "";
   }
 
