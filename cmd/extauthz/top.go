@@ -175,20 +175,20 @@ func (o *topOptions) get(ctx context.Context, path string, q url.Values, v any) 
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
 	if err != nil {
-		return fmt.Errorf("top: read %s: %w", u.Path, err)
+		return fmt.Errorf("top: read %s: %w", path, err)
 	}
 	switch {
 	case resp.StatusCode == http.StatusUnauthorized:
-		return fmt.Errorf("top: %s: 401 unauthorized: pass the admin token with --token-file, or a client certificate", u.Path)
+		return fmt.Errorf("top: %s: 401 unauthorized: pass the admin token with --token-file, or a client certificate", path)
 	case resp.StatusCode != http.StatusOK:
 		var e struct{ Error string }
 		if json.Unmarshal(body, &e) != nil || e.Error == "" {
 			e.Error = strings.TrimSpace(string(body[:min(len(body), 200)]))
 		}
-		return fmt.Errorf("top: %s: %s: %s", u.Path, resp.Status, sanitize(e.Error, 200))
+		return fmt.Errorf("top: %s: %s: %s", path, resp.Status, sanitize(e.Error, 200))
 	}
 	if err := json.Unmarshal(body, v); err != nil {
-		return fmt.Errorf("top: %s: %w", u.Path, err)
+		return fmt.Errorf("top: %s: %w", path, err)
 	}
 	return nil
 }
