@@ -159,7 +159,7 @@
   }
 
   function offendersQuery() {
-    const q = new URLSearchParams({ window: state.window, limit: "50" });
+    const q = new URLSearchParams({ window: state.window, limit: "25" });
     if (state.domain) q.set("domain", state.domain);
     if (state.rule) q.set("rule", state.rule);
     return "api/v1/offenders?" + q.toString();
@@ -179,7 +179,7 @@
       tr.appendChild(v);
       tr.appendChild(el("td", o.domain));
       tr.appendChild(el("td", o.rule));
-      tr.appendChild(el("td", count(o.refused), "num refused"));
+      tr.appendChild(el("td", count(o.refused), "num" + (o.refused > 0 ? " refused" : "")));
       tr.appendChild(el("td", count(o.admitted), "num"));
       tr.appendChild(timeCell(o.first_seen, d.generated_at));
       tr.appendChild(timeCell(o.last_seen, d.generated_at));
@@ -189,7 +189,11 @@
     }
     $("offenders").hidden = list.length === 0;
     const where = state.rule ? " for rule " + state.rule : state.domain ? " in domain " + state.domain : "";
+    const refusals = list.some((o) => o.refused > 0);
     setEmpty("offenders-empty", list.length === 0 ? "No refusals in the last " + WINDOW_TEXT[state.window] + where + "." : "");
+    const note = $("offenders-note");
+    note.textContent = list.length > 0 && !refusals ? "No refusals in the last " + WINDOW_TEXT[state.window] + where + "; these clients used the most quota." : "";
+    note.hidden = !note.textContent;
     $("bound").textContent = Number(d.error_bound) > 0
       ? "Counts are estimates: each may overstate by at most " + count(Number(d.error_bound)) + "." : "";
   }
@@ -213,7 +217,7 @@
         const tr = el("tr");
         tr.appendChild(el("td", r.domain));
         tr.appendChild(el("td", r.rule));
-        tr.appendChild(el("td", count(r.refused), "num refused"));
+        tr.appendChild(el("td", count(r.refused), "num" + (r.refused > 0 ? " refused" : "")));
         tr.appendChild(el("td", count(r.admitted), "num"));
         tr.appendChild(timeCell(r.first_seen, d.generated_at || new Date().toISOString()));
         tr.appendChild(timeCell(r.last_seen, d.generated_at || new Date().toISOString()));
@@ -328,7 +332,7 @@
       tr.appendChild(el("td", o.value, "value"));
       tr.appendChild(el("td", o.domain));
       tr.appendChild(el("td", o.rule));
-      tr.appendChild(el("td", count(o.refused), "num refused"));
+      tr.appendChild(el("td", count(o.refused), "num" + (o.refused > 0 ? " refused" : "")));
       tr.appendChild(el("td", count(o.admitted), "num"));
       tb.appendChild(tr);
     }
