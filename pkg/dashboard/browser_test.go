@@ -150,6 +150,10 @@ func checkDetail(t *testing.T, ctx context.Context) {
 	if !slices.Equal(got, want) {
 		t.Errorf("detail of 203.0.113.7 = %q, want %q", got, want)
 	}
+	// Readable on a laptop screen: nothing wider than the window, detail open.
+	if w := run(t, ctx, chromedp.Evaluate[[]int](`[document.documentElement.scrollWidth, window.innerWidth]`)); w[0] > w[1] {
+		t.Errorf("page is %dpx wide in a %dpx window", w[0], w[1])
+	}
 	if v := run(t, ctx, chromedp.Evaluate[string](`document.getElementById("detail-value").textContent`)); v != "203.0.113.7" {
 		t.Errorf("detail names %q, want 203.0.113.7", v)
 	}

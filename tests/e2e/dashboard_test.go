@@ -125,6 +125,18 @@ func TestDashboardBrowser(t *testing.T) {
 			if !strings.Contains(rules, "edge") {
 				t.Errorf("rules table %q does not list domain edge", rules)
 			}
+			// A row opens the client's detail from /api/v1/offenders/detail.
+			if err := chromedp.Do(ctx, chromedp.Click(`#offenders tbody tr:first-child`, chromedp.NodeVisible)); err != nil {
+				t.Fatal(err)
+			}
+			poll("detail", `document.querySelectorAll("#detail-rules tbody tr").length >= 1`)
+			detail, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll("#detail-rules tbody tr")].map(tr => tr.cells[0].textContent + " " + tr.cells[2].textContent)`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := fmt.Sprintf("edge %d", heavyHitters[0].n-5); !slices.Contains(detail, want) {
+				t.Errorf("detail of %s: %q, want a row %q", heavyHitters[0].ip, detail, want)
+			}
 			browsertest.Screenshot(t, ctx, "dashboard-e2e-"+name)
 		})
 	}
