@@ -142,9 +142,9 @@ func TestDashboardBrowser(t *testing.T) {
 	}
 }
 
-// TestTopOnce: extauthz top --once against the real binary lists the heavy
+// TestTopRealBinary: extauthz top --once against the real binary lists the heavy
 // hitters first.
-func TestTopOnce(t *testing.T) {
+func TestTopRealBinary(t *testing.T) {
 	p, token := startUnderTraffic(t)
 	r := Run(t, extauthzBin, nil, "top", "--addr", p.HTTPAddr, "--token-file", token, "--once")
 	if r.Code != 0 {
