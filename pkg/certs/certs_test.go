@@ -481,3 +481,46 @@ func TestReloadReportsMissingFile(t *testing.T) {
 		t.Errorf("served subject %q after a failed reload, want the old CN=server", s)
 	}
 }
+
+// TestOptionalClientCert: a client without a certificate completes the
+// handshake, unverified; one with a trusted certificate is verified; one of
+// another CA is still refused. The ALPN protocols are those asked.
+func TestOptionalClientCert(t *testing.T) {
+	p := newPKI(t)
+	r, err := New(Options{CertFile: p.certFile, KeyFile: p.keyFile, ClientCAFile: p.caFile,
+		OptionalClientCert: true, NextProtos: []string{"h2", "http/1.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, results := serve(t, r.TLSConfig())
+	good := newCert(t, "operator", p.ca, false, false, true)
+	stranger := newCert(t, "stranger", newCert(t, "other CA", nil, true, false, false), false, false, true)
+	for _, tc := range []struct {
+		name    string
+		cert    *issuer
+		wantErr string
+	}{
+		{name: "no certificate"},
+		{name: "trusted client", cert: good},
+		{name: "certificate of another CA", cert: stranger, wantErr: "unknown authority"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := &tls.Config{RootCAs: pool(p.ca), ServerName: "localhost", NextProtos: []string{"http/1.1"}}
+			if tc.cert != nil {
+				pair := tc.cert.tlsPair()
+				cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &pair, nil }
+			}
+			_, clientErr := dial(addr, cfg)
+			serverErr := <-results
+			if tc.wantErr == "" {
+				if clientErr != nil || serverErr != nil {
+					t.Fatalf("handshake: client %v, server %v; want success", clientErr, serverErr)
+				}
+				return
+			}
+			if clientErr == nil || serverErr == nil || !strings.Contains(serverErr.Error(), tc.wantErr) {
+				t.Errorf("client %v, server %v; want the connection refused with %q", clientErr, serverErr, tc.wantErr)
+			}
+		})
+	}
+}
