@@ -15,6 +15,7 @@ import (
 	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
 
 	"github.com/extauthz/extauthz/internal/browsertest"
+	"github.com/extauthz/extauthz/internal/redistest"
 )
 
 const dashboardToken = "e2e-dashboard-token-0123456789"
@@ -26,23 +27,41 @@ var heavyHitters = []struct {
 	n  int
 }{{"203.0.113.7", 60}, {"198.51.100.23", 45}, {"192.0.2.55", 30}}
 
-// startUnderTraffic starts extauthz with an admin token and sends it
-// traffic from 40 light clients and the three heavy hitters; light traffic
-// goes on until the test ends.
-func startUnderTraffic(t *testing.T) (*Process, string) {
+// dashboardConfig writes a config with the admin token, backends (a
+// backends section, "" for memory) and the limit of 5 an hour per client
+// IP; it returns the config's and the token's paths.
+func dashboardConfig(t *testing.T, backends string) (cfg, token string) {
 	t.Helper()
 	dir := t.TempDir()
-	token := WriteFile(t, dir, "admin-token", dashboardToken+"\n")
-	cfg := WriteFile(t, dir, "extauthz.yaml", `admin:
+	token = WriteFile(t, dir, "admin-token", dashboardToken+"\n")
+	cfg = WriteFile(t, dir, "extauthz.yaml", backends+`admin:
   auth:
     token_file: `+token+`
+insight:
+  flush_interval: 1s
 domains:
   - domain: edge
     descriptors:
       - key: remote_address
         rate_limit: {name: per-ip, unit: hour, requests_per_unit: 5}
 `)
+	return cfg, token
+}
+
+// startUnderTraffic starts extauthz (memory backend) with an admin token
+// and sends it traffic (sendTraffic).
+func startUnderTraffic(t *testing.T) (*Process, string) {
+	t.Helper()
+	cfg, token := dashboardConfig(t, "")
 	p := Start(t, Options{Binary: extauthzBin, Args: []string{"--config", cfg}})
+	sendTraffic(t, p)
+	return p, token
+}
+
+// sendTraffic sends p traffic from 40 light clients and the three heavy
+// hitters; light traffic goes on until the test ends.
+func sendTraffic(t *testing.T, p *Process) {
+	t.Helper()
 	client := rlsv3.NewRateLimitServiceClient(p.Dial(t))
 	call := func(ip string) {
 		req := &rlsv3.RateLimitRequest{Domain: "edge", Descriptors: []*ratelimitv3.RateLimitDescriptor{desc("remote_address", ip)}}
@@ -72,7 +91,39 @@ domains:
 		}
 	})
 	t.Cleanup(func() { cancel(); wg.Wait() })
-	return p, token
+}
+
+// openDashboard loads the dashboard of p in chromium with the admin token
+// and returns the browser context and a poll function.
+func openDashboard(t *testing.T, p *Process, dark bool) (context.Context, func(what, expr string)) {
+	t.Helper()
+	ctx := browsertest.New(t, browsertest.Options{Dark: dark})
+	browsertest.SetHeaders(t, ctx, map[string]string{"Authorization": "Bearer " + dashboardToken})
+	if err := chromedp.Do(ctx, chromedp.Navigate("http://"+p.HTTPAddr+"/")); err != nil {
+		t.Fatal(err)
+	}
+	return ctx, func(what, expr string) {
+		t.Helper()
+		if _, err := chromedp.Run(ctx, chromedp.Poll[bool](expr, chromedp.WithPollingTimeout(20*time.Second))); err != nil {
+			t.Fatalf("waiting for %s (%s): %v", what, expr, err)
+		}
+	}
+}
+
+const offenderValuesJS = `[...document.querySelectorAll("#offenders tbody tr td.value")].map(td => td.textContent)`
+
+// wantHeavyFirst checks that the offenders table starts with the heavy
+// hitters, in order.
+func wantHeavyFirst(t *testing.T, ctx context.Context) {
+	t.Helper()
+	values, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](offenderValuesJS))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{heavyHitters[0].ip, heavyHitters[1].ip, heavyHitters[2].ip}
+	if len(values) < 3 || !slices.Equal(values[:3], want) {
+		t.Errorf("offenders table starts %q, want the heavy hitters %q", values, want)
+	}
 }
 
 // TestDashboardBrowser: chromium loads the dashboard of the real binary
@@ -81,34 +132,16 @@ domains:
 // kept: see browsertest.ArtifactDir.
 func TestDashboardBrowser(t *testing.T) {
 	p, _ := startUnderTraffic(t)
-	base := "http://" + p.HTTPAddr
 	if code, _ := p.Get(t, "/"); code != http.StatusUnauthorized {
 		t.Errorf("GET / without the token: status %d, want 401", code)
 	}
 	for _, dark := range []bool{false, true} {
 		name := map[bool]string{false: "light", true: "dark"}[dark]
 		t.Run(name, func(t *testing.T) {
-			ctx := browsertest.New(t, browsertest.Options{Dark: dark})
-			browsertest.SetHeaders(t, ctx, map[string]string{"Authorization": "Bearer " + dashboardToken})
-			if err := chromedp.Do(ctx, chromedp.Navigate(base+"/")); err != nil {
-				t.Fatal(err)
-			}
-			poll := func(what, expr string) {
-				t.Helper()
-				if _, err := chromedp.Run(ctx, chromedp.Poll[bool](expr, chromedp.WithPollingTimeout(20*time.Second))); err != nil {
-					t.Fatalf("waiting for %s (%s): %v", what, expr, err)
-				}
-			}
+			ctx, poll := openDashboard(t, p, dark)
 			poll("offenders", `document.querySelectorAll("#offenders tbody tr").length >= 3`)
 			poll("charts", `document.querySelectorAll("#chart-days svg rect.bar").length >= 1 && document.querySelectorAll("#chart-hours svg rect.bar").length >= 1`)
-			values, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll("#offenders tbody tr td.value")].map(td => td.textContent)`))
-			if err != nil {
-				t.Fatal(err)
-			}
-			want := []string{heavyHitters[0].ip, heavyHitters[1].ip, heavyHitters[2].ip}
-			if len(values) < 3 || !slices.Equal(values[:3], want) {
-				t.Errorf("offenders table starts %q, want the heavy hitters %q", values, want)
-			}
+			wantHeavyFirst(t, ctx)
 			for _, id := range []string{"chart-days", "chart-hours"} {
 				drawn, err := chromedp.Run(ctx, chromedp.Evaluate[int](`[...document.querySelectorAll("#`+id+` svg rect.bar")].filter(r => r.getBBox().height > 0).length`))
 				if err != nil {
@@ -140,6 +173,21 @@ func TestDashboardBrowser(t *testing.T) {
 			browsertest.Screenshot(t, ctx, "dashboard-e2e-"+name)
 		})
 	}
+}
+
+// TestDashboardFleet: two replicas share Redis; the heavy hitters call
+// replica a only, and the dashboard of replica b shows them, for the fleet.
+func TestDashboardFleet(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	cfg, _ := dashboardConfig(t, "backends:\n  - type: redis\n    url: redis://"+srv.Addr+"/0\nbreaker: {call_timeout: 2s}\n")
+	a := Start(t, Options{Binary: extauthzBin, Args: []string{"--config", cfg}})
+	b := Start(t, Options{Binary: extauthzBin, Args: []string{"--config", cfg}})
+	sendTraffic(t, a)
+	ctx, poll := openDashboard(t, b, false)
+	poll("fleet scope", `document.getElementById("scope").textContent === "Fleet · 2 replicas"`)
+	poll("offenders from replica a", offenderValuesJS+`.includes("192.0.2.55")`)
+	wantHeavyFirst(t, ctx)
+	browsertest.Screenshot(t, ctx, "dashboard-e2e-fleet")
 }
 
 // TestTopRealBinary: extauthz top --once against the real binary lists the heavy
