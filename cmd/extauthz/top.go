@@ -180,6 +180,8 @@ func (o *topOptions) get(ctx context.Context, path string, q url.Values, v any) 
 	switch {
 	case resp.StatusCode == http.StatusUnauthorized:
 		return fmt.Errorf("top: %s: 401 unauthorized: pass the admin token with --token-file, or a client certificate", path)
+	case resp.StatusCode == http.StatusNotFound:
+		return fmt.Errorf("top: %s: 404 not found: traffic insight is off on this server (insight.disabled), or --addr is not its admin listener", path)
 	case resp.StatusCode != http.StatusOK:
 		var e struct{ Error string }
 		if json.Unmarshal(body, &e) != nil || e.Error == "" {

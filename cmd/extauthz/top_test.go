@@ -81,6 +81,10 @@ func TestTopEmpty(t *testing.T) {
 
 func TestTopErrors(t *testing.T) {
 	addr, tokenFile := topServer(t, insightfake.Sample(topNow))
+	noAPI := httptest.NewServer(server.NewAdmin(server.AdminOptions{
+		Gatherer: prometheus.NewRegistry(), Ready: func(context.Context) error { return nil }, Config: func() []byte { return nil },
+	}))
+	defer noAPI.Close()
 	wrong := filepath.Join(t.TempDir(), "wrong")
 	if err := os.WriteFile(wrong, []byte("not-the-token-at-all"), 0o600); err != nil {
 		t.Fatal(err)
@@ -93,6 +97,7 @@ func TestTopErrors(t *testing.T) {
 	}{
 		{"no token", []string{"--addr", addr, "--once"}, 1, "401 unauthorized: pass the admin token with --token-file"},
 		{"wrong token", []string{"--addr", addr, "--token-file", wrong, "--once"}, 1, "401 unauthorized"},
+		{"insight off", []string{"--addr", noAPI.URL, "--once"}, 1, "404 not found: traffic insight is off on this server"},
 		{"bad window", []string{"--addr", addr, "--token-file", tokenFile, "--window", "2h", "--once"}, 2, `--window "2h": expected 5m, 1h, 24h or 7d`},
 		{"bad limit", []string{"--addr", addr, "--limit", "0", "--once"}, 2, "--limit 0: expected 1 to 100"},
 		{"bad addr", []string{"--addr", "ftp://x:1", "--once"}, 2, `--addr "ftp://x:1"`},

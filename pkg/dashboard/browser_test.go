@@ -182,7 +182,7 @@ func TestBrowserEmptyStates(t *testing.T) {
 	for id, want := range map[string]string{
 		"offenders-empty": "No refusals in the last 5 minutes.",
 		"rules-empty":     "No decisions yet",
-		"history-empty":   "History needs a shared store",
+		"history-empty":   "No history: this server does not serve /api/v1/history.",
 		"scope":           "This replica only",
 		"warning":         "redis unreachable: answering for this replica",
 	} {

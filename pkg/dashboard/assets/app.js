@@ -81,6 +81,7 @@
     if (!err) { s.textContent = ""; s.className = "status"; return; }
     s.className = "status error";
     s.textContent = err.status === 401 ? "Not authorized: the admin listener needs a token or client certificate"
+      : err.status === 404 ? "Traffic insight is off on this server (insight.disabled): no data to show"
       : "Cannot reach the API: " + err.message;
   }
 
@@ -365,8 +366,8 @@
       state.history = null;
       showCharts(false);
       $("day-top").hidden = true;
-      setEmpty("history-empty", err.status === 404 || err.status === 501
-        ? "History needs a shared store (Redis) configured on the server."
+      setEmpty("history-empty", err.status === 404
+        ? "No history: this server does not serve /api/v1/history."
         : "History is unavailable: " + err.message);
     }
   }
