@@ -166,6 +166,15 @@ func checkWindowFilter(t *testing.T, ctx context.Context) {
 	}
 	// 10.9.9.9 was last seen 26 hours ago: only the 7-day window lists it.
 	waitFor(t, ctx, "7-day offenders", offenderValues+`.includes("10.9.9.9")`)
+
+	// The domain filter asks the API for that domain only, and narrows the
+	// rule choices to its rules.
+	run(t, ctx, chromedp.Evaluate[bool](`(s => { s.value = "api"; return s.dispatchEvent(new Event("change")); })(document.getElementById("f-domain"))`))
+	waitFor(t, ctx, "offenders of domain api", offenderValues+`.join() === "sha256:9f86d081884c"`)
+	rules := run(t, ctx, chromedp.Evaluate[[]string](`[...document.getElementById("f-rule").options].map(o => o.value)`))
+	if !slices.Equal(rules, []string{"", "per-key"}) {
+		t.Errorf("rule choices in domain api: %q, want all and per-key", rules)
+	}
 }
 
 // TestBrowserEmptyStates: without traffic or history the page says so

@@ -143,11 +143,15 @@
 
   // fillSelect replaces the options of sel after "all", keeping the choice.
   function fillSelect(sel, values, current) {
-    while (sel.options.length > 1) sel.remove(1);
-    for (const v of values) {
-      const o = el("option", v);
-      o.value = v;
-      sel.appendChild(o);
+    const key = JSON.stringify(values);
+    if (sel.dataset.options !== key) { // rebuilt only when changed: an open list stays open
+      sel.dataset.options = key;
+      while (sel.options.length > 1) sel.remove(1);
+      for (const v of values) {
+        const o = el("option", v);
+        o.value = v;
+        sel.appendChild(o);
+      }
     }
     sel.value = values.includes(current) ? current : "";
   }
