@@ -20,6 +20,9 @@ type AdminOptions struct {
 	Config func() []byte
 	// ReadyTimeout bounds one /readyz check (default 2s).
 	ReadyTimeout time.Duration
+	// API, when set, serves /api/v1/ (traffic insight,
+	// insight.Recorder.Handler).
+	API http.Handler
 }
 
 // NewAdmin returns the HTTP admin handler:
@@ -27,7 +30,8 @@ type AdminOptions struct {
 //   - GET /healthz: 200 "ok" while the process serves HTTP;
 //   - GET /readyz: 200 "ready", or 503 with the reason;
 //   - GET /metrics: Prometheus metrics of o.Gatherer;
-//   - GET /config: the effective configuration as YAML.
+//   - GET /config: the effective configuration as YAML;
+//   - /api/v1/: o.API, when set (traffic insight).
 func NewAdmin(o AdminOptions) http.Handler {
 	if o.ReadyTimeout == 0 {
 		o.ReadyTimeout = 2 * time.Second
@@ -53,5 +57,8 @@ func NewAdmin(o AdminOptions) http.Handler {
 		w.Header().Set("Content-Type", "application/yaml; charset=utf-8")
 		_, _ = w.Write(o.Config())
 	})
+	if o.API != nil {
+		mux.Handle("/api/v1/", o.API)
+	}
 	return mux
 }
