@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Loopback load tests behind BENCHMARKS.md. Each section runs rlsload against
 # the no-op server (the ceiling) and extauthz in the same invocation.
-# Usage: bash bench/load.sh [DURATION] [ROUNDS]   (defaults 10s, 3)
+# Usage: bash bench/load.sh [DURATION] [ROUNDS] [insight]   (defaults 10s, 3)
+# The server runs with traffic insight on (its default); "insight" as third
+# argument runs only the insight on/off comparison (memory backend, c=64).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dur="${1:-10s}"; rounds="${2:-3}"
@@ -30,6 +32,22 @@ redis_config() { # $1: extra redis settings
 
 run() { echo; echo "### $*"; bin/rlsload -server-bin bin/extauthz -duration "$dur" -rounds "$rounds" "$@"; }
 
+# The embedded bench.yaml with traffic insight off.
+insight_off_config() {
+  { cat cmd/rlsload/bench.yaml; echo "insight: {disabled: true}"; } > "$tmp/insight-off.yaml"
+  echo "$tmp/insight-off.yaml"
+}
+
+# Insight's cost: the same server, on and off, in one invocation.
+insight_comparison() {
+  off=$(insight_off_config)
+  for api in rls authz; do
+    run -api "$api" -concurrency 64 -targets server
+    run -api "$api" -concurrency 64 -targets server -config "$off"
+  done
+}
+if [ "${3:-}" = insight ]; then insight_comparison; exit 0; fi
+
 run -api rls -concurrency 64,16
 run -api authz -concurrency 64
 run -api rls -concurrency 64,16 -keys 1
@@ -38,5 +56,6 @@ run -api rls -concurrency 64,16 -targets server -config "$(redis_config '' defau
 run -api rls -concurrency 64,16 -targets server -keys 1 -config "$(redis_config '' hot)"
 run -api rls -concurrency 64,16 -targets server -keys 100000 -config "$(redis_config '' 100k)"
 run -api rls -concurrency 64 -targets server -config "$(redis_config 'auto_pipeline: false' plain)"
+insight_comparison
 echo; echo "### Redis INFO commandstats after the Redis runs"
 redis-cli -p "$port" info commandstats | grep -E 'cmdstat_' | tr -d '\r'

@@ -27,6 +27,7 @@ import (
 	"github.com/extauthz/extauthz/pkg/adminauth"
 	"github.com/extauthz/extauthz/pkg/config"
 	"github.com/extauthz/extauthz/pkg/dashboard"
+	"github.com/extauthz/extauthz/pkg/insight"
 	"github.com/extauthz/extauthz/pkg/logging"
 	"github.com/extauthz/extauthz/pkg/opsmetrics"
 	"github.com/extauthz/extauthz/pkg/reload"
@@ -149,6 +150,8 @@ type daemon struct {
 	admin *http.Server
 	// access guards the admin listener (admin section).
 	access *adminauth.Access
+	// insight records decisions for the traffic insight API (nil: off).
+	insight *insight.Recorder
 
 	glis, hlis net.Listener
 	watcher    *reload.Watcher
@@ -191,7 +194,10 @@ func (d *daemon) build() error {
 	if err != nil {
 		return err
 	}
-	if d.srv, err = server.New(server.Options{Store: d.bs.Store, Metrics: server.NewMetrics(d.reg), Logger: log}, snap); err != nil {
+	if d.insight, err = newInsight(cfg, d.bs, log); err != nil {
+		return err
+	}
+	if d.srv, err = server.New(server.Options{Store: d.bs.Store, Metrics: server.NewMetrics(d.reg), Logger: log, Insight: d.insight}, snap); err != nil {
 		return err
 	}
 	gopts, err := grpcOptions(cfg, d.ops, log)
@@ -229,6 +235,7 @@ func (d *daemon) newAdmin() *http.Server {
 			Config:    func() []byte { return d.srv.Snapshot().Config() },
 			Access:    d.access,
 			Dashboard: dashboard.Handler(),
+			API:       insightAPI(d.insight),
 		}),
 		ReadHeaderTimeout: 5 * time.Second,
 		ErrorLog:          slog.NewLogLogger(d.log.Handler(), slog.LevelWarn),
@@ -311,6 +318,7 @@ func (d *daemon) run(ctx context.Context) error {
 			log.Error("config watcher stopped; reloads are off", "err", err)
 		}
 	})
+	d.insight.Start()
 	go func() { errc <- d.g.Serve(d.glis) }()
 	go func() { errc <- d.admin.Serve(d.hlis) }()
 	log.Info("serving", "version", versionString(), "config", d.cfg.File, "tls", d.cfg.TLS.Enabled(),
@@ -357,6 +365,7 @@ func (d *daemon) drain() {
 	if err := d.admin.Shutdown(hctx); err != nil {
 		_ = d.admin.Close()
 	}
+	closeInsight(d.insight, d.log)
 }
 
 // scriptLoadTimeout bounds the startup load of the Redis script on each

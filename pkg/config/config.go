@@ -8,6 +8,7 @@ import (
 	"github.com/extauthz/extauthz/pkg/backends/memstore"
 	"github.com/extauthz/extauthz/pkg/backends/redisstore"
 	"github.com/extauthz/extauthz/pkg/descriptor"
+	"github.com/extauthz/extauthz/pkg/insight"
 	"github.com/extauthz/extauthz/pkg/limiter"
 	"github.com/extauthz/extauthz/pkg/server"
 )
@@ -73,6 +74,10 @@ type Config struct {
 	// or client certificates (adminauth.Settings; default: plain HTTP,
 	// open).
 	Admin adminauth.Settings `yaml:"admin"`
+	// Insight configures traffic insight (pkg/insight owns the settings
+	// and their defaults, which are not filled in here so that an unset
+	// section stays out of /config).
+	Insight insight.Settings `yaml:"insight,omitempty"`
 
 	// Rules is the compiled rule tree of every domain.
 	Rules *descriptor.Set `yaml:"-"`

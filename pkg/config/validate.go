@@ -154,6 +154,7 @@ func (cfg *Config) validate(c *checker) {
 		cfg.Backends[i].validate(c, i)
 	}
 	c.report("", cfg.Failover.Validate())
+	c.report("insight", cfg.Insight.Validate())
 	cfg.Ops.validate(c)
 	c.report("admin", cfg.Admin.Validate())
 }

@@ -192,6 +192,7 @@ func (a *Authz) check(ctx context.Context, lv *live, st *AuthzSettings, req *aut
 		refused = refused || v.refused()
 		if decided {
 			sc.key = s.countDecision(lv, v, &snap.settings, sc.key)
+			s.recordInsight(snap, v)
 		}
 	}
 	sc.headers = appendHeaders(sc.headers[:0], &snap.settings.Headers, sc.verdicts)

@@ -108,6 +108,7 @@ func (s *Server) decideVerdicts(ctx context.Context, lv *live, domain string, sc
 		if !failed {
 			// The counter keys are no longer needed: reuse their buffer.
 			sc.key = s.countDecision(lv, v, &snap.settings, sc.key)
+			s.recordInsight(snap, v)
 		}
 	}
 	if code == codeOverLimit && s.log.Enabled(ctx, slog.LevelDebug) {

@@ -17,6 +17,7 @@ import (
 	"github.com/extauthz/extauthz/pkg/backends/chain"
 	"github.com/extauthz/extauthz/pkg/descriptor"
 	"github.com/extauthz/extauthz/pkg/field"
+	"github.com/extauthz/extauthz/pkg/insight"
 	"github.com/extauthz/extauthz/pkg/limiter"
 	"github.com/extauthz/extauthz/pkg/logging"
 )
@@ -191,6 +192,9 @@ type Options struct {
 	Metrics *Metrics
 	// Logger receives rate-limited warnings (default slog.Default()).
 	Logger *slog.Logger
+	// Insight, when set, records every decided descriptor (traffic
+	// insight: top offenders, rule history).
+	Insight *insight.Recorder
 }
 
 // Server answers Envoy's RateLimitService over the current Snapshot. It is
@@ -203,6 +207,7 @@ type Server struct {
 	metrics *Metrics
 	log     *slog.Logger
 	warn    logging.Throttle // store failures: one warning per logging.DefaultEvery
+	insight *insight.Recorder
 }
 
 var _ rlsv3.RateLimitServiceServer = (*Server)(nil)
@@ -220,7 +225,7 @@ func New(opts Options, snap *Snapshot) (*Server, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	s := &Server{store: opts.Store, metrics: opts.Metrics, log: opts.Logger}
+	s := &Server{store: opts.Store, metrics: opts.Metrics, log: opts.Logger, insight: opts.Insight}
 	s.Swap(snap)
 	return s, nil
 }

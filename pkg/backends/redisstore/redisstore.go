@@ -151,6 +151,10 @@ func (s *Store) String() string {
 // Addr is String without the leading "redis ", for the health table.
 func (s *Store) Addr() string { return s.addr }
 
+// Client returns the Redis client the Store owns, for other users of the
+// same Redis (traffic insight); they must not close it.
+func (s *Store) Client() redis.UniversalClient { return s.client }
+
 // Close closes the Redis client (and the autopipeliner on it).
 func (s *Store) Close() error {
 	var err error

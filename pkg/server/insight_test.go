@@ -1,0 +1,86 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/extauthz/extauthz/pkg/backends/memstore"
+	"github.com/extauthz/extauthz/pkg/extract"
+	"github.com/extauthz/extauthz/pkg/insight"
+)
+
+// TestInsightRecordsBothAPIs: every decided descriptor of ShouldRateLimit
+// and Check reaches the recorder with its outcome; API keys appear as the
+// listed id or a sha256: prefix, never in clear.
+func TestInsightRecordsBothAPIs(t *testing.T) {
+	rec, err := insight.New(insight.Settings{}, insight.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mem, err := memstore.New(memstore.Options{MaxKeys: 1000, SweepInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = mem.Close() })
+	x, ids := authzExtractor(t)
+	snap, err := NewSnapshot(authzRules(t, ids), Settings{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := New(Options{Store: mem, Metrics: NewMetrics(prometheus.NewRegistry()), Insight: rec}, snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	az, err := NewAuthz(srv, AuthzSettings{Extractor: x})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	// per_ip allows 2 a minute: the third request from 203.0.113.9 is refused.
+	for range 3 {
+		if _, err := srv.ShouldRateLimit(ctx, request("web", desc("remote_address", "203.0.113.9"))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Raw keys sent by Envoy: one unlisted, one listed (shown as its id).
+	for _, key := range []string{"sk-raw-secret", "sk-pro"} {
+		if _, err := srv.ShouldRateLimit(ctx, request("web", desc("api_key", key))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, key := range []string{"sk-pro", "sk-unlisted"} {
+		if _, err := az.Check(ctx, checkRequest("10.0.0.1", "/", "x-forwarded-for", "198.51.100.4", "x-api-key", key)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ans, err := rec.Offenders(ctx, insight.OffendersQuery{Limit: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string][2]int64{}
+	for _, o := range ans.Offenders {
+		got[o.Value] = [2]int64{o.Refused, o.Admitted}
+	}
+	want := map[string][2]int64{
+		"203.0.113.9": {1, 2},
+		"sha256:" + extract.HashValue("sk-raw-secret")[7:19]: {0, 1},
+		"198.51.100.4": {0, 2},
+		"acme":         {0, 2},
+		"sha256:" + extract.HashValue("sk-unlisted")[7:19]: {0, 1},
+	}
+	for v, c := range want {
+		if got[v] != c {
+			t.Errorf("%s: refused/admitted %v, want %v (all: %v)", v, got[v], c, got)
+		}
+	}
+	body, _ := json.Marshal(ans)
+	for _, secret := range []string{"sk-raw-secret", "sk-pro", "sk-unlisted"} {
+		if strings.Contains(string(body), secret) {
+			t.Errorf("%s in clear: %s", secret, body)
+		}
+	}
+}
