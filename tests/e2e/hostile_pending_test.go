@@ -33,7 +33,7 @@ import (
 // and quota but never namespaces the per-ip counter.
 func TestHostileTenantHeader(t *testing.T) {
 	t.Parallel()
-	awayFromMinuteEnd(20 * time.Second)
+	awayFromMinuteEnd(15 * time.Second)
 	// The shipped example, with the IETF RateLimit field on so that the
 	// per-tenant counter's remaining shows.
 	cfg := strings.Replace(exampleConfig(t, "examples/envoy/ext_authz/extauthz-authz.yaml", ""), "draft: false", "draft: true", 1)
@@ -112,7 +112,7 @@ authz:
 // matched by digest only; a listed key's id is an unlisted key.
 func TestHostileRLSKeyIDs(t *testing.T) {
 	t.Parallel()
-	awayFromMinuteEnd(20 * time.Second)
+	awayFromMinuteEnd(15 * time.Second)
 	p := Start(t, Options{Binary: extauthzBin, Args: []string{"--config", authzExample(t)}})
 	rls := rlsv3.NewRateLimitServiceClient(p.Dial(t))
 	limitOf := func(key string) uint32 {

@@ -136,10 +136,10 @@ func hostileStart(t *testing.T, backend, cfg string) *Process {
 }
 
 // hostileWindow waits, if need be, so that the current hour and day have
-// at least two minutes left: every case of a test then stays in one window.
+// at least 30 s left: every case of a test then stays in one window.
 func hostileWindow() {
-	awayFromWindowEdge(time.Hour, 2*time.Minute)
-	awayFromWindowEdge(24*time.Hour, 2*time.Minute)
+	awayFromWindowEdge(time.Hour, 30*time.Second)
+	awayFromWindowEdge(24*time.Hour, 30*time.Second)
 }
 
 // peerSeq hands out client addresses no other case uses.
@@ -895,7 +895,7 @@ func exampleConfig(t *testing.T, rel, redisURL string) string {
 // limits under the RateLimitService bypasses.
 func TestHostileExampleRLS(t *testing.T) {
 	t.Parallel()
-	awayFromMinuteEnd(20 * time.Second)
+	awayFromMinuteEnd(15 * time.Second)
 	t.Run("examples/config.yaml", func(t *testing.T) {
 		path := WriteFile(t, t.TempDir(), "config.yaml", exampleConfig(t, "examples/config.yaml", ""))
 		p := Start(t, Options{Binary: extauthzBin, Args: []string{"--config", path}})
@@ -961,7 +961,7 @@ func TestHostileExampleRLS(t *testing.T) {
 // 5/min each.
 func TestHostileExampleAuthz(t *testing.T) {
 	t.Parallel()
-	awayFromMinuteEnd(20 * time.Second)
+	awayFromMinuteEnd(15 * time.Second)
 	p := Start(t, Options{Binary: extauthzBin, Args: []string{"--config", authzExample(t)}})
 	c := authzClient(t, p)
 	const limit = 100
