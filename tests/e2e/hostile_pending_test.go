@@ -404,3 +404,45 @@ func TestHostileExampleIPv6(t *testing.T) {
 	})
 	expect(t, "150 addresses of one /64", r, 100)
 }
+
+// TestHostileMemoryEviction (found by this suite, not among issue 16's
+// findings): the memory backend holds at most max_keys counters and, when
+// a shard is full, evicts the sampled counter that expires soonest,
+// forgetting its hits (documented as failing open "for the evicted keys").
+// One client can use that to reset its own per-ip counter: every request,
+// even a refused one, creates a counter for a fresh value of another
+// descriptor (count_mode: all counts every matched descriptor), whose
+// longer window outlives the per-ip counter, which is then evicted. Here:
+// per-ip 5/hour, per-user 5/day, max_keys 1024, one address sending a new
+// x-user each time.
+func TestHostileMemoryEviction(t *testing.T) {
+	t.Parallel()
+	hostileWindow()
+	cfg := strings.Replace(hostileRules, "{name: per-user, unit: hour, requests_per_unit: 3}", "{name: per-user, unit: day, requests_per_unit: 3}", 1)
+	path := WriteFile(t, t.TempDir(), "extauthz.yaml", "backends:\n  - type: memory\n    max_keys: 1024\n"+cfg+hostileAuthz(hostileHops1, hostileIPDeny))
+	p := Start(t, Options{Binary: extauthzBin, Args: []string{"--config", path}})
+	peer := freshPeer()
+	r := checks(t, authzClient(t, p), 4000, func(i int) *authv3.CheckRequest {
+		return envoyCheck(peer, "", "x-user", fmt.Sprintf("u%d", i))
+	})
+	expect(t, "one address, a new x-user each time", r, 5)
+}
+
+// TestHostileClientIPMissing (found by this suite, not among issue 16's
+// findings): an entry's missing policy defaults to skip, also for
+// client_ip, so a request whose address cannot be found is not limited per
+// address at all. With trusted_hops: 2 (a load balancer in front of Envoy),
+// a client that reaches Envoy directly sends no X-Forwarded-For: Envoy's
+// single entry is too short, the per-ip descriptor is skipped and the
+// client is unlimited. A client address that cannot be found should deny
+// (or count in one shared bucket) unless the config says otherwise.
+func TestHostileClientIPMissing(t *testing.T) {
+	t.Parallel()
+	hostileWindow()
+	p := hostileStart(t, "memory", hostileRules+hostileAuthz("    trusted_hops: 2", "{from: client_ip}"))
+	peer := freshPeer()
+	r := checks(t, authzClient(t, p), 12, func(int) *authv3.CheckRequest { return envoyCheck(peer, "") })
+	if r.admitted > 5 || len(r.errs) > 0 {
+		t.Errorf("one client reaching Envoy directly (one X-Forwarded-For entry, trusted_hops: 2): %v; want at most 5 admitted", r)
+	}
+}
