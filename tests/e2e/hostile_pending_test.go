@@ -446,3 +446,33 @@ func TestHostileClientIPMissing(t *testing.T) {
 		t.Errorf("one client reaching Envoy directly (one X-Forwarded-For entry, trusted_hops: 2): %v; want at most 5 admitted", r)
 	}
 }
+
+// TestHostileRLSFailOpen (found by this suite, not among issue 16's
+// findings): behind the shipped Envoy example (examples/envoy/envoy.yaml:
+// request_headers actions copy x-api-key and x-tenant-id into descriptors,
+// failure_mode_deny: false), any error answer lets the request through
+// uncounted. A client-chosen header value longer than
+// limits.max_value_length (4096; Envoy accepts headers up to 60 KiB) answers
+// InvalidArgument, so the per-ip descriptor of the same request is never
+// counted: the client is unlimited. Here an error counts as admitted, as
+// Envoy treats it; values beyond the bound must be counted (e.g. hashed,
+// as authz.max_value_bytes does on the Check path) so that per-ip holds.
+func TestHostileRLSFailOpen(t *testing.T) {
+	t.Parallel()
+	awayFromMinuteEnd(15 * time.Second)
+	srv := redistest.Start(t, redistest.Options{})
+	path := WriteFile(t, t.TempDir(), "extauthz.yaml", exampleConfig(t, "examples/envoy/extauthz.yaml", srv.URL()))
+	p := Start(t, Options{Binary: extauthzBin, Args: []string{"--config", path}})
+	rls := rlsv3.NewRateLimitServiceClient(p.Dial(t))
+	long := strings.Repeat("k", 5000)
+	r := rlsCalls(t, rls, 150, func(i int) *rlsv3.RateLimitRequest {
+		return rlsReq("edge", "remote_address=10.8.1.1", fmt.Sprintf("api_key=%s%d", long, i), "generic_key=edge-global")
+	})
+	errs := 0
+	for _, n := range r.errs {
+		errs += n
+	}
+	if through := r.admitted + errs; through > 100 || errs > 0 {
+		t.Errorf("one address with a 5000-byte x-api-key: %v; %d let through by Envoy (errors fail open), want exactly 100 admitted and no error", r, through)
+	}
+}
