@@ -190,7 +190,6 @@ func announceProxies(t *testing.T, c *redistest.Cluster, proxies []*dropProxy) {
 // exactly 5, and Redis ran exactly one EVALSHA for the lost call.
 func TestHostileClusterReplyLoss(t *testing.T) {
 	t.Parallel()
-	hostileWindow()
 	cluster := redistest.StartCluster(t)
 	loss := &replyLoss{}
 	proxies := make([]*dropProxy, len(cluster.Nodes))
@@ -215,6 +214,7 @@ domains:
 	p := Start(t, Options{Binary: extauthzBin, Args: []string{"--config", path}})
 	rls := rlsv3.NewRateLimitServiceClient(p.Dial(t))
 	ctx := context.Background()
+	hostileWindow()
 	// Load the script on every node (keys spread over the slots).
 	for i := range 30 {
 		if _, err := rls.ShouldRateLimit(ctx, rlsReq("hz", fmt.Sprintf("c=warm-%d", i))); err != nil {

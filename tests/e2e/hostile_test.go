@@ -368,6 +368,13 @@ func TestHostileClientIPTrust(t *testing.T) {
 			want: 5,
 		},
 		{
+			name: "the peer (no trusted hops or proxies): X-Forwarded-For ignored", clientIP: "    trusted_hops: 0", entry: hostileIPDeny,
+			mk: func(i int) *authv3.CheckRequest {
+				return envoyCheck([]string{"198.51.100.80", "::ffff:198.51.100.80", "::ffff:c633:6450"}[i%3], fmt.Sprintf("203.0.113.%d", i))
+			},
+			want: 5,
+		},
+		{
 			name: "trusted_hops 2 with one entry: no address, refused", clientIP: "    trusted_hops: 2", entry: hostileIPDeny,
 			mk:   func(i int) *authv3.CheckRequest { return envoyCheck(freshPeer(), "") },
 			want: 0,
@@ -480,6 +487,26 @@ func TestHostileKeyForms(t *testing.T) {
 			})
 		})
 	}
+}
+
+// TestHostileTierHeader: with a tier header configured (authz.tier.header,
+// documented as trusted as is), a client naming any tier on one address
+// neither escapes the per-ip limit nor gives an unlisted key a listed
+// tier's limit (per-key tiers on the listed key, never on the header).
+func TestHostileTierHeader(t *testing.T) {
+	t.Parallel()
+	hostileWindow()
+	p := hostileStart(t, "memory", hostileRules+hostileAuthz(hostileHops1, hostileIPDeny)+"  tier: {header: x-plan}\n")
+	c := authzClient(t, p)
+	peer := freshPeer()
+	r := checks(t, c, 12, func(i int) *authv3.CheckRequest {
+		return envoyCheck(peer, "", "x-plan", []string{"pro", "enterprise", fmt.Sprintf("t%d", i)}[i%3], "x-tier", "pro")
+	})
+	expect(t, "one address naming tiers", r, 5)
+	r = checks(t, c, 12, func(i int) *authv3.CheckRequest {
+		return envoyCheck(freshPeer(), "", "x-api-key", "tier-claimer", "x-plan", "pro")
+	})
+	expect(t, "an unlisted key claiming pro", r, 3)
 }
 
 // TestHostileLongValues: values far beyond authz.max_value_bytes (256) are
