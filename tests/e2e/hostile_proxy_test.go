@@ -263,3 +263,60 @@ domains:
 		})
 	}
 }
+
+// TestHostileStandaloneReplyLoss: the same lost reply, with one Redis
+// behind the proxy (url), with and without auto pipelining.
+func TestHostileStandaloneReplyLoss(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ name, extra string }{
+		{"auto pipelining (default)", ""},
+		{"auto_pipeline false", "\n    auto_pipeline: false"},
+	} {
+		extra := tc.extra
+		t.Run(tc.name, func(t *testing.T) {
+			srv := redistest.Start(t, redistest.Options{})
+			loss := &replyLoss{}
+			proxy := startDropProxy(t, srv.Addr, loss)
+			cfg := fmt.Sprintf(`backends:
+  - type: redis
+    url: redis://%s/0%s
+breaker: {call_timeout: 2s, consecutive_failures: 100}
+failure_mode: open
+domains:
+  - domain: hz
+    descriptors:
+      - key: c
+        rate_limit: {unit: hour, requests_per_unit: 5}
+`, proxy.addr(), extra)
+			path := WriteFile(t, t.TempDir(), "extauthz.yaml", cfg)
+			p := Start(t, Options{Binary: extauthzBin, Args: []string{"--config", path}})
+			rls := rlsv3.NewRateLimitServiceClient(p.Dial(t))
+			ctx := context.Background()
+			hostileWindow()
+			if _, err := rls.ShouldRateLimit(ctx, rlsReq("hz", "c=warm")); err != nil {
+				t.Fatalf("warm-up: %v", err)
+			}
+			before, err := srv.CommandStats(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			loss.armed.Store(true)
+			resp, err := rls.ShouldRateLimit(ctx, rlsReq("hz", "c=lost"))
+			loss.armed.Store(false)
+			if n := loss.fired.Load(); n != 1 {
+				t.Fatalf("the reply was lost %d times, want once", n)
+			}
+			if err != nil || resp.GetOverallCode() != rlsv3.RateLimitResponse_OK {
+				t.Fatalf("the call whose reply was lost: %v, %v; want OK (failure_mode: open)", resp.GetOverallCode(), err)
+			}
+			after, err := srv.CommandStats(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := after["evalsha"] - before["evalsha"]; got != 1 {
+				t.Errorf("Redis ran %d EVALSHA for the lost call, want 1 (never resent)", got)
+			}
+			expect(t, "c=lost after the lost call", rlsCalls(t, rls, 10, func(int) *rlsv3.RateLimitRequest { return rlsReq("hz", "c=lost") }), 4)
+		})
+	}
+}
