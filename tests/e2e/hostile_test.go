@@ -24,9 +24,11 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -816,81 +818,30 @@ authz:
 			{"limit flipping", []int{20, 30, 20, 30, 20, 30, 20, 30}, 20, 30},
 		} {
 			t.Run(be+"/"+tc.name, func(t *testing.T) {
-				dir := t.TempDir()
 				var be2 string
 				if be == "redis" {
 					srv := redistest.Start(t, redistest.Options{})
 					be2 = "backends:\n  - type: redis\n    url: " + srv.URL() + "\nbreaker: {call_timeout: 2s}\n"
 				}
 				head := be2 + "failure_mode: closed\n"
-				path := WriteFile(t, dir, "extauthz.yaml", head+cfgOf(tc.limits[0], 0))
+				path := WriteFile(t, t.TempDir(), "extauthz.yaml", head+cfgOf(tc.limits[0], 0))
 				p := Start(t, Options{Binary: extauthzBin, Args: []string{"--config", path}})
-				c := authzClient(t, p)
-				rls := rlsv3.NewRateLimitServiceClient(p.Dial(t))
-				peer := freshPeer()
-				var checkOK, rlsOK, failed atomic.Int64
-				var firstErr atomic.Value
-				stop := make(chan struct{})
-				var wg sync.WaitGroup
-				for w := range 4 {
-					wg.Go(func() {
-						for {
-							select {
-							case <-stop:
-								return
-							default:
-							}
-							ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-							if w%2 == 0 {
-								resp, err := c.Check(ctx, envoyCheck(peer, ""))
-								switch {
-								case err != nil:
-									failed.Add(1)
-									firstErr.CompareAndSwap(nil, err.Error())
-								case resp.GetOkResponse() != nil:
-									checkOK.Add(1)
-								}
-							} else {
-								resp, err := rls.ShouldRateLimit(ctx, rlsReq("hz", "c=reload"))
-								switch {
-								case err != nil:
-									failed.Add(1)
-									firstErr.CompareAndSwap(nil, err.Error())
-								case resp.GetOverallCode() == rlsv3.RateLimitResponse_OK:
-									rlsOK.Add(1)
-								}
-							}
-							cancel()
-						}
-					})
-				}
-				const success = `extauthz_config_reloads_total{result="success"}`
+				h := startHammer(authzClient(t, p), rlsv3.NewRateLimitServiceClient(p.Dial(t)), freshPeer())
 				for v, limit := range tc.limits[1:] {
-					before := soakMetrics(t, p)[success]
-					WriteFile(t, dir, "extauthz.yaml", head+cfgOf(limit, v+1))
-					if v%2 == 0 {
-						p.Signal(t, syscall.SIGHUP)
-					}
-					deadline := time.Now().Add(10 * time.Second)
-					for soakMetrics(t, p)[success] <= before {
-						if time.Now().After(deadline) {
-							close(stop)
-							wg.Wait()
-							t.Fatalf("reload %d was not applied; logs:\n%s", v+1, p.Logs())
-						}
-						time.Sleep(20 * time.Millisecond)
+					if err := reloadTo(t, p, path, head+cfgOf(limit, v+1), v%2 == 0); err != nil {
+						h.halt()
+						t.Fatalf("reload %d: %v; logs:\n%s", v+1, err, p.Logs())
 					}
 					time.Sleep(30 * time.Millisecond) // more calls under the new config
 				}
-				close(stop)
-				wg.Wait()
-				if n := failed.Load(); n > 0 {
-					t.Errorf("%d calls failed, first: %v", n, firstErr.Load())
+				h.halt()
+				if n := h.failed.Load(); n > 0 {
+					t.Errorf("%d calls failed, first: %v", n, h.firstErr.Load())
 				}
 				for _, r := range []struct {
 					api string
 					n   int64
-				}{{"check (per-ip)", checkOK.Load()}, {"ShouldRateLimit (per-c)", rlsOK.Load()}} {
+				}{{"check (per-ip)", h.checkOK.Load()}, {"ShouldRateLimit (per-c)", h.rlsOK.Load()}} {
 					if r.n < int64(tc.least) || r.n > int64(tc.most) {
 						t.Errorf("%s: %d admitted over %d reloads, want between %d and %d", r.api, r.n, len(tc.limits)-1, tc.least, tc.most)
 					}
@@ -898,6 +849,81 @@ authz:
 			})
 		}
 	}
+}
+
+// reloadTo writes content to path, sends SIGHUP when sighup is set (else
+// the file event reloads), and waits until the server reports one more
+// successful reload.
+func reloadTo(t *testing.T, p *Process, path, content string, sighup bool) error {
+	t.Helper()
+	const success = `extauthz_config_reloads_total{result="success"}`
+	before := soakMetrics(t, p)[success]
+	WriteFile(t, filepath.Dir(path), filepath.Base(path), content)
+	if sighup {
+		p.Signal(t, syscall.SIGHUP)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for soakMetrics(t, p)[success] <= before {
+		if time.Now().After(deadline) {
+			return errors.New("not applied within 10s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return nil
+}
+
+// hammer keeps four clients calling one counter each API (two Check from
+// one address, two ShouldRateLimit on c=reload) until halted, counting
+// what was admitted.
+type hammer struct {
+	stop                   chan struct{}
+	wg                     sync.WaitGroup
+	checkOK, rlsOK, failed atomic.Int64
+	firstErr               atomic.Value
+}
+
+func startHammer(c authv3.AuthorizationClient, rls rlsv3.RateLimitServiceClient, peer string) *hammer {
+	h := &hammer{stop: make(chan struct{})}
+	for w := range 4 {
+		h.wg.Go(func() {
+			for {
+				select {
+				case <-h.stop:
+					return
+				default:
+				}
+				h.call(w%2 == 0, c, rls, peer)
+			}
+		})
+	}
+	return h
+}
+
+func (h *hammer) call(check bool, c authv3.AuthorizationClient, rls rlsv3.RateLimitServiceClient, peer string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var err error
+	if check {
+		var resp *authv3.CheckResponse
+		if resp, err = c.Check(ctx, envoyCheck(peer, "")); err == nil && resp.GetOkResponse() != nil {
+			h.checkOK.Add(1)
+		}
+	} else {
+		var resp *rlsv3.RateLimitResponse
+		if resp, err = rls.ShouldRateLimit(ctx, rlsReq("hz", "c=reload")); err == nil && resp.GetOverallCode() == rlsv3.RateLimitResponse_OK {
+			h.rlsOK.Add(1)
+		}
+	}
+	if err != nil {
+		h.failed.Add(1)
+		h.firstErr.CompareAndSwap(nil, err.Error())
+	}
+}
+
+// halt stops the clients and waits for them.
+func (h *hammer) halt() {
+	close(h.stop)
+	h.wg.Wait()
 }
 
 // exampleConfig returns the content of a shipped example config
