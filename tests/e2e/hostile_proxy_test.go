@@ -142,9 +142,9 @@ func (p *dropProxy) handle(client net.Conn) {
 }
 
 // announceProxies makes every node of c announce its proxy's port (CONFIG
-// SET cluster-announce-port), so that CLUSTER SLOTS, and so the binary's
+// SET cluster-announce-port), so that CLUSTER SLOTS and SHARDS, and so the binary's
 // cluster client, only ever name the proxies; it waits until every node
-// reports the proxies for every slot range.
+// reports the proxies for every shard.
 func announceProxies(t *testing.T, c *redistest.Cluster, proxies []*dropProxy) {
 	t.Helper()
 	ctx := context.Background()
@@ -162,19 +162,18 @@ func announceProxies(t *testing.T, c *redistest.Cluster, proxies []*dropProxy) {
 		cl := redis.NewClient(&redis.Options{Addr: n.Addr, DisableIdentity: true})
 		defer cl.Close()
 		for {
-			slots, err := cl.ClusterSlots(ctx).Result()
-			ok := err == nil && len(slots) > 0
-			for _, s := range slots {
+			shards, err := cl.ClusterShards(ctx).Result()
+			ok := err == nil && len(shards) == len(c.Nodes)
+			for _, s := range shards {
 				for _, sn := range s.Nodes {
-					_, port, _ := net.SplitHostPort(sn.Addr)
-					ok = ok && want[port]
+					ok = ok && want[strconv.FormatInt(sn.Port, 10)]
 				}
 			}
 			if ok {
 				break
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("node %s still names other addresses than the proxies: %v, %v", n.Addr, slots, err)
+				t.Fatalf("node %s still names other addresses than the proxies: %+v, %v", n.Addr, shards, err)
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
