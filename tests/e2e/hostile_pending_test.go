@@ -1,10 +1,13 @@
 package e2e
 
 // Adversarial cases whose secure behaviour is designed (/work/wt/HOSTILE-
-// DESIGN.md, issue 16 findings 1, 2, 6, 8 and 10) but not merged yet, and
-// bypasses the suite found beyond them (TestHostileNonUTF8). They assert the
-// designed behaviour, so they fail until the fixes land; hostile_test.go
-// holds the cases that pass today.
+// DESIGN.md, issue 16 findings 1, 2, 6, 8 and 10: TestHostilePending*) or
+// that this suite found beyond them (TestHostileNew*). They assert the
+// secure behaviour, so they fail until fixes land (TestHostilePending-
+// ReloadSnapshot passes today: its race is narrow). hostile_test.go holds
+// the cases that pass today:
+//
+//	go test ./tests/e2e/ -run Hostile -skip 'HostilePending|HostileNew'
 
 import (
 	"bytes"
@@ -26,11 +29,11 @@ import (
 	"github.com/extauthz/extauthz/internal/redistest"
 )
 
-// TestHostileTenantHeader (finding 1): a tenant a client names in a header
+// TestHostilePendingTenantHeader (finding 1): a tenant a client names in a header
 // is not trusted: it neither escapes the per-ip limit nor borrows a listed
 // tenant's tier or quota, and the Host (host: listed) picks a tenant's tier
 // and quota but never namespaces the per-ip counter.
-func TestHostileTenantHeader(t *testing.T) {
+func TestHostilePendingTenantHeader(t *testing.T) {
 	t.Parallel()
 	awayFromMinuteEnd(15 * time.Second)
 	// The shipped example, with the IETF RateLimit field on so that the
@@ -106,10 +109,10 @@ authz:
 	})
 }
 
-// TestHostileRLSKeyIDs (finding 2): on ShouldRateLimit, the api_key
+// TestHostilePendingRLSKeyIDs (finding 2): on ShouldRateLimit, the api_key
 // descriptor is the raw key as Envoy's request_headers action sends it,
 // matched by digest only; a listed key's id is an unlisted key.
-func TestHostileRLSKeyIDs(t *testing.T) {
+func TestHostilePendingRLSKeyIDs(t *testing.T) {
 	t.Parallel()
 	awayFromMinuteEnd(15 * time.Second)
 	p := Start(t, Options{Binary: extauthzBin, Args: []string{"--config", authzExample(t)}})
@@ -138,10 +141,10 @@ func TestHostileRLSKeyIDs(t *testing.T) {
 	})
 }
 
-// TestHostileKeysInClear (finding 8): a raw API key, listed or not, sent on
+// TestHostilePendingKeysInClear (finding 8): a raw API key, listed or not, sent on
 // either API or written in a rule file, never shows on /metrics, /config or
 // in the logs (debug level).
-func TestHostileKeysInClear(t *testing.T) {
+func TestHostilePendingKeysInClear(t *testing.T) {
 	t.Parallel()
 	const unlisted = "raw-unlisted-key-7f3a"
 	look := func(t *testing.T, p *Process, secrets ...string) {
@@ -186,11 +189,11 @@ func TestHostileKeysInClear(t *testing.T) {
 	})
 }
 
-// TestHostileValidateServe (finding 6): what serve or a backend would
+// TestHostilePendingValidateServe (finding 6): what serve or a backend would
 // reject, validate rejects, with file:line:col; serve rejects it too.
 // hostile_test.go's TestHostileValidateServeBounds has the bounds already
 // checked.
-func TestHostileValidateServe(t *testing.T) {
+func TestHostilePendingValidateServe(t *testing.T) {
 	t.Parallel()
 	runValidateServe(t, []validateCase{
 		{"tier burst beyond 2^53", validateRule("{unit: minute, requests_per_unit: 5, algorithm: token_bucket, tier_key: plan, tiers: {big: {unit: minute, requests_per_unit: 5, burst: 10000000000000000}}}")},
@@ -200,14 +203,14 @@ func TestHostileValidateServe(t *testing.T) {
 	})
 }
 
-// TestHostileReloadSnapshot (finding 10): Check reads the rules and its
+// TestHostilePendingReloadSnapshot (finding 10): Check reads the rules and its
 // extractor from one snapshot. Two configs name the client address with
 // different descriptor keys, each with its own rule; a Check that paired
 // one config's extractor with the other's rules would match nothing and be
 // admitted without any limit (no X-RateLimit-Limit). Clients hammer while
 // the configs alternate. The race is narrow: passing does not prove the
 // snapshot, failing proves its absence.
-func TestHostileReloadSnapshot(t *testing.T) {
+func TestHostilePendingReloadSnapshot(t *testing.T) {
 	t.Parallel()
 	const cfgOf = `response_headers: {enabled: true}
 domains:
@@ -304,7 +307,7 @@ func invokeRaw(conn *grpc.ClientConn, method string, req, resp proto.Message) er
 	return proto.Unmarshal(out, resp)
 }
 
-// TestHostileNonUTF8 (found by this suite, not among issue 16's findings):
+// TestHostileNewNonUTF8 (found by this suite, not among issue 16's findings):
 // Envoy's request_headers action copies a header's bytes into a descriptor
 // value, and HTTP/1.1 allows bytes 0x80-0xFF in header values; Envoy's C++
 // protobuf serialises them. grpc-go's server refuses such a string while
@@ -314,7 +317,7 @@ func invokeRaw(conn *grpc.ClientConn, method string, req, resp proto.Message) er
 // InvalidArgument or counted, never INTERNAL. The same for a direct Check
 // whose headers map carries such bytes (Envoy itself replaces them with
 // '!' there).
-func TestHostileNonUTF8(t *testing.T) {
+func TestHostileNewNonUTF8(t *testing.T) {
 	t.Parallel()
 	hostileWindow()
 	for _, be := range hostileBackends {
@@ -384,13 +387,13 @@ func TestHostileNonUTF8(t *testing.T) {
 	}
 }
 
-// TestHostileExampleIPv6 (found by this suite, not among issue 16's
+// TestHostileNewExampleIPv6 (found by this suite, not among issue 16's
 // findings): the shipped ext_authz example limits "every client IP" to 100
 // a minute, each IPv6 address on its own (no v6_mask), while one IPv6
 // client usually holds a whole /64 (2^64 addresses): rotating addresses
 // escapes the per-ip limit. Counting IPv6 clients by /64 (v6_mask: 64 on
 // the per-ip entry, as TestHostileClientIPTrust shows working) closes it.
-func TestHostileExampleIPv6(t *testing.T) {
+func TestHostileNewExampleIPv6(t *testing.T) {
 	t.Parallel()
 	awayFromMinuteEnd(10 * time.Second)
 	p := Start(t, Options{Binary: extauthzBin, Args: []string{"--config", authzExample(t)}})
@@ -400,7 +403,7 @@ func TestHostileExampleIPv6(t *testing.T) {
 	expect(t, "150 addresses of one /64", r, 100)
 }
 
-// TestHostileMemoryEviction (found by this suite, not among issue 16's
+// TestHostileNewMemoryEviction (found by this suite, not among issue 16's
 // findings): the memory backend holds at most max_keys counters and, when
 // a shard is full, evicts the sampled counter that expires soonest,
 // forgetting its hits (documented as failing open "for the evicted keys").
@@ -410,7 +413,7 @@ func TestHostileExampleIPv6(t *testing.T) {
 // longer window outlives the per-ip counter, which is then evicted. Here:
 // per-ip 5/hour, per-user 5/day, max_keys 1024, one address sending a new
 // x-user each time.
-func TestHostileMemoryEviction(t *testing.T) {
+func TestHostileNewMemoryEviction(t *testing.T) {
 	t.Parallel()
 	hostileWindow()
 	cfg := strings.Replace(hostileRules, "{name: per-user, unit: hour, requests_per_unit: 3}", "{name: per-user, unit: day, requests_per_unit: 3}", 1)
@@ -423,7 +426,7 @@ func TestHostileMemoryEviction(t *testing.T) {
 	expect(t, "one address, a new x-user each time", r, 5)
 }
 
-// TestHostileClientIPMissing (found by this suite, not among issue 16's
+// TestHostileNewClientIPMissing (found by this suite, not among issue 16's
 // findings): an entry's missing policy defaults to skip, also for
 // client_ip, so a request whose address cannot be found is not limited per
 // address at all. With trusted_hops: 2 (a load balancer in front of Envoy),
@@ -431,7 +434,7 @@ func TestHostileMemoryEviction(t *testing.T) {
 // single entry is too short, the per-ip descriptor is skipped and the
 // client is unlimited. A client address that cannot be found should deny
 // (or count in one shared bucket) unless the config says otherwise.
-func TestHostileClientIPMissing(t *testing.T) {
+func TestHostileNewClientIPMissing(t *testing.T) {
 	t.Parallel()
 	hostileWindow()
 	p := hostileStart(t, "memory", hostileRules+hostileAuthz("    trusted_hops: 2", "{from: client_ip}"))
@@ -442,7 +445,7 @@ func TestHostileClientIPMissing(t *testing.T) {
 	}
 }
 
-// TestHostileRLSFailOpen (found by this suite, not among issue 16's
+// TestHostileNewRLSFailOpen (found by this suite, not among issue 16's
 // findings): behind the shipped Envoy example (examples/envoy/envoy.yaml:
 // request_headers actions copy x-api-key and x-tenant-id into descriptors,
 // failure_mode_deny: false), any error answer lets the request through
@@ -452,7 +455,7 @@ func TestHostileClientIPMissing(t *testing.T) {
 // counted: the client is unlimited. Here an error counts as admitted, as
 // Envoy treats it; values beyond the bound must be counted (e.g. hashed,
 // as authz.max_value_bytes does on the Check path) so that per-ip holds.
-func TestHostileRLSFailOpen(t *testing.T) {
+func TestHostileNewRLSFailOpen(t *testing.T) {
 	t.Parallel()
 	awayFromMinuteEnd(15 * time.Second)
 	srv := redistest.Start(t, redistest.Options{})

@@ -547,7 +547,7 @@ func TestHostileLongValues(t *testing.T) {
 			t.Run("rls: value beyond the bound is InvalidArgument or counted", func(t *testing.T) {
 				// README: InvalidArgument naming the bound. Behind Envoy
 				// (failure_mode_deny: false) an error lets the request
-				// through: hostile_pending_test.go's TestHostileRLSFailOpen
+				// through: hostile_pending_test.go's TestHostileNewRLSFailOpen
 				// asks for such values to be counted instead.
 				v := strings.Repeat("w", 4097)
 				r := rlsCalls(t, rls, n, func(int) *rlsv3.RateLimitRequest { return rlsReq("hz", "remote_address=10.9.9.9", "c="+v) })
@@ -1123,7 +1123,7 @@ func runValidateServe(t *testing.T, cases []validateCase) {
 
 // TestHostileValidateServeBounds: bounds that validate already applies
 // (each config loads as requests_per_unit fits a uint32 and serve agrees);
-// the rest of finding 6 is TestHostileValidateServe in
+// the rest of finding 6 is TestHostilePendingValidateServe in
 // hostile_pending_test.go.
 func TestHostileValidateServeBounds(t *testing.T) {
 	t.Parallel()
