@@ -15,9 +15,10 @@ package e2e
 // caught up again is covered in process by the limiter conformance subtest
 // ClockSteppedBackDoesNotReset (pkg/limiter/limitertest, testClockStepBack:
 // every algorithm, 3/minute, clock stepped back 30 s and forward again,
-// exactly 3 admitted), which memstore runs with a fake clock; the Redis
-// store reads Redis's own TIME, so a step of the extauthz host's clock does
-// not reach it.
+// exactly 3 admitted), run with a fake clock by memstore
+// (TestConformanceFakeClock) and by redisstore (TestConformance/FakeClock,
+// the script fed the fake time). Served from Redis, counters use Redis's
+// own TIME, so a step of the extauthz host's clock does not reach them.
 
 import (
 	"bytes"
