@@ -153,7 +153,7 @@ func readRequest(req *rlsv3.RateLimitRequest, b *descriptor.Bounds, ids descript
 			if e.GetKey() == "" {
 				return fmt.Errorf("descriptor %d entry %d has an empty key", i, j)
 			}
-			if err := b.CheckEntry(i, j, e.GetKey(), e.GetValue()); err != nil {
+			if err := b.CheckEntry(i, j, e.GetKey()); err != nil {
 				return err
 			}
 		}
@@ -162,10 +162,14 @@ func readRequest(req *rlsv3.RateLimitRequest, b *descriptor.Bounds, ids descript
 
 	sc.entries = resize(sc.entries, total)[:0]
 	sc.verdicts = resize(sc.verdicts, len(req.Descriptors))
+	maxValue := b.ValueLength()
 	for i, pd := range req.Descriptors {
 		start := len(sc.entries)
 		for _, e := range pd.Entries {
-			sc.entries = append(sc.entries, descriptor.Entry{Key: e.Key, Value: e.Value})
+			// An over-long value is counted under its hash, never refused:
+			// an error would let Envoy (failure_mode_deny: false) pass the
+			// request with none of its descriptors counted.
+			sc.entries = append(sc.entries, descriptor.Entry{Key: e.Key, Value: extract.BoundValue(e.Value, maxValue)})
 		}
 		canonicalKeys(ids, sc.entries[start:], sc)
 		v := &sc.verdicts[i]
