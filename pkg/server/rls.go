@@ -162,16 +162,12 @@ func readRequest(req *rlsv3.RateLimitRequest, b *descriptor.Bounds, ids descript
 
 	sc.entries = resize(sc.entries, total)[:0]
 	sc.verdicts = resize(sc.verdicts, len(req.Descriptors))
-	maxValue := b.ValueLength()
 	for i, pd := range req.Descriptors {
 		start := len(sc.entries)
 		for _, e := range pd.Entries {
-			// An over-long value is counted under its hash, never refused:
-			// an error would let Envoy (failure_mode_deny: false) pass the
-			// request with none of its descriptors counted.
-			sc.entries = append(sc.entries, descriptor.Entry{Key: e.Key, Value: extract.BoundValue(e.Value, maxValue)})
+			sc.entries = append(sc.entries, descriptor.Entry{Key: e.Key, Value: e.Value})
 		}
-		canonicalKeys(ids, sc.entries[start:], sc)
+		canonicalValues(ids, sc.entries[start:], b.ValueLength(), sc)
 		v := &sc.verdicts[i]
 		*v = verdict{desc: sc.entries[start:len(sc.entries):len(sc.entries)], hits: hits}
 		if h := pd.HitsAddend; h != nil {
@@ -193,6 +189,25 @@ func readRequest(req *rlsv3.RateLimitRequest, b *descriptor.Bounds, ids descript
 		}
 	}
 	return nil
+}
+
+// canonicalValues is canonicalKeys, then every other value of es longer
+// than maxBytes replaced by its hash (extract.BoundValue, as
+// authz.max_value_bytes on Check): an over-long value is counted, never
+// refused, since an error would let Envoy (failure_mode_deny: false) pass
+// the request with none of its descriptors counted. API key values are
+// already short (a listed id or a hash of the whole key, as on Check).
+func canonicalValues(ids descriptor.Identities, es []descriptor.Entry, maxBytes int, sc *scratch) {
+	canonicalKeys(ids, es, sc)
+	if ids == nil {
+		ids = (*extract.Identities)(nil)
+	}
+	keyKey := ids.APIKeyKey()
+	for j := range es {
+		if e := &es[j]; e.Key != keyKey {
+			e.Value = extract.BoundValue(e.Value, maxBytes)
+		}
+	}
 }
 
 // canonicalKeys replaces the value of each API key entry of es (the raw key,

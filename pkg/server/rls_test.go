@@ -270,6 +270,15 @@ func TestShouldRateLimitLongValuesHashed(t *testing.T) {
 			t.Errorf("request %d: key %q, want it to hold %q and not the long value", i, rs[i].Key, v)
 		}
 	}
+	// The library's Decide counts it on the same counter.
+	var r Result
+	if err := e.srv.Decide(context.Background(), "edge", []descriptor.Descriptor{dd("remote_address", long)}, &r); err != nil {
+		t.Fatalf("Decide with a long value: %v, want it counted", err)
+	}
+	calls = e.store.takes()
+	if len(calls) != 2 || len(calls[1].reqs) != 1 || calls[1].reqs[0].Key != rs[0].Key {
+		t.Errorf("Decide: got Take calls %v, want one more on key %q", calls, rs[0].Key)
+	}
 }
 
 func TestShouldRateLimitOneTakePerRequest(t *testing.T) {
