@@ -25,7 +25,7 @@ import (
 //	  max_descriptors: 64
 //	  max_entries: 32
 //	  max_key_length: 256
-//	  max_value_length: 4096
+//	  max_value_length: 4096      # longer values are counted under their hash, not refused
 //	  max_hits_addend: 1000000000
 //	  max_message_bytes: 1048576   # largest gRPC message received (restart)
 //	grpc:                          # transport tuning (restart)

@@ -22,9 +22,12 @@ type Bounds struct {
 	// MaxKeyLength bounds each entry's key, in bytes (max_key_length,
 	// default 256). Keys are names chosen in Envoy's config.
 	MaxKeyLength int
-	// MaxValueLength bounds each entry's value, in bytes
+	// MaxValueLength bounds each entry's value as counted, in bytes
 	// (max_value_length, default 4096): enough for a long path, a user
-	// agent or a JWT claim, well below Envoy's default 60 KiB header limit.
+	// agent or a JWT claim. A longer value (Envoy accepts headers up to
+	// 60 KiB) is not refused, which behind Envoy's failure_mode_deny: false
+	// would let the request through uncounted: the server counts it under
+	// its hash (see ValueLength).
 	MaxValueLength int
 	// MaxHitsAddend bounds hits_addend, request-wide and per descriptor
 	// (max_hits_addend, default 1,000,000,000: the bound Envoy itself puts
@@ -47,7 +50,6 @@ const (
 	BoundDescriptors = "max_descriptors"
 	BoundEntries     = "max_entries"
 	BoundKeyLength   = "max_key_length"
-	BoundValueLength = "max_value_length"
 	BoundHitsAddend  = "max_hits_addend"
 )
 
@@ -67,8 +69,8 @@ type BoundsError struct {
 	Got, Max uint64
 }
 
-// Error formats e, e.g. "descriptors[2].entries[0].value: 5000 bytes is
-// more than max_value_length 4096".
+// Error formats e, e.g. "descriptors[2].entries[0].key: 300 bytes is
+// more than max_key_length 256".
 func (e *BoundsError) Error() string {
 	var b []byte
 	if e.Descriptor >= 0 {
@@ -89,8 +91,6 @@ func (e *BoundsError) Error() string {
 		what, unit = "", " entries"
 	case BoundKeyLength:
 		what, unit = ".key", " bytes"
-	case BoundValueLength:
-		what, unit = ".value", " bytes"
 	case BoundHitsAddend:
 		what, unit = ".hits_addend", ""
 		if e.Descriptor < 0 {
@@ -156,17 +156,19 @@ func (b *Bounds) CheckDescriptor(i, entries int, hitsAddend uint64) error {
 	return b.checkHits(i, hitsAddend)
 }
 
-// CheckEntry checks entry j of descriptor i: the lengths of its key and
-// value.
-func (b *Bounds) CheckEntry(i, j int, key, value string) error {
+// CheckEntry checks entry j of descriptor i: the length of its key (a name
+// from Envoy's config, not from the client). Values are never refused: a
+// value longer than ValueLength is counted under its hash.
+func (b *Bounds) CheckEntry(i, j int, key string) error {
 	if m := boundOr(b.MaxKeyLength, DefaultMaxKeyLength); len(key) > m {
 		return &BoundsError{Bound: BoundKeyLength, Descriptor: i, Entry: j, Got: uint64(len(key)), Max: uint64(m)}
 	}
-	if m := boundOr(b.MaxValueLength, DefaultMaxValueLength); len(value) > m {
-		return &BoundsError{Bound: BoundValueLength, Descriptor: i, Entry: j, Got: uint64(len(value)), Max: uint64(m)}
-	}
 	return nil
 }
+
+// ValueLength is the longest value counted as sent (MaxValueLength or its
+// default); a longer one is counted under its hash.
+func (b *Bounds) ValueLength() int { return boundOr(b.MaxValueLength, DefaultMaxValueLength) }
 
 func (b *Bounds) checkHits(i int, hits uint64) error {
 	m := b.MaxHitsAddend

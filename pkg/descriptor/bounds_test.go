@@ -23,7 +23,7 @@ func checkBounds(b Bounds, ds []Descriptor, hitsAddend uint64, descHits []uint64
 			return err
 		}
 		for j := range d {
-			if err := b.CheckEntry(i, j, d[j].Key, d[j].Value); err != nil {
+			if err := b.CheckEntry(i, j, d[j].Key); err != nil {
 				return err
 			}
 		}
@@ -61,15 +61,16 @@ func TestCheckBounds(t *testing.T) {
 			want: "descriptors[1].hits_addend: 11 is more than max_hits_addend 10", wantBound: BoundHitsAddend},
 		{name: "long key", bounds: small, ds: []Descriptor{d("k", "v", "abcd", "v")},
 			want: "descriptors[0].entries[1].key: 4 bytes is more than max_key_length 3", wantBound: BoundKeyLength},
-		{name: "long value", bounds: small, ds: []Descriptor{d("k", "v"), d("k", "12345")},
-			want: "descriptors[1].entries[0].value: 5 bytes is more than max_value_length 4", wantBound: BoundValueLength},
-		{name: "first violation wins", bounds: small, ds: []Descriptor{d("k", "12345", "abcd", "v")},
-			want: "descriptors[0].entries[0].value: 5 bytes is more than max_value_length 4", wantBound: BoundValueLength},
+		// Long values are counted under their hash, never refused.
+		{name: "long value", bounds: small, ds: []Descriptor{d("k", "v"), d("k", "12345")}},
+		{name: "first violation wins", bounds: small, ds: []Descriptor{d("abcd", "v", "abcde", "v")},
+			want: "descriptors[0].entries[0].key: 4 bytes is more than max_key_length 3", wantBound: BoundKeyLength},
 		{name: "short descHits", bounds: small, ds: []Descriptor{d("k", "v"), d("k", "v")}, descHits: []uint64{1}},
 		{name: "zero bounds are defaults", ds: []Descriptor{d(strings.Repeat("k", DefaultMaxKeyLength), strings.Repeat("v", DefaultMaxValueLength))},
 			hits: DefaultMaxHitsAddend},
-		{name: "default value length", ds: []Descriptor{d("k", strings.Repeat("v", DefaultMaxValueLength+1))},
-			want: "descriptors[0].entries[0].value: 4097 bytes is more than max_value_length 4096", wantBound: BoundValueLength},
+		{name: "default value length", ds: []Descriptor{d("k", strings.Repeat("v", DefaultMaxValueLength+1))}},
+		{name: "default key length", ds: []Descriptor{d(strings.Repeat("k", DefaultMaxKeyLength+1), "v")},
+			want: "descriptors[0].entries[0].key: 257 bytes is more than max_key_length 256", wantBound: BoundKeyLength},
 		{name: "default hits", ds: []Descriptor{d("k", "v")}, hits: DefaultMaxHitsAddend + 1,
 			want: "hits_addend: 1000000001 is more than max_hits_addend 1000000000", wantBound: BoundHitsAddend},
 		{name: "negative bounds are defaults", bounds: Bounds{MaxDescriptors: -1, MaxEntries: -1},
@@ -131,14 +132,16 @@ func TestCheckBoundsDoesNotAllocate(t *testing.T) {
 
 func ExampleBounds_CheckEntry() {
 	var b Bounds // zero Bounds: the defaults
-	err := b.CheckEntry(0, 0, "path", strings.Repeat("x", 5000))
+	err := b.CheckEntry(0, 0, strings.Repeat("k", 300))
 	var be *BoundsError
 	if errors.As(err, &be) {
 		// A gRPC handler answers codes.InvalidArgument with err.Error().
 		fmt.Println(be.Bound)
 		fmt.Println(err)
 	}
+	fmt.Println(b.ValueLength())
 	// Output:
-	// max_value_length
-	// descriptors[0].entries[0].value: 5000 bytes is more than max_value_length 4096
+	// max_key_length
+	// descriptors[0].entries[0].key: 300 bytes is more than max_key_length 256
+	// 4096
 }

@@ -162,7 +162,13 @@ func (x *Extractor) compileEntry(e EntrySpec, p string, ps *problems) (compiledE
 	if x.compileSource(&ce, p, ps) && ce.Key == "" {
 		ps.add(p+".key", "missing: from: %s needs the descriptor key to emit", e.From)
 	}
-	switch e.Missing {
+	if ce.Missing == MissingUnset {
+		ce.Missing = MissingSkip
+		if e.From == FromClientIP {
+			ce.Missing = MissingDeny
+		}
+	}
+	switch ce.Missing {
 	case MissingSkip:
 	case MissingDefault:
 		if e.Default == "" {
@@ -178,10 +184,10 @@ func (x *Extractor) compileEntry(e EntrySpec, p string, ps *problems) (compiledE
 	default:
 		ps.add(p+".missing", "unknown missing policy %v", e.Missing)
 	}
-	if e.Missing != MissingDefault && e.Default != "" {
+	if ce.Missing != MissingDefault && e.Default != "" {
 		ps.add(p+".default", "is only used with missing: default")
 	}
-	if e.Missing != MissingDeny && e.DenyStatus != 0 {
+	if ce.Missing != MissingDeny && e.DenyStatus != 0 {
 		ps.add(p+".deny_status", "is only used with missing: deny")
 	}
 	return ce, len(ps.errs) == n

@@ -238,8 +238,13 @@ func (x *Extractor) pathValue(ce *compiledEntry, path string) (string, bool) {
 }
 
 // bound returns v, or HashValue(v) when v is longer than the limit.
-func (x *Extractor) bound(v string) string {
-	if len(v) <= x.maxValue {
+func (x *Extractor) bound(v string) string { return BoundValue(v, x.maxValue) }
+
+// BoundValue returns v, or HashValue(v) when v is longer than maxBytes: how
+// over-long values are counted on both APIs (authz.max_value_bytes on
+// Check, limits.max_value_length on ShouldRateLimit).
+func BoundValue(v string, maxBytes int) string {
+	if len(v) <= maxBytes {
 		return v
 	}
 	return HashValue(v)

@@ -91,7 +91,8 @@ func TestClientIP(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			opts := oneEntry(EntrySpec{From: FromClientIP, Key: "ip", V4Mask: tc.v4, V6Mask: tc.v6})
+			// missing: skip, so that an address not found shows as no descriptor.
+			opts := oneEntry(EntrySpec{From: FromClientIP, Key: "ip", V4Mask: tc.v4, V6Mask: tc.v6, Missing: MissingSkip})
 			opts.ClientIP = tc.ip
 			x := mustExtractor(t, nil, opts)
 			r := &Request{Headers: map[string]string{}}
@@ -165,11 +166,35 @@ func TestExtractSources(t *testing.T) {
 	}
 }
 
+// TestClientIPMissingDefault: a client_ip entry without a missing policy
+// denies when no address is found (a client that bypassed the trusted
+// proxies must not go unlimited per address); other sources skip.
+func TestClientIPMissingDefault(t *testing.T) {
+	opts := Settings{Descriptors: []DescriptorSpec{
+		{Name: "ip", Entries: []EntrySpec{{From: FromClientIP}}},
+	}, ClientIP: ClientIPOptions{TrustedHops: 2}}
+	x := mustExtractor(t, nil, opts)
+	var e Extraction
+	x.Extract(&Request{Peer: netip.MustParseAddr("10.0.0.1"), Headers: map[string]string{"x-forwarded-for": "198.51.100.9"}}, extractNow, &e)
+	if !e.Denied || e.DenyStatus != DefaultDenyStatus {
+		t.Errorf("one X-Forwarded-For entry, trusted_hops 2: got denied %v status %d, want denied %d", e.Denied, e.DenyStatus, DefaultDenyStatus)
+	}
+	x = mustExtractor(t, nil, oneEntry(EntrySpec{From: FromHeader, Header: "x-user", Key: "user"}))
+	e.Reset()
+	x.Extract(&Request{Headers: map[string]string{}}, extractNow, &e)
+	if e.Denied || formatExtraction(&e) != "" {
+		t.Errorf("header entry without its header: got %q (denied %v), want skipped", formatExtraction(&e), e.Denied)
+	}
+	if _, err := New(oneEntry(EntrySpec{From: FromClientIP, DenyStatus: 429}), nil); err != nil {
+		t.Errorf("deny_status on a client_ip entry without missing: %v; want accepted (deny is its default)", err)
+	}
+}
+
 func TestExtractDescriptors(t *testing.T) {
 	x := mustExtractor(t, nil, Settings{
 		Domain: "edge",
 		Descriptors: []DescriptorSpec{
-			{Name: "per_ip", Entries: []EntrySpec{{From: FromClientIP}}},
+			{Name: "per_ip", Entries: []EntrySpec{{From: FromClientIP, Missing: MissingSkip}}},
 			{Name: "per_user_route", Entries: []EntrySpec{
 				{From: FromHeader, Header: "x-user", Key: "user"},
 				{From: FromPath, Key: "route", Template: "/users/{id}"},
@@ -494,8 +519,8 @@ func TestNames(t *testing.T) {
 		t.Errorf(`UnmarshalText(""): got %v, %v, want the zero Source that New reports as missing`, src, err)
 	}
 	var none Missing = MissingDeny
-	if err := none.UnmarshalText(nil); err != nil || none != MissingSkip {
-		t.Errorf(`Missing.UnmarshalText(""): got %v, %v, want skip`, none, err)
+	if err := none.UnmarshalText(nil); err != nil || none != MissingUnset {
+		t.Errorf(`Missing.UnmarshalText(""): got %v, %v, want unset (the source's default)`, none, err)
 	}
 	err := src.UnmarshalText([]byte("cookie"))
 	if !errors.Is(err, ErrUnknownSource) {
@@ -507,7 +532,7 @@ func TestNames(t *testing.T) {
 	if _, err := New(oneEntry(EntrySpec{From: src, Key: "k"}), nil); err == nil {
 		t.Error("New accepted the source an unknown name left")
 	}
-	for _, m := range []Missing{MissingSkip, MissingDefault, MissingDeny} {
+	for _, m := range []Missing{MissingUnset, MissingSkip, MissingDefault, MissingDeny} {
 		got := MissingDeny
 		text, _ := m.MarshalText()
 		if err := got.UnmarshalText(text); err != nil || got != m {

@@ -18,8 +18,8 @@ func fuzzExtractor(t testing.TB) *Extractor {
 		Tenant:        TenantOptions{Sources: []TenantSource{{Header: "x-tenant", Trusted: true}, {Host: HostFirstLabel}}},
 		Tier:          TierOptions{Header: "x-plan"},
 		Descriptors: []DescriptorSpec{
-			{Name: "ip", Entries: []EntrySpec{{From: FromClientIP, V4Mask: 24, V6Mask: 64}}},
-			{Name: "full_ip", Entries: []EntrySpec{{From: FromClientIP, Key: "ip"}}},
+			{Name: "ip", Entries: []EntrySpec{{From: FromClientIP, V4Mask: 24, V6Mask: 64, Missing: MissingSkip}}},
+			{Name: "full_ip", Entries: []EntrySpec{{From: FromClientIP, Key: "ip", Missing: MissingSkip}}},
 			{Name: "key", Entries: []EntrySpec{{From: FromAPIKey}, {From: FromTier, Missing: MissingDefault, Default: "free"}}},
 			{Name: "route", Entries: []EntrySpec{{From: FromMethod}, {From: FromPath, Template: "/users/{id}/items/{item}", Capture: "item"}}},
 			{Name: "prefix", Entries: []EntrySpec{{From: FromPath, Prefix: "/api/"}}},

@@ -60,9 +60,14 @@ var sourceChoices = "one of " + strings.Join(sourceNames[1:], ", ")
 type Missing uint8
 
 const (
+	// MissingUnset, the zero value, is the source's default policy:
+	// MissingDeny for FromClientIP (no client address means the request
+	// did not come through the expected proxies, and skipping would leave
+	// it unlimited per address), MissingSkip for every other source.
+	MissingUnset Missing = iota
 	// MissingSkip drops the whole descriptor, like an Envoy rate_limits
-	// entry whose action finds nothing. The zero value.
-	MissingSkip Missing = iota
+	// entry whose action finds nothing.
+	MissingSkip
 	// MissingDefault uses EntrySpec.Default as the value.
 	MissingDefault
 	// MissingDeny refuses the request with EntrySpec.DenyStatus.
@@ -126,23 +131,29 @@ func (s *Source) UnmarshalText(text []byte) error {
 	return err
 }
 
-// String returns the configuration name of m, e.g. "skip".
-func (m Missing) String() string { return nameOf(missingNames[:], int(m), "missing") }
+// String returns the configuration name of m, e.g. "skip" ("unset" for
+// MissingUnset).
+func (m Missing) String() string {
+	if m == MissingUnset {
+		return "unset"
+	}
+	return nameOf(missingNames[:], int(m), "missing")
+}
 
-// MarshalText returns the configuration name of m; MissingSkip, the
-// default, marshals as empty, so that the effective configuration leaves
-// it out as the configuration does.
+// MarshalText returns the configuration name of m; MissingUnset marshals as
+// empty, so that the effective configuration leaves it out as the
+// configuration does.
 func (m Missing) MarshalText() ([]byte, error) {
-	if m == MissingSkip {
+	if m == MissingUnset {
 		return nil, nil
 	}
 	return marshalName(missingNames[:], int(m), "missing")
 }
 
-// UnmarshalText sets m to the policy named text ("" is MissingSkip).
+// UnmarshalText sets m to the policy named text ("" is MissingUnset).
 func (m *Missing) UnmarshalText(text []byte) error {
 	if len(text) == 0 {
-		*m = MissingSkip
+		*m = MissingUnset
 		return nil
 	}
 	i, err := unmarshalName(missingNames[:], text, ErrUnknownMissing, orList(missingNames[:]))

@@ -182,9 +182,11 @@ type EntrySpec struct {
 	V6Mask int `yaml:"v6_mask"`
 	// Value is the constant of FromGeneric.
 	Value string `yaml:"value"`
-	// Missing is the policy when the source yields nothing (default skip);
-	// Default is the value of MissingDefault and DenyStatus the HTTP status
-	// of MissingDeny (default 403).
+	// Missing is the policy when the source yields nothing (default deny
+	// for client_ip, whose absence means the request bypassed the trusted
+	// proxies and would otherwise go unlimited per address; skip for every
+	// other source); Default is the value of MissingDefault and DenyStatus
+	// the HTTP status of MissingDeny (default 403).
 	Missing    Missing `yaml:"missing"`
 	Default    string  `yaml:"default"`
 	DenyStatus int     `yaml:"deny_status"`

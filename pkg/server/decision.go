@@ -142,7 +142,7 @@ func readDescriptors(domain string, ds []descriptor.Descriptor, b *descriptor.Bo
 			if e.Key == "" {
 				return fmt.Errorf("descriptor %d entry %d has an empty key", i, j)
 			}
-			if err := b.CheckEntry(i, j, e.Key, e.Value); err != nil {
+			if err := b.CheckEntry(i, j, e.Key); err != nil {
 				return err
 			}
 		}
@@ -153,7 +153,7 @@ func readDescriptors(domain string, ds []descriptor.Descriptor, b *descriptor.Bo
 	for i, d := range ds {
 		start := len(sc.entries)
 		sc.entries = append(sc.entries, d...)
-		canonicalKeys(ids, sc.entries[start:], sc)
+		canonicalValues(ids, sc.entries[start:], b.ValueLength(), sc)
 		sc.verdicts[i] = verdict{desc: sc.entries[start:len(sc.entries):len(sc.entries)], hits: 1}
 	}
 	return nil

@@ -145,6 +145,7 @@ func NewGRPCServer(o GRPCOptions, extra ...grpc.ServerOption) (*grpc.Server, *he
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: o.MinPingInterval, PermitWithoutStream: true}),
 		grpc.ChainUnaryInterceptor(recoverUnary(o.Logger)),
 		grpc.NumStreamWorkers(streamWorkers),
+		grpc.ForceServerCodecV2(newUTF8Codec()),
 	}
 	if o.Creds != nil {
 		opts = append(opts, grpc.Creds(o.Creds))

@@ -154,7 +154,7 @@ func readRequest(req *rlsv3.RateLimitRequest, b *descriptor.Bounds, ids descript
 			if e.GetKey() == "" {
 				return fmt.Errorf("descriptor %d entry %d has an empty key", i, j)
 			}
-			if err := b.CheckEntry(i, j, e.GetKey(), e.GetValue()); err != nil {
+			if err := b.CheckEntry(i, j, e.GetKey()); err != nil {
 				return err
 			}
 		}
@@ -168,7 +168,7 @@ func readRequest(req *rlsv3.RateLimitRequest, b *descriptor.Bounds, ids descript
 		for _, e := range pd.Entries {
 			sc.entries = append(sc.entries, descriptor.Entry{Key: e.Key, Value: e.Value})
 		}
-		canonicalKeys(ids, sc.entries[start:], sc)
+		canonicalValues(ids, sc.entries[start:], b.ValueLength(), sc)
 		v := &sc.verdicts[i]
 		*v = verdict{desc: sc.entries[start:len(sc.entries):len(sc.entries)], hits: hits}
 		if h := pd.HitsAddend; h != nil {
@@ -190,6 +190,25 @@ func readRequest(req *rlsv3.RateLimitRequest, b *descriptor.Bounds, ids descript
 		}
 	}
 	return nil
+}
+
+// canonicalValues is canonicalKeys, then every other value of es longer
+// than maxBytes replaced by its hash (extract.BoundValue, as
+// authz.max_value_bytes on Check): an over-long value is counted, never
+// refused, since an error would let Envoy (failure_mode_deny: false) pass
+// the request with none of its descriptors counted. API key values are
+// already short (a listed id or a hash of the whole key, as on Check).
+func canonicalValues(ids descriptor.Identities, es []descriptor.Entry, maxBytes int, sc *scratch) {
+	canonicalKeys(ids, es, sc)
+	if ids == nil {
+		ids = (*extract.Identities)(nil)
+	}
+	keyKey := ids.APIKeyKey()
+	for j := range es {
+		if e := &es[j]; e.Key != keyKey {
+			e.Value = extract.BoundValue(e.Value, maxBytes)
+		}
+	}
 }
 
 // canonicalKeys replaces the value of each API key entry of es (the raw key,

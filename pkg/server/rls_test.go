@@ -18,6 +18,7 @@ import (
 
 	"github.com/extauthz/extauthz/pkg/backends/chain"
 	"github.com/extauthz/extauthz/pkg/descriptor"
+	"github.com/extauthz/extauthz/pkg/extract"
 	"github.com/extauthz/extauthz/pkg/limiter"
 	"github.com/extauthz/extauthz/pkg/logging"
 )
@@ -225,8 +226,6 @@ func TestShouldRateLimitInvalidArgument(t *testing.T) {
 		{name: "too many entries", settings: Settings{Bounds: descriptor.Bounds{MaxEntries: 1}},
 			req: request("edge", desc("a", "b", "c", "d")), wantMsg: "descriptors[0]: 2 entries is more than max_entries 1"},
 		{name: "key too long", req: request("edge", desc(long, "b")), wantMsg: "descriptors[0].entries[0].key: 300 bytes is more than max_key_length 256"},
-		{name: "value too long", settings: Settings{Bounds: descriptor.Bounds{MaxValueLength: 10}},
-			req: request("edge", desc("a", "b"), desc("a", long)), wantMsg: "descriptors[1].entries[0].value: 300 bytes is more than max_value_length 10"},
 		{name: "request hits too high", settings: Settings{Bounds: descriptor.Bounds{MaxHitsAddend: 10}},
 			req: &rlsv3.RateLimitRequest{Domain: "edge", Descriptors: []*ratelimitv3.RateLimitDescriptor{desc("a", "b")}, HitsAddend: 11}, wantMsg: "hits_addend: 11 is more than max_hits_addend 10"},
 		{name: "descriptor hits too high", req: request("edge", withHits(desc("a", "b"), 1<<40)), wantMsg: "descriptors[0].hits_addend: 1099511627776 is more than max_hits_addend 1000000000"},
@@ -251,6 +250,34 @@ func TestShouldRateLimitInvalidArgument(t *testing.T) {
 				t.Errorf("got %d Take calls, want 0", n)
 			}
 		})
+	}
+}
+
+// TestShouldRateLimitLongValuesHashed: a value beyond max_value_length is
+// counted under its hash (an error would fail open behind Envoy), one
+// counter per distinct value; a value at the bound is counted as sent.
+func TestShouldRateLimitLongValuesHashed(t *testing.T) {
+	e := newEnv(t, Settings{Bounds: descriptor.Bounds{MaxValueLength: 10}})
+	long := strings.Repeat("a", 300)
+	e.call(t, request("edge", desc("remote_address", long), desc("remote_address", long+"b"), desc("remote_address", "0123456789")))
+	calls := e.store.takes()
+	if len(calls) != 1 || len(calls[0].reqs) != 3 {
+		t.Fatalf("got Take calls %v, want one of 3 requests", calls)
+	}
+	rs := calls[0].reqs
+	for i, v := range []string{extract.HashValue(long), extract.HashValue(long + "b"), "0123456789"} {
+		if !strings.Contains(rs[i].Key, v) || strings.Contains(rs[i].Key, long) {
+			t.Errorf("request %d: key %q, want it to hold %q and not the long value", i, rs[i].Key, v)
+		}
+	}
+	// The library's Decide counts it on the same counter.
+	var r Result
+	if err := e.srv.Decide(context.Background(), "edge", []descriptor.Descriptor{dd("remote_address", long)}, &r); err != nil {
+		t.Fatalf("Decide with a long value: %v, want it counted", err)
+	}
+	calls = e.store.takes()
+	if len(calls) != 2 || len(calls[1].reqs) != 1 || calls[1].reqs[0].Key != rs[0].Key {
+		t.Errorf("Decide: got Take calls %v, want one more on key %q", calls, rs[0].Key)
 	}
 }
 

@@ -9,13 +9,21 @@
 //     start, and reuses the first expired one it finds;
 //  2. else, unless it did so within its last MaxKeys/shards/8 full inserts, it
 //     removes all its expired counters in one pass and reuses one of them;
-//  3. else it evicts the sampled counter that expires earliest (an
-//     approximation of "evict the counter closest to expiry", which loses
-//     the least information).
+//  3. else it evicts the sampled counter whose loss admits the least: the
+//     one with the fewest used hits (its limit's capacity minus its
+//     remaining, as of its last update; a refusing counter's whole
+//     capacity), ties broken by the earliest expiry.
 //
 // Evicting an unexpired counter forgets its hits, so that key is admitted as
 // if new: under a flood of distinct keys the store stays bounded and fails
-// open for the evicted keys; Evictions counts them. A sweeper goroutine
+// open for the evicted keys; Evictions counts them. The policy bounds what a
+// client gains by flooding: fresh, barely used counters (one hit each) are
+// evicted before a counter that is refusing or heavily used, so a client
+// cannot push out its own refusing counter (say per-ip, 5 used) by sending a
+// new value of another descriptor each time. A counter with u used hits is
+// evicted only when every sampled counter also has at least u, that is after
+// the client has put u hits into most of the shard's counters: eviction
+// gives back at most as many hits as the flood spent. A sweeper goroutine
 // removes expired counters every SweepInterval; Close stops it.
 package memstore
 
@@ -107,11 +115,23 @@ var _ limiter.Store = (*Store)(nil)
 const freeSlot = math.MinInt64
 
 // entry is one counter. exp is limiter.Limit.Expiry of st in Unix
-// nanoseconds, or freeSlot.
+// nanoseconds, or freeSlot; used is the eviction weight of its last
+// update (see usedHits).
 type entry struct {
-	key string
-	st  limiter.State
-	exp int64
+	key  string
+	st   limiter.State
+	exp  int64
+	used int64
+}
+
+// usedHits is how many hits evicting a counter would give back, from the
+// Result of its last update: its capacity when refusing, else capacity
+// minus remaining.
+func usedHits(r *limiter.Result) int64 {
+	if !r.Allowed {
+		return max(r.Limit, 1)
+	}
+	return max(0, r.Limit-r.Remaining)
 }
 
 // shard holds its counters in a slab, indexed by a map from key to slot, so
@@ -265,8 +285,9 @@ func (s *Store) takeOne(mode limiter.Mode, reqs []limiter.Request, res []limiter
 		e := &sh.ents[i]
 		e.st = states[0]
 		e.exp = req.Limit.Expiry(e.st).UnixNano()
+		e.used = usedHits(&res[0])
 	case states[0] != (limiter.State{}):
-		s.insert(sh, req.Key, states[0], req.Limit.Expiry(states[0]).UnixNano(), now.UnixNano())
+		s.insert(sh, entry{key: req.Key, st: states[0], exp: req.Limit.Expiry(states[0]).UnixNano(), used: usedHits(&res[0])}, now.UnixNano())
 	}
 }
 
@@ -322,6 +343,7 @@ func (s *Store) takeMany(mode limiter.Mode, reqs []limiter.Request, res []limite
 			e := &s.shards[shardOf[i]].ents[j]
 			e.st = states[i]
 			e.exp = reqs[i].Limit.Expiry(e.st).UnixNano()
+			e.used = usedHits(&res[i])
 		}
 	}
 	nowNs := now.UnixNano()
@@ -333,7 +355,7 @@ func (s *Store) takeMany(mode limiter.Mode, reqs []limiter.Request, res []limite
 		if _, dup := sh.idx[reqs[i].Key]; dup {
 			continue // inserted for an earlier request with the same key
 		}
-		s.insert(sh, reqs[i].Key, states[i], reqs[i].Limit.Expiry(states[i]).UnixNano(), nowNs)
+		s.insert(sh, entry{key: reqs[i].Key, st: states[i], exp: reqs[i].Limit.Expiry(states[i]).UnixNano(), used: usedHits(&res[i])}, nowNs)
 	}
 	for i := len(locks) - 1; i >= 0; i-- {
 		s.shards[locks[i]].mu.Unlock()
@@ -355,11 +377,11 @@ func insertSorted(xs []uint32, v uint32) []uint32 {
 	return xs
 }
 
-// insert stores a new counter in sh, whose lock the caller holds; key may
-// alias a reused buffer and is copied. A full shard first evicts one counter
-// as the package doc describes.
-func (s *Store) insert(sh *shard, key string, st limiter.State, exp, now int64) {
-	e := entry{key: strings.Clone(key), st: st, exp: exp}
+// insert stores a new counter e in sh, whose lock the caller holds; e.key
+// may alias a reused buffer and is copied. A full shard first evicts one
+// counter as the package doc describes.
+func (s *Store) insert(sh *shard, e entry, now int64) {
+	e.key = strings.Clone(e.key)
 	var slot int32
 	switch {
 	case len(sh.idx) < sh.max && len(sh.free) > 0:
@@ -395,7 +417,8 @@ func (s *Store) insert(sh *shard, key string, st limiter.State, exp, now int64) 
 
 // victim picks the slot to reuse in a full shard: the first expired counter
 // among up to evictSamples slots spread evenly from a random start, or else
-// the sampled counter that expires first.
+// the sampled counter with the fewest used hits, the one that expires first
+// among those.
 func (sh *shard) victim(now int64) int32 {
 	n := uint64(len(sh.ents))
 	// xorshift64: cheap, and the shard lock is held.
@@ -407,11 +430,11 @@ func (sh *shard) victim(now int64) int32 {
 	best := int32(-1)
 	for k := range min(n, evictSamples) {
 		j := int32((start + k*stride) % n)
-		exp := sh.ents[j].exp
-		if exp <= now {
+		e := &sh.ents[j]
+		if e.exp <= now {
 			return j
 		}
-		if best < 0 || exp < sh.ents[best].exp {
+		if best < 0 || e.used < sh.ents[best].used || e.used == sh.ents[best].used && e.exp < sh.ents[best].exp {
 			best = j
 		}
 	}

@@ -141,6 +141,55 @@ func TestMaxKeysEvictsEarliestExpiry(t *testing.T) {
 	}
 }
 
+// TestEvictionKeepsRefusingCounter: one client refused by its per-ip
+// counter, sending a new value of another descriptor with each request
+// (CountAll counts both), must not push its per-ip counter out of a full
+// shard: fresh counters of one hit are evicted first, though they expire
+// later.
+func TestEvictionKeepsRefusingCounter(t *testing.T) {
+	clock := limitertest.NewFakeClock(t0)
+	s := newTestStore(t, Options{MaxKeys: 64, Shards: 1, SweepInterval: -1, Now: clock.Now})
+	perIP := limiter.Limit{Requests: 5, Period: time.Hour}
+	perUser := limiter.Limit{Requests: 3, Period: 24 * time.Hour}
+	admitted := 0
+	for i := range 2000 {
+		res := take(t, s, limiter.Request{Key: "ip", Limit: perIP, Hits: 1},
+			limiter.Request{Key: fmt.Sprintf("user/%d", i), Limit: perUser, Hits: 1})
+		if res[0].Allowed {
+			admitted++
+		}
+	}
+	if admitted != 5 {
+		t.Errorf("per-ip admitted %d of 2000, want 5", admitted)
+	}
+	if got := s.Evictions(); got < 2000-64 {
+		t.Errorf("got %d evictions, want at least %d: the fresh counters go", got, 2000-64)
+	}
+}
+
+// TestEvictionPrefersFewestUsedHits: among unexpired counters the one with
+// the fewest used hits goes, even when another expires sooner.
+func TestEvictionPrefersFewestUsedHits(t *testing.T) {
+	clock := limitertest.NewFakeClock(t0)
+	s := newTestStore(t, Options{MaxKeys: 4, Shards: 1, SweepInterval: -1, Now: clock.Now})
+	short := limiter.Limit{Requests: 10, Period: time.Minute}
+	long := limiter.Limit{Requests: 10, Period: time.Hour}
+	take(t, s, limiter.Request{Key: "busy", Limit: short, Hits: 6})
+	take(t, s, limiter.Request{Key: "light", Limit: long, Hits: 1})
+	take(t, s, limiter.Request{Key: "mid1", Limit: long, Hits: 3})
+	take(t, s, limiter.Request{Key: "mid2", Limit: long, Hits: 3})
+	take(t, s, limiter.Request{Key: "new", Limit: long, Hits: 1})
+	for key, want := range map[string]int64{"busy": 4, "light": 10, "mid1": 7, "mid2": 7} {
+		l := long
+		if key == "busy" {
+			l = short
+		}
+		if got := take(t, s, limiter.Request{Key: key, Limit: l})[0].Remaining; got != want {
+			t.Errorf("%s: got Remaining %d, want %d", key, got, want)
+		}
+	}
+}
+
 func TestMaxKeysReusesExpiredFirst(t *testing.T) {
 	clock := limitertest.NewFakeClock(t0)
 	s := newTestStore(t, Options{MaxKeys: 64, Shards: 1, SweepInterval: -1, Now: clock.Now})
