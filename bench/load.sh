@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Loopback load tests behind BENCHMARKS.md. Each section runs rlsload against
 # the no-op server (the ceiling) and extauthz in the same invocation.
-# Usage: bash bench/load.sh [DURATION] [ROUNDS] [insight]   (defaults 10s, 3)
-# The server runs with traffic insight on (its default); "insight" as third
-# argument runs only the insight on/off comparison (memory backend, c=64).
+# Usage: bash bench/load.sh [DURATION] [ROUNDS] [SECTIONS]   (defaults 10s, 3, all)
+# The server runs with traffic insight on (its default). SECTIONS "insight"
+# runs only the insight on/off comparison (memory backend, c=64); "pg" only
+# memory, Redis and PostgreSQL at c=64,16 (the PostgreSQL comparison); "all"
+# runs everything, PostgreSQL included.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-dur="${1:-10s}"; rounds="${2:-3}"
+dur="${1:-10s}"; rounds="${2:-3}"; sections="${3:-all}"
 go build -o bin/extauthz ./cmd/extauthz
 go build -o bin/rlsload ./cmd/rlsload
 
@@ -48,6 +50,67 @@ insight_comparison() {
 }
 if [ "${3:-}" = insight ]; then insight_comparison; exit 0; fi
 
+# PostgreSQL from the installed server binaries (as the postgres user when
+# root), fsync on, synchronous_commit off (PG_SYNC=on to keep it on: each
+# take() then waits for its WAL flush; off loses at most ~0.6 s of counts
+# on a database crash, never corrupts them), track_functions=pl so that
+# pg_stat_user_functions counts take() calls.
+pg_start() {
+  pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+  pgport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  pgdir="$tmp/pg"; mkdir -p "$pgdir"
+  as=(); if [ "$(id -u)" = 0 ]; then chown postgres "$pgdir" "$tmp"; chmod 755 "$tmp"; as=(runuser -u postgres --); fi
+  "${as[@]}" "$pgbin/initdb" -D "$pgdir/data" -U postgres -A trust >/dev/null
+  "${as[@]}" "$pgbin/pg_ctl" -D "$pgdir/data" -l "$pgdir/log" -w -o "-p $pgport -k $pgdir -c listen_addresses=127.0.0.1 -c max_connections=200 -c track_functions=pl -c synchronous_commit=${PG_SYNC:-off}" start >/dev/null
+  dsn="postgres://postgres@127.0.0.1:$pgport/postgres?sslmode=disable"
+  pgpid=$(head -1 "$pgdir/data/postmaster.pid")
+}
+pg_stop() { [ -n "${pgbin:-}" ] && "${as[@]}" "$pgbin/pg_ctl" -D "$pgdir/data" -m fast stop >/dev/null 2>&1 || true; }
+pg_config() { # $1: name
+  {
+    echo "backends:"
+    echo "  - type: postgres"
+    echo "    dsn: \"$dsn\""
+    echo "    call_timeout: 1s"
+    echo "    statement_timeout: 1s"
+    echo "    max_conns: 16"
+    echo "breaker: {call_timeout: 1s}"
+    echo "health_check: {timeout: 1s}"
+    sed -n '/^domains:/,$p' cmd/rlsload/bench.yaml
+  } > "$tmp/pg-$1.yaml"
+  echo "$tmp/pg-$1.yaml"
+}
+# pg_cpu_ticks: user+system clock ticks of the postmaster, of its children
+# that exited (reaped: its cutime+cstime) and of those still running.
+pg_cpu_ticks() {
+  local t p
+  t=$(awk '{print $14 + $15 + $16 + $17}' "/proc/$pgpid/stat")
+  for p in $(pgrep -P "$pgpid"); do
+    [ -r "/proc/$p/stat" ] && t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat")))
+  done
+  echo "$t"
+}
+pg_calls() { psql_ -tAc "select coalesce(sum(calls),0) from pg_stat_user_functions where funcname = 'take'"; }
+psql_() { "$pgbin/psql" -h 127.0.0.1 -p "$pgport" -U postgres -d postgres "$@"; }
+pg_run() { # rlsload args; prints PostgreSQL CPU per take() call
+  local cfg; cfg=$(pg_config "$1"); shift
+  bin/extauthz migrate --config "$cfg"
+  local t0 c0 t1 c1
+  t0=$(pg_cpu_ticks); c0=$(pg_calls)
+  run -api rls -targets server -config "$cfg" "$@"
+  t1=$(pg_cpu_ticks); c1=$(pg_calls)
+  python3 -c "import os; hz=os.sysconf('SC_CLK_TCK'); d=$c1-$c0; print(f'postgres CPU: {($t1-$t0)/hz:.2f}s for {d} take() calls = {($t1-$t0)/hz/max(d,1)*1e6:.1f} us per decision (all postgres processes, warm-up included)')"
+}
+trap 'pg_stop; redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || true; rm -rf "$tmp"' EXIT
+
+if [ "$sections" = pg ]; then
+  pg_start
+  run -api rls -concurrency 64,16
+  run -api rls -concurrency 64,16 -targets server -config "$(redis_config '' default)"
+  pg_run default -concurrency 64,16
+  exit 0
+fi
+
 run -api rls -concurrency 64,16
 run -api authz -concurrency 64
 run -api rls -concurrency 64,16 -keys 1
@@ -59,3 +122,6 @@ run -api rls -concurrency 64 -targets server -config "$(redis_config 'auto_pipel
 insight_comparison
 echo; echo "### Redis INFO commandstats after the Redis runs"
 redis-cli -p "$port" info commandstats | grep -E 'cmdstat_' | tr -d '\r'
+pg_start
+pg_run default -concurrency 64,16
+pg_run hot -concurrency 64,16 -keys 1

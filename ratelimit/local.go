@@ -73,7 +73,7 @@ func New(ctx context.Context, cfg *config.Config, o LocalOptions) (*Limiter, err
 	if err != nil {
 		return nil, fmt.Errorf("ratelimit: %w", err)
 	}
-	srv, err := server.New(server.Options{Store: bs.Store, Metrics: server.NewMetrics(reg), Logger: o.Logger}, snap)
+	srv, err := server.New(server.Options{Store: bs.Store, Chains: bs.Named, Metrics: server.NewMetrics(reg), Logger: o.Logger}, snap)
 	if err != nil {
 		bs.Close()
 		return nil, fmt.Errorf("ratelimit: %w", err)

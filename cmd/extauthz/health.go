@@ -43,13 +43,7 @@ func healthCmd(ctx context.Context, args []string, getenv func(string) string, s
 		return err
 	}
 	defer bs.Close()
-	var members []chain.Backend
-	if bs.Chain != nil {
-		members = bs.Chain.Backends()
-	} else {
-		members = []chain.Backend{{Name: "memory", Store: bs.Store, Local: true}}
-	}
-	usable, err := chain.WriteTable(stdout, chain.Check(ctx, members, timeout))
+	usable, err := chain.WriteTable(stdout, chain.Check(ctx, bs.Members, timeout))
 	if err != nil {
 		return err
 	}

@@ -32,6 +32,8 @@ Usage:
   extauthz explain --config FILE [--ip IP] [--header name:value ...] [--method M] [--host H] --path P
   extauthz health --config FILE [--timeout D]
   extauthz top [--addr HOST:PORT|URL] [--token-file F] [--interval 2s] [--window 5m] [--once]
+  extauthz migrate --config FILE [--timeout D]
+  extauthz cleanup --config FILE [--timeout D]
   extauthz version
 
 Environment: EXTAUTHZ_CONFIG, EXTAUTHZ_GRPC_ADDR and EXTAUTHZ_HTTP_ADDR stand in
@@ -90,6 +92,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return healthCmd(ctx, args, getenv, stdout, stderr)
 	case "top":
 		return topCmd(ctx, args, stdout, stderr)
+	case "migrate":
+		return migrateCmd(ctx, args, getenv, stdout, stderr)
+	case "cleanup":
+		return cleanupCmd(ctx, args, getenv, stdout, stderr)
 	case "version":
 		if len(args) > 0 {
 			fmt.Fprintln(stderr, "extauthz version takes no arguments")

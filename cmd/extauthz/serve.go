@@ -197,7 +197,7 @@ func (d *daemon) build() error {
 	if d.insight, err = newInsight(cfg, d.bs, log); err != nil {
 		return err
 	}
-	if d.srv, err = server.New(server.Options{Store: d.bs.Store, Metrics: server.NewMetrics(d.reg), Logger: log, Insight: d.insight}, snap); err != nil {
+	if d.srv, err = server.New(server.Options{Store: d.bs.Store, Chains: d.bs.Named, Metrics: server.NewMetrics(d.reg), Logger: log, Insight: d.insight}, snap); err != nil {
 		return err
 	}
 	gopts, err := grpcOptions(cfg, d.ops, log)
@@ -392,6 +392,9 @@ func applyReload(srv *server.Server, authz *server.Authz, level *slog.LevelVar, 
 	lv, err := logging.ParseLevel(cfg.Log.Level)
 	if err != nil {
 		return err
+	}
+	if err := srv.CheckRoutes(snap); err != nil {
+		return &refusedError{err}
 	}
 	if err := reloadAuthz(authz, cfg); err != nil {
 		return err

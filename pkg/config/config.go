@@ -6,6 +6,7 @@ import (
 	"github.com/extauthz/extauthz/pkg/adminauth"
 	"github.com/extauthz/extauthz/pkg/backends/chain"
 	"github.com/extauthz/extauthz/pkg/backends/memstore"
+	"github.com/extauthz/extauthz/pkg/backends/pgstore"
 	"github.com/extauthz/extauthz/pkg/backends/redisstore"
 	"github.com/extauthz/extauthz/pkg/descriptor"
 	"github.com/extauthz/extauthz/pkg/insight"
@@ -53,8 +54,18 @@ type Config struct {
 	// OverLimitBody adds a small JSON raw_body naming the refusing limit to
 	// OVER_LIMIT responses (default false).
 	OverLimitBody bool `yaml:"over_limit_body"`
-	// Backends is the ordered backend chain (default: one memory backend).
+	// Backends is the ordered backend chain (default: one memory backend):
+	// the default chain, named "default", that counts every rule no other
+	// chain is chosen for.
 	Backends []Backend `yaml:"backends"`
+	// Chains are more named backend chains (chains.go), each an ordered
+	// list like Backends with its own breakers and health checks. A rule
+	// chooses one with rate_limit.chain, or through ChainsByUnit.
+	Chains map[string][]Backend `yaml:"chains"`
+	// ChainsByUnit names the chain of every rule of a unit (second ...
+	// year) that names none itself, e.g. {month: durable}; also of Envoy's
+	// per-descriptor limit overrides of that unit.
+	ChainsByUnit map[string]string `yaml:"chains_by_unit"`
 	// Failover holds failure_mode, domain_failure_modes, breaker,
 	// health_check, readiness and replicas (chain.Settings); its keys are
 	// top-level.
@@ -103,18 +114,25 @@ const (
 // inline field tagged `backend:"<type>"`, list the type in BackendTypes and
 // call its Validate in Backend.validate.
 type Backend struct {
-	// Type is "memory" or "redis".
+	// Type is "memory", "redis" or "postgres".
 	Type string `yaml:"type"`
+	// Name identifies the backend in metrics, logs and the health table
+	// (default: its type, then type#2, type#3 ... for more of one type);
+	// unique across every chain.
+	Name string `yaml:"name"`
 	// Memory holds max_keys.
 	Memory memstore.Options `yaml:",inline" backend:"memory"`
 	// Redis holds the Redis settings (url, sentinel, cluster, tls, ...).
 	Redis redisstore.Config `yaml:",inline" backend:"redis"`
-	// Failover holds fair_share.
+	// Postgres holds the PostgreSQL settings (dsn, dsn_file, dsn_env,
+	// schema, max_conns, ..., see pgstore.Settings).
+	Postgres pgstore.Settings `yaml:",inline" backend:"postgres"`
+	// Failover holds fair_share and call_timeout.
 	Failover chain.BackendSettings `yaml:",inline"`
 }
 
 // BackendTypes lists the valid Backend.Type values.
-var BackendTypes = []string{"memory", "redis"}
+var BackendTypes = []string{"memory", "redis", "postgres"}
 
 // Domain is one rule file in envoyproxy/ratelimit's format, inline in
 // Config.Domains or a file of Config.RulesDir.
@@ -161,6 +179,10 @@ type RateLimit struct {
 	Burst int64 `yaml:"burst"`
 	// Tiering holds tier_key and tiers (authz.go).
 	Tiering `yaml:",inline"`
+	// Chain names the backend chain that counts this rule (an extauthz
+	// addition; default: chains_by_unit's chain for the unit, else the
+	// default chain, "default").
+	Chain string `yaml:"chain"`
 }
 
 // Replace is one entry of rate_limit.replaces.

@@ -283,8 +283,8 @@ func TestBadFiles(t *testing.T) {
 			":3:15: backends[0].max_keys: -5 is negative: expected the maximum number of counters kept, e.g. 1000000",
 			":4:17: backends[0].fair_share: the first backend has no backend before it to take over from",
 			":7:15: backends[1].max_keys: applies only to backends of type memory; this one is of type redis",
-			`:8:11: backends[2].type: unknown backend type "memcached": expected memory or redis`,
-			":9:5: backends[3].type: missing: every backend needs a type: memory or redis",
+			`:8:11: backends[2].type: unknown backend type "memcached": expected memory, redis or postgres`,
+			":9:5: backends[3].type: missing: every backend needs a type: memory, redis or postgres",
 		}},
 		{file: "server.bad.yaml", want: []string{
 			`:1:12: grpc_addr: "localhost" is not a listen address: expected HOST:PORT, e.g. 0.0.0.0:8081 or 127.0.0.1:8081`,

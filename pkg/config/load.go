@@ -108,7 +108,7 @@ func load(r io.Reader, name string, fsys fileSystem) (*Config, error) {
 	c := dec.checker(&errs)
 	cfg.validate(c)
 
-	rc := &ruleCompiler{defaultAlg: cfg.DefaultAlgorithm, seen: make(map[string]string)}
+	rc := &ruleCompiler{defaultAlg: cfg.DefaultAlgorithm, chains: cfg.chainNames(), byUnit: cfg.unitChains(), seen: make(map[string]string)}
 	rc.apiKeyKey, rc.keys = cfg.ruleKeys()
 	for i := range cfg.Domains {
 		cfg.Domains[i].File = name
@@ -125,7 +125,7 @@ func load(r io.Reader, name string, fsys fileSystem) (*Config, error) {
 	if len(errs) > 0 {
 		return nil, joinSorted(errs)
 	}
-	set, err := descriptor.NewSet(rc.domains, descriptor.Options{DefaultAlgorithm: cfg.DefaultAlgorithm, Identities: cfg.ruleIdentities()})
+	set, err := descriptor.NewSet(rc.domains, descriptor.Options{DefaultAlgorithm: cfg.DefaultAlgorithm, Identities: cfg.ruleIdentities(), ChainsByUnit: cfg.unitChains()})
 	if err != nil {
 		return nil, fmt.Errorf("config: %s: %w", name, err)
 	}

@@ -151,8 +151,9 @@ func (cfg *Config) validate(c *checker) {
 		cfg.Backends = []Backend{{Type: "memory"}}
 	}
 	for i := range cfg.Backends {
-		cfg.Backends[i].validate(c, i)
+		cfg.Backends[i].validate(c, fmt.Sprintf("backends[%d]", i), i)
 	}
+	cfg.validateChains(c)
 	c.report("", cfg.Failover.Validate())
 	c.report("insight", cfg.Insight.Validate())
 	cfg.Ops.validate(c)
@@ -174,17 +175,21 @@ func checkAddr(c *checker, path, addr string) {
 	}
 }
 
-func (b *Backend) validate(c *checker, i int) {
-	path := fmt.Sprintf("backends[%d]", i)
+// validate checks b, the i-th backend of its chain, at path.
+func (b *Backend) validate(c *checker, path string, i int) {
 	known := false
 	for _, t := range BackendTypes {
 		known = known || b.Type == t
 	}
 	switch {
 	case b.Type == "":
-		c.errorf(join(path, "type"), "missing: every backend needs a type: %s", strings.Join(BackendTypes, " or "))
+		c.errorf(join(path, "type"), "missing: every backend needs a type: %s", orList(BackendTypes))
 	case !known:
-		c.errorf(join(path, "type"), "unknown backend type %q: expected %s", b.Type, strings.Join(BackendTypes, " or "))
+		if near := closest(b.Type, BackendTypes); near != "" {
+			c.errorf(join(path, "type"), "unknown backend type %q; did you mean %q?", b.Type, near)
+		} else {
+			c.errorf(join(path, "type"), "unknown backend type %q: expected %s", b.Type, orList(BackendTypes))
+		}
 	}
 	prefix := path + "."
 	var foreign []string
@@ -202,8 +207,21 @@ func (b *Backend) validate(c *checker, i int) {
 		c.report(path, b.Memory.Validate())
 	case "redis":
 		c.report(path, b.Redis.Validate())
+	case "postgres":
+		c.report(path, b.Postgres.Validate())
+	}
+	if b.Name != "" && !chainName.MatchString(b.Name) {
+		c.errorf(join(path, "name"), "%q is not a valid backend name: expected lower-case letters, digits, '-' and '_'", b.Name)
 	}
 	c.report(path, b.Failover.Validate(i, b.Type, b.Type == "memory"))
+}
+
+// orList formats names as "a, b or c".
+func orList(names []string) string {
+	if len(names) < 2 {
+		return strings.Join(names, "")
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
 }
 
 // ruleCompiler checks rule files and turns them into descriptor.Domains.
@@ -215,6 +233,11 @@ type ruleCompiler struct {
 	// under the API key descriptor key (see Config.ruleKeys).
 	apiKeyKey string
 	keys      *extract.Identities
+	// chains are the names rate_limit.chain may give; nil: a lone rule
+	// file (LoadRules), which may name none. byUnit is chains_by_unit
+	// (unitChains), for the rules that name none.
+	chains []string
+	byUnit map[descriptor.Unit]string
 }
 
 // compileDomain checks d (at path, "" for a rule file's root) and adds it.
@@ -317,6 +340,7 @@ func (rc *ruleCompiler) rateLimit(c *checker, rl *RateLimit, p string, names map
 			{"requests_per_unit", rl.RequestsPerUnit != nil},
 			{"algorithm", rl.Algorithm != nil},
 			{"burst", rl.Burst != 0},
+			{"chain", rl.Chain != ""},
 		} {
 			if f.set {
 				c.errorf(join(p, f.name), "an unlimited rate_limit is never counted: remove %s (or unlimited)", f.name)
@@ -354,6 +378,18 @@ func (rc *ruleCompiler) rateLimit(c *checker, rl *RateLimit, p string, names map
 		out.Burst = 0
 	}
 	out.Tiers = rl.Tiering.compile(c, p, out)
+	out.Chain = rc.byUnit[out.Unit]
+	if rl.Chain != "" {
+		out.Chain = ""
+		if rc.chains == nil {
+			c.errorf(join(p, "chain"), "a lone rule file has no backend chains: load it through a server file that defines chain %q", rl.Chain)
+		} else {
+			checkChainName(c, join(p, "chain"), rl.Chain, rc.chains)
+		}
+		if rl.Chain != DefaultChain {
+			out.Chain = rl.Chain
+		}
+	}
 	return out
 }
 

@@ -137,6 +137,9 @@ func explainRule(b *strings.Builder, r *Rule) {
 		}
 		b.WriteByte('\n')
 		fmt.Fprintf(b, "  counter: %s\n", counterScope(r))
+		if r.Chain != "" {
+			fmt.Fprintf(b, "  chain: %s\n", r.Chain)
+		}
 	}
 	if r.Shadow {
 		b.WriteString("  shadow mode: yes (counted and reported, never refuses)\n")

@@ -44,6 +44,11 @@ type Rule struct {
 	// Tiers chooses the limit per request by tier and identity overrides
 	// (see ResolveRequest in tiers.go); nil when Limit always applies.
 	Tiers *Tiers
+	// Chain names the backend chain that counts the rule's hits: its
+	// RateLimit.Chain, or for an Override rule Options.ChainsByUnit[unit];
+	// "" is the default chain. A tier that changes the unit keeps the
+	// rule's chain.
+	Chain string
 
 	// levels describes how each entry of a matching descriptor was
 	// matched, one per level of the tree, root first.

@@ -18,6 +18,7 @@ type Set struct {
 	names      []string // sorted
 	defaultAlg limiter.Algorithm
 	ids        Identities
+	byUnit     map[Unit]string
 }
 
 // Options tune NewSet. The zero value is valid.
@@ -30,6 +31,11 @@ type Options struct {
 	// overrides choose rule limits (see Tiers); nil lists none, and then
 	// no entry key names an identity.
 	Identities Identities
+	// ChainsByUnit names the backend chain of the rules Override builds,
+	// by unit ("" or absent: the default chain); a node's rule carries its
+	// own (RateLimit.Chain). NewSet does not check the names: the caller
+	// knows its chains.
+	ChainsByUnit map[Unit]string
 }
 
 type domainTree struct {
@@ -72,7 +78,7 @@ const MaxRequestsPerUnit = math.MaxUint32
 // invalid limit, and replaces naming no rule of the domain (or the rule
 // itself). Errors start with the Source of the offending domain or node.
 func NewSet(domains []Domain, opts Options) (*Set, error) {
-	s := &Set{domains: make(map[string]*domainTree, len(domains)), defaultAlg: opts.DefaultAlgorithm, ids: opts.Identities}
+	s := &Set{domains: make(map[string]*domainTree, len(domains)), defaultAlg: opts.DefaultAlgorithm, ids: opts.Identities, byUnit: opts.ChainsByUnit}
 	var errs []error
 	for i := range domains {
 		d := &domains[i]
@@ -236,6 +242,7 @@ func (b *builder) rule(n *node, spec *Node, lv []level) *Rule {
 		r.UnitCode = rl.Unit
 		r.Unit = rl.Unit.String()
 		r.Limit = limiter.Limit{Requests: rl.RequestsPerUnit, Period: rl.Unit.Period(), Burst: rl.Burst, Algorithm: rl.Algorithm}
+		r.Chain = rl.Chain
 		switch {
 		case !rl.Unit.Valid():
 			b.fail(spec.Source, n.path, "rate_limit unit is not one of %s", UnitNames)
@@ -379,6 +386,7 @@ func (s *Set) Override(domain string, unit Unit, requestsPerUnit uint32) (r Rule
 		UnitCode: unit,
 		Limit:    limiter.Limit{Requests: int64(requestsPerUnit), Period: unit.Period(), Algorithm: s.defaultAlg},
 		Override: true,
+		Chain:    s.byUnit[unit],
 	}, true
 }
 

@@ -56,4 +56,7 @@ type RateLimit struct {
 	// Tiers, when set, is copied into Rule.Tiers, linked to
 	// Options.Identities (see tiers.go).
 	Tiers *Tiers
+	// Chain names the backend chain that counts the rule ("": the default
+	// chain), resolved by the caller (rate_limit.chain or chains_by_unit).
+	Chain string
 }

@@ -25,6 +25,7 @@ var live = map[string]bool{
 	"domain_failure_modes":    true,
 	"domains":                 true,
 	"rules_dir":               true,
+	"chains_by_unit":          true, // compiled into the rules; the chains themselves need a restart
 	"authz":                   true, // but see presence below
 	"log.level":               true,
 	"limits.max_descriptors":  true,

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -44,6 +45,8 @@ type BackendMetrics struct {
 	errors      *prometheus.CounterVec
 	scriptLoads *prometheus.CounterVec
 	cacheHits   *prometheus.CounterVec
+	cleaned     *prometheus.CounterVec
+	reg         prometheus.Registerer
 }
 
 // NewBackendMetrics registers the backend metrics with reg:
@@ -72,6 +75,15 @@ type BackendMetrics struct {
 //     NOSCRIPT (script cache flushed, restart, failover to a new master).
 //   - extauthz_redis_local_cache_hits_total{backend} (counter): requests
 //     refused by the local over-limit cache without a round trip.
+//   - extauthz_postgres_rows_cleaned_total{backend} (counter): expired
+//     counter rows deleted by the background cleanup.
+//   - extauthz_postgres_pool_connections{backend,state} (gauge): the
+//     connection pool, read at each scrape: acquired (in use), idle, total
+//     and max.
+//
+// PostgreSQL round trips and errors share the backend series above (the
+// error kinds are pgstore.ErrorKind's: canceled, timeout, connection,
+// schema, server, reply, invalid, other).
 //
 // It panics, as promauto does, if reg already holds metrics of these names.
 func NewBackendMetrics(reg prometheus.Registerer) *BackendMetrics {
@@ -115,6 +127,11 @@ func NewBackendMetrics(reg prometheus.Registerer) *BackendMetrics {
 			Name: "extauthz_redis_local_cache_hits_total",
 			Help: "Requests answered by a Redis backend's local over-limit cache without a round trip.",
 		}, []string{"backend"}),
+		cleaned: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "extauthz_postgres_rows_cleaned_total",
+			Help: "Expired counter rows deleted by the PostgreSQL background cleanup.",
+		}, []string{"backend"}),
+		reg: reg,
 	}
 }
 
@@ -225,3 +242,63 @@ func (r *RedisMetrics) ScriptLoad() { r.scriptLoads.Inc() }
 
 // CacheHits records n requests answered by the local over-limit cache.
 func (r *RedisMetrics) CacheHits(n int) { r.cacheHits.Add(float64(n)) }
+
+// PostgresMetrics records the calls and cleanups of one PostgreSQL
+// backend; Call fits pgstore.Settings.OnCall (through pgstore.ErrorKind)
+// and Cleaned its OnCleanup. It is safe for concurrent use.
+type PostgresMetrics struct {
+	duration prometheus.Observer
+	errors   *prometheus.CounterVec // curried with the backend
+	cleaned  prometheus.Counter
+}
+
+// PoolUsage is a PostgreSQL pool's connection counts.
+type PoolUsage struct {
+	Acquired, Idle, Total, Max int32
+}
+
+// Postgres returns the recorder of the PostgreSQL backend named backend,
+// with its cleanup series created at zero, and registers its pool gauges,
+// which call pool at each scrape. It fails if the gauges of backend are
+// already registered.
+func (m *BackendMetrics) Postgres(backend string, pool func() PoolUsage) (*PostgresMetrics, error) {
+	for _, g := range []struct {
+		state string
+		get   func(PoolUsage) int32
+	}{
+		{"acquired", func(u PoolUsage) int32 { return u.Acquired }},
+		{"idle", func(u PoolUsage) int32 { return u.Idle }},
+		{"total", func(u PoolUsage) int32 { return u.Total }},
+		{"max", func(u PoolUsage) int32 { return u.Max }},
+	} {
+		err := m.reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name:        "extauthz_postgres_pool_connections",
+			Help:        "Connections of a PostgreSQL backend's pool, by state (acquired, idle, total, max).",
+			ConstLabels: prometheus.Labels{"backend": backend, "state": g.state},
+		}, func() float64 { return float64(g.get(pool())) }))
+		if err != nil {
+			return nil, fmt.Errorf("server: postgres pool metrics of %s: %w", backend, err)
+		}
+	}
+	return &PostgresMetrics{
+		duration: m.callTime.WithLabelValues(backend),
+		errors:   m.errors.MustCurryWith(prometheus.Labels{"backend": backend}),
+		cleaned:  m.cleaned.WithLabelValues(backend),
+	}, nil
+}
+
+// Call records one round trip that took d and failed with an error of kind
+// ("" for success), a value of pgstore.ErrorKind.
+func (p *PostgresMetrics) Call(d time.Duration, kind string) {
+	p.duration.Observe(d.Seconds())
+	if kind != "" {
+		p.errors.WithLabelValues(kind).Inc()
+	}
+}
+
+// Cleaned records rows deleted by one cleanup batch.
+func (p *PostgresMetrics) Cleaned(rows int64) {
+	if rows > 0 {
+		p.cleaned.Add(float64(rows))
+	}
+}

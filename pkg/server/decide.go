@@ -73,6 +73,7 @@ type scratch struct {
 	matched  []*descriptor.Rule // each verdict's rule, for applyReplaces
 	keyIDs   []byte             // canonical API keys of the request (canonicalKeys), aliased by entries
 	now      time.Time          // when the request's API keys were canonicalised; zero before
+	routes   []route            // the chains of a routed request (route.go)
 }
 
 // maxPooledKeyBytes bounds the key buffer a pooled scratch keeps, so that
@@ -97,6 +98,8 @@ func putScratch(sc *scratch) {
 	clear(sc.reqs[:cap(sc.reqs)])
 	clear(sc.headers[:cap(sc.headers)])
 	clear(sc.matched[:cap(sc.matched)])
+	clear(sc.routes[:cap(sc.routes)])
+	sc.routes = sc.routes[:0]
 	sc.entries, sc.verdicts, sc.reqs, sc.res = sc.entries[:0], sc.verdicts[:0], sc.reqs[:0], sc.res[:0]
 	sc.key, sc.keyEnds, sc.headers, sc.matched = sc.key[:0], sc.keyEnds[:0], sc.headers[:0], sc.matched[:0]
 	sc.keyIDs, sc.now = sc.keyIDs[:0], time.Time{}
@@ -178,16 +181,18 @@ func matchRules(rules *descriptor.Set, domain string, vs []verdict) (replaces bo
 }
 
 // count encodes the key of every counted verdict, in request order, and
-// counts them all with one Store.Take.
+// counts them all with one Store.Take, or with one Take per chain when
+// their rules route them to more than one (countRouted).
 func (s *Server) count(ctx context.Context, mode limiter.Mode, sc *scratch) error {
 	vs := sc.verdicts
 	sc.key, sc.keyEnds = sc.key[:0], sc.keyEnds[:0]
-	n := 0
+	n, routed := 0, false
 	for i := range vs {
 		v := &vs[i]
 		if v.kind != kindCounted {
 			continue
 		}
+		routed = routed || v.rule.Chain != ""
 		sc.key = descriptor.AppendCounterKey(sc.key, v.ns, v.rule, v.desc, v.limit)
 		sc.keyEnds = append(sc.keyEnds, len(sc.key))
 		v.req = n
@@ -196,6 +201,24 @@ func (s *Server) count(ctx context.Context, mode limiter.Mode, sc *scratch) erro
 	if n == 0 {
 		return nil
 	}
+	if routed {
+		return s.countRouted(ctx, mode, sc, n)
+	}
+	s.fillRequests(sc, n)
+
+	// One Take, whatever the count mode: a shadow rule that refuses does not
+	// stop CountIfAllAllowed from counting the others (Request.Shadow).
+	if err := s.store.Take(ctx, mode, sc.reqs, sc.res); err != nil {
+		return err
+	}
+	sc.copyResults()
+	return nil
+}
+
+// fillRequests builds the n requests of the counted verdicts from their
+// keys (request i's key ends at sc.keyEnds[i]).
+func (s *Server) fillRequests(sc *scratch, n int) {
+	vs := sc.verdicts
 	sc.reqs = resize(sc.reqs, n)
 	sc.res = resize(sc.res, n)
 	for i := range vs {
@@ -209,18 +232,15 @@ func (s *Server) count(ctx context.Context, mode limiter.Mode, sc *scratch) erro
 		}
 		sc.reqs[v.req] = limiter.Request{Key: bytesString(sc.key[start:sc.keyEnds[v.req]]), Limit: v.limit, Hits: v.hits, Shadow: v.shadow}
 	}
+}
 
-	// One Take, whatever the count mode: a shadow rule that refuses does not
-	// stop CountIfAllAllowed from counting the others (Request.Shadow).
-	if err := s.store.Take(ctx, mode, sc.reqs, sc.res); err != nil {
-		return err
-	}
-	for i := range vs {
-		if v := &vs[i]; v.kind == kindCounted {
+// copyResults copies each counted verdict's result from sc.res.
+func (sc *scratch) copyResults() {
+	for i := range sc.verdicts {
+		if v := &sc.verdicts[i]; v.kind == kindCounted {
 			v.result = sc.res[v.req]
 		}
 	}
-	return nil
 }
 
 // applyReplaces marks as replaced every counted descriptor whose rule

@@ -70,6 +70,9 @@ func Explain(w io.Writer, rules *descriptor.Set, domain string, ds []descriptor.
 			if v.shadow {
 				b.WriteString(" (shadow mode: never refuses)")
 			}
+			if v.rule.Chain != "" {
+				fmt.Fprintf(&b, ", in chain %s", v.rule.Chain)
+			}
 			b.WriteByte('\n')
 		}
 	}

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -39,12 +40,16 @@ func (s *Server) storeFailed(ctx context.Context, api apiID, snap *Snapshot, dom
 	if a == failureUnavailable {
 		return codeUnavailable, status.Error(codes.Unavailable, "rate limit store unavailable")
 	}
-	fillFailure(a, sc.reqs, sc.res, snap.settings.FailClosedRetryAfter)
-	for i := range sc.verdicts {
-		if v := &sc.verdicts[i]; v.kind == kindCounted {
-			v.result = sc.res[v.req]
+	var re *RouteError
+	if errors.As(err, &re) {
+		// Only the chains that failed: the others' results stand.
+		for _, r := range re.ranges {
+			fillFailure(a, sc.reqs[r[0]:r[1]], sc.res[r[0]:r[1]], snap.settings.FailClosedRetryAfter)
 		}
+	} else {
+		fillFailure(a, sc.reqs, sc.res, snap.settings.FailClosedRetryAfter)
 	}
+	sc.copyResults()
 	return codeOK, nil
 }
 

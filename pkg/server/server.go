@@ -186,8 +186,12 @@ func (s *Snapshot) Config() []byte { return s.config }
 
 // Options configures a Server.
 type Options struct {
-	// Store counts hits. Required.
+	// Store counts hits: the default chain. Required.
 	Store limiter.Store
+	// Chains are the named backend chains that rules route to
+	// (descriptor.Rule.Chain; see route.go), by name. New refuses a
+	// snapshot whose rules name a chain missing here (CheckRoutes).
+	Chains map[string]limiter.Store
 	// Metrics records request and decision metrics. Required; see NewMetrics.
 	Metrics *Metrics
 	// Logger receives rate-limited warnings (default slog.Default()).
@@ -204,6 +208,7 @@ type Server struct {
 
 	live    atomic.Pointer[live]
 	store   limiter.Store
+	chains  map[string]limiter.Store
 	metrics *Metrics
 	log     *slog.Logger
 	warn    logging.Throttle // store failures: one warning per logging.DefaultEvery
@@ -225,7 +230,10 @@ func New(opts Options, snap *Snapshot) (*Server, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	s := &Server{store: opts.Store, metrics: opts.Metrics, log: opts.Logger, insight: opts.Insight}
+	s := &Server{store: opts.Store, chains: opts.Chains, metrics: opts.Metrics, log: opts.Logger, insight: opts.Insight}
+	if err := s.CheckRoutes(snap); err != nil {
+		return nil, err
+	}
 	s.Swap(snap)
 	return s, nil
 }

@@ -16,19 +16,28 @@ import (
 	"github.com/extauthz/extauthz/pkg/server"
 )
 
-// Backends is the store built from the server file's backends: a lone
-// memory backend as is, anything else as a failover chain. Close releases
-// it.
+// Backends are the stores built from the server file's chains: the
+// default chain (the backends list) and the named chains (config.Chains).
+// A chain of a lone memory backend is that store; anything else is a
+// failover chain. Close releases them.
 type Backends struct {
-	// Store decides: the memory store or the chain.
+	// Store decides for the default chain: the memory store or the chain.
 	Store limiter.Store
-	// Chain is the failover chain; nil for a lone memory backend.
+	// Named are the named chains' stores, by chain name, for rules that
+	// route to them (server.Options.Chains).
+	Named map[string]limiter.Store
+	// Chain is the default chain's failover chain; nil for a lone memory
+	// backend.
 	Chain *chain.Chain
-	// Policy is the chain's readiness policy (see Ready).
+	// Members are the backends of every chain, in order (for the health
+	// command).
+	Members []chain.Backend
+	// Policy is the chains' readiness policy (see Ready).
 	Policy chain.Readiness
 	// Memory holds the memory stores by backend name, for their metrics.
 	Memory map[string]*memstore.Store
 
+	chains []*chain.Chain // every failover chain, for Ready
 	events chan StateEvent
 	// redis holds the Redis stores, in chain order, for LoadScripts.
 	redis   []redisMember
@@ -53,53 +62,56 @@ type StateEvent struct {
 // lone memory backend sends none. Nobody has to read it.
 func (bs *Backends) Events() <-chan StateEvent { return bs.events }
 
-// NewBackends builds the backends of cfg, logging to log (nil:
-// slog.Default()) and feeding bm (nil: no metrics). Nothing contacts a
-// remote backend here: the chain's health checks find out whether it is
+// NewBackends builds the chains of cfg, logging to log (nil:
+// slog.Default()) and feeding bm (nil: no metrics). Nothing but a
+// PostgreSQL backend's schema check (pgstore.Open, bounded by its connect
+// timeout; it refuses an unknown schema with pgstore.ErrSchema) contacts a
+// remote backend here: the chains' health checks find out whether it is
 // up.
 func NewBackends(cfg *config.Config, log *slog.Logger, bm *server.BackendMetrics) (*Backends, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	bs := &Backends{events: make(chan StateEvent, 64), Memory: map[string]*memstore.Store{}}
-	list := cfg.Backends
-	if len(list) == 0 {
-		list = []config.Backend{{Type: "memory"}}
-	}
-	members, err := bs.members(list, bm)
-	if err != nil {
-		bs.Close()
-		return nil, err
-	}
-	if len(members) == 1 && members[0].Local {
-		bs.Store = members[0].Store
-		log.Debug("backend", "type", "memory", "max_keys", list[0].Memory.MaxKeys)
-		return bs, nil
-	}
-	if err := bs.newChain(cfg, members, log, bm); err != nil {
-		bs.Close()
-		return nil, err
+	bs := &Backends{events: make(chan StateEvent, 64), Memory: map[string]*memstore.Store{}, Named: map[string]limiter.Store{}, Policy: cfg.Failover.Readiness}
+	for _, ch := range cfg.ChainList() {
+		st, c, err := bs.build(cfg, ch, log, bm)
+		if err != nil {
+			bs.Close()
+			return nil, err
+		}
+		if c != nil {
+			bs.chains = append(bs.chains, c)
+		}
+		if ch.Name == config.DefaultChain {
+			bs.Store, bs.Chain = st, c
+		} else {
+			bs.Named[ch.Name] = st
+		}
 	}
 	return bs, nil
 }
 
-// members opens the store of each backend of list, named by type (the
-// second of a type "type#2", and so on).
-func (bs *Backends) members(list []config.Backend, bm *server.BackendMetrics) ([]chain.Backend, error) {
+// build opens the stores of ch and, unless it is a lone memory backend,
+// their failover chain.
+func (bs *Backends) build(cfg *config.Config, ch config.Chain, log *slog.Logger, bm *server.BackendMetrics) (limiter.Store, *chain.Chain, error) {
 	var members []chain.Backend
-	names := map[string]int{}
-	for i, b := range list {
-		name := b.Type
-		if names[name]++; names[name] > 1 {
-			name = fmt.Sprintf("%s#%d", b.Type, names[name])
-		}
-		m, err := bs.member(name, b, bm)
+	for i, b := range ch.Backends {
+		m, err := bs.member(b.Name, b, bm)
 		if err != nil {
-			return nil, fmt.Errorf("backends[%d] (%s): %w", i, b.Type, err)
+			return nil, nil, fmt.Errorf("%s (%s): %w", config.BackendPath(ch.Name, i), b.Type, err)
 		}
 		members = append(members, m)
 	}
-	return members, nil
+	bs.Members = append(bs.Members, members...)
+	if len(members) == 1 && members[0].Local {
+		log.Debug("backend", "chain", ch.Name, "type", "memory", "max_keys", ch.Backends[0].Memory.MaxKeys)
+		return members[0].Store, nil, nil
+	}
+	c, err := bs.newChain(cfg, members, log, bm)
+	if err != nil {
+		return nil, nil, fmt.Errorf("chain %s: %w", ch.Name, err)
+	}
+	return c, c, nil
 }
 
 // member opens the store of backend b.
@@ -127,6 +139,13 @@ func (bs *Backends) member(name string, b config.Backend, bm *server.BackendMetr
 		bs.closers = append(bs.closers, func() { _ = rs.Close() })
 		bs.redis = append(bs.redis, redisMember{name: name, store: rs, metrics: rm})
 		return chain.Backend{Name: name, Addr: rs.Addr(), Store: rs, BackendSettings: b.Failover}, nil
+	case "postgres":
+		ps, err := openPostgres(name, b.Postgres, bm)
+		if err != nil {
+			return chain.Backend{}, err
+		}
+		bs.closers = append(bs.closers, func() { _ = ps.Close() })
+		return chain.Backend{Name: name, Addr: ps.Addr(), Store: ps, BackendSettings: b.Failover}, nil
 	}
 	return chain.Backend{}, fmt.Errorf("type %q is not supported by this build", b.Type)
 }
@@ -140,23 +159,21 @@ func setRedisHooks(o *redisstore.Options, m *server.RedisMetrics) {
 }
 
 // newChain builds the failover chain over members.
-func (bs *Backends) newChain(cfg *config.Config, members []chain.Backend, log *slog.Logger, bm *server.BackendMetrics) error {
-	bs.Policy = cfg.Failover.Readiness
+func (bs *Backends) newChain(cfg *config.Config, members []chain.Backend, log *slog.Logger, bm *server.BackendMetrics) (*chain.Chain, error) {
 	c, err := chain.New(chain.Options{
 		Backends: members,
 		Settings: cfg.Failover,
 		Hooks:    chainHooks(bs.events, members, log, bm),
 	})
 	if err != nil {
-		return fmt.Errorf("backends: %w", err)
+		return nil, fmt.Errorf("backends: %w", err)
 	}
 	// Close the chain (its health checks) before the stores it uses.
 	bs.closers = append([]func(){func() { _ = c.Close() }}, bs.closers...)
-	bs.Store, bs.Chain = c, c
 	for _, m := range members {
 		log.Debug("backend", "name", m.Name, "addr", m.Addr, "local", m.Local, "fair_share", m.FairShare)
 	}
-	return nil
+	return c, nil
 }
 
 // chainHooks returns the chain's hooks: state changes go to events (for
@@ -218,16 +235,22 @@ func (bs *Backends) LoadScripts(ctx context.Context, log *slog.Logger, timeout t
 	}
 }
 
-// Ready reports whether the backends can serve under the readiness policy.
+// Ready reports whether the backends can serve under the readiness
+// policy, which every chain must meet.
 func (bs *Backends) Ready() error {
-	if bs.Chain == nil || bs.Chain.Ready(bs.Policy) {
-		return nil
-	}
 	var down []string
-	for _, st := range bs.Chain.Statuses() {
-		if !st.Usable() {
-			down = append(down, st.Name+" "+st.State.String())
+	for _, c := range bs.chains {
+		if c.Ready(bs.Policy) {
+			continue
 		}
+		for _, st := range c.Statuses() {
+			if !st.Usable() {
+				down = append(down, st.Name+" "+st.State.String())
+			}
+		}
+	}
+	if len(down) == 0 {
+		return nil
 	}
 	return fmt.Errorf("backends not ready under readiness %s (%s)", bs.Policy, strings.Join(down, ", "))
 }

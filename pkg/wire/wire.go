@@ -1,6 +1,7 @@
 // Package wire builds what a loaded server file describes: the decision
-// server's settings and snapshot (Settings, NewSnapshot) and its backends,
-// a lone memory store or a failover chain (NewBackends). cmd/extauthz and
+// server's settings and snapshot (Settings, NewSnapshot) and its backends:
+// the default chain and the named chains rules route to, each a lone
+// memory store or a failover chain (NewBackends). cmd/extauthz and
 // the in-process ratelimit library both build through it.
 package wire
 

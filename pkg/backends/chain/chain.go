@@ -191,6 +191,9 @@ func (c *Chain) newBackend(o Backend) *backend {
 	if c.breaker.CallTimeout > 0 {
 		b.timeout = c.breaker.CallTimeout
 	}
+	if o.CallTimeout != 0 {
+		b.timeout = max(o.CallTimeout, 0)
+	}
 	if p, ok := o.Store.(Pinger); ok && !c.health.Disabled {
 		b.pinger = p
 	}

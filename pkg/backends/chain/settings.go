@@ -60,6 +60,10 @@ type BackendSettings struct {
 	// unavailable (see FairShare for the rounding). Only a local (memory)
 	// backend that follows another one can have it.
 	FairShare bool `yaml:"fair_share"`
+	// CallTimeout, when set, replaces Settings.Breaker.CallTimeout for this
+	// backend's calls (negative: none). A database such as PostgreSQL may
+	// need more than the 10ms that suits Redis; a local backend has none.
+	CallTimeout time.Duration `yaml:"call_timeout"`
 }
 
 // Defaults of Settings.
@@ -165,6 +169,9 @@ func negative(path string, d time.Duration) error {
 // typ; local is set for an in-process (memory) backend. Paths are relative
 // to the backend entry.
 func (s BackendSettings) Validate(i int, typ string, local bool) error {
+	if s.CallTimeout != 0 && local {
+		return field.Errorf("call_timeout", "a %s backend is in process and has no call timeout: remove call_timeout", typ)
+	}
 	switch {
 	case !s.FairShare:
 		return nil

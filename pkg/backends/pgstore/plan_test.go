@@ -69,6 +69,9 @@ func TestTakePlansUseThePrimaryKey(t *testing.T) {
 	mu.Lock()
 	all := strings.Join(plans, "\n")
 	mu.Unlock()
+	if testing.Verbose() { // BENCHMARKS.md quotes these plans
+		t.Logf("plans:\n%s", all)
+	}
 	for _, want := range []string{"Conflict Arbiter Indexes: counters_pkey", "Index Scan using counters_pkey on counters c", "Update on counters c"} {
 		if !strings.Contains(all, want) {
 			t.Errorf("plans do not contain %q:\n%s", want, all)
