@@ -89,7 +89,10 @@ func (memory) Evictions() uint64 { return 0 }
 func registered(t *testing.T) map[string]bool {
 	r := &recorder{Registerer: prometheus.NewRegistry(), names: map[string]bool{}}
 	server.NewMetrics(r)
-	server.NewBackendMetrics(r)
+	bm := server.NewBackendMetrics(r)
+	if _, err := bm.Postgres("pg", func() server.PoolUsage { return server.PoolUsage{} }); err != nil {
+		t.Fatal(err)
+	}
 	m := opsmetrics.New(r, nil)
 	if err := m.EnableTLS(); err != nil {
 		t.Fatal(err)
