@@ -245,13 +245,12 @@ func (t *Tiering) compile(c *checker, p string, base *descriptor.RateLimit) *des
 		if !ok {
 			continue
 		}
-		l := limiter.Limit{Requests: n, Period: unit.Period(), Burst: tl.Burst, Algorithm: base.Algorithm}
-		if tl.Burst != 0 && base.Algorithm != limiter.TokenBucket {
-			c.errorf(join(tp, "burst"), "only a token_bucket has a burst, and this rate_limit uses %s", base.Algorithm)
+		if !checkBurst(c, join(tp, "burst"), tl.Burst, base.Algorithm, "") {
 			continue
 		}
-		if err := l.Validate(); err != nil {
-			c.errorf(tp, "%v", err)
+		l := limiter.Limit{Requests: n, Period: unit.Period(), Burst: tl.Burst, Algorithm: base.Algorithm}
+		if err := l.ValidateConfig(); err != nil { // as descriptor.NewSet checks it
+			c.report(tp, err)
 			continue
 		}
 		out.Limits[name], out.Units[name] = l, unit

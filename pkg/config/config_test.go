@@ -270,6 +270,14 @@ func TestBadFiles(t *testing.T) {
 			":7:92: domains[0].descriptors[1].rate_limit.burst: only a token_bucket has a burst, and this rate_limit uses sliding_window",
 			":9:90: domains[0].descriptors[2].rate_limit.burst: -1 is negative",
 		}},
+		// Issue 16, finding 6: bounds that serve or a backend applied, and validate did not.
+		{file: "bounds.bad.yaml", want: []string{
+			":1:27: limits.max_hits_addend: 9007199254740992 is too large: expected at most 9007199254740991 (2^53-1",
+			":2:37: backends[0].max_keys: 1000000000000 is too large: expected at most 4294967296",
+			":7:89: domains[0].descriptors[0].rate_limit.burst: invalid limit: a token bucket refilling 10 per 8760h0m0s holds at most 1462 tokens (146 years of refill), and its burst is 5000: set burst to 1462 or less",
+			":15:65: domains[0].descriptors[1].rate_limit.tiers.big.burst: 10000000000000000 is too large: expected at most 4294967295",
+			":16:61: domains[0].descriptors[1].rate_limit.tiers.slow.burst: invalid limit: a token bucket refilling 1 per 168h0m0s holds at most 7625 tokens",
+		}},
 		{file: "share_threshold.bad.yaml", want: []string{
 			":6:26: domains[0].descriptors[0].share_threshold: needs a value with a '*' wildcard (e.g. value: /files/*): all values matching it then share one counter",
 			":9:26: domains[0].descriptors[1].share_threshold: needs a value with a '*' wildcard",

@@ -1,7 +1,6 @@
 package config
 
 import (
-	"math"
 
 	"github.com/extauthz/extauthz/pkg/certs"
 	"github.com/extauthz/extauthz/pkg/descriptor"
@@ -72,6 +71,15 @@ func (l *Limits) Bounds() descriptor.Bounds {
 	}.WithDefaults()
 }
 
+// orDefault returns v, or def when v is zero (a negative v is an error,
+// reported by Bounds.Validate, and stays).
+func orDefault[T int | uint64](v, def T) T {
+	if v == 0 {
+		return def
+	}
+	return v
+}
+
 // Bounds of limits.max_message_bytes: below 4 KiB ordinary requests fail,
 // and gRPC counts sizes in an int32.
 const (
@@ -91,29 +99,17 @@ func (o *Ops) validate(c *checker) {
 }
 
 func (l *Limits) validate(c *checker) {
-	for _, f := range []struct {
-		name string
-		v    *int
-		def  int
-	}{
-		{"max_descriptors", &l.MaxDescriptors, descriptor.DefaultMaxDescriptors},
-		{"max_entries", &l.MaxEntries, descriptor.DefaultMaxEntries},
-		{"max_key_length", &l.MaxKeyLength, descriptor.DefaultMaxKeyLength},
-		{"max_value_length", &l.MaxValueLength, descriptor.DefaultMaxValueLength},
-	} {
-		switch {
-		case *f.v == 0:
-			*f.v = f.def
-		case *f.v < 0:
-			c.errorf("limits."+f.name, "%d is negative: expected 1 or more (default %d)", *f.v, f.def)
-		}
+	b := descriptor.Bounds{
+		MaxDescriptors: l.MaxDescriptors,
+		MaxEntries:     l.MaxEntries,
+		MaxKeyLength:   l.MaxKeyLength,
+		MaxValueLength: l.MaxValueLength,
+		MaxHitsAddend:  l.MaxHitsAddend,
 	}
-	switch {
-	case l.MaxHitsAddend == 0:
-		l.MaxHitsAddend = descriptor.DefaultMaxHitsAddend
-	case l.MaxHitsAddend > math.MaxInt64:
-		c.errorf("limits.max_hits_addend", "%d is too large: expected at most %d", l.MaxHitsAddend, int64(math.MaxInt64))
-	}
+	c.report("limits", b.Validate())
+	d := b.WithDefaults()
+	l.MaxDescriptors, l.MaxEntries, l.MaxKeyLength = orDefault(l.MaxDescriptors, d.MaxDescriptors), orDefault(l.MaxEntries, d.MaxEntries), orDefault(l.MaxKeyLength, d.MaxKeyLength)
+	l.MaxValueLength, l.MaxHitsAddend = orDefault(l.MaxValueLength, d.MaxValueLength), orDefault(l.MaxHitsAddend, d.MaxHitsAddend)
 	switch m := l.MaxMessageBytes; {
 	case m == 0:
 		l.MaxMessageBytes = server.DefaultMaxRecvMsgSize

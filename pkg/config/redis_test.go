@@ -18,12 +18,10 @@ func loadString(t *testing.T, src string) (*Config, error) {
 
 func TestRedisBackendDecode(t *testing.T) {
 	dir := t.TempDir()
-	ca := filepath.Join(dir, "ca.pem")
+	ca, _ := writePair(t, dir, "ca") // the CA bundle must hold a certificate, as Open reads it
 	pw := filepath.Join(dir, "pw")
-	for _, f := range []string{ca, pw} {
-		if err := os.WriteFile(f, []byte("x\n"), 0o600); err != nil {
-			t.Fatal(err)
-		}
+	if err := os.WriteFile(pw, []byte("x\n"), 0o600); err != nil {
+		t.Fatal(err)
 	}
 	src := `
 backends:

@@ -366,16 +366,12 @@ func (rc *ruleCompiler) rateLimit(c *checker, rl *RateLimit, p string, names map
 	if rl.Algorithm != nil {
 		out.Algorithm = *rl.Algorithm
 	}
-	switch {
-	case rl.Burst < 0:
-		c.errorf(join(p, "burst"), "%d is negative: expected the bucket capacity, 1 or more (default requests_per_unit)", rl.Burst)
+	if !checkBurst(c, join(p, "burst"), rl.Burst, out.Algorithm, ": set algorithm: token_bucket or remove burst") {
 		out.Burst = 0
-	case rl.Burst > descriptor.MaxRequestsPerUnit:
-		c.errorf(join(p, "burst"), "%d is too large: expected at most %d", rl.Burst, int64(descriptor.MaxRequestsPerUnit))
-		out.Burst = 0
-	case rl.Burst > 0 && out.Algorithm != limiter.TokenBucket:
-		c.errorf(join(p, "burst"), "only a token_bucket has a burst, and this rate_limit uses %s: set algorithm: token_bucket or remove burst", out.Algorithm)
-		out.Burst = 0
+	}
+	if out.Unit.Valid() && rl.RequestsPerUnit != nil && out.RequestsPerUnit == *rl.RequestsPerUnit {
+		l := limiter.Limit{Requests: out.RequestsPerUnit, Period: out.Unit.Period(), Burst: out.Burst, Algorithm: out.Algorithm}
+		c.report(p, l.ValidateConfig()) // as descriptor.NewSet checks it
 	}
 	out.Tiers = rl.Tiering.compile(c, p, out)
 	out.Chain = rc.byUnit[out.Unit]
@@ -391,6 +387,24 @@ func (rc *ruleCompiler) rateLimit(c *checker, rl *RateLimit, p string, names map
 		}
 	}
 	return out
+}
+
+// checkBurst reports at path why burst is not the capacity of a rate_limit
+// (or tier) counting with alg, and returns false then: negative, above
+// MaxRequestsPerUnit, or set on another algorithm than token_bucket (the
+// message then ends with fix).
+func checkBurst(c *checker, path string, burst int64, alg limiter.Algorithm, fix string) bool {
+	switch {
+	case burst < 0:
+		c.errorf(path, "%d is negative: expected the bucket capacity, 1 or more (default requests_per_unit)", burst)
+	case burst > descriptor.MaxRequestsPerUnit:
+		c.errorf(path, "%d is too large: expected at most %d", burst, int64(descriptor.MaxRequestsPerUnit))
+	case burst > 0 && alg != limiter.TokenBucket:
+		c.errorf(path, "only a token_bucket has a burst, and this rate_limit uses %s%s", alg, fix)
+	default:
+		return true
+	}
+	return false
 }
 
 // hasControl reports whether s holds a control character. Envoy's

@@ -3,6 +3,9 @@ package descriptor
 import (
 	"errors"
 	"strconv"
+
+	"github.com/extauthz/extauthz/pkg/field"
+	"github.com/extauthz/extauthz/pkg/limiter"
 )
 
 // Bounds limit what one rate-limit request may ask, so that a misbehaving
@@ -118,6 +121,36 @@ func boundOr(v, def int) int {
 		return def
 	}
 	return v
+}
+
+// MaxHitsAddendLimit is the largest max_hits_addend: limiter.MaxCount
+// (2^53-1), the most hits every store counts exactly (the Redis store
+// refuses more, which would answer every such request with an error).
+const MaxHitsAddendLimit = limiter.MaxCount
+
+// Validate checks b as configured (zero means the default): no bound is
+// negative, and MaxHitsAddend is at most MaxHitsAddendLimit. Errors are
+// *field.Error values at the bound's name (e.g. "max_hits_addend").
+func (b Bounds) Validate() error {
+	var errs []error
+	for _, f := range []struct {
+		name   string
+		v, def int
+	}{
+		{BoundDescriptors, b.MaxDescriptors, DefaultMaxDescriptors},
+		{BoundEntries, b.MaxEntries, DefaultMaxEntries},
+		{BoundKeyLength, b.MaxKeyLength, DefaultMaxKeyLength},
+		{BoundValueLength, b.MaxValueLength, DefaultMaxValueLength},
+	} {
+		if f.v < 0 {
+			errs = append(errs, field.Errorf(f.name, "%d is negative: expected 1 or more (default %d)", f.v, f.def))
+		}
+	}
+	if b.MaxHitsAddend > MaxHitsAddendLimit {
+		errs = append(errs, field.Errorf(BoundHitsAddend, "%d is too large: expected at most %d (2^53-1, the most hits every backend counts exactly)",
+			b.MaxHitsAddend, uint64(MaxHitsAddendLimit)))
+	}
+	return errors.Join(errs...)
 }
 
 // WithDefaults returns b with every unset (zero or negative) bound replaced

@@ -3,6 +3,7 @@ package descriptor
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"sort"
@@ -234,6 +235,13 @@ func (b *builder) rule(n *node, spec *Node, lv []level) *Rule {
 		r.ValueToMetric = r.ValueToMetric || l.valueToMetric
 	}
 	r.Tiers = linkTiers(r, rl, b.ids)
+	if rl.Tiers != nil {
+		for _, name := range slices.Sorted(maps.Keys(rl.Tiers.Limits)) {
+			if err := rl.Tiers.Limits[name].ValidateConfig(); err != nil {
+				b.fail(spec.Source, n.path, "tier %s: %v", name, err)
+			}
+		}
+	}
 	if rl.Unlimited {
 		if rl.Unit != UnitUnknown || rl.RequestsPerUnit != 0 || rl.Burst != 0 {
 			b.fail(spec.Source, n.path, "an unlimited rate_limit takes no unit, requests_per_unit or burst")
@@ -249,7 +257,7 @@ func (b *builder) rule(n *node, spec *Node, lv []level) *Rule {
 		case rl.RequestsPerUnit > MaxRequestsPerUnit:
 			b.fail(spec.Source, n.path, "requests_per_unit %d is above %d", rl.RequestsPerUnit, uint64(MaxRequestsPerUnit))
 		default:
-			if err := r.Limit.Validate(); err != nil {
+			if err := r.Limit.ValidateConfig(); err != nil {
 				b.fail(spec.Source, n.path, "%v", err)
 			}
 		}

@@ -198,12 +198,18 @@ func TestNewSetErrors(t *testing.T) {
 			{Key: "c", RateLimit: &RateLimit{Unit: UnitSecond, RequestsPerUnit: 1 << 32}},
 			{Key: "e", RateLimit: &RateLimit{Unit: UnitSecond, RequestsPerUnit: 1, Burst: 5}},
 			{Key: "f", RateLimit: &RateLimit{Unlimited: true, Unit: UnitSecond}},
+			// Issue 16, finding 6: limits every store would not count as configured.
+			{Key: "g", RateLimit: &RateLimit{Unit: UnitYear, RequestsPerUnit: 10, Algorithm: limiter.TokenBucket, Burst: 5000}},
+			{Key: "h", RateLimit: &RateLimit{Unit: UnitMinute, RequestsPerUnit: 100, Algorithm: limiter.TokenBucket, Tiers: &Tiers{Key: "plan",
+				Limits: map[string]limiter.Limit{"big": {Requests: 1000, Period: time.Minute, Burst: 1e16, Algorithm: limiter.TokenBucket}}}}},
 		}}}, want: []string{
 			"d.a: rate_limit unit is not one of second",
 			"d.b: invalid limit: requests -1 is negative",
 			"d.c: requests_per_unit 4294967296 is above 4294967295",
 			"d.e: invalid limit: burst is only meaningful for token_bucket",
 			"d.f: an unlimited rate_limit takes no unit",
+			"d.g: burst: invalid limit: a token bucket refilling 10 per 8760h0m0s holds at most 1462 tokens",
+			"d.h: tier big: burst: invalid limit: 10000000000000000 is beyond 9007199254740991",
 		}},
 		{name: "replaces", domains: []Domain{{Name: "d", Descriptors: []Node{
 			{Key: "a", RateLimit: named("a", 1, "a")},

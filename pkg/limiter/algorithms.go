@@ -106,10 +106,6 @@ func (l *Limit) slidingRetry(curr, prev, hits, toEnd int64) int64 {
 	return satAdd(toEnd, p-min(d, p))
 }
 
-// maxTolerance caps a token bucket's tolerance B*T (documented on
-// TokenBucket): 2^62 ns, about 146 years.
-const maxTolerance = 1 << 62
-
 // tokenBucket implements TokenBucket (documented there).
 func (l *Limit) tokenBucket(s *State, now, hits int64, r *Result) {
 	p := int64(l.Period)
@@ -119,15 +115,12 @@ func (l *Limit) tokenBucket(s *State, now, hits int64, r *Result) {
 		r.RetryAfter = r.ResetAfter
 		return
 	}
-	t := p / l.Requests
-	if p%l.Requests != 0 {
-		t++
-	}
+	t := l.emission()
 	b := l.Capacity()
 	// Relative to now: need = max(TAT, now) - now + hits*T. The tolerance is
 	// capped below MaxInt64, so a saturated need is always refused and an
 	// admitted TAT stays representable.
-	tolerance := min(satMul(b, t), maxTolerance)
+	tolerance := min(satMul(b, t), MaxTolerance)
 	backlog := max(satSub(s.Stamp, now), 0)
 	need := satAdd(backlog, satMul(hits, t))
 	r.Allowed = need <= tolerance

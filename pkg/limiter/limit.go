@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/extauthz/extauthz/pkg/field"
 )
 
 // Algorithm selects how a Limit counts requests.
@@ -75,10 +77,12 @@ const (
 	// refused, is newTAT - now - B*T (also when hits > B, which never fits).
 	// R == 0 refuses with ResetAfter = RetryAfter = P.
 	//
-	// The tolerance is capped at 2^62 ns (about 146 years): a bucket whose
-	// B*T is longer (e.g. 10/year with burst 5000) admits a burst of
-	// floor(2^62/T) rather than B, the same in every store, and its TAT, and
-	// so its state's expiry, stays within 146 years of now.
+	// The tolerance is capped at MaxTolerance, 2^62 ns (about 146 years): a
+	// bucket whose B*T is longer (e.g. 10/year with burst 5000) admits a
+	// burst of floor(2^62/T) rather than B, the same in every store, and its
+	// TAT, and so its state's expiry, stays within 146 years of now.
+	// ValidateConfig refuses such a limit, so a configured bucket is never
+	// capped; the cap keeps any other caller's bucket limiting.
 	TokenBucket
 )
 
@@ -163,6 +167,73 @@ func (l Limit) Validate() error {
 		return fmt.Errorf("%w: %s", ErrUnknownAlgorithm, l.Algorithm)
 	}
 	return nil
+}
+
+// MaxCount is the largest Requests and Burst of a configured limit (and the
+// largest hits of one request, descriptor.Bounds' max_hits_addend): 2^53-1,
+// the largest integer the Redis store's Lua arithmetic (IEEE doubles)
+// represents exactly. It holds for every store, so that a limit that
+// counts in memory also counts on Redis; ValidateConfig checks it.
+const MaxCount = 1<<53 - 1
+
+// MaxTolerance is the longest token bucket tolerance B*T (burst times
+// emission interval) that the algorithm honours, 2^62 ns (about 146 years);
+// a longer one is capped (see TokenBucket). ValidateConfig refuses a limit
+// whose tolerance would be capped, so a configured burst is always admitted
+// in full.
+const MaxTolerance = 1 << 62
+
+// ValidateConfig reports whether a configuration may set l: Validate's
+// checks, Requests and Burst at most MaxCount, and, for a token bucket, a
+// tolerance Capacity()*ceil(Period/Requests) of at most MaxTolerance (the
+// error then names MaxBurst, the largest burst for that rate). Its errors
+// wrap ErrInvalidLimit and are *field.Error values at "requests_per_unit"
+// or "burst" (the rule file's names of Requests and Burst), so a config
+// loader can place them. Stores accept more than this (Validate), but every
+// limit it accepts is counted exactly and alike by every store.
+func (l Limit) ValidateConfig() error {
+	switch {
+	case l.Requests > MaxCount:
+		return field.Errorf("requests_per_unit", "%w: %d is beyond %d (2^53-1), the largest count every store keeps exactly", ErrInvalidLimit, l.Requests, int64(MaxCount))
+	case l.Burst > MaxCount:
+		return field.Errorf("burst", "%w: %d is beyond %d (2^53-1), the largest count every store keeps exactly", ErrInvalidLimit, l.Burst, int64(MaxCount))
+	}
+	if err := l.Validate(); err != nil {
+		return err
+	}
+	if l.Algorithm != TokenBucket || l.Requests == 0 {
+		return nil
+	}
+	if maxB := l.MaxBurst(); l.Capacity() > maxB {
+		path, what := "burst", "burst"
+		if l.Burst == 0 {
+			path, what = "requests_per_unit", "burst (requests_per_unit, as no burst is set)"
+		}
+		return field.Errorf(path, "%w: a token bucket refilling %d per %v holds at most %d tokens (146 years of refill), and its %s is %d: "+
+			"set burst to %d or less, or raise the rate", ErrInvalidLimit, l.Requests, l.Period, maxB, what, l.Capacity(), maxB)
+	}
+	return nil
+}
+
+// MaxBurst returns the largest token bucket capacity whose tolerance
+// stays within MaxTolerance at l's rate: floor(2^62 / ceil(Period/Requests)),
+// or MaxCount when that is smaller or Requests is 0.
+func (l Limit) MaxBurst() int64 {
+	if l.Requests <= 0 || l.Period <= 0 {
+		return MaxCount
+	}
+	return min(MaxTolerance/l.emission(), MaxCount)
+}
+
+// emission returns a token bucket's emission interval T = ceil(P/R), for
+// R > 0.
+func (l Limit) emission() int64 {
+	p := int64(l.Period)
+	t := p / l.Requests
+	if p%l.Requests != 0 {
+		t++
+	}
+	return t
 }
 
 // Capacity is the most hits Limit admits at once: Burst for a token bucket

@@ -79,8 +79,16 @@ type Options struct {
 	Now func() time.Time `yaml:"-"`
 }
 
+// MaxKeysLimit is the largest MaxKeys: 2^32 counters (far more than
+// memory holds: each takes 100 bytes or more).
+const MaxKeysLimit = 1 << 32
+
+// maxShards bounds Shards: a larger value counts as maxShards.
+const maxShards = 1 << 20
+
 // Validate fills in the default of MaxKeys and returns every problem as a
-// *field.Error whose path is relative to o ("max_keys").
+// *field.Error whose path is relative to o ("max_keys", "shards"). New
+// accepts exactly the options it accepts.
 func (o *Options) Validate() error {
 	var errs []error
 	switch {
@@ -88,11 +96,32 @@ func (o *Options) Validate() error {
 		o.MaxKeys = DefaultMaxKeys
 	case o.MaxKeys < 0:
 		errs = append(errs, field.Errorf("max_keys", "%d is negative: expected the maximum number of counters kept, e.g. %d", o.MaxKeys, DefaultMaxKeys))
+	case o.MaxKeys > MaxKeysLimit:
+		errs = append(errs, field.Errorf("max_keys", "%d is too large: expected at most %d", o.MaxKeys, int64(MaxKeysLimit)))
 	}
-	if o.Shards < 0 {
+	switch {
+	case o.Shards < 0:
 		errs = append(errs, field.Errorf("shards", "%d is negative", o.Shards))
+	case errs == nil && o.MaxKeys/o.shardCount() >= math.MaxInt32:
+		errs = append(errs, field.Errorf("shards", "%d shards cannot index max_keys %d: expected at least %d shards", o.Shards, o.MaxKeys, o.MaxKeys/math.MaxInt32+1))
 	}
 	return errors.Join(errs...)
+}
+
+// shardCount returns the number of shards of a Store with o (MaxKeys set):
+// a power of two, at most MaxKeys.
+func (o *Options) shardCount() int {
+	var n int
+	if o.Shards == 0 {
+		// The largest power of two <= maxKeys/minKeysPerShard, at most DefaultShards.
+		n = 1 << (bits.Len(uint(min(DefaultShards, max(1, o.MaxKeys/minKeysPerShard)))) - 1)
+	} else {
+		n = 1 << bits.Len(uint(min(o.Shards, maxShards)-1)) // round up to a power of two
+	}
+	for n > o.MaxKeys {
+		n >>= 1
+	}
+	return n
 }
 
 // Store is a sharded in-memory limiter.Store. Its methods are safe for
@@ -156,20 +185,7 @@ func New(opts Options) (*Store, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, fmt.Errorf("memstore: %w: %w", ErrInvalidOptions, err)
 	}
-	maxKeys := opts.MaxKeys
-	var n int
-	if opts.Shards == 0 {
-		// The largest power of two <= maxKeys/minKeysPerShard, at most DefaultShards.
-		n = 1 << (bits.Len(uint(min(DefaultShards, max(1, maxKeys/minKeysPerShard)))) - 1)
-	} else {
-		n = 1 << bits.Len(uint(min(opts.Shards, 1<<20)-1)) // round up to a power of two
-	}
-	for n > maxKeys {
-		n >>= 1
-	}
-	if maxKeys/n >= math.MaxInt32 {
-		return nil, fmt.Errorf("memstore: %w: max_keys %d is more than %d shards can index", ErrInvalidOptions, maxKeys, n)
-	}
+	maxKeys, n := opts.MaxKeys, opts.shardCount()
 	now := opts.Now
 	if now == nil {
 		now = time.Now

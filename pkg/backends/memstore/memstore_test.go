@@ -10,6 +10,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/extauthz/extauthz/pkg/field"
 	"github.com/extauthz/extauthz/pkg/limiter"
 	"github.com/extauthz/extauthz/pkg/limiter/limitertest"
 )
@@ -88,6 +89,45 @@ func TestNewOptions(t *testing.T) {
 			}
 			if total != tc.wantMax {
 				t.Errorf("got shards holding %d keys in total, want %d", total, tc.wantMax)
+			}
+		})
+	}
+}
+
+// TestValidateMatchesNew: Validate (what extauthz validate runs) refuses
+// exactly what New refuses, at the offending setting (issue 16, finding
+// 6: max_keys 1000000000000 validated, then serve exited).
+func TestValidateMatchesNew(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		opts Options
+		path string // "" when valid
+	}{
+		{name: "defaults", opts: Options{}},
+		{name: "the largest max_keys", opts: Options{MaxKeys: MaxKeysLimit, SweepInterval: -1}},
+		{name: "max_keys 10^12", opts: Options{MaxKeys: 1_000_000_000_000}, path: "max_keys"},
+		{name: "max_keys just beyond", opts: Options{MaxKeys: MaxKeysLimit + 1}, path: "max_keys"},
+		{name: "negative max_keys", opts: Options{MaxKeys: -1}, path: "max_keys"},
+		{name: "too few shards", opts: Options{MaxKeys: 3_000_000_000, Shards: 1}, path: "shards"},
+		{name: "enough shards", opts: Options{MaxKeys: 3_000_000_000, Shards: 2, SweepInterval: -1}},
+		{name: "shards beyond the cap count as the cap", opts: Options{Shards: 1 << 30, SweepInterval: -1}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := tc.opts
+			verr := o.Validate()
+			s, nerr := New(tc.opts)
+			if nerr == nil {
+				s.Close()
+			}
+			if (verr == nil) != (nerr == nil) {
+				t.Fatalf("Validate: %v; New: %v: want both nil or both errors", verr, nerr)
+			}
+			var fe *field.Error
+			switch {
+			case tc.path == "" && verr != nil:
+				t.Fatalf("Validate: %v, want nil", verr)
+			case tc.path != "" && (!errors.As(verr, &fe) || fe.Path != tc.path):
+				t.Fatalf("Validate: %v, want a field error at %q", verr, tc.path)
 			}
 		})
 	}

@@ -3,6 +3,7 @@ package redisstore
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net/url"
@@ -162,22 +163,25 @@ func (cfg *Config) credentials(uo *redis.UniversalOptions) error {
 	}
 	path, user := cfg.PasswordFile, uo.Username
 	if _, err := readSecret(path); err != nil {
-		return err
+		return fmt.Errorf("password file: %w", err)
 	}
 	uo.Password = ""
 	uo.CredentialsProviderContext = func(context.Context) (string, string, error) {
 		p, err := readSecret(path)
-		return user, p, err
+		if err != nil {
+			return "", "", fmt.Errorf("password file: %w", err)
+		}
+		return user, p, nil
 	}
 	return nil
 }
 
-// readSecret reads a password file; the error names the file, never its
-// contents.
+// readSecret reads a password file (Validate checks it so); the error
+// names the file, never its contents.
 func readSecret(path string) (string, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return "", fmt.Errorf("password file: %w", err)
+		return "", err
 	}
 	return strings.TrimRight(string(b), "\r\n"), nil
 }
@@ -191,20 +195,29 @@ func (t TLS) config(serverName string) (*tls.Config, error) {
 		InsecureSkipVerify: t.InsecureSkipVerify, //nolint:gosec // opt-in, documented as tests only
 	}
 	if t.CAFile != "" {
-		pool, err := certs.LoadCAs(t.CAFile)
+		pool, err := t.loadCAs()
 		if err != nil {
 			return nil, fmt.Errorf("tls ca file: %w", err)
 		}
 		tc.RootCAs = pool
 	}
 	if t.CertFile != "" {
-		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+		cert, err := t.loadCertificate()
 		if err != nil {
 			return nil, fmt.Errorf("tls client certificate: %w", err)
 		}
 		tc.Certificates = []tls.Certificate{cert}
 	}
 	return tc, nil
+}
+
+// loadCAs reads the CA bundle (Validate and config both call it).
+func (t TLS) loadCAs() (*x509.CertPool, error) { return certs.LoadCAs(t.CAFile) }
+
+// loadCertificate reads the client certificate and its key (Validate and
+// config both call it).
+func (t TLS) loadCertificate() (tls.Certificate, error) {
+	return tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
 }
 
 // RedactURL returns u with any password replaced by "xxxxx", for logs and

@@ -14,6 +14,12 @@ import (
 	"github.com/extauthz/extauthz/pkg/limiter"
 )
 
+// notPEM is a file that exists and holds no PEM block.
+var notPEM = func() string {
+	p, _ := filepath.Abs("redisstore.go")
+	return p
+}()
+
 func TestOpenValidates(t *testing.T) {
 	tests := []struct {
 		name    string
@@ -32,6 +38,12 @@ func TestOpenValidates(t *testing.T) {
 		{name: "missing password file", cfg: Config{URL: URL("redis://h:1"), PasswordFile: "/nonexistent/pw"}, wantErr: "password_file: open /nonexistent/pw"},
 		{name: "cert without key", cfg: Config{URL: URL("redis://h:1"), TLS: TLS{CertFile: "c.pem"}}, wantErr: "tls: set both cert_file and key_file"},
 		{name: "missing ca", cfg: Config{URL: URL("rediss://h:1"), TLS: TLS{CAFile: "/nonexistent/ca.pem"}}, wantErr: "tls.ca_file: open /nonexistent/ca.pem"},
+		// Issue 16, finding 6: Validate (so validate) refuses what Open refused, or go-redis panicked on.
+		{name: "pool beyond int32", cfg: Config{URL: URL("redis://h:1"), Pool: Pool{Size: 1 << 31}}, wantErr: "pool.size: 2147483648 is too large: expected at most 2147483647"},
+		{name: "min idle beyond int32", cfg: Config{URL: URL("redis://h:1"), Pool: Pool{MinIdle: 1 << 31}}, wantErr: "pool.min_idle: 2147483648 is too large"},
+		{name: "password file is a directory", cfg: Config{URL: URL("redis://h:1"), PasswordFile: os.TempDir()}, wantErr: "password_file: read " + os.TempDir() + ": is a directory"},
+		{name: "ca file without a certificate", cfg: Config{URL: URL("rediss://h:1"), TLS: TLS{CAFile: notPEM}}, wantErr: "tls.ca_file: certs: " + notPEM + ": no PEM certificate found"},
+		{name: "client certificate not PEM", cfg: Config{URL: URL("rediss://h:1"), TLS: TLS{CertFile: notPEM, KeyFile: notPEM}}, wantErr: "tls: tls: failed to find any PEM data"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

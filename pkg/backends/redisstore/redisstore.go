@@ -38,9 +38,10 @@ var (
 // DefaultPrefix starts every key when Options.Prefix is empty.
 const DefaultPrefix = "extauthz:"
 
-// maxExact is the largest count, burst or hit number the Lua arithmetic
-// (IEEE doubles) represents exactly.
-const maxExact = 1 << 53
+// maxExact is one more than the largest count, burst or hit number the Lua
+// arithmetic (IEEE doubles) represents exactly: limiter.MaxCount, the bound
+// every configured limit keeps (Limit.ValidateConfig).
+const maxExact = limiter.MaxCount + 1
 
 // Script modes (ARGV mode of take.lua).
 const (

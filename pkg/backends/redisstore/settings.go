@@ -3,6 +3,7 @@ package redisstore
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/url"
 	"os"
@@ -336,15 +337,34 @@ func (c *Config) validateSecrets() error {
 		}
 		c.envPassword = secret.String(v)
 	}
-	return errors.Join(append(errs, checkFile("password_file", c.PasswordFile))...)
+	if c.PasswordFile != "" {
+		if _, err := readSecret(c.PasswordFile); err != nil { // as Open reads it
+			errs = append(errs, field.Errorf("password_file", "%w", err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
-// validateTLS checks that the TLS files can be opened and come in pairs.
+// validateTLS checks that the TLS files come in pairs and load as Open
+// loads them (TLS.config): the CA bundle, the client certificate and key.
 func (c *Config) validateTLS() error {
 	t := c.TLS
 	errs := []error{checkFile("tls.ca_file", t.CAFile), checkFile("tls.cert_file", t.CertFile), checkFile("tls.key_file", t.KeyFile)}
 	if (t.CertFile == "") != (t.KeyFile == "") {
 		errs = append(errs, field.Errorf("tls", "set both cert_file and key_file for a client certificate, or neither"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	if t.CAFile != "" {
+		if _, err := t.loadCAs(); err != nil {
+			errs = append(errs, field.Errorf("tls.ca_file", "%w", err))
+		}
+	}
+	if t.CertFile != "" {
+		if _, err := t.loadCertificate(); err != nil {
+			errs = append(errs, field.Errorf("tls", "%w", err))
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -355,9 +375,18 @@ func (c *Config) validateNumbers() error {
 	for _, n := range []struct {
 		path string
 		v    int
-	}{{"pool.size", c.Pool.Size}, {"pool.min_idle", c.Pool.MinIdle}, {"max_retries", c.MaxRetries}, {"local_cache.max_keys", c.LocalCache.MaxKeys}} {
-		if n.v < 0 {
+		max  int
+	}{
+		{"pool.size", c.Pool.Size, MaxPoolSize},
+		{"pool.min_idle", c.Pool.MinIdle, MaxPoolSize},
+		{"max_retries", c.MaxRetries, math.MaxInt32},
+		{"local_cache.max_keys", c.LocalCache.MaxKeys, math.MaxInt32},
+	} {
+		switch {
+		case n.v < 0:
 			errs = append(errs, field.Errorf(n.path, "%d is negative", n.v))
+		case n.v > n.max:
+			errs = append(errs, field.Errorf(n.path, "%d is too large: expected at most %d", n.v, n.max))
 		}
 	}
 	for _, d := range []struct {
@@ -370,6 +399,10 @@ func (c *Config) validateNumbers() error {
 	}
 	return errors.Join(errs...)
 }
+
+// MaxPoolSize is the largest pool.size and pool.min_idle: go-redis counts
+// connections in an int32 (and refuses, by panicking, a larger pool).
+const MaxPoolSize = math.MaxInt32
 
 // checkFile reports a set path that cannot be opened.
 func checkFile(path, file string) error {
