@@ -1,7 +1,6 @@
 package config
 
 import (
-
 	"github.com/extauthz/extauthz/pkg/certs"
 	"github.com/extauthz/extauthz/pkg/descriptor"
 	"github.com/extauthz/extauthz/pkg/logging"
