@@ -12,39 +12,16 @@ import (
 	"github.com/extauthz/extauthz/pkg/server"
 )
 
-// errAuthzNotCompiled means a config has an authz: section that Load did
-// not compile: a build whose config.Load lacks the authz hooks.
-var errAuthzNotCompiled = errors.New("authz: the section was loaded but not compiled (config.Load must call compileAuthz)")
-
-// authzSettings maps the authz: section to the Check handler's settings;
-// ok is false when the config has none (Check is then not served).
-func authzSettings(cfg *config.Config) (st server.AuthzSettings, ok bool, err error) {
-	a := cfg.Authz
-	if a == nil {
-		return server.AuthzSettings{}, false, nil
-	}
-	x := a.Extractor()
-	if x == nil {
-		return server.AuthzSettings{}, false, errAuthzNotCompiled
-	}
-	return server.AuthzSettings{
-		Extractor:      x,
-		TenantHeader:   a.UpstreamHeaders.Tenant,
-		TierHeader:     a.UpstreamHeaders.Tier,
-		APIKeyIDHeader: a.UpstreamHeaders.APIKeyID,
-	}, true, nil
-}
-
 // registerAuthz serves envoy.service.auth.v3.Authorization on g, next to
 // the RateLimitService of srv, when cfg has an authz: section, and marks it
-// SERVING in h. It returns the handler (nil when not served) so that a
-// reload can Swap its settings.
+// SERVING in h. It returns the handler (nil when not served). Its settings
+// are part of srv's snapshot (wire.NewSnapshot), so a reload swaps them with the
+// rules.
 func registerAuthz(g *grpc.Server, h *health.Server, srv *server.Server, cfg *config.Config) (*server.Authz, error) {
-	st, ok, err := authzSettings(cfg)
-	if err != nil || !ok {
-		return nil, err
+	if cfg.Authz == nil {
+		return nil, nil
 	}
-	a, err := server.NewAuthz(srv, st)
+	a, err := server.NewAuthz(srv)
 	if err != nil {
 		return nil, err
 	}
@@ -53,18 +30,12 @@ func registerAuthz(g *grpc.Server, h *health.Server, srv *server.Server, cfg *co
 	return a, nil
 }
 
-// reloadAuthz swaps the Check settings of a reloaded cfg into a (nil when
-// Check is not served). Adding or removing the authz: section needs a
-// restart: the gRPC services are fixed once serving.
-func reloadAuthz(a *server.Authz, cfg *config.Config) error {
-	st, ok, err := authzSettings(cfg)
-	switch {
-	case err != nil:
-		return err
-	case (a != nil) != ok:
+// checkAuthzReload refuses a reloaded cfg that adds or removes the authz:
+// section (a is the running handler, nil when Check is not served): the
+// gRPC services are fixed once serving, so that needs a restart.
+func checkAuthzReload(a *server.Authz, cfg *config.Config) error {
+	if (a != nil) != (cfg.Authz != nil) {
 		return errors.New("authz: adding or removing the authz section needs a restart")
-	case a == nil:
-		return nil
 	}
-	return a.Swap(st)
+	return nil
 }

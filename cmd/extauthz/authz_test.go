@@ -60,11 +60,7 @@ authz:
 			if err != nil {
 				t.Fatal(err)
 			}
-			st, ok, err := authzSettings(cfg)
-			if err != nil || !ok {
-				t.Fatalf("authzSettings: %v, %v", ok, err)
-			}
-			a, err := server.NewAuthz(srv, st)
+			a, err := server.NewAuthz(srv)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -13,6 +13,7 @@ import (
 	"github.com/extauthz/extauthz/pkg/descriptor"
 	"github.com/extauthz/extauthz/pkg/extract"
 	"github.com/extauthz/extauthz/pkg/server"
+	"github.com/extauthz/extauthz/pkg/wire"
 )
 
 // headerFlags collects repeated --header name:value flags; repeated names
@@ -77,11 +78,11 @@ func (f *requestFlags) request() (extract.Request, error) {
 // descriptors or the denial, then how the rules decide each descriptor and
 // the limit a tiered rule resolves to.
 func explainRequest(w io.Writer, cfg *config.Config, f *requestFlags, now time.Time) error {
-	st, ok, err := authzSettings(cfg)
+	st, err := wire.AuthzSettings(cfg)
 	switch {
 	case err != nil:
 		return err
-	case !ok:
+	case st == nil:
 		return errors.New("explain: --ip, --header, --host and --path need an authz: section in the config")
 	}
 	x := st.Extractor

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/extauthz/extauthz/pkg/config"
+	"github.com/extauthz/extauthz/pkg/wire"
 )
 
 const explainAuthzConfig = `
@@ -47,7 +48,7 @@ func loadAuthzConfig(t *testing.T) *config.Config {
 	if err != nil {
 		t.Fatalf("Load: %v", err)
 	}
-	if _, _, err := authzSettings(cfg); errors.Is(err, errAuthzNotCompiled) {
+	if _, err := wire.AuthzSettings(cfg); errors.Is(err, wire.ErrAuthzNotCompiled) {
 		if os.Getenv("CI") == "true" {
 			t.Fatal(err)
 		}

@@ -380,11 +380,15 @@ type refusedError struct{ err error }
 func (e *refusedError) Error() string { return e.err.Error() }
 func (e *refusedError) Unwrap() error { return e.err }
 
-// applyReload swaps a reloaded configuration in: the rules and settings of
-// the RateLimitService (and of Check when served), and the log level.
-// Listen addresses, backends, TLS and gRPC tuning keep their running values
-// (reload.RestartRequired lists them). On an error nothing is swapped.
+// applyReload swaps a reloaded configuration in: one snapshot of the rules
+// and settings of the RateLimitService and of Check (when served), swapped
+// atomically, and the log level. Listen addresses, backends, TLS and gRPC
+// tuning keep their running values (reload.RestartRequired lists them). On
+// an error nothing is swapped.
 func applyReload(srv *server.Server, authz *server.Authz, level *slog.LevelVar, cfg *config.Config) error {
+	if err := checkAuthzReload(authz, cfg); err != nil {
+		return err
+	}
 	snap, err := wire.NewSnapshot(cfg)
 	if err != nil {
 		return err
@@ -395,9 +399,6 @@ func applyReload(srv *server.Server, authz *server.Authz, level *slog.LevelVar, 
 	}
 	if err := srv.CheckRoutes(snap); err != nil {
 		return &refusedError{err}
-	}
-	if err := reloadAuthz(authz, cfg); err != nil {
-		return err
 	}
 	srv.Swap(snap)
 	level.Set(lv)

@@ -131,7 +131,7 @@ func TestDriveFlags(t *testing.T) {
 // memory store, with metrics in reg.
 func benchServer(t *testing.T, cfg *config.Config, reg *prometheus.Registry) (*server.Server, *server.Authz) {
 	t.Helper()
-	snap, err := server.NewSnapshot(cfg.Rules, server.Settings{}, nil)
+	snap, err := server.NewSnapshot(cfg.Rules, server.Settings{Authz: &server.AuthzSettings{Extractor: cfg.Authz.Extractor()}}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,7 +144,7 @@ func benchServer(t *testing.T, cfg *config.Config, reg *prometheus.Registry) (*s
 	if err != nil {
 		t.Fatal(err)
 	}
-	authz, err := server.NewAuthz(srv, server.AuthzSettings{Extractor: cfg.Authz.Extractor()})
+	authz, err := server.NewAuthz(srv)
 	if err != nil {
 		t.Fatal(err)
 	}

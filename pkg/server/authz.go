@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -19,6 +18,7 @@ import (
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/extauthz/extauthz/pkg/extract"
@@ -46,6 +46,8 @@ type AuthzSettings struct {
 	Now func() time.Time
 }
 
+// validate returns st with its defaults filled in, or why Check cannot use
+// it (Settings.withDefaults calls it for Settings.Authz).
 func (st AuthzSettings) validate() (AuthzSettings, error) {
 	if st.Extractor == nil {
 		return st, errors.New("server: authz without an extractor")
@@ -64,38 +66,34 @@ func (st AuthzSettings) validate() (AuthzSettings, error) {
 // Authz answers Envoy's ext_authz Check (envoy.service.auth.v3) on the
 // same rules, store, decision code, headers and metrics as the Server it
 // wraps: the extractor turns the HTTP request into descriptors, which are
-// decided like a RateLimitService request with hits 1. It is safe for
-// concurrent use.
+// decided like a RateLimitService request with hits 1. Its settings
+// (extractor, upstream headers) are the Authz field of the Server's
+// current Snapshot, so a reload (Server.Swap) changes rules, extractor and
+// headers together: each Check reads the snapshot once and never pairs one
+// snapshot's extractor with another's rules. It is safe for concurrent use.
 type Authz struct {
 	authv3.UnimplementedAuthorizationServer
 
-	srv      *Server
-	settings atomic.Pointer[AuthzSettings]
+	srv *Server
 }
 
 var _ authv3.AuthorizationServer = (*Authz)(nil)
 
-// NewAuthz returns the Check handler over srv.
-func NewAuthz(srv *Server, st AuthzSettings) (*Authz, error) {
+// errNoAuthz answers a Check when the current snapshot has no Authz
+// settings (a Server.Swap to a snapshot without them; serve refuses such a
+// reload).
+var errNoAuthz = errors.New("server: the current snapshot has no authz settings")
+
+// NewAuthz returns the Check handler over srv, whose current snapshot must
+// carry Authz settings (Settings.Authz).
+func NewAuthz(srv *Server) (*Authz, error) {
 	if srv == nil {
 		return nil, errors.New("server: authz without a server")
 	}
-	a := &Authz{srv: srv}
-	if err := a.Swap(st); err != nil {
-		return nil, err
+	if srv.Snapshot().settings.Authz == nil {
+		return nil, errNoAuthz
 	}
-	return a, nil
-}
-
-// Swap makes st the settings new Check calls use (on a reload; the rules
-// are swapped with Server.Swap).
-func (a *Authz) Swap(st AuthzSettings) error {
-	st, err := st.validate()
-	if err != nil {
-		return err
-	}
-	a.settings.Store(&st)
-	return nil
+	return &Authz{srv: srv}, nil
 }
 
 // Register registers the Authorization service on g.
@@ -139,8 +137,11 @@ func putAuthzScratch(ax *authzScratch) {
 func (a *Authz) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
 	start := time.Now()
 	s := a.srv
-	lv := s.live.Load()
-	st := a.settings.Load()
+	lv := s.live.Load() // the one read of the snapshot: rules, extractor and headers of one config
+	st := lv.snap.settings.Authz
+	if st == nil {
+		return nil, status.Error(codes.FailedPrecondition, errNoAuthz.Error())
+	}
 	sc := getScratch()
 	ax := authzPool.Get().(*authzScratch)
 	resp, code, err := a.check(ctx, lv, st, req, sc, ax)

@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -104,6 +105,7 @@ func newAuthzEnv(t testing.TB, settings Settings, as AuthzSettings) *authzEnv {
 		as.Extractor = x
 	}
 	e := &authzEnv{store: &recordingStore{next: mem}, reg: prometheus.NewRegistry()}
+	settings.Authz = &as
 	snap, err := NewSnapshot(authzRules(t, ids), settings, nil)
 	if err != nil {
 		t.Fatalf("NewSnapshot: %v", err)
@@ -111,7 +113,7 @@ func newAuthzEnv(t testing.TB, settings Settings, as AuthzSettings) *authzEnv {
 	if e.srv, err = New(Options{Store: e.store, Metrics: NewMetrics(e.reg)}, snap); err != nil {
 		t.Fatalf("New: %v", err)
 	}
-	if e.authz, err = NewAuthz(e.srv, as); err != nil {
+	if e.authz, err = NewAuthz(e.srv); err != nil {
 		t.Fatalf("NewAuthz: %v", err)
 	}
 	lis := bufconn.Listen(1 << 20)
@@ -465,18 +467,33 @@ func TestCheckConcurrent(t *testing.T) {
 
 func TestNewAuthzErrors(t *testing.T) {
 	e := newAuthzEnv(t, Settings{}, AuthzSettings{})
-	if _, err := NewAuthz(nil, AuthzSettings{}); err == nil {
+	if _, err := NewAuthz(nil); err == nil {
 		t.Error("NewAuthz(nil server): got no error")
 	}
-	if _, err := NewAuthz(e.srv, AuthzSettings{}); err == nil {
-		t.Error("NewAuthz without extractor: got no error")
+	x, ids := authzExtractor(t)
+	rules := authzRules(t, ids)
+	if _, err := NewSnapshot(rules, Settings{Authz: &AuthzSettings{}}, nil); err == nil {
+		t.Error("NewSnapshot with authz settings without extractor: got no error")
 	}
-	x, _ := authzExtractor(t)
-	if _, err := NewAuthz(e.srv, AuthzSettings{Extractor: x, TenantHeader: "bad header"}); err == nil {
-		t.Error("NewAuthz with an invalid header name: got no error")
+	if _, err := NewSnapshot(rules, Settings{Authz: &AuthzSettings{Extractor: x, TenantHeader: "bad header"}}, nil); err == nil {
+		t.Error("NewSnapshot with an invalid authz header name: got no error")
 	}
-	if err := e.authz.Swap(AuthzSettings{}); err == nil {
-		t.Error("Swap without extractor: got no error")
+	plain, err := NewSnapshot(rules, Settings{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := New(Options{Store: e.store, Metrics: NewMetrics(prometheus.NewRegistry())}, plain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := NewAuthz(srv); err == nil {
+		t.Error("NewAuthz over a snapshot without authz settings: got no error")
+	}
+	// A snapshot without authz settings swapped in: Check refuses, never
+	// decides with no extractor.
+	e.srv.Swap(plain)
+	if _, err := e.authz.Check(context.Background(), checkRequest("10.0.0.1", "/")); status.Code(err) != codes.FailedPrecondition {
+		t.Errorf("Check over a snapshot without authz settings: got %v, want FailedPrecondition", err)
 	}
 }
 
@@ -513,7 +530,9 @@ func BenchmarkCheck(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		a, err := NewAuthz(benchServer(b, tc.settings), AuthzSettings{Extractor: x})
+		st := tc.settings
+		st.Authz = &AuthzSettings{Extractor: x}
+		a, err := NewAuthz(benchServer(b, st))
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -635,7 +654,7 @@ func TestCheckRequestIdentityOverride(t *testing.T) {
 		t.Fatalf("extract.New: %v", err)
 	}
 	e := newAuthzEnv(t, Settings{Headers: HeaderSettings{Enabled: true}}, AuthzSettings{Extractor: x})
-	snap, err := NewSnapshot(authzRules(t, ids), Settings{Headers: HeaderSettings{Enabled: true}}, nil)
+	snap, err := NewSnapshot(authzRules(t, ids), Settings{Headers: HeaderSettings{Enabled: true}, Authz: &AuthzSettings{Extractor: x}}, nil)
 	if err != nil {
 		t.Fatalf("NewSnapshot: %v", err)
 	}
@@ -660,5 +679,75 @@ func TestCheckRequestIdentityOverride(t *testing.T) {
 				t.Errorf("got  %s\nwant %s...", got, tc.want)
 			}
 		})
+	}
+}
+
+// TestAuthzReadsOneSnapshot (issue 16, finding 10): snapshots whose
+// extractor and rule name the client IP entry with the same key, a
+// different key in each, swapped while Checks run: a Check that paired one
+// snapshot's extractor with the other's rules would match no rule and be
+// admitted without a limit header.
+func TestAuthzReadsOneSnapshot(t *testing.T) {
+	snaps := make([]*Snapshot, 2)
+	for i, key := range []string{"client_a", "client_b"} {
+		x, err := extract.New(extract.Settings{
+			Domain: "web", ClientIP: extract.ClientIPOptions{TrustedHops: 1},
+			Descriptors: []extract.DescriptorSpec{{Name: "per_ip", Entries: []extract.EntrySpec{{From: extract.FromClientIP, Key: key}}}},
+		}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rules, err := descriptor.NewSet([]descriptor.Domain{{Name: "web", Descriptors: []descriptor.Node{
+			{Key: key, RateLimit: &descriptor.RateLimit{Unit: descriptor.UnitMinute, RequestsPerUnit: 1 << 31}},
+		}}}, descriptor.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if snaps[i], err = NewSnapshot(rules, Settings{Headers: HeaderSettings{Enabled: true}, Authz: &AuthzSettings{Extractor: x}}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mem, err := memstore.New(memstore.Options{SweepInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mem.Close()
+	srv, err := New(Options{Store: mem, Metrics: NewMetrics(prometheus.NewRegistry())}, snaps[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := NewAuthz(srv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stop atomic.Bool
+	var checks, unlimited atomic.Int64
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Go(func() {
+			req := checkRequest("10.0.0.1", "/", "x-forwarded-for", fmt.Sprintf("198.51.100.%d", w+1))
+			for !stop.Load() {
+				resp, err := a.Check(context.Background(), req)
+				if err != nil {
+					t.Errorf("Check: %v", err)
+					return
+				}
+				checks.Add(1)
+				if !strings.Contains(fmtCheck(resp), "X-RateLimit-Limit=") {
+					unlimited.Add(1)
+				}
+			}
+		})
+	}
+	for i := 0; i < 200_000 && (i < 20_000 || checks.Load() < 5_000); i++ {
+		srv.Swap(snaps[(i+1)%2])
+	}
+	stop.Store(true)
+	wg.Wait()
+	if n := unlimited.Load(); n > 0 {
+		t.Errorf("%d of %d Checks matched no rule: one snapshot's extractor paired with the other's rules", n, checks.Load())
+	}
+	if checks.Load() == 0 {
+		t.Fatal("no Check ran during the swaps")
 	}
 }

@@ -106,6 +106,10 @@ type Settings struct {
 	// Bounds limit request sizes (defaults: descriptor.Bounds); a request
 	// beyond them answers InvalidArgument naming the bound.
 	Bounds descriptor.Bounds
+	// Authz configures the ext_authz Check API (see Authz); nil when Check
+	// is not served. It is part of the snapshot so that a reload swaps the
+	// extractor together with the rules its descriptors must match.
+	Authz *AuthzSettings
 }
 
 // DefaultNearLimitRatio is the NearLimitRatio of Settings that leave it 0.
@@ -149,12 +153,22 @@ func (s Settings) withDefaults() (Settings, error) {
 		return s, fmt.Errorf("server: a response header is not a valid HTTP field name or repeats another: %w", err)
 	}
 	s.Bounds = s.Bounds.WithDefaults()
+	if s.Authz != nil {
+		st, err := s.Authz.validate()
+		if err != nil {
+			return s, err
+		}
+		s.Authz = &st // a copy: the snapshot never changes under a request
+	}
 	return s, nil
 }
 
-// Snapshot is an immutable set of rules with the settings that go with them.
-// The Server reads the current snapshot once per request, so a reload
-// (Server.Swap) never changes the rules under an in-flight request.
+// Snapshot is an immutable set of rules with the settings that go with them:
+// everything a request reads (rules, response headers, bounds, failure
+// modes, and the Check API's extractor and upstream headers). The Server
+// and Authz read the current snapshot once per request, so a reload
+// (Server.Swap) never changes the rules or settings under an in-flight
+// request, nor pairs the settings of one config with the rules of another.
 type Snapshot struct {
 	rules    *descriptor.Set
 	settings Settings

@@ -6,12 +6,43 @@
 package wire
 
 import (
+	"errors"
+
 	"github.com/extauthz/extauthz/pkg/config"
 	"github.com/extauthz/extauthz/pkg/server"
 )
 
-// Settings maps the server file to the decision server's settings.
+// ErrAuthzNotCompiled means a config has an authz: section that Load did
+// not compile: a build whose config.Load lacks the authz hooks.
+var ErrAuthzNotCompiled = errors.New("authz: the section was loaded but not compiled (config.Load must call compileAuthz)")
+
+// AuthzSettings maps the authz: section to the Check handler's settings;
+// nil when the config has none (Check is then not served).
+func AuthzSettings(cfg *config.Config) (*server.AuthzSettings, error) {
+	a := cfg.Authz
+	if a == nil {
+		return nil, nil
+	}
+	x := a.Extractor()
+	if x == nil {
+		return nil, ErrAuthzNotCompiled
+	}
+	return &server.AuthzSettings{
+		Extractor:      x,
+		TenantHeader:   a.UpstreamHeaders.Tenant,
+		TierHeader:     a.UpstreamHeaders.Tier,
+		APIKeyIDHeader: a.UpstreamHeaders.APIKeyID,
+	}, nil
+}
+
+// Settings maps the server file to the decision server's settings, the
+// Check API's (AuthzSettings) included: one snapshot holds the rules and
+// every setting a request reads, so a reload swaps them together.
 func Settings(cfg *config.Config) (server.Settings, error) {
+	authz, err := AuthzSettings(cfg)
+	if err != nil {
+		return server.Settings{}, err
+	}
 	return server.Settings{
 		Bounds:               cfg.Limits.Bounds(),
 		CountMode:            cfg.CountMode,
@@ -20,6 +51,7 @@ func Settings(cfg *config.Config) (server.Settings, error) {
 		OverLimitBody:        cfg.OverLimitBody,
 		Failure:              cfg.Failover.FailurePolicy(),
 		FailClosedRetryAfter: cfg.Failover.Breaker.OpenFor,
+		Authz:                authz,
 	}, nil
 }
 

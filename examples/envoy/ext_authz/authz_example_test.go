@@ -124,8 +124,11 @@ func newCheck(t *testing.T, clock *fixedClock) *server.Authz {
 	}
 	t.Cleanup(func() { _ = mem.Close() })
 	h := cfg.ResponseHeaders
+	up := cfg.Authz.UpstreamHeaders
 	snap, err := server.NewSnapshot(cfg.Rules, server.Settings{Headers: server.HeaderSettings{
 		Enabled: h.Enabled, LimitHeader: h.LimitHeader, RemainingHeader: h.RemainingHeader, ResetHeader: h.ResetHeader, Draft: h.Draft,
+	}, Authz: &server.AuthzSettings{
+		Extractor: cfg.Authz.Extractor(), TenantHeader: up.Tenant, TierHeader: up.Tier, APIKeyIDHeader: up.APIKeyID, Now: clock.Now,
 	}}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -134,10 +137,7 @@ func newCheck(t *testing.T, clock *fixedClock) *server.Authz {
 	if err != nil {
 		t.Fatal(err)
 	}
-	up := cfg.Authz.UpstreamHeaders
-	a, err := server.NewAuthz(srv, server.AuthzSettings{
-		Extractor: cfg.Authz.Extractor(), TenantHeader: up.Tenant, TierHeader: up.Tier, APIKeyIDHeader: up.APIKeyID, Now: clock.Now,
-	})
+	a, err := server.NewAuthz(srv)
 	if err != nil {
 		t.Fatal(err)
 	}
