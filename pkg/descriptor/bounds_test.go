@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/extauthz/extauthz/pkg/field"
 )
 
 // checkBounds checks a whole request with the Check methods in the order
@@ -144,4 +146,33 @@ func ExampleBounds_CheckEntry() {
 	// max_key_length
 	// descriptors[0].entries[0].key: 300 bytes is more than max_key_length 256
 	// 4096
+}
+
+// TestBoundsValidate: max_hits_addend is at most 2^53-1, the most hits
+// every store counts exactly (issue 16, finding 6: a larger bound let
+// requests through that the Redis store then refused, answering INTERNAL).
+func TestBoundsValidate(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		b    Bounds
+		path string // "" when valid
+	}{
+		{name: "zero: defaults", b: Bounds{}},
+		{name: "largest hits addend", b: Bounds{MaxHitsAddend: MaxHitsAddendLimit}},
+		{name: "hits addend 2^53", b: Bounds{MaxHitsAddend: MaxHitsAddendLimit + 1}, path: BoundHitsAddend},
+		{name: "hits addend 2^63", b: Bounds{MaxHitsAddend: 1 << 63}, path: BoundHitsAddend},
+		{name: "negative descriptors", b: Bounds{MaxDescriptors: -1}, path: BoundDescriptors},
+		{name: "negative value length", b: Bounds{MaxValueLength: -1}, path: BoundValueLength},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.b.Validate()
+			var fe *field.Error
+			switch {
+			case tc.path == "" && err != nil:
+				t.Fatalf("Validate: %v, want nil", err)
+			case tc.path != "" && (!errors.As(err, &fe) || fe.Path != tc.path):
+				t.Fatalf("Validate: %v, want a field error at %q", err, tc.path)
+			}
+		})
+	}
 }

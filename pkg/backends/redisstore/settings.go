@@ -369,7 +369,8 @@ func (c *Config) validateTLS() error {
 	return errors.Join(errs...)
 }
 
-// validateNumbers checks that counts and durations are not negative.
+// validateNumbers checks that counts and durations are not negative, and
+// that pool sizes fit go-redis's int32.
 func (c *Config) validateNumbers() error {
 	var errs []error
 	for _, n := range []struct {
@@ -379,8 +380,8 @@ func (c *Config) validateNumbers() error {
 	}{
 		{"pool.size", c.Pool.Size, MaxPoolSize},
 		{"pool.min_idle", c.Pool.MinIdle, MaxPoolSize},
-		{"max_retries", c.MaxRetries, math.MaxInt32},
-		{"local_cache.max_keys", c.LocalCache.MaxKeys, math.MaxInt32},
+		{"max_retries", c.MaxRetries, math.MaxInt},
+		{"local_cache.max_keys", c.LocalCache.MaxKeys, math.MaxInt},
 	} {
 		switch {
 		case n.v < 0:
