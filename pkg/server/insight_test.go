@@ -27,7 +27,7 @@ func TestInsightRecordsBothAPIs(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = mem.Close() })
 	x, ids := authzExtractor(t)
-	snap, err := NewSnapshot(authzRules(t, ids), Settings{}, nil)
+	snap, err := NewSnapshot(authzRules(t, ids), Settings{Authz: &AuthzSettings{Extractor: x}}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,7 +35,7 @@ func TestInsightRecordsBothAPIs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	az, err := NewAuthz(srv, AuthzSettings{Extractor: x})
+	az, err := NewAuthz(srv)
 	if err != nil {
 		t.Fatal(err)
 	}
