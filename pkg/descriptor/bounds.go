@@ -140,7 +140,7 @@ func (b Bounds) Validate() error {
 		{BoundDescriptors, b.MaxDescriptors, DefaultMaxDescriptors},
 		{BoundEntries, b.MaxEntries, DefaultMaxEntries},
 		{BoundKeyLength, b.MaxKeyLength, DefaultMaxKeyLength},
-		{BoundValueLength, b.MaxValueLength, DefaultMaxValueLength},
+		{"max_value_length", b.MaxValueLength, DefaultMaxValueLength},
 	} {
 		if f.v < 0 {
 			errs = append(errs, field.Errorf(f.name, "%d is negative: expected 1 or more (default %d)", f.v, f.def))

@@ -162,7 +162,7 @@ func TestBoundsValidate(t *testing.T) {
 		{name: "hits addend 2^53", b: Bounds{MaxHitsAddend: MaxHitsAddendLimit + 1}, path: BoundHitsAddend},
 		{name: "hits addend 2^63", b: Bounds{MaxHitsAddend: 1 << 63}, path: BoundHitsAddend},
 		{name: "negative descriptors", b: Bounds{MaxDescriptors: -1}, path: BoundDescriptors},
-		{name: "negative value length", b: Bounds{MaxValueLength: -1}, path: BoundValueLength},
+		{name: "negative value length", b: Bounds{MaxValueLength: -1}, path: "max_value_length"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.b.Validate()
