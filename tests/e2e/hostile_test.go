@@ -6,9 +6,8 @@ package e2e
 // the limit (and equals it where the outcome is deterministic, so that each
 // assertion can fail).
 //
-// Cases whose secure behaviour is designed but not merged yet (issue 16
-// findings 1, 2, 6, 8 and 10, and bypasses this suite found) are in
-// hostile_pending_test.go; the Redis Cluster reply-loss proxy is in
+// The cases of issue 16's findings 1, 2, 6, 8 and 10, and of the bypasses
+// this suite found, are in hostile_findings_test.go; the Redis Cluster reply-loss proxy is in
 // hostile_proxy_test.go.
 //
 // Clock steps: the binary has no settable clock. A clock stepped back and
@@ -1011,7 +1010,7 @@ func TestHostileExampleRLS(t *testing.T) {
 
 // TestHostileExampleAuthz: examples/envoy/ext_authz/extauthz-authz.yaml, as
 // shipped, under the Check bypasses that do not involve the tenant header
-// (those are in hostile_pending_test.go): per-ip 100/min, unlisted keys
+// (those are in hostile_findings_test.go): per-ip 100/min, unlisted keys
 // 5/min each.
 func TestHostileExampleAuthz(t *testing.T) {
 	t.Parallel()
@@ -1118,8 +1117,8 @@ func runValidateServe(t *testing.T, cases []validateCase) {
 
 // TestHostileValidateServeBounds: bounds that validate already applies
 // (each config loads as requests_per_unit fits a uint32 and serve agrees);
-// the rest of finding 6 is TestHostilePendingValidateServe in
-// hostile_pending_test.go.
+// the rest of finding 6 is TestHostileValidateServe in
+// hostile_findings_test.go.
 func TestHostileValidateServeBounds(t *testing.T) {
 	t.Parallel()
 	runValidateServe(t, []validateCase{

@@ -1,14 +1,10 @@
 package e2e
 
-// Adversarial cases whose secure behaviour is designed (/work/wt/HOSTILE-
-// DESIGN.md, issue 16 findings 1, 2, 6, 8 and 10: TestHostilePending*),
-// which fail until fixes land (TestHostilePendingReloadSnapshot passes
-// today: its race is narrow), and the cases this suite found beyond them
-// (non-UTF-8 values, the IPv6 example, memory eviction, a missing client
-// address, RLS fail-open), fixed and named TestHostile* like those of
-// hostile_test.go. To run the cases that pass today:
-//
-//	go test ./tests/e2e/ -run Hostile -skip 'HostilePending'
+// Adversarial cases for issue 16's findings 1, 2, 6, 8 and 10 (tenant
+// headers, ids for keys, validate vs serve, keys in clear, one reload
+// snapshot) and for the bypasses this suite found beyond them (non-UTF-8
+// values, the IPv6 example, memory eviction, a missing client address,
+// RLS fail-open). Each failed before its fix.
 
 import (
 	"bytes"
@@ -30,11 +26,11 @@ import (
 	"github.com/extauthz/extauthz/internal/redistest"
 )
 
-// TestHostilePendingTenantHeader (finding 1): a tenant a client names in a header
+// TestHostileTenantHeader (finding 1): a tenant a client names in a header
 // is not trusted: it neither escapes the per-ip limit nor borrows a listed
 // tenant's tier or quota, and the Host (host: listed) picks a tenant's tier
 // and quota but never namespaces the per-ip counter.
-func TestHostilePendingTenantHeader(t *testing.T) {
+func TestHostileTenantHeader(t *testing.T) {
 	t.Parallel()
 	awayFromMinuteEnd(15 * time.Second)
 	// The shipped example, with the IETF RateLimit field on so that the
@@ -110,10 +106,10 @@ authz:
 	})
 }
 
-// TestHostilePendingRLSKeyIDs (finding 2): on ShouldRateLimit, the api_key
+// TestHostileRLSKeyIDs (finding 2): on ShouldRateLimit, the api_key
 // descriptor is the raw key as Envoy's request_headers action sends it,
 // matched by digest only; a listed key's id is an unlisted key.
-func TestHostilePendingRLSKeyIDs(t *testing.T) {
+func TestHostileRLSKeyIDs(t *testing.T) {
 	t.Parallel()
 	awayFromMinuteEnd(15 * time.Second)
 	p := Start(t, Options{Binary: extauthzBin, Args: []string{"--config", authzExample(t)}})
@@ -142,10 +138,10 @@ func TestHostilePendingRLSKeyIDs(t *testing.T) {
 	})
 }
 
-// TestHostilePendingKeysInClear (finding 8): a raw API key, listed or not, sent on
+// TestHostileKeysInClear (finding 8): a raw API key, listed or not, sent on
 // either API or written in a rule file, never shows on /metrics, /config or
 // in the logs (debug level).
-func TestHostilePendingKeysInClear(t *testing.T) {
+func TestHostileKeysInClear(t *testing.T) {
 	t.Parallel()
 	const unlisted = "raw-unlisted-key-7f3a"
 	look := func(t *testing.T, p *Process, secrets ...string) {
@@ -190,11 +186,11 @@ func TestHostilePendingKeysInClear(t *testing.T) {
 	})
 }
 
-// TestHostilePendingValidateServe (finding 6): what serve or a backend would
+// TestHostileValidateServe (finding 6): what serve or a backend would
 // reject, validate rejects, with file:line:col; serve rejects it too.
 // hostile_test.go's TestHostileValidateServeBounds has the bounds already
 // checked.
-func TestHostilePendingValidateServe(t *testing.T) {
+func TestHostileValidateServe(t *testing.T) {
 	t.Parallel()
 	runValidateServe(t, []validateCase{
 		{"tier burst beyond 2^53", validateRule("{unit: minute, requests_per_unit: 5, algorithm: token_bucket, tier_key: plan, tiers: {big: {unit: minute, requests_per_unit: 5, burst: 10000000000000000}}}")},
@@ -204,14 +200,15 @@ func TestHostilePendingValidateServe(t *testing.T) {
 	})
 }
 
-// TestHostilePendingReloadSnapshot (finding 10): Check reads the rules and its
+// TestHostileReloadSnapshot (finding 10): Check reads the rules and its
 // extractor from one snapshot. Two configs name the client address with
 // different descriptor keys, each with its own rule; a Check that paired
 // one config's extractor with the other's rules would match nothing and be
 // admitted without any limit (no X-RateLimit-Limit). Clients hammer while
 // the configs alternate. The race is narrow: passing does not prove the
-// snapshot, failing proves its absence.
-func TestHostilePendingReloadSnapshot(t *testing.T) {
+// snapshot (pkg/server TestAuthzReadsOneSnapshot does), failing proves its
+// absence.
+func TestHostileReloadSnapshot(t *testing.T) {
 	t.Parallel()
 	const cfgOf = `response_headers: {enabled: true}
 domains:
