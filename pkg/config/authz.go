@@ -29,7 +29,7 @@ import (
 //	    listed_only: false
 //	    share_counters: false            # default: counters are per tenant
 //	    descriptor_key: tenant
-//	  tier: {header: x-plan}             # only when no listed key or tenant has a tier
+//	  tier: {header: x-plan, trusted: true} # only when no listed key or tenant has a tier; set by your proxy
 //	  api_keys:
 //	    - {id: acme-prod, key_sha256: <hex>, tier: pro, tenant: acme, expires: 2027-01-01T00:00:00Z,
 //	       overrides: [{rule: per_key, unit: minute, requests_per_unit: 5000, expires: ...}]}

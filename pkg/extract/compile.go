@@ -119,8 +119,13 @@ func (x *Extractor) compileSources(ps *problems) {
 		}
 	}
 	x.s.Tier.Header = strings.ToLower(x.s.Tier.Header)
-	if x.s.Tier.Header != "" {
-		x.addHeader(x.s.Tier.Header)
+	switch t := x.s.Tier; {
+	case t.Header != "" && !t.Trusted:
+		ps.add("tier.header", "a client can send any %s: set trusted: true only if a proxy in front of extauthz sets this header and removes the client's, or remove tier.header", t.Header)
+	case t.Header == "" && t.Trusted:
+		ps.add("tier.trusted", "trusted applies to tier.header: set the header or remove trusted")
+	case t.Header != "":
+		x.addHeader(t.Header)
 	}
 }
 

@@ -16,7 +16,7 @@ func fuzzExtractor(t testing.TB) *Extractor {
 		ClientIP:      ClientIPOptions{TrustedProxies: []string{"10.0.0.0/8", "fd00::/8"}},
 		APIKey:        APIKeyOptions{Sources: []KeySource{{Header: "authorization", Scheme: "Bearer"}, {Query: "api_key"}}},
 		Tenant:        TenantOptions{Sources: []TenantSource{{Header: "x-tenant", Trusted: true}, {Host: HostFirstLabel}}},
-		Tier:          TierOptions{Header: "x-plan"},
+		Tier:          TierOptions{Header: "x-plan", Trusted: true},
 		Descriptors: []DescriptorSpec{
 			{Name: "ip", Entries: []EntrySpec{{From: FromClientIP, V4Mask: 24, V6Mask: 64, Missing: MissingSkip}}},
 			{Name: "full_ip", Entries: []EntrySpec{{From: FromClientIP, Key: "ip", Missing: MissingSkip}}},

@@ -139,9 +139,13 @@ type TenantOptions struct {
 // TierOptions says where the request's tier comes from when neither its
 // listed API key nor its listed tenant has one.
 type TierOptions struct {
-	// Header is trusted as is: use it only when an earlier filter sets it
-	// and strips any client-sent copy.
+	// Header names the tier of requests without a listed identity. A
+	// client can send any tier, so a header counts only with Trusted: set
+	// it only when a proxy in front of extauthz sets this header and
+	// removes the client's copy (New refuses Header without Trusted).
 	Header string `yaml:"header"`
+	// Trusted says Header is set by a trusted proxy (default false).
+	Trusted bool `yaml:"trusted"`
 }
 
 // DescriptorSpec is one descriptor to build: its entries, in order.

@@ -498,7 +498,7 @@ func TestHostileKeyForms(t *testing.T) {
 func TestHostileTierHeader(t *testing.T) {
 	t.Parallel()
 	hostileWindow()
-	p := hostileStart(t, "memory", hostileRules+hostileAuthz(hostileHops1, hostileIPDeny)+"  tier: {header: x-plan}\n")
+	p := hostileStart(t, "memory", hostileRules+hostileAuthz(hostileHops1, hostileIPDeny)+"  tier: {header: x-plan, trusted: true}\n")
 	c := authzClient(t, p)
 	peer := freshPeer()
 	r := checks(t, c, 12, func(i int) *authv3.CheckRequest {
