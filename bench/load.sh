@@ -41,11 +41,13 @@ insight_off_config() {
 }
 
 # Insight's cost: the same server, on and off, in one invocation.
-insight_comparison() {
+insight_comparison() { # on and off alternate run by run, so drift hits both alike
   off=$(insight_off_config)
   for api in rls authz; do
-    run -api "$api" -concurrency 64 -targets server
-    run -api "$api" -concurrency 64 -targets server -config "$off"
+    for i in $(seq "$rounds"); do
+      run -api "$api" -concurrency 64 -targets server -rounds 1
+      run -api "$api" -concurrency 64 -targets server -rounds 1 -config "$off"
+    done
   done
 }
 if [ "${3:-}" = insight ]; then insight_comparison; exit 0; fi

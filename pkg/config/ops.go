@@ -45,38 +45,16 @@ type Ops struct {
 	GRPC   server.GRPCSettings `yaml:"grpc"`
 }
 
-// Limits bound what one request may ask (see descriptor.Bounds, which
-// documents each bound and its default) and the size of a gRPC message.
+// Limits bound what one request may ask (descriptor.Bounds owns those
+// settings, their defaults and checks) and the size of a gRPC message.
 type Limits struct {
-	MaxDescriptors int    `yaml:"max_descriptors"`
-	MaxEntries     int    `yaml:"max_entries"`
-	MaxKeyLength   int    `yaml:"max_key_length"`
-	MaxValueLength int    `yaml:"max_value_length"`
-	MaxHitsAddend  uint64 `yaml:"max_hits_addend"`
+	// Bounds holds max_descriptors, max_entries, max_key_length,
+	// max_value_length and max_hits_addend.
+	Bounds descriptor.Bounds `yaml:",inline"`
 	// MaxMessageBytes is the largest gRPC message the server receives
 	// (default 1 MiB: a RateLimitRequest within the other bounds is far
 	// smaller; raise it for ext_authz requests carrying large bodies).
 	MaxMessageBytes int `yaml:"max_message_bytes"`
-}
-
-// Bounds returns the request bounds of l.
-func (l *Limits) Bounds() descriptor.Bounds {
-	return descriptor.Bounds{
-		MaxDescriptors: l.MaxDescriptors,
-		MaxEntries:     l.MaxEntries,
-		MaxKeyLength:   l.MaxKeyLength,
-		MaxValueLength: l.MaxValueLength,
-		MaxHitsAddend:  l.MaxHitsAddend,
-	}.WithDefaults()
-}
-
-// orDefault returns v, or def when v is zero (a negative v is an error,
-// reported by Bounds.Validate, and stays).
-func orDefault[T int | uint64](v, def T) T {
-	if v == 0 {
-		return def
-	}
-	return v
 }
 
 // Bounds of limits.max_message_bytes: below 4 KiB ordinary requests fail,
@@ -98,17 +76,8 @@ func (o *Ops) validate(c *checker) {
 }
 
 func (l *Limits) validate(c *checker) {
-	b := descriptor.Bounds{
-		MaxDescriptors: l.MaxDescriptors,
-		MaxEntries:     l.MaxEntries,
-		MaxKeyLength:   l.MaxKeyLength,
-		MaxValueLength: l.MaxValueLength,
-		MaxHitsAddend:  l.MaxHitsAddend,
-	}
-	c.report("limits", b.Validate())
-	d := b.WithDefaults()
-	l.MaxDescriptors, l.MaxEntries, l.MaxKeyLength = orDefault(l.MaxDescriptors, d.MaxDescriptors), orDefault(l.MaxEntries, d.MaxEntries), orDefault(l.MaxKeyLength, d.MaxKeyLength)
-	l.MaxValueLength, l.MaxHitsAddend = orDefault(l.MaxValueLength, d.MaxValueLength), orDefault(l.MaxHitsAddend, d.MaxHitsAddend)
+	c.report("limits", l.Bounds.Validate())
+	l.Bounds = l.Bounds.WithDefaults()
 	switch m := l.MaxMessageBytes; {
 	case m == 0:
 		l.MaxMessageBytes = server.DefaultMaxRecvMsgSize

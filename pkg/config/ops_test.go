@@ -30,8 +30,8 @@ func TestOpsDefaults(t *testing.T) {
 	}
 	want := Ops{
 		Log: logging.Settings{Level: "info", Format: "text"},
-		Limits: Limits{MaxDescriptors: 64, MaxEntries: 32, MaxKeyLength: 256, MaxValueLength: 4096,
-			MaxHitsAddend: 1_000_000_000, MaxMessageBytes: 1 << 20},
+		Limits: Limits{Bounds: descriptor.Bounds{MaxDescriptors: 64, MaxEntries: 32, MaxKeyLength: 256, MaxValueLength: 4096,
+			MaxHitsAddend: 1_000_000_000}, MaxMessageBytes: 1 << 20},
 		GRPC: server.GRPCSettings{MaxConcurrentStreams: 1024, KeepaliveTime: 30 * time.Second, KeepaliveTimeout: 10 * time.Second,
 			MinPingInterval: 10 * time.Second},
 	}
@@ -41,8 +41,8 @@ func TestOpsDefaults(t *testing.T) {
 	if cfg.TLS.Enabled() {
 		t.Error("TLS.Enabled() = true without a tls section, want false")
 	}
-	if got, want := cfg.Limits.Bounds(), (descriptor.Bounds{}).WithDefaults(); got != want {
-		t.Errorf("Bounds() = %+v, want the descriptor defaults %+v", got, want)
+	if got, want := cfg.Limits.Bounds, (descriptor.Bounds{}).WithDefaults(); got != want {
+		t.Errorf("Bounds = %+v, want the descriptor defaults %+v", got, want)
 	}
 }
 
@@ -53,8 +53,8 @@ func TestOpsGood(t *testing.T) {
 	}
 	want := Ops{
 		Log: logging.Settings{Level: "debug", Format: "json"},
-		Limits: Limits{MaxDescriptors: 8, MaxEntries: 4, MaxKeyLength: 64, MaxValueLength: 512,
-			MaxHitsAddend: 1000, MaxMessageBytes: 65536},
+		Limits: Limits{Bounds: descriptor.Bounds{MaxDescriptors: 8, MaxEntries: 4, MaxKeyLength: 64, MaxValueLength: 512,
+			MaxHitsAddend: 1000}, MaxMessageBytes: 65536},
 		GRPC: server.GRPCSettings{MaxConcurrentStreams: 100, KeepaliveTime: time.Minute, KeepaliveTimeout: 5 * time.Second,
 			MinPingInterval: 5 * time.Second, MaxConnectionAge: 30 * time.Minute, MaxConnectionAgeGrace: 10 * time.Second},
 	}
@@ -62,8 +62,8 @@ func TestOpsGood(t *testing.T) {
 		t.Errorf("ops:\ngot  %+v\nwant %+v", cfg.Ops, want)
 	}
 	wantBounds := descriptor.Bounds{MaxDescriptors: 8, MaxEntries: 4, MaxKeyLength: 64, MaxValueLength: 512, MaxHitsAddend: 1000}
-	if got := cfg.Limits.Bounds(); got != wantBounds {
-		t.Errorf("Bounds() = %+v, want %+v", got, wantBounds)
+	if got := cfg.Limits.Bounds; got != wantBounds {
+		t.Errorf("Bounds = %+v, want %+v", got, wantBounds)
 	}
 	roundTrip(t, cfg)
 }

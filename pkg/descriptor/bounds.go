@@ -18,25 +18,25 @@ type Bounds struct {
 	// MaxDescriptors per request (max_descriptors, default 64). Envoy
 	// sends one descriptor per rate_limits entry of a route, typically a
 	// handful.
-	MaxDescriptors int
+	MaxDescriptors int `yaml:"max_descriptors"`
 	// MaxEntries per descriptor (max_entries, default 32): one per action
 	// of a rate_limits entry.
-	MaxEntries int
+	MaxEntries int `yaml:"max_entries"`
 	// MaxKeyLength bounds each entry's key, in bytes (max_key_length,
 	// default 256). Keys are names chosen in Envoy's config.
-	MaxKeyLength int
+	MaxKeyLength int `yaml:"max_key_length"`
 	// MaxValueLength bounds each entry's value as counted, in bytes
 	// (max_value_length, default 4096): enough for a long path, a user
 	// agent or a JWT claim. A longer value (Envoy accepts headers up to
 	// 60 KiB) is not refused, which behind Envoy's failure_mode_deny: false
 	// would let the request through uncounted: the server counts it under
 	// its hash (see ValueLength).
-	MaxValueLength int
+	MaxValueLength int `yaml:"max_value_length"`
 	// MaxHitsAddend bounds hits_addend, request-wide and per descriptor
 	// (max_hits_addend, default 1,000,000,000: the bound Envoy itself puts
 	// on a route's hits_addend, so no well-formed Envoy request is refused,
 	// while a corrupted or hostile value such as 2^63 is).
-	MaxHitsAddend uint64
+	MaxHitsAddend uint64 `yaml:"max_hits_addend"`
 }
 
 // Default bounds.

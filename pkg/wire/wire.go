@@ -44,7 +44,7 @@ func Settings(cfg *config.Config) (server.Settings, error) {
 		return server.Settings{}, err
 	}
 	return server.Settings{
-		Bounds:               cfg.Limits.Bounds(),
+		Bounds:               cfg.Limits.Bounds,
 		CountMode:            cfg.CountMode,
 		NearLimitRatio:       cfg.NearLimitRatio,
 		Headers:              cfg.ResponseHeaders,
