@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/extauthz/extauthz/pkg/backends/chain"
-	"github.com/extauthz/extauthz/pkg/config"
 	"github.com/extauthz/extauthz/pkg/wire"
 )
 
@@ -23,18 +22,9 @@ func healthCmd(ctx context.Context, args []string, getenv func(string) string, s
 	fs := newFlagSet("health", "health --config FILE [--timeout D]", stderr)
 	fs.StringVar(&path, "config", "", "server config file (env "+envConfig+")")
 	fs.DurationVar(&timeout, "timeout", 2*time.Second, "how long each backend may take to answer")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if err := fromEnv(fs, getenv, map[string]string{"config": envConfig}); err != nil {
-		return err
-	}
-	if err := requireConfig(fs, path); err != nil {
-		return err
-	}
-	cfg, err := config.LoadFile(path)
+	cfg, err := loadConfig(fs, &path, args, getenv, stderr)
 	if err != nil {
-		return configError(stderr, err)
+		return err
 	}
 	discard := slog.New(slog.DiscardHandler)
 	routeRedisLogs(discard) // dial errors show in the table

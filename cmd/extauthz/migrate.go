@@ -43,18 +43,9 @@ func maintenance(ctx context.Context, name string, args []string, getenv func(st
 	fs := newFlagSet(name, name+" --config FILE [--timeout D]", stderr)
 	fs.StringVar(&path, "config", "", "server config file (env "+envConfig+")")
 	fs.DurationVar(&timeout, "timeout", 5*time.Minute, "how long the command may take")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if err := fromEnv(fs, getenv, map[string]string{"config": envConfig}); err != nil {
-		return err
-	}
-	if err := requireConfig(fs, path); err != nil {
-		return err
-	}
-	cfg, err := config.LoadFile(path)
+	cfg, err := loadConfig(fs, &path, args, getenv, stderr)
 	if err != nil {
-		return configError(stderr, err)
+		return err
 	}
 	pgs := postgresBackends(cfg)
 	if len(pgs) == 0 {

@@ -9,6 +9,8 @@ import (
 	"runtime"
 	"runtime/debug"
 	"strings"
+
+	"github.com/extauthz/extauthz/pkg/config"
 )
 
 // version is set at build time: go build -ldflags "-X main.version=v1.2.3".
@@ -186,6 +188,26 @@ func fromEnv(fs *flag.FlagSet, getenv func(string) string, vars map[string]strin
 		}
 	}
 	return nil
+}
+
+// loadConfig parses args into fs, whose --config flag sets *path, takes
+// unset flags from the environment, and loads the config file: the
+// preamble of every command that reads a config and does not serve it.
+func loadConfig(fs *flag.FlagSet, path *string, args []string, getenv func(string) string, stderr io.Writer) (*config.Config, error) {
+	if err := parseFlags(fs, args); err != nil {
+		return nil, err
+	}
+	if err := fromEnv(fs, getenv, map[string]string{"config": envConfig}); err != nil {
+		return nil, err
+	}
+	if err := requireConfig(fs, *path); err != nil {
+		return nil, err
+	}
+	cfg, err := config.LoadFile(*path)
+	if err != nil {
+		return nil, configError(stderr, err)
+	}
+	return cfg, nil
 }
 
 // requireConfig reports a missing --config.

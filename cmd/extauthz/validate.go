@@ -18,18 +18,9 @@ func validate(args []string, getenv func(string) string, stdout, stderr io.Write
 	var path string
 	fs := newFlagSet("validate", "validate --config FILE", stderr)
 	fs.StringVar(&path, "config", "", "server config file (env "+envConfig+")")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if err := fromEnv(fs, getenv, map[string]string{"config": envConfig}); err != nil {
-		return err
-	}
-	if err := requireConfig(fs, path); err != nil {
-		return err
-	}
-	cfg, err := config.LoadFile(path)
+	cfg, err := loadConfig(fs, &path, args, getenv, stderr)
 	if err != nil {
-		return configError(stderr, err)
+		return err
 	}
 	if _, err := wire.NewSnapshot(cfg); err != nil {
 		return configError(stderr, fmt.Errorf("%s: %w", path, err))
