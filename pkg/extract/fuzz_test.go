@@ -130,3 +130,35 @@ func BenchmarkExtract(b *testing.B) {
 		})
 	})
 }
+
+// FuzzCanonicalKey: whatever a client sends as an API key, its canonical
+// form is the listed id only for the listed key itself (never for an id,
+// a digest or a hash form sent as a key) and otherwise HashValue of what
+// was sent, so the raw value never survives; a rule-file literal
+// (RuleKeyValue) lands on the same form as the request that sends it.
+func FuzzCanonicalKey(f *testing.F) {
+	ids, err := ListIdentities(Settings{APIKeys: []KeyListing{{ID: "acme-prod", Key: "demo-pro-key"}}})
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, s := range []string{"demo-pro-key", "acme-prod", HashValue("demo-pro-key"), "sha256:", "", "\xff", "Demo-Pro-Key"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		got := string(ids.AppendKeyID(nil, v, extractNow))
+		switch {
+		case v == "demo-pro-key":
+			if got != "acme-prod" {
+				t.Fatalf("the listed key gives %q, want its id", got)
+			}
+		case got != HashValue(v) || !isHashed(got):
+			t.Fatalf("unlisted %q gives %q, want HashValue %q", v, got, HashValue(v))
+		}
+		if strings.Contains(v, "*") || isHashed(v) || v == "acme-prod" || v == "" {
+			return // patterns and canonical forms stay as written in rule files
+		}
+		if rule := ids.RuleKeyValue(v); rule != got {
+			t.Fatalf("rule literal %q canonicalises to %q, a request sending it to %q", v, rule, got)
+		}
+	})
+}
