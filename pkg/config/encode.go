@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 )
@@ -62,6 +63,7 @@ func (cfg *Config) Redacted() ([]byte, error) {
 var (
 	marshalerType = reflect.TypeFor[encoding.TextMarshaler]()
 	secretType    = reflect.TypeFor[Secret]()
+	timeType      = reflect.TypeFor[time.Time]()
 )
 
 func scalarNode(tag, value string) *yaml.Node {
@@ -86,6 +88,12 @@ func encodeValue(v reflect.Value) (*yaml.Node, error) {
 			return nil, nil
 		}
 		return scalarNode("!!str", fmt.Sprint(v.Interface())), nil
+	case t == timeType:
+		// A zero time is unset (e.g. an API key that never expires).
+		if v.Interface().(time.Time).IsZero() {
+			return nil, nil
+		}
+		return encodeText(v)
 	case t.Implements(marshalerType) && t.Kind() != reflect.Pointer:
 		return encodeText(v)
 	}

@@ -90,3 +90,38 @@ func TestRuleKeyValuesCanonical(t *testing.T) {
 		t.Errorf("got %v, want a duplicate of acme-prod, never the key", err)
 	}
 }
+
+// TestRedactedAPIKeyExpiry: /config shows an API key's expires only when it
+// is set (no "0001-01-01" for keys that never expire), and never the key.
+func TestRedactedAPIKeyExpiry(t *testing.T) {
+	const file = `
+domains:
+  - domain: edge
+    descriptors:
+      - key: api_key
+        rate_limit: {unit: minute, requests_per_unit: 10}
+authz:
+  domain: edge
+  api_key:
+    sources: [{header: x-api-key}]
+  api_keys:
+    - {id: forever, key_sha256: 1fbfd5e2a34698deb796eb78add256a067ec065519b8329b1eb85f5e2ef906d4}
+    - {id: trial, key_sha256: 2fbfd5e2a34698deb796eb78add256a067ec065519b8329b1eb85f5e2ef906d4, expires: "2030-01-02T03:04:05Z"}
+  descriptors:
+    - entries: [{from: api_key}]
+`
+	cfg, err := Load(strings.NewReader(file), "keys.yaml")
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	out, err := cfg.Redacted()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(out), "0001-01-01") {
+		t.Errorf("Redacted prints a zero expiry:\n%s", out)
+	}
+	if n := strings.Count(string(out), "expires:"); n != 1 || !strings.Contains(string(out), "2030-01-02T03:04:05Z") {
+		t.Errorf("Redacted: got %d expires lines, want the trial key's only:\n%s", n, out)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"encoding/pem"
 	"math/big"
 	"net"
@@ -122,6 +123,45 @@ func TestTemplate(t *testing.T) {
 				}
 				if !slices.Equal(cfg.Rules.Domains(), []string{"edge", "internal"}) {
 					t.Errorf("got domains %v, want [edge internal]", cfg.Rules.Domains())
+				}
+			},
+		},
+		{
+			name: "admin token from a Secret, metrics protected",
+			set: []string{"admin.token.existingSecret=admin-auth", "admin.token.key=tok",
+				"admin.protectMetrics=true", "serviceMonitor.enabled=true"},
+			check: func(t *testing.T, m *manifests, cfg *config.Config) {
+				v := m.volume("admin-token")
+				if v == nil || v.Secret == nil || v.Secret.SecretName != "admin-auth" ||
+					len(v.Secret.Items) != 1 || v.Secret.Items[0].Key != "tok" {
+					t.Fatalf("got admin token volume %+v, want key tok of Secret admin-auth", v)
+				}
+				mounted := false
+				for _, vm := range m.container("extauthz").VolumeMounts {
+					if vm.Name == "admin-token" && strings.HasSuffix(cfg.Admin.Auth.TokenFile, filepath.Join(vm.MountPath, v.Secret.Items[0].Path)) {
+						mounted = true
+					}
+				}
+				if !mounted {
+					t.Errorf("admin.auth.token_file %q is not where the Secret is mounted", cfg.Admin.Auth.TokenFile)
+				}
+				if !cfg.Admin.ProtectMetrics {
+					t.Error("admin.protectMetrics did not set admin.protect_metrics")
+				}
+				if m.ServiceMonitor == nil {
+					t.Fatal("got no ServiceMonitor, want one")
+				}
+				auth, _ := json.Marshal(m.ServiceMonitor["spec"])
+				if !strings.Contains(string(auth), `"credentials":{"key":"tok","name":"admin-auth"}`) {
+					t.Errorf("ServiceMonitor does not send the admin token: %s", auth)
+				}
+			},
+		},
+		{
+			name: "no admin token by default",
+			check: func(t *testing.T, m *manifests, cfg *config.Config) {
+				if m.volume("admin-token") != nil || cfg.Admin.Auth.TokenFile != "" || cfg.Admin.ProtectMetrics {
+					t.Errorf("got admin token volume or settings %+v without admin values", cfg.Admin)
 				}
 			},
 		},
@@ -544,7 +584,7 @@ func fakeSecret(t *testing.T, s *corev1.SecretVolumeSource) map[string]string {
 	if len(s.Items) > 0 {
 		files := map[string]string{}
 		for _, it := range s.Items {
-			files[it.Path] = "test-password"
+			files[it.Path] = "test-secret-of-32-characters-000" // long enough for any token_file
 		}
 		return files
 	}
@@ -677,6 +717,8 @@ var badValues = map[string]string{
 	"port-out-of-range.yaml":        "/ports/grpc",
 	"string-replicas.yaml":          "/replicaCount",
 	"hpa-without-target.yaml":       "/autoscaling",
+	// Prometheus could not scrape a protected /metrics without the token.
+	"metrics-protected-without-token.yaml": "/admin/token",
 }
 
 func TestBadValues(t *testing.T) {

@@ -64,6 +64,7 @@ file's directory so that the same file loads from a copy of this layout. */}}
 {{- define "extauthz.rulesDir" -}}/etc/extauthz/rules{{- end }}
 {{- define "extauthz.redisPasswordFile" -}}/etc/extauthz/redis-password/password{{- end }}
 {{- define "extauthz.redisTLSDir" -}}/etc/extauthz/redis-tls{{- end }}
+{{- define "extauthz.adminTokenFile" -}}/etc/extauthz/admin-token/token{{- end }}
 
 {{/* The redis backend entry of extauthz.yaml. */}}
 {{- define "extauthz.redisBackend" -}}
@@ -111,5 +112,17 @@ file's directory so that the same file loads from a copy of this layout. */}}
 {{- $_ := set $c "backends" (list (dict "type" "memory" "max_keys" (int64 .Values.backend.memory.maxKeys))) }}
 {{- end }}
 {{- $_ := set $c "rules_dir" "../rules" }}
+{{- with .Values.admin }}
+{{- if or .token.existingSecret .protectMetrics }}
+{{- $admin := deepCopy (default dict $c.admin) }}
+{{- if .token.existingSecret }}
+{{- $_ := set $admin "auth" (merge (dict "token_file" (include "extauthz.adminTokenFile" $)) (default dict $admin.auth)) }}
+{{- end }}
+{{- if .protectMetrics }}
+{{- $_ := set $admin "protect_metrics" true }}
+{{- end }}
+{{- $_ := set $c "admin" $admin }}
+{{- end }}
+{{- end }}
 {{- toYaml $c }}
 {{- end }}
