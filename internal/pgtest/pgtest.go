@@ -10,10 +10,13 @@
 // environment variable CI is "true", where they fail it: CI must exercise the
 // PostgreSQL code.
 //
-// PostgreSQL refuses to run as root. When the tests run as root the server
-// and initdb run as the "postgres" user (which the Debian package creates),
-// the temporary directory being owned by that user; otherwise they run as the
-// current user.
+// PostgreSQL refuses to run as root. When the tests run as root, initdb and
+// pg_ctl run through "runuser -u postgres --" (the user the Debian package
+// creates) in a temporary directory owned by that user; otherwise they run
+// as the current user. pg_ctl starts the server in the background, so a
+// test binary that dies before its cleanup would leave it running: every
+// start first stops and removes the servers of test processes that are gone
+// (each directory records its owner's process id).
 package pgtest
 
 import (
@@ -126,17 +129,16 @@ type Options struct {
 type Server struct {
 	// Port is the TCP port on 127.0.0.1.
 	Port int
-	// Dir is the temporary directory: data/ (the cluster), the socket and
-	// server.log.
+	// Dir is the temporary directory: data/ (the cluster), the socket,
+	// server.log and the owner file.
 	Dir string
 
-	bin  string
-	cred *syscall.Credential // nil: run as the current user
-	opts Options
+	bin   string
+	owner *user.User // non-nil: run the binaries as this user (runuser)
+	opts  Options
 
-	mu     sync.Mutex
-	cmd    *exec.Cmd
-	exited chan struct{} // closed when cmd has been waited for
+	mu      sync.Mutex
+	running bool
 }
 
 // Start runs initdb and starts a server on a free loopback port; it is
@@ -196,11 +198,12 @@ func Main(m *testing.M) int {
 // its cleanups (run last first) with cleanup.
 func start(bin string, opts Options, cleanup func(func())) (*Server, error) {
 	s := &Server{bin: bin, opts: opts}
-	cred, err := serverCredential()
+	owner, err := serverUser()
 	if err != nil {
 		return nil, err
 	}
-	s.cred = cred
+	s.owner = owner
+	s.reapOrphans()
 	if s.Dir, err = s.tempDir(); err != nil {
 		return nil, err
 	}
@@ -216,41 +219,47 @@ func start(bin string, opts Options, cleanup func(func())) (*Server, error) {
 		}
 		s.Port = port
 		if lastErr = s.launch(); lastErr == nil {
-			cleanup(s.stop)
+			cleanup(s.Stop)
 			return s, nil
 		}
 	}
 	return nil, fmt.Errorf("start postgres: %w", lastErr)
 }
 
-// serverCredential returns the postgres user's credential when running as
-// root, nil otherwise.
-func serverCredential() (*syscall.Credential, error) {
+// serverUser returns the postgres user when running as root (PostgreSQL
+// refuses root), else nil: the binaries run as the current user.
+func serverUser() (*user.User, error) {
 	if os.Geteuid() != 0 {
 		return nil, nil
 	}
 	u, err := user.Lookup("postgres")
 	if err != nil {
-		return nil, fmt.Errorf("running as root, PostgreSQL must run as another user, but user postgres is missing: %w", err)
+		return nil, fmt.Errorf("running as root, PostgreSQL must run as another user, but user postgres is missing (install Debian package postgresql): %w", err)
 	}
-	uid, err1 := strconv.ParseUint(u.Uid, 10, 32)
-	gid, err2 := strconv.ParseUint(u.Gid, 10, 32)
-	if err := errors.Join(err1, err2); err != nil {
-		return nil, fmt.Errorf("user postgres: %w", err)
+	if _, err := exec.LookPath("runuser"); err != nil {
+		return nil, fmt.Errorf("running as root, PostgreSQL runs through runuser -u postgres, but runuser is missing (Debian package util-linux): %w", err)
 	}
-	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{}}, nil
+	return u, nil
 }
 
-// tempDir makes the server's directory under the system temporary
-// directory. As root it is handed to the postgres user (which is why it is
-// not under t.TempDir, whose parents are private to root).
+// ownerFile holds the process id of the test binary that made a directory.
+const ownerFile = "owner.pid"
+
+// tempDir makes the server's directory, owned by the server's user, and
+// records this process as its owner.
 func (s *Server) tempDir() (string, error) {
 	dir, err := os.MkdirTemp("", "pgtest-")
 	if err != nil {
 		return "", err
 	}
-	if s.cred != nil {
-		if err := os.Chown(dir, int(s.cred.Uid), int(s.cred.Gid)); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, ownerFile), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+		_ = os.RemoveAll(dir)
+		return "", err
+	}
+	if s.owner != nil {
+		uid, _ := strconv.Atoi(s.owner.Uid)
+		gid, _ := strconv.Atoi(s.owner.Gid)
+		if err := os.Chown(dir, uid, gid); err != nil {
 			_ = os.RemoveAll(dir)
 			return "", fmt.Errorf("chown %s to postgres: %w", dir, err)
 		}
@@ -258,18 +267,49 @@ func (s *Server) tempDir() (string, error) {
 	return dir, nil
 }
 
+// reapOrphans stops and removes the servers whose test binary is gone
+// (killed before its cleanups ran), so that a crashed run leaves no
+// postgres behind for long. Errors are ignored: this is housekeeping.
+func (s *Server) reapOrphans() {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), "pgtest-*"))
+	for _, dir := range dirs {
+		data, err := os.ReadFile(filepath.Join(dir, ownerFile))
+		if err != nil {
+			continue
+		}
+		pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
+		if err != nil || pid <= 0 || processAlive(pid) {
+			continue
+		}
+		orphan := &Server{Dir: dir, bin: s.bin, owner: s.owner, running: true}
+		orphan.shutdown("immediate")
+		_ = os.RemoveAll(dir)
+	}
+}
+
+// processAlive reports whether process pid exists.
+func processAlive(pid int) bool {
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
+}
+
 // DataDir is the cluster's data directory.
 func (s *Server) DataDir() string { return filepath.Join(s.Dir, "data") }
 
 func (s *Server) logPath() string { return filepath.Join(s.Dir, "server.log") }
 
-// command returns a command for the named server binary, run as the
-// server's user.
+// command runs the server binary name as the server's user: through
+// "runuser -u postgres --" when root, else directly.
 func (s *Server) command(name string, args ...string) *exec.Cmd {
-	cmd := exec.Command(filepath.Join(s.bin, name), args...)
+	path := filepath.Join(s.bin, name)
+	var cmd *exec.Cmd
+	if s.owner != nil {
+		cmd = exec.Command("runuser", append([]string{"-u", s.owner.Username, "--", path}, args...)...)
+	} else {
+		cmd = exec.Command(path, args...)
+	}
 	cmd.Dir = s.Dir
 	cmd.Env = append(os.Environ(), "LC_ALL=C", "LANG=C")
-	cmd.SysProcAttr = sysProcAttr(s.cred)
 	return cmd
 }
 
@@ -281,15 +321,10 @@ func (s *Server) initdb() error {
 	return nil
 }
 
-// launch starts the server on s.Port and waits until it accepts a query.
-func (s *Server) launch() error {
-	out, err := os.OpenFile(s.logPath(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o666)
-	if err != nil {
-		return fmt.Errorf("open %s: %w", s.logPath(), err)
-	}
-	defer out.Close()
+// serverOptions are the postgres options pg_ctl passes on (its -o), each
+// quoted for the shell pg_ctl starts postgres with.
+func (s *Server) serverOptions() string {
 	args := []string{
-		"-D", s.DataDir(),
 		"-p", strconv.Itoa(s.Port),
 		"-k", s.Dir,
 		"-c", "listen_addresses=127.0.0.1",
@@ -301,44 +336,32 @@ func (s *Server) launch() error {
 	for _, kv := range s.opts.Settings {
 		args = append(args, "-c", kv)
 	}
-	cmd := s.command("postgres", args...)
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("exec postgres: %w", err)
+	for i, a := range args {
+		args[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
 	}
-	exited := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		close(exited)
-	}()
-	s.mu.Lock()
-	s.cmd, s.exited = cmd, exited
-	s.mu.Unlock()
-	return s.waitReady(exited)
+	return strings.Join(args, " ")
 }
 
-// waitReady polls until a query succeeds, the server exits or startTimeout.
-func (s *Server) waitReady(exited <-chan struct{}) error {
-	deadline := time.Now().Add(startTimeout)
-	for {
-		select {
-		case <-exited:
-			s.mu.Lock()
-			s.cmd = nil
-			s.mu.Unlock()
-			return fmt.Errorf("postgres on port %d exited at startup: %s", s.Port, s.logTail())
-		default:
-		}
-		err := s.query()
-		if err == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			s.Kill()
-			return fmt.Errorf("postgres on port %d not ready within %v: %v; log: %s", s.Port, startTimeout, err, s.logTail())
-		}
-		time.Sleep(20 * time.Millisecond)
+// launch starts the server on s.Port with pg_ctl (which waits until it
+// accepts connections) and checks that it answers a query.
+func (s *Server) launch() error {
+	cmd := s.command("pg_ctl", "start", "-w", "-t", strconv.Itoa(int(startTimeout/time.Second)),
+		"-D", s.DataDir(), "-l", s.logPath(), "-o", s.serverOptions())
+	if out, err := cmd.CombinedOutput(); err != nil {
+		s.mu.Lock()
+		s.running = true // it may have started after pg_ctl gave up
+		s.mu.Unlock()
+		s.Kill()
+		return fmt.Errorf("pg_ctl start on port %d: %w: %s; log: %s", s.Port, err, tail(out), s.logTail())
 	}
+	s.mu.Lock()
+	s.running = true
+	s.mu.Unlock()
+	if err := s.query(); err != nil {
+		s.Kill()
+		return fmt.Errorf("postgres on port %d started but does not answer: %w; log: %s", s.Port, err, s.logTail())
+	}
+	return nil
 }
 
 func (s *Server) query() error {
@@ -377,40 +400,30 @@ func (s *Server) CreateDatabase(t testing.TB, name string) string {
 }
 
 // Stop shuts the server down cleanly (fast shutdown: open sessions are
-// ended, everything committed is kept) and waits for it to exit; after
-// stopTimeout it is killed. It is a no-op when the server is not running.
-func (s *Server) Stop() {
+// ended, everything committed is kept) and waits for it to exit. It is a
+// no-op when the server is not running.
+func (s *Server) Stop() { s.shutdown("fast") }
+
+// Kill ends the server the way a crash would (immediate shutdown: no
+// checkpoint; the next start runs crash recovery, keeping every committed
+// transaction) and waits for it to exit.
+func (s *Server) Kill() { s.shutdown("immediate") }
+
+// shutdown runs pg_ctl stop in mode (fast or immediate) and waits up to
+// stopTimeout for the server to exit.
+func (s *Server) shutdown(mode string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.signalAndWait(syscall.SIGINT, stopTimeout)
-}
-
-// Kill ends the server the way a crash would (immediate shutdown: SIGQUIT,
-// no checkpoint; the next start runs crash recovery, keeping every
-// committed transaction) and waits for it to exit.
-func (s *Server) Kill() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.signalAndWait(syscall.SIGQUIT, stopTimeout)
-}
-
-// signalAndWait sends sig and waits up to d, then SIGKILLs. s.mu is held.
-func (s *Server) signalAndWait(sig syscall.Signal, d time.Duration) {
-	if s.cmd == nil {
+	if !s.running {
 		return
 	}
-	_ = s.cmd.Process.Signal(sig)
-	select {
-	case <-s.exited:
-	case <-time.After(d):
-		_ = s.cmd.Process.Kill()
-		<-s.exited
+	cmd := s.command("pg_ctl", "stop", "-w", "-t", strconv.Itoa(int(stopTimeout/time.Second)), "-m", mode, "-D", s.DataDir())
+	if err := cmd.Run(); err != nil && mode != "immediate" {
+		// Not stopped in time: end it as a crash would.
+		_ = s.command("pg_ctl", "stop", "-w", "-m", "immediate", "-D", s.DataDir()).Run()
 	}
-	s.cmd = nil
+	s.running = false
 }
-
-// stop is the cleanup.
-func (s *Server) stop() { s.Stop() }
 
 // Restart stops the server (if running) and starts it again on the same
 // port and data directory. It fails t if the server does not come back.
@@ -427,11 +440,12 @@ func (s *Server) Restart(t testing.TB) {
 	t.Fatalf("pgtest: restart postgres on port %d: %v", s.Port, err)
 }
 
-// Running reports whether the server process is running.
+// Running reports whether the server is running (started and not stopped
+// or killed through this Server).
 func (s *Server) Running() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.cmd != nil
+	return s.running
 }
 
 // logTail returns the end of the server log, for error messages.

@@ -2,8 +2,12 @@ package pgtest
 
 import (
 	"context"
+	"errors"
+	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -99,4 +103,29 @@ func TestShared(t *testing.T) {
 		t.Fatalf("connect: %v", err)
 	}
 	_ = c.Close(context.Background())
+}
+
+// TestReapOrphans: a server left behind by a test binary that died (its
+// owner process is gone) is stopped and its directory removed by the next
+// start; a live owner's server is left alone.
+func TestReapOrphans(t *testing.T) {
+	orphan := Start(t, Options{})
+	// A process id that is not running: a finished child's.
+	child := exec.Command("true")
+	if err := child.Run(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(orphan.Dir, ownerFile), []byte(strconv.Itoa(child.Process.Pid)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	live := Start(t, Options{}) // reaps the orphan
+	if _, err := os.Stat(orphan.Dir); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("orphan's directory %s: got %v, want it removed", orphan.Dir, err)
+	}
+	if err := orphan.query(); err == nil {
+		t.Error("orphan still answers after the next Start")
+	}
+	if err := live.query(); err != nil {
+		t.Errorf("the live server: %v", err)
+	}
 }
