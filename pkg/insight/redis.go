@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -17,8 +18,8 @@ import (
 // buckets of a minute, ten minutes, two hours, an hour or a day; S a bucket's start in unix
 // seconds):
 //
-//	P rules               hash  R → domain NUL rule
-//	P rules:seen          zset  R by last flush; trimmed to max_rules
+//	P rules:seen          zset  R by last flush; trimmed to max_rules, older than retention removed
+//	P {R}:n               string domain NUL rule; TTL retention
 //	P replicas            zset  replica by last flush; older than retention removed
 //	P {R}:t               hash  totals by outcome (0..3); TTL retention
 //	P {R}:G:S:c           hash  counts by outcome (G = m, h, d)
@@ -66,6 +67,12 @@ func granOf(width int64) gran {
 func ruleKey(id ruleID) string {
 	sum := sha256.Sum256([]byte(id.Domain + "\x00" + id.Rule))
 	return hex.EncodeToString(sum[:8])
+}
+
+// nameKey holds the rule's domain and name (in its slot: a Cluster reads
+// the names of many rules in one pipeline).
+func (f *fleet) nameKey(rid string) string {
+	return f.st.RedisPrefix + "{" + rid + "}:n"
 }
 
 func (f *fleet) bucketKey(rid string, g gran, start int64) string {
@@ -124,13 +131,15 @@ func (r *Recorder) flushLocked(ctx context.Context) error {
 	}
 	for rs := range seen {
 		rid := ruleKey(rs.id)
-		// Written every time: a Redis that lost its data relearns the name.
-		pipe.HSet(ctx, f.st.RedisPrefix+"rules", rid, rs.id.Domain+"\x00"+rs.id.Rule)
+		// Written every time: a Redis that lost its data relearns the name,
+		// and a rule that stops reporting is forgotten after retention.
+		pipe.Set(ctx, f.nameKey(rid), rs.id.Domain+"\x00"+rs.id.Rule, f.st.Retention)
 		pipe.ZAdd(ctx, f.st.RedisPrefix+"rules:seen", redis.Z{Score: float64(now), Member: rid})
 	}
 	if len(seen) > 0 {
 		pipe.ZRemRangeByRank(ctx, f.st.RedisPrefix+"rules:seen", 0, -int64(f.st.MaxRules)-1)
 	}
+	pipe.ZRemRangeByScore(ctx, f.st.RedisPrefix+"rules:seen", "-inf", strconv.FormatInt(now-int64(f.st.Retention/time.Second), 10))
 	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("insight: merge into Redis: %w", err)
 	}
@@ -195,16 +204,22 @@ func (f *fleet) rules(ctx context.Context) ([]ruleID, []string, error) {
 	if err != nil || len(rids) == 0 {
 		return nil, nil, wrapRead(err)
 	}
-	names, err := f.rdb.HMGet(ctx, f.st.RedisPrefix+"rules", rids...).Result()
-	if err != nil {
+	pipe := f.rdb.Pipeline()
+	names := make([]*redis.StringCmd, len(rids))
+	for i, rid := range rids {
+		names[i] = pipe.Get(ctx, f.nameKey(rid))
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return nil, nil, wrapRead(err)
 	}
 	var ids []ruleID
 	var keep []string
 	for i, n := range names {
-		s, ok := n.(string)
-		d, rl, found := strings.Cut(s, "\x00")
-		if !ok || !found {
+		if err := n.Err(); err != nil && !errors.Is(err, redis.Nil) {
+			return nil, nil, wrapRead(err)
+		}
+		d, rl, found := strings.Cut(n.Val(), "\x00")
+		if !found { // expired with retention, or not yet written
 			continue
 		}
 		ids, keep = append(ids, ruleID{d, rl}), append(keep, rids[i])

@@ -89,7 +89,7 @@ func TestFleetTwoRecorders(t *testing.T) {
 			}
 		}
 		ttl := rdb.TTL(ctx, key).Val()
-		persistent := strings.HasSuffix(key, "rules") || strings.HasSuffix(key, "rules:seen") || strings.HasSuffix(key, "replicas")
+		persistent := strings.HasSuffix(key, "rules:seen") || strings.HasSuffix(key, "replicas")
 		if !persistent && ttl <= 0 {
 			t.Errorf("%s has no TTL", key)
 		}
@@ -226,5 +226,36 @@ func TestFleetCluster(t *testing.T) {
 		if o.Refused != 20 {
 			t.Errorf("%s refused %d, want 20", o.Value, o.Refused)
 		}
+	}
+}
+
+// TestFleetForgetsOldRules: the names of rules expire with retention and a
+// rule that stopped reporting for longer leaves rules:seen, so the fleet's
+// keys stay bounded as rule paths come and go.
+func TestFleetForgetsOldRules(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	rdb := srv.Client(t)
+	ctx := context.Background()
+	s := testSet(t)
+	clk := &fakeClock{t: t0}
+	r := newFleetRecorder(t, rdb, Settings{Retention: 24 * time.Hour}, clk, "a")
+	old := match(t, s, ip("x"))
+	r.Record(old, ip("203.0.113.1"), Refused, 1, nil)
+	r.tick(ctx, t0.Add(11*time.Second))
+	oldID := ruleKey(ruleID{old.Domain, old.Path})
+	if ttl := rdb.TTL(ctx, r.fleet.nameKey(oldID)).Val(); ttl <= 0 || ttl > 24*time.Hour {
+		t.Fatalf("name key TTL %v, want (0, 24h]", ttl)
+	}
+	if n := rdb.Exists(ctx, DefaultRedisPrefix+"rules").Val(); n != 0 {
+		t.Errorf("the unbounded rules hash is written")
+	}
+	later := t0.Add(25 * time.Hour)
+	clk.set(later)
+	d := descriptor.Descriptor{{Key: "global", Value: "all"}}
+	r.Record(match(t, s, d), d, Admitted, 1, nil)
+	r.tick(ctx, later.Add(11*time.Second))
+	seen := rdb.ZRange(ctx, DefaultRedisPrefix+"rules:seen", 0, -1).Val()
+	if len(seen) != 1 || seen[0] == oldID {
+		t.Errorf("rules:seen %v after retention, want only the new rule (not %s)", seen, oldID)
 	}
 }
