@@ -1,6 +1,7 @@
 // Package adminauth guards the admin listener: TLS, and a bearer token or
 // client certificates required for its private paths (the dashboard,
-// /api/*, /config) and, when configured, for /metrics and the probes.
+// /api/*, /config) and its decision API (/json) and, when configured, for
+// /metrics and the probes.
 package adminauth
 
 import (
@@ -36,7 +37,7 @@ import (
 //	  protect_health: false                         # true: /healthz and /readyz too
 //
 // With a credential configured (tls.client_ca_file, auth.token_file or
-// both), the dashboard (/), /api/* and /config require one: a client
+// both), the dashboard (/), /api/*, /config and /json require one: a client
 // certificate that verifies against tls.client_ca_file, or the token of
 // auth.token_file, sent as "Authorization: Bearer TOKEN" (scripts,
 // extauthz top) or as the password of HTTP Basic authentication with any
@@ -48,7 +49,7 @@ type Settings struct {
 	TLS  certs.Settings `yaml:"tls"`
 	Auth Auth           `yaml:"auth"`
 	// ProtectMetrics and ProtectHealth extend the credential check to
-	// /metrics and to /healthz and /readyz (default false: Prometheus and
+	// /metrics and to /healthz, /readyz and /healthcheck (default false: Prometheus and
 	// the kubelet's probes usually carry no credential).
 	ProtectMetrics bool `yaml:"protect_metrics"`
 	ProtectHealth  bool `yaml:"protect_health"`
@@ -144,8 +145,15 @@ const (
 	Private Class = iota
 	// Metrics (/metrics) is guarded with protect_metrics.
 	Metrics
-	// Health (/healthz, /readyz) is guarded with protect_health.
+	// Health (/healthz, /readyz, /healthcheck) is guarded with
+	// protect_health.
 	Health
+	// Decision (POST /json, the RateLimitService over HTTP) is guarded,
+	// like Private, whenever auth is set: it counts hits, so an open one
+	// would let anyone who reaches the listener spend other clients'
+	// quotas, and would go around the client certificates the gRPC
+	// listener may require.
+	Decision
 )
 
 // Guard returns h, wrapped in the credential check when paths of class c

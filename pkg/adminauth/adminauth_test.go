@@ -53,12 +53,13 @@ func testAdmin(a *adminauth.Access) http.Handler {
 		Access:    a,
 		Dashboard: ok("dashboard"),
 		API:       ok("api"),
+		JSON:      ok("json"),
 	})
 }
 
 var (
 	privatePaths = []string{"/", "/assets/app.js", "/api/v1/rules", "/api/v1/offenders?window=5m", "/config"}
-	healthPaths  = []string{"/healthz", "/readyz"}
+	healthPaths  = []string{"/healthz", "/readyz", "/healthcheck"}
 )
 
 func adminGet(t *testing.T, c *http.Client, url, auth string) (int, http.Header, string) {
@@ -135,6 +136,48 @@ func TestAdminToken(t *testing.T) {
 				if code, _, _ := adminGet(t, srv.Client(), srv.URL+path, ""); code != http.StatusOK {
 					t.Errorf("GET %s without a token: status %d, want 200 (not protected)", path, code)
 				}
+			}
+		})
+	}
+}
+
+// TestAdminJSON: /json counts hits, so it needs a credential whenever one
+// is configured, even with metrics and probes left open.
+func TestAdminJSON(t *testing.T) {
+	tokenFile := writeFile(t, t.TempDir(), "token", testToken)
+	guarded, err := adminauth.New(adminauth.Settings{Auth: adminauth.Auth{TokenFile: tokenFile}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name   string
+		access *adminauth.Access
+		auth   string
+		want   int
+	}{
+		{"open listener", nil, "", http.StatusOK},
+		{"token set, none sent", guarded, "", http.StatusUnauthorized},
+		{"token set, wrong one", guarded, "Bearer wrong-token-0123456789", http.StatusUnauthorized},
+		{"token set and sent", guarded, "Bearer " + testToken, http.StatusOK},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := httptest.NewServer(testAdmin(tc.access))
+			defer srv.Close()
+			req, err := http.NewRequest(http.MethodPost, srv.URL+"/json", strings.NewReader("{}"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.auth != "" {
+				req.Header.Set("Authorization", tc.auth)
+			}
+			resp, err := srv.Client().Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_ = resp.Body.Close()
+			if resp.StatusCode != tc.want {
+				t.Errorf("POST /json: status %d, want %d", resp.StatusCode, tc.want)
 			}
 		})
 	}

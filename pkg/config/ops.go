@@ -51,9 +51,10 @@ type Limits struct {
 	// Bounds holds max_descriptors, max_entries, max_key_length,
 	// max_value_length and max_hits_addend.
 	Bounds descriptor.Bounds `yaml:",inline"`
-	// MaxMessageBytes is the largest gRPC message the server receives
-	// (default 1 MiB: a RateLimitRequest within the other bounds is far
-	// smaller; raise it for ext_authz requests carrying large bodies).
+	// MaxMessageBytes is the largest gRPC message the server receives,
+	// and the largest POST /json body (default 1 MiB: a RateLimitRequest
+	// within the other bounds is far smaller; raise it for ext_authz
+	// requests carrying large bodies).
 	MaxMessageBytes int `yaml:"max_message_bytes"`
 }
 

@@ -49,8 +49,12 @@ func TestAdmin(t *testing.T) {
 	}{
 		{name: "healthz", method: "GET", path: "/healthz", wantCode: 200, wantType: "text/plain", wantBody: "ok\n"},
 		{name: "ready", method: "GET", path: "/readyz", wantCode: 200, wantBody: "ready\n"},
+		{name: "healthcheck", method: "GET", path: "/healthcheck", wantCode: 200, wantType: "text/plain", wantBody: "OK"},
+		{name: "healthcheck head", method: "HEAD", path: "/healthcheck", wantCode: 200},
 		{name: "not ready", method: "GET", path: "/readyz", wantCode: 503, wantBody: "not ready: store: down\n",
 			before: func() { notReady = errors.New("store: down") }},
+		{name: "healthcheck not healthy", method: "GET", path: "/healthcheck", wantCode: 500, wantBody: "not healthy: store: down\n"},
+		{name: "no json handler", method: "POST", path: "/json", wantCode: 404},
 		{name: "metrics", method: "GET", path: "/metrics", wantCode: 200, wantBody: "test_things_total 3"},
 		{name: "config", method: "GET", path: "/config", wantCode: 200, wantType: "application/yaml", wantBody: "grpc_addr: 127.0.0.1:8081\n"},
 		{name: "wrong method", method: "POST", path: "/config", wantCode: 405},

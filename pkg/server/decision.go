@@ -76,7 +76,7 @@ func (s *Server) Decide(ctx context.Context, domain string, descriptors []descri
 	sc := getScratch()
 	code, err := s.decideDescriptors(ctx, lv, domain, descriptors, r, sc)
 	putScratch(sc)
-	s.observe(lv, domain, code, start)
+	s.observe(lv, apiRateLimit, domain, code, start)
 	return err
 }
 

@@ -11,16 +11,17 @@ import (
 	"github.com/extauthz/extauthz/pkg/descriptor"
 )
 
-// apiID is the api label: which gRPC API answered.
+// apiID is the api label: which API answered.
 type apiID uint8
 
 const (
 	apiRateLimit apiID = iota // envoy.service.ratelimit.v3.RateLimitService
 	apiAuthz                  // envoy.service.auth.v3.Authorization
+	apiJSON                   // the RateLimitService over HTTP: POST /json
 	numAPIs
 )
 
-var apiNames = [numAPIs]string{"ratelimit", "authz"}
+var apiNames = [numAPIs]string{"ratelimit", "authz", "json"}
 
 // codeID is the code label of a request: the decision, or the gRPC error.
 type codeID uint8
@@ -87,7 +88,8 @@ type observer struct{ prometheus.Observer }
 // NewMetrics registers the server's metrics with reg:
 //
 //   - extauthz_requests_total{api,domain,code} (counter): answered requests.
-//     code is ok, over_limit, or the gRPC error (invalid_argument,
+//     api is ratelimit, authz or json (the RateLimitService over HTTP,
+//     Server.JSONHandler); code is ok, over_limit, or the gRPC error (invalid_argument,
 //     unavailable, deadline_exceeded, canceled, internal); domain is
 //     "_unknown" for domains without rules.
 //   - extauthz_request_duration_seconds{api,code} (histogram): handling
@@ -99,7 +101,8 @@ type observer struct{ prometheus.Observer }
 //   - extauthz_store_failures_total{api,answer} (counter): requests whose
 //     Store.Take failed, by the answer given: unavailable, ok or
 //     over_limit (the failure mode), canceled (the caller gave up) or
-//     internal (the store rejected the request).
+//     internal (the store rejected the request). Those of POST /json
+//     count as ratelimit: it is the same decision.
 //
 // It panics, as promauto does, if reg already holds metrics of these names.
 func NewMetrics(reg prometheus.Registerer) *Metrics {

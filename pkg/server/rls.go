@@ -36,22 +36,29 @@ import (
 //   - a store failure answers according to the domain's failure mode
 //     (Settings.Failure): UNAVAILABLE, OK or OVER_LIMIT.
 func (s *Server) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLimitRequest) (*rlsv3.RateLimitResponse, error) {
+	return s.rateLimit(ctx, apiRateLimit, req)
+}
+
+// rateLimit is ShouldRateLimit, its request metrics recorded under api
+// (the gRPC API's, or POST /json's: one decision, two protocols).
+func (s *Server) rateLimit(ctx context.Context, api apiID, req *rlsv3.RateLimitRequest) (*rlsv3.RateLimitResponse, error) {
 	start := time.Now()
 	lv := s.live.Load()
 	sc := getScratch()
 	resp, code, err := s.shouldRateLimit(ctx, lv, req, sc)
 	putScratch(sc)
-	s.observe(lv, req.GetDomain(), code, start)
+	s.observe(lv, api, req.GetDomain(), code, start)
 	return resp, err
 }
 
-// observe records a RateLimitService (or Decide) request's metrics.
-func (s *Server) observe(lv *live, domain string, code codeID, start time.Time) {
+// observe records the metrics of a request of api: a RateLimitService,
+// Decide (as apiRateLimit) or /json request.
+func (s *Server) observe(lv *live, api apiID, domain string, code codeID, start time.Time) {
 	if !lv.snap.rules.HasDomain(domain) {
 		domain = unknownDomain
 	}
-	lv.cache.request(apiRateLimit, domain, code)
-	s.metrics.observeDuration(apiRateLimit, code, time.Since(start).Seconds())
+	lv.cache.request(api, domain, code)
+	s.metrics.observeDuration(api, code, time.Since(start).Seconds())
 }
 
 func (s *Server) shouldRateLimit(ctx context.Context, lv *live, req *rlsv3.RateLimitRequest, sc *scratch) (*rlsv3.RateLimitResponse, codeID, error) {
