@@ -218,7 +218,8 @@ func (d *daemon) build() error {
 }
 
 // newAdmin returns the HTTP admin server: metrics, readiness (503 while
-// draining or not ready), /config and the dashboard, behind d.access.
+// draining or not ready), /config, the dashboard and the RateLimitService
+// over HTTP (/json, its body bounded like a gRPC message), behind d.access.
 func (d *daemon) newAdmin() *http.Server {
 	return &http.Server{
 		Handler: server.NewAdmin(server.AdminOptions{
@@ -236,6 +237,7 @@ func (d *daemon) newAdmin() *http.Server {
 			Access:    d.access,
 			Dashboard: dashboard.Handler(),
 			API:       insightAPI(d.insight),
+			JSON:      d.srv.JSONHandler(d.cfg.Limits.MaxMessageBytes),
 		}),
 		ReadHeaderTimeout: 5 * time.Second,
 		ErrorLog:          slog.NewLogLogger(d.log.Handler(), slog.LevelWarn),
