@@ -7,6 +7,7 @@
 //	extauthz explain --config FILE [--ip IP] [--header name:value ...] [--method M] [--host H] --path P
 //	extauthz health --config FILE [--timeout D]
 //	extauthz top [--addr HOST:PORT|URL] [--token-file F] [--interval 2s] [--window 5m] [--once]
+//	extauthz check [--addr HOST:PORT] --domain D --descriptor k=v[,k=v...] [--descriptor ...] [--hits N] [--json]
 //	extauthz version
 package main
 

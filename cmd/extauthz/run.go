@@ -34,6 +34,7 @@ Usage:
   extauthz explain --config FILE [--ip IP] [--header name:value ...] [--method M] [--host H] --path P
   extauthz health --config FILE [--timeout D]
   extauthz top [--addr HOST:PORT|URL] [--token-file F] [--interval 2s] [--window 5m] [--once]
+  extauthz check [--addr HOST:PORT] --domain D --descriptor k=v[,k=v...] [--descriptor ...] [--hits N] [--json]
   extauthz migrate --config FILE [--timeout D]
   extauthz cleanup --config FILE [--timeout D]
   extauthz version
@@ -94,6 +95,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return healthCmd(ctx, args, getenv, stdout, stderr)
 	case "top":
 		return topCmd(ctx, args, stdout, stderr)
+	case "check":
+		return checkCmd(ctx, args, stdout, stderr)
 	case "migrate":
 		return migrateCmd(ctx, args, getenv, stdout, stderr)
 	case "cleanup":

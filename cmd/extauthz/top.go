@@ -3,9 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -16,20 +14,18 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
-
-	"github.com/extauthz/extauthz/pkg/certs"
 )
 
 // topOptions are the flags of top.
 type topOptions struct {
-	addr, tokenFile, window   string
-	caFile, certFile, keyFile string
-	interval                  time.Duration
-	limit                     int
-	once                      bool
-	base                      *url.URL
-	token                     string
-	client                    *http.Client
+	addr, tokenFile, window string
+	tls                     tlsFlags
+	interval                time.Duration
+	limit                   int
+	once                    bool
+	base                    *url.URL
+	token                   string
+	client                  *http.Client
 }
 
 const topSynopsis = "top [--addr HOST:PORT|URL] [--token-file F] [--interval 2s] [--window 5m|1h|24h|7d] [--limit N] [--once]"
@@ -42,9 +38,7 @@ func topCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs := newFlagSet("top", topSynopsis, stderr)
 	fs.StringVar(&o.addr, "addr", "127.0.0.1:8080", "admin listener: HOST:PORT, or a URL (https://HOST:PORT for admin TLS)")
 	fs.StringVar(&o.tokenFile, "token-file", "", "file holding the admin bearer token (admin.auth.token_file)")
-	fs.StringVar(&o.caFile, "ca-file", "", "PEM CAs that sign the admin listener's certificate (implies https)")
-	fs.StringVar(&o.certFile, "cert-file", "", "client certificate for admin mTLS (with --key-file; implies https)")
-	fs.StringVar(&o.keyFile, "key-file", "", "private key of --cert-file")
+	o.tls.register(fs, "admin listener")
 	fs.DurationVar(&o.interval, "interval", 2*time.Second, "time between refreshes")
 	fs.StringVar(&o.window, "window", "5m", "offenders window: 5m, 1h, 24h or 7d")
 	fs.IntVar(&o.limit, "limit", 20, "offenders shown, 1 to 100")
@@ -81,13 +75,10 @@ func (o *topOptions) setup() error {
 	if o.interval < 100*time.Millisecond {
 		return fmt.Errorf("--interval %v: expected at least 100ms", o.interval)
 	}
-	if (o.certFile == "") != (o.keyFile == "") {
-		return errors.New("--cert-file and --key-file go together")
-	}
 	raw := o.addr
 	if !strings.Contains(raw, "://") {
 		scheme := "http"
-		if o.caFile != "" || o.certFile != "" {
+		if o.tls.set() {
 			scheme = "https"
 		}
 		raw = scheme + "://" + raw
@@ -97,7 +88,7 @@ func (o *topOptions) setup() error {
 		return fmt.Errorf("--addr %q: expected HOST:PORT or http(s)://HOST:PORT", o.addr)
 	}
 	o.base = u
-	tc, err := o.tlsConfig()
+	tc, err := o.tls.config()
 	if err != nil {
 		return err
 	}
@@ -110,25 +101,6 @@ func (o *topOptions) setup() error {
 		o.token = strings.TrimSpace(string(data))
 	}
 	return nil
-}
-
-func (o *topOptions) tlsConfig() (*tls.Config, error) {
-	tc := &tls.Config{MinVersion: tls.VersionTLS12}
-	if o.caFile != "" {
-		pool, err := certs.LoadCAs(o.caFile)
-		if err != nil {
-			return nil, fmt.Errorf("--ca-file: %w", err)
-		}
-		tc.RootCAs = pool
-	}
-	if o.certFile != "" {
-		pair, err := tls.LoadX509KeyPair(o.certFile, o.keyFile)
-		if err != nil {
-			return nil, fmt.Errorf("--cert-file, --key-file: %w", err)
-		}
-		tc.Certificates = []tls.Certificate{pair}
-	}
-	return tc, nil
 }
 
 // loop redraws a frame every interval until ctx is done. A failed fetch is
