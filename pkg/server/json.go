@@ -115,6 +115,9 @@ func (h *jsonHandler) read(w http.ResponseWriter, r *http.Request) (*rlsv3.RateL
 		}
 	}()
 	buf.Reset()
+	if r.ContentLength > 0 {
+		buf.Grow(int(r.ContentLength)) // at most h.max: checked above
+	}
 	if _, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, h.max)); err != nil {
 		if errors.As(err, new(*http.MaxBytesError)) {
 			return nil, http.StatusRequestEntityTooLarge, h.tooLarge()

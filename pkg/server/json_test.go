@@ -9,10 +9,12 @@ import (
 	"testing"
 
 	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/extauthz/extauthz/pkg/backends/chain"
+	"github.com/extauthz/extauthz/pkg/backends/memstore"
 )
 
 // jsonAnswer is one /json answer.
@@ -338,8 +340,22 @@ func FuzzJSONHandler(f *testing.F) {
 	for _, s := range []string{ipBody, loginBody, "{}", `{"domain":"edge","descriptors":[{}]}`, "\xff", `{"x":[[[[]]]]}`} {
 		f.Add([]byte(s))
 	}
-	e := newEnv(f, Settings{})
-	h := e.srv.JSONHandler(1 << 16)
+	// A bare memstore, not newEnv's recording store, whose record would
+	// grow with every input.
+	mem, err := memstore.New(memstore.Options{MaxKeys: 10_000, SweepInterval: -1})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { _ = mem.Close() })
+	snap, err := NewSnapshot(testRules(f), Settings{}, nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	srv, err := New(Options{Store: mem, Metrics: NewMetrics(prometheus.NewRegistry())}, snap)
+	if err != nil {
+		f.Fatal(err)
+	}
+	h := srv.JSONHandler(1 << 16)
 	f.Fuzz(func(t *testing.T, body []byte) {
 		a := postJSON(t, h, string(body))
 		switch a.code {
