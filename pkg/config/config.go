@@ -3,6 +3,8 @@
 package config
 
 import (
+	"google.golang.org/protobuf/types/known/structpb"
+
 	"github.com/extauthz/extauthz/pkg/adminauth"
 	"github.com/extauthz/extauthz/pkg/backends/chain"
 	"github.com/extauthz/extauthz/pkg/backends/memstore"
@@ -25,6 +27,11 @@ import (
 //	near_limit_ratio: 0.8
 //	response_headers: {enabled: false, limit_header: X-RateLimit-Limit, ...}
 //	over_limit_body: false
+//	upstream_headers: {enabled: false, limit_header: X-RateLimit-Limit, ...}
+//	shadow_mode: false                 # every OVER_LIMIT answered OK (counted)
+//	quota_mode: false                  # every descriptor in quota mode
+//	response_dynamic_metadata: false   # RateLimitResponse.dynamic_metadata
+//	merge_domain_config: false         # rule files of one domain merged
 //	backends: [{type: memory, max_keys: 1000000}]
 //	failure_mode: envoy                # and the rest of chain.Settings
 //	domains: [...]                     # inline rule files
@@ -54,6 +61,21 @@ type Config struct {
 	// OverLimitBody adds a small JSON raw_body naming the refusing limit to
 	// OVER_LIMIT responses (default false).
 	OverLimitBody bool `yaml:"over_limit_body"`
+	// UpstreamHeaders configures the limit/remaining/reset headers Envoy
+	// adds to the request it forwards (the RateLimitService's
+	// request_headers_to_add), the same headers response_headers builds
+	// (server.HeaderSettings; default off).
+	UpstreamHeaders server.HeaderSettings `yaml:"upstream_headers"`
+	// Decisions holds shadow_mode, quota_mode and
+	// response_dynamic_metadata, envoyproxy/ratelimit's SHADOW_MODE,
+	// QUOTA_MODE and RESPONSE_DYNAMIC_METADATA (server.DecisionSettings);
+	// its keys are top-level.
+	Decisions server.DecisionSettings `yaml:",inline"`
+	// MergeDomainConfig merges the rule files that define the same domain
+	// into one tree (envoyproxy/ratelimit's MERGE_DOMAIN_CONFIG; default
+	// false: a domain defined twice is an error). A top-level descriptor
+	// defined in two of them is still an error.
+	MergeDomainConfig bool `yaml:"merge_domain_config"`
 	// Backends is the ordered backend chain (default: one memory backend):
 	// the default chain, named "default", that counts every rule no other
 	// chain is chosen for.
@@ -77,7 +99,8 @@ type Config struct {
 	Domains []Domain `yaml:"domains"`
 	// RulesDir is a directory of rule files (*.yaml, *.yml; one domain
 	// each; hidden files skipped), relative to the server file's directory.
-	// It may be combined with Domains; a domain may be defined only once.
+	// It may be combined with Domains; a domain may be defined only once,
+	// unless MergeDomainConfig.
 	RulesDir string `yaml:"rules_dir"`
 	// Authz configures the ext_authz Check API (authz.go); nil: not served.
 	Authz *Authz `yaml:"authz"`
@@ -158,6 +181,12 @@ type Descriptor struct {
 	DetailedMetric bool         `yaml:"detailed_metric"`
 	ValueToMetric  bool         `yaml:"value_to_metric"`
 	ShareThreshold bool         `yaml:"share_threshold"`
+	// QuotaMode is envoyproxy/ratelimit's quota_mode (descriptor.Rule.Quota).
+	QuotaMode bool `yaml:"quota_mode"`
+	// Metadata is any YAML mapping, returned in the RateLimitService's
+	// dynamic_metadata when response_dynamic_metadata is on and the
+	// descriptor passes (metadata.go); nil when unset.
+	Metadata *structpb.Struct `yaml:"metadata"`
 }
 
 // RateLimit is a rule file's rate_limit block. Algorithm and Burst are

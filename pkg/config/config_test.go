@@ -319,7 +319,7 @@ func TestBadFiles(t *testing.T) {
 		}},
 		{file: "rules_dir_bad_file.bad.yaml", want: []string{
 			`testdata/badrules/a.yaml:4:24: descriptors[0].rate_limit.unit: unknown unit "fortnight"`,
-			`testdata/badrules/a.yaml:7:5: descriptors[1].colour: unknown field "colour"; expected one of: key, value, rate_limit, descriptors, shadow_mode, detailed_metric, value_to_metric, share_threshold`,
+			`testdata/badrules/a.yaml:7:5: descriptors[1].colour: unknown field "colour"; expected one of: key, value, rate_limit, descriptors, shadow_mode, detailed_metric, value_to_metric, share_threshold, quota_mode, metadata`,
 			"testdata/badrules/a.yaml:5:5: descriptors[1]: duplicate descriptor",
 			"testdata/badrules/b.yaml:1:1: domain: missing: every rule file needs a domain",
 			"testdata/badrules/c.yaml:1:1: invalid YAML: did not find expected ',' or ']'",

@@ -119,6 +119,9 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 	case t == durationType:
 		d.decodeDuration(n, v, path)
 		return
+	case t == structPtrType:
+		d.decodeMetadata(n, v, path)
+		return
 	case reflect.PointerTo(t).Implements(unmarshalType) && t.Kind() != reflect.Pointer:
 		if s, ok := d.scalar(n, path, "a string"); ok {
 			if err := v.Addr().Interface().(encoding.TextUnmarshaler).UnmarshalText([]byte(s)); err != nil {

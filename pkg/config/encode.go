@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/protobuf/types/known/structpb"
 	"gopkg.in/yaml.v3"
 )
 
@@ -83,6 +84,11 @@ func encodeValue(v reflect.Value) (*yaml.Node, error) {
 			return nil, nil
 		}
 		return scalarNode("!!str", RedactedText), nil
+	case t == structPtrType:
+		if v.IsNil() {
+			return nil, nil
+		}
+		return encodeMetadata(v.Interface().(*structpb.Struct)), nil
 	case t == durationType:
 		if v.Int() == 0 {
 			return nil, nil

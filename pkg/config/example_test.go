@@ -43,5 +43,5 @@ domains:
 	// Output:
 	// extauthz.yaml:7:28: domains[0].descriptors[0].rate_limit.unit: unknown unit "minutes": expected one of second, minute, hour, day, week, month, year
 	// extauthz.yaml:7:56: domains[0].descriptors[0].rate_limit.requests_per_unit: -1 is negative: expected 0 or more
-	// extauthz.yaml:8:9: domains[0].descriptors[0].shadow: unknown field "shadow"; expected one of: key, value, rate_limit, descriptors, shadow_mode, detailed_metric, value_to_metric, share_threshold
+	// extauthz.yaml:8:9: domains[0].descriptors[0].shadow: unknown field "shadow"; expected one of: key, value, rate_limit, descriptors, shadow_mode, detailed_metric, value_to_metric, share_threshold, quota_mode, metadata
 }

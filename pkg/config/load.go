@@ -67,7 +67,8 @@ func LoadRules(r io.Reader, name string) (*descriptor.Set, error) {
 		return nil, joinSorted(errs)
 	}
 	rc := &ruleCompiler{seen: make(map[string]string)}
-	rc.compileDomain(dec.checker(&errs), &d, "")
+	rc.add(dec.checker(&errs), &d, "")
+	rc.compile()
 	if len(errs) > 0 {
 		return nil, joinSorted(errs)
 	}
@@ -108,11 +109,11 @@ func load(r io.Reader, name string, fsys fileSystem) (*Config, error) {
 	c := dec.checker(&errs)
 	cfg.validate(c)
 
-	rc := &ruleCompiler{defaultAlg: cfg.DefaultAlgorithm, chains: cfg.chainNames(), byUnit: cfg.unitChains(), seen: make(map[string]string)}
+	rc := &ruleCompiler{defaultAlg: cfg.DefaultAlgorithm, chains: cfg.chainNames(), byUnit: cfg.unitChains(), seen: make(map[string]string), merge: cfg.MergeDomainConfig}
 	rc.apiKeyKey, rc.keys = cfg.ruleKeys()
 	for i := range cfg.Domains {
 		cfg.Domains[i].File = name
-		rc.compileDomain(c, &cfg.Domains[i], fmt.Sprintf("domains[%d]", i))
+		rc.add(c, &cfg.Domains[i], fmt.Sprintf("domains[%d]", i))
 	}
 	if cfg.RulesDir != "" {
 		cfg.RulesDirPath = cfg.RulesDir
@@ -121,6 +122,7 @@ func load(r io.Reader, name string, fsys fileSystem) (*Config, error) {
 		}
 		cfg.loadRulesDir(c, rc, fsys, &errs)
 	}
+	rc.compile()
 	cfg.compileAuthz(c, rc.domains)
 	if len(errs) > 0 {
 		return nil, joinSorted(errs)
@@ -184,7 +186,7 @@ func readRuleFile(fsys fileSystem, path string, rc *ruleCompiler, errs *[]error)
 	if dec.tooLarge {
 		return nil, nil
 	}
-	rc.compileDomain(dec.checker(errs), d, "")
+	rc.add(dec.checker(errs), d, "")
 	return d, nil
 }
 

@@ -147,6 +147,8 @@ func (cfg *Config) validate(c *checker) {
 	}
 	cfg.ResponseHeaders = cfg.ResponseHeaders.WithDefaults()
 	c.report("response_headers", cfg.ResponseHeaders.Validate())
+	cfg.UpstreamHeaders = cfg.UpstreamHeaders.WithDefaults()
+	c.report("upstream_headers", cfg.UpstreamHeaders.Validate())
 	if len(cfg.Backends) == 0 {
 		cfg.Backends = []Backend{{Type: "memory"}}
 	}
@@ -229,6 +231,10 @@ type ruleCompiler struct {
 	defaultAlg limiter.Algorithm
 	domains    []descriptor.Domain
 	seen       map[string]string // domain -> where it was defined
+	// pending are the domains add queued for compile; merge is
+	// merge_domain_config.
+	pending []pendingDomain
+	merge   bool
 	// apiKeyKey ("" for the default) and keys canonicalise rule values
 	// under the API key descriptor key (see Config.ruleKeys).
 	apiKeyKey string
@@ -240,23 +246,82 @@ type ruleCompiler struct {
 	byUnit map[descriptor.Unit]string
 }
 
-// compileDomain checks d (at path, "" for a rule file's root) and adds it.
-func (rc *ruleCompiler) compileDomain(c *checker, d *Domain, path string) {
+// pendingDomain is a decoded rule file (or inline domain) waiting for
+// compile: with the checker of its file and its key path ("" for a rule
+// file's root).
+type pendingDomain struct {
+	c    *checker
+	d    *Domain
+	path string
+}
+
+// add queues d (at path) for compile, which needs every file of a domain
+// first: replaces may name a rule of another file of a merged domain.
+func (rc *ruleCompiler) add(c *checker, d *Domain, path string) {
+	rc.pending = append(rc.pending, pendingDomain{c: c, d: d, path: path})
+}
+
+// compile checks every queued domain and adds it to rc.domains, in the
+// order they were added; with merge, the files of one domain become one
+// domain (the first file's), their top-level descriptors appended.
+func (rc *ruleCompiler) compile() {
+	names := make(map[string]map[string]bool) // domain -> rate_limit names of all its files
+	for _, p := range rc.pending {
+		if names[p.d.Domain] == nil {
+			names[p.d.Domain] = make(map[string]bool)
+		}
+		collectNames(p.d.Descriptors, names[p.d.Domain])
+	}
+	index := make(map[string]int) // domain -> its index in rc.domains
+	for _, p := range rc.pending {
+		rc.compileDomain(p, names[p.d.Domain], index)
+	}
+	rc.pending = nil
+}
+
+// compileDomain checks p.d and adds it to rc.domains, or to the domain of
+// the same name already there (index) when rc.merge.
+func (rc *ruleCompiler) compileDomain(p pendingDomain, names map[string]bool, index map[string]int) {
+	c, d, path := p.c, p.d, p.path
 	d.pos = c.source(path)
+	into := -1
 	if d.Domain == "" {
 		c.errorf(join(path, "domain"), "missing: every rule file needs a domain, e.g. domain: edge")
 	} else if hasControl(d.Domain) {
 		c.errorf(join(path, "domain"), "domain %q contains control characters (newline, tab, ...); Envoy never sends them", d.Domain)
-	} else if prev, dup := rc.seen[d.Domain]; dup {
-		c.errorf(join(path, "domain"), "duplicate domain %q: already defined at %s; merge the two rule files", d.Domain, prev)
+	} else if prev, dup := rc.seen[d.Domain]; dup && !rc.merge {
+		c.errorf(join(path, "domain"), "duplicate domain %q: already defined at %s; merge the two rule files, or set merge_domain_config: true", d.Domain, prev)
+	} else if dup {
+		into = index[d.Domain]
 	} else {
 		rc.seen[d.Domain] = c.source(join(path, "domain"))
 	}
-	names := make(map[string]bool)
-	collectNames(d.Descriptors, names)
-	out := descriptor.Domain{Name: d.Domain, Source: d.pos}
-	out.Descriptors = rc.nodes(c, d.Descriptors, join(path, "descriptors"), names)
-	rc.domains = append(rc.domains, out)
+	nodes := rc.nodes(c, d.Descriptors, join(path, "descriptors"), names)
+	if into >= 0 {
+		rc.mergeNodes(c, &rc.domains[into], nodes, join(path, "descriptors"))
+		return
+	}
+	index[d.Domain] = len(rc.domains)
+	rc.domains = append(rc.domains, descriptor.Domain{Name: d.Domain, Source: d.pos, Descriptors: nodes})
+}
+
+// mergeNodes appends the top-level nodes of another file of dst's domain
+// (at path) to dst, as envoyproxy/ratelimit's MERGE_DOMAIN_CONFIG does: a
+// key and value that dst already has is an error naming both places.
+func (rc *ruleCompiler) mergeNodes(c *checker, dst *descriptor.Domain, nodes []descriptor.Node, path string) {
+	for i, n := range nodes {
+		j := slices.IndexFunc(dst.Descriptors, func(m descriptor.Node) bool { return m.Key == n.Key && m.Value == n.Value })
+		if j < 0 {
+			dst.Descriptors = append(dst.Descriptors, n)
+			continue
+		}
+		what := fmt.Sprintf("key %q without a value", n.Key)
+		if n.Value != "" {
+			what = fmt.Sprintf("key %q with value %q", n.Key, n.Value)
+		}
+		c.errorf(fmt.Sprintf("%s[%d]", path, i), "duplicate descriptor: %s is also defined at %s; merge_domain_config merges the rule files of domain %q, but each top-level descriptor must be defined in only one of them",
+			what, dst.Descriptors[j].Source, dst.Name)
+	}
 }
 
 func collectNames(ds []Descriptor, names map[string]bool) {
@@ -305,6 +370,7 @@ func (rc *ruleCompiler) nodes(c *checker, ds []Descriptor, path string, names ma
 		n := descriptor.Node{
 			Key: d.Key, Value: d.Value,
 			ShadowMode: d.ShadowMode, DetailedMetric: d.DetailedMetric, ValueToMetric: d.ValueToMetric, ShareThreshold: d.ShareThreshold,
+			QuotaMode: d.QuotaMode, Metadata: d.Metadata,
 			Source: c.source(p),
 		}
 		if d.RateLimit != nil {

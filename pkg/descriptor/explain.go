@@ -146,6 +146,12 @@ func explainRule(b *strings.Builder, r *Rule) {
 	} else {
 		b.WriteString("  shadow mode: no\n")
 	}
+	if r.Quota {
+		b.WriteString("  quota mode: yes (over its limit, refuses only when every quota descriptor of the request is over)\n")
+	}
+	if r.Metadata != nil {
+		fmt.Fprintf(b, "  metadata: %d keys (returned in dynamic_metadata when the descriptor passes)\n", len(r.Metadata.GetFields()))
+	}
 	if len(r.Replaces) > 0 {
 		fmt.Fprintf(b, "  replaces: %s (when a rule with one of these names matches another descriptor of the same request, that rule is dropped)\n",
 			strings.Join(r.Replaces, ", "))

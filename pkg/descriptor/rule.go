@@ -1,6 +1,10 @@
 package descriptor
 
-import "github.com/extauthz/extauthz/pkg/limiter"
+import (
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/extauthz/extauthz/pkg/limiter"
+)
 
 // Rule is one rate_limit of a domain's rule tree, compiled. Rules are
 // immutable once their Set is built; handlers read them concurrently.
@@ -27,6 +31,15 @@ type Rule struct {
 	Unlimited bool
 	// Shadow rules are counted and reported but never refuse.
 	Shadow bool
+	// Quota rules (envoyproxy/ratelimit's quota_mode) are counted and
+	// reported OVER_LIMIT like any rule, but refuse the request only when
+	// every quota descriptor of the request is over its limit; a non-quota
+	// rule over its limit refuses it as usual.
+	Quota bool
+	// Metadata is the rule file's metadata of the rule's node, returned in
+	// the RateLimitService's dynamic_metadata when the descriptor passes;
+	// nil when unset. Shared and read-only: never modify it.
+	Metadata *structpb.Struct
 	// DetailedMetric and ValueToMetric are envoyproxy/ratelimit's
 	// detailed_metric (on the rule's node) and value_to_metric (true when
 	// any node on the rule's path sets it). When either is set, use

@@ -226,6 +226,8 @@ func (b *builder) rule(n *node, spec *Node, lv []level) *Rule {
 		Path:           n.path,
 		Unlimited:      rl.Unlimited,
 		Shadow:         spec.ShadowMode,
+		Quota:          spec.QuotaMode,
+		Metadata:       spec.Metadata,
 		DetailedMetric: spec.DetailedMetric,
 		Replaces:       slices.Clone(rl.Replaces),
 		Source:         spec.Source,

@@ -1,6 +1,10 @@
 package descriptor
 
-import "github.com/extauthz/extauthz/pkg/limiter"
+import (
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/extauthz/extauthz/pkg/limiter"
+)
 
 // Domain is the rule tree of one domain before compilation: what one
 // envoyproxy/ratelimit rule file holds. NewSet compiles a list of them.
@@ -32,6 +36,13 @@ type Node struct {
 	DetailedMetric bool
 	ValueToMetric  bool
 	ShareThreshold bool
+	// QuotaMode is the rule file's quota_mode: the node's rule, when over
+	// its limit, refuses the request only when every quota descriptor of
+	// the request is over too (see Rule.Quota).
+	QuotaMode bool
+	// Metadata is the rule file's metadata, copied into Rule.Metadata; nil
+	// when unset. It must not change once the Set is built.
+	Metadata *structpb.Struct
 	// Descriptors are the nested nodes.
 	Descriptors []Node
 	// Source says where the node was defined (e.g. "rules/edge.yaml:7:5").

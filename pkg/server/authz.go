@@ -184,19 +184,22 @@ func (a *Authz) check(ctx context.Context, lv *live, st *AuthzSettings, req *aut
 			decided = false // answered by the failure mode
 		}
 	}
-	refused := false
+	refused := refuses(sc.verdicts, snap.settings.Decisions.QuotaMode)
 	for i := range sc.verdicts {
 		v := &sc.verdicts[i]
 		if v.kind != kindCounted {
 			continue
 		}
-		refused = refused || v.refused()
 		if decided {
 			sc.key = s.countDecision(lv, v, &snap.settings, sc.key)
 			s.recordInsight(snap, v)
 		}
 	}
-	sc.headers = appendHeaders(sc.headers[:0], &snap.settings.Headers, sc.verdicts)
+	if refused && snap.settings.Decisions.ShadowMode {
+		s.metrics.shadowAnswers[apiAuthz].Inc()
+		refused = false
+	}
+	sc.headers = appendHeaders(sc.headers[:0], &snap.settings.Headers, sc.verdicts, refused)
 	if refused {
 		return overLimitResponse(domain, sc), codeOverLimit, nil
 	}

@@ -48,6 +48,7 @@ type verdict struct {
 	rule    *descriptor.Rule // the rule that applies (the matched one, or ovrRule), nil when none
 	ovrRule descriptor.Rule  // the rule of an override (Set.Override)
 	shadow  bool
+	quota   bool            // the rule is in quota mode (descriptor.Rule.Quota)
 	limit   limiter.Limit   // the effective limit (kindCounted)
 	unit    descriptor.Unit // the effective limit's unit
 	mult    uint32          // unit multiplier to report; 0 or 1 = one unit
@@ -55,9 +56,39 @@ type verdict struct {
 	req     int // index of the verdict's request in scratch.reqs
 }
 
-// refused reports whether v refuses the request (a shadow rule never does).
+// refused reports whether v is over its limit, its DescriptorStatus
+// OVER_LIMIT (a shadow rule never is). Whether the request is refused is
+// refuses'.
 func (v *verdict) refused() bool {
 	return v.kind == kindCounted && !v.result.Allowed && !v.shadow
+}
+
+// refuses reports whether the decision vs refuses the request, as
+// envoyproxy/ratelimit combines its descriptors: when a descriptor not in
+// quota mode is over its limit, or when the request has quota descriptors
+// and every one of them is over. A descriptor is in quota mode when its
+// rule is (quota_mode), or, with allQuota (the server-wide quota_mode),
+// whenever it is not unlimited: an unmatched or replaced descriptor then
+// counts as a quota descriptor with room left.
+func refuses(vs []verdict, allQuota bool) bool {
+	quota, over := 0, 0
+	for i := range vs {
+		v := &vs[i]
+		if v.kind == kindUnlimited {
+			continue
+		}
+		if !allQuota && !(v.quota && v.kind == kindCounted) {
+			if v.refused() {
+				return true
+			}
+			continue
+		}
+		quota++
+		if v.refused() {
+			over++
+		}
+	}
+	return quota > 0 && over == quota
 }
 
 // scratch is the per-request working memory, pooled: one request allocates
@@ -167,7 +198,7 @@ func matchRules(rules *descriptor.Set, domain string, vs []verdict) (replaces bo
 			continue
 		}
 		v.kind = kindCounted
-		v.shadow = r.Shadow
+		v.shadow, v.quota = r.Shadow, r.Quota
 		v.limit, v.unit = r.Limit, r.UnitCode
 		if r.Tiers != nil {
 			if now.IsZero() {

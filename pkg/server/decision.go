@@ -15,8 +15,10 @@ import (
 
 // Result is the answer of Decide for one request.
 type Result struct {
-	// Allowed is false when a non-shadow descriptor is over its limit (or
-	// the failure mode refused the request).
+	// Allowed is false when the request is refused: a descriptor is over
+	// its limit (not a shadow rule; a quota rule only when every quota
+	// descriptor is over), or the failure mode refused it; never under the
+	// server-wide shadow_mode.
 	Allowed bool
 	// Failed is true when the store could not decide and the domain's
 	// failure mode (Settings.Failure, open or closed) answered: the
@@ -41,8 +43,11 @@ type Status struct {
 	// Counted.
 	Counted bool
 	// Allowed is false when the descriptor is over its limit (never for
-	// a shadow rule).
+	// a shadow rule), even when the request is not refused (Quota, or the
+	// server-wide shadow_mode).
 	Allowed bool
+	// Quota is true for a quota-mode rule (see Result.Allowed).
+	Quota bool
 	// Shadow is true for a shadow-mode rule: counted, never refusing.
 	Shadow bool
 	// Rule is the rule's name, else its path.
@@ -93,7 +98,7 @@ func (s *Server) decideDescriptors(ctx context.Context, lv *live, domain string,
 	for i := range sc.verdicts {
 		r.Statuses[i] = statusOf(&sc.verdicts[i])
 	}
-	if i := refusing(sc.verdicts); i >= 0 {
+	if i := refusing(sc.verdicts); i >= 0 && code == codeOverLimit {
 		r.RetryAfter = max(0, sc.verdicts[i].result.RetryAfter)
 	}
 	return code, nil
@@ -108,6 +113,7 @@ func statusOf(v *verdict) Status {
 		Counted:    true,
 		Allowed:    !v.refused(),
 		Shadow:     v.shadow,
+		Quota:      v.quota,
 		Rule:       policyName(v),
 		Limit:      v.limit,
 		Remaining:  max(0, v.result.Remaining),

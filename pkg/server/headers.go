@@ -75,14 +75,14 @@ func retryAfterSeconds(d time.Duration) int64 {
 //
 //   - limit, remaining and reset (seconds, rounded up) of the most
 //     restrictive firm verdict (see mostRestrictive), when any exists;
-//   - Retry-After (seconds, rounded up, at least 1) when the request is
-//     refused, for the refusing limit with the longest wait;
+//   - Retry-After (seconds, rounded up, at least 1) when refused (the
+//     request is refused), for the refusing limit with the longest wait;
 //   - with h.Draft, RateLimit-Policy and RateLimit, one item per firm limit
 //     (items of the same name merged to the most restrictive one).
 //
 // Shadow rules never show in headers: they must not change what clients
 // see.
-func appendHeaders(dst []header, h *HeaderSettings, vs []verdict) []header {
+func appendHeaders(dst []header, h *HeaderSettings, vs []verdict, refused bool) []header {
 	if !h.Enabled {
 		return dst
 	}
@@ -95,7 +95,7 @@ func appendHeaders(dst []header, h *HeaderSettings, vs []verdict) []header {
 			header{h.ResetHeader, vb.int(ceilSeconds(v.result.ResetAfter))},
 		)
 	}
-	if i := refusing(vs); i >= 0 {
+	if i := refusing(vs); i >= 0 && refused {
 		dst = append(dst, header{retryAfterHeader, vb.int(retryAfterSeconds(vs[i].result.RetryAfter))})
 	}
 	if h.Draft {

@@ -83,7 +83,7 @@ func TestHeadersGolden(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			var b strings.Builder
-			for _, h := range appendHeaders(nil, withDefaultNames(tc.h), tc.vs) {
+			for _, h := range appendHeaders(nil, withDefaultNames(tc.h), tc.vs, refusing(tc.vs) >= 0) {
 				fmt.Fprintf(&b, "%s: %s\n", h.key, h.value)
 			}
 			golden.Check(t, filepath.Join("testdata", "headers", tc.name+".golden"), b.String())
@@ -147,7 +147,7 @@ func TestDraftHeadersGrowth(t *testing.T) {
 		policy = append(policy, fmt.Sprintf("%q;q=%d;w=60", name, 100+i))
 		limit = append(limit, fmt.Sprintf("%q;r=%d;t=%d", name, i, i+1))
 	}
-	got := appendHeaders(nil, withDefaultNames(HeaderSettings{Enabled: true, Draft: true}), vs)
+	got := appendHeaders(nil, withDefaultNames(HeaderSettings{Enabled: true, Draft: true}), vs, refusing(vs) >= 0)
 	if len(got) != 5 {
 		t.Fatalf("got %d headers, want 5", len(got))
 	}

@@ -78,6 +78,8 @@ type Metrics struct {
 	duration  *prometheus.HistogramVec
 	decisions *prometheus.CounterVec
 	failures  *prometheus.CounterVec
+	// shadowAnswers counts, by API, the refusals shadow_mode answered OK.
+	shadowAnswers [numAPIs]prometheus.Counter
 
 	// durations caches the histogram of each (api, code): few, known.
 	durations [numAPIs][numCodes]atomic.Pointer[observer]
@@ -103,11 +105,14 @@ type observer struct{ prometheus.Observer }
 //     over_limit (the failure mode), canceled (the caller gave up) or
 //     internal (the store rejected the request). Those of POST /json
 //     count as ratelimit: it is the same decision.
+//   - extauthz_shadow_mode_answers_total{api} (counter): requests that
+//     would have been refused, answered OK because of shadow_mode (the
+//     server-wide setting; shadow rules show as outcome shadow above).
 //
 // It panics, as promauto does, if reg already holds metrics of these names.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	f := promauto.With(reg)
-	return &Metrics{
+	m := &Metrics{
 		requests: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "extauthz_requests_total",
 			Help: "Requests answered, by API, domain and code (ok, over_limit or the gRPC error).",
@@ -126,6 +131,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Requests whose store call failed, by API and answer (unavailable, ok, over_limit, canceled, internal).",
 		}, []string{"api", "answer"}),
 	}
+	shadow := f.NewCounterVec(prometheus.CounterOpts{
+		Name: "extauthz_shadow_mode_answers_total",
+		Help: "Requests over a limit answered OK because shadow_mode is on, by API.",
+	}, []string{"api"})
+	for api := range numAPIs {
+		m.shadowAnswers[api] = shadow.WithLabelValues(apiNames[api])
+	}
+	return m
 }
 
 // storeFailure counts one failed store call.

@@ -74,16 +74,27 @@ func (s *Server) shouldRateLimit(ctx context.Context, lv *live, req *rlsv3.RateL
 
 	resp := &rlsv3.RateLimitResponse{OverallCode: rlsv3.RateLimitResponse_OK}
 	resp.Statuses = descriptorStatuses(sc.verdicts)
-	sc.headers = appendHeaders(sc.headers[:0], &snap.settings.Headers, sc.verdicts)
+	st := &snap.settings
+	sc.headers = appendHeaders(sc.headers[:0], &st.Headers, sc.verdicts, code == codeOverLimit)
 	if code == codeOverLimit {
 		resp.OverallCode = rlsv3.RateLimitResponse_OVER_LIMIT
-		if snap.settings.OverLimitBody {
+		if st.OverLimitBody {
 			if resp.RawBody = overLimitBody(domain, sc.verdicts); resp.RawBody != nil {
 				sc.headers = append(sc.headers, header{contentTypeHeader, jsonContentType})
 			}
 		}
 	}
 	resp.ResponseHeadersToAdd = headerValues(sc.headers)
+	if st.UpstreamHeaders.Enabled {
+		// The same headers, for the application behind Envoy; never
+		// Retry-After, which is the client's.
+		n := len(sc.headers)
+		sc.headers = appendHeaders(sc.headers, &st.UpstreamHeaders, sc.verdicts, false)
+		resp.RequestHeadersToAdd = headerValues(sc.headers[n:])
+	}
+	if st.Decisions.ResponseDynamicMetadata {
+		resp.DynamicMetadata = dynamicMetadata(req, sc.verdicts)
+	}
 	return resp, code, nil
 }
 
@@ -92,8 +103,9 @@ func (s *Server) shouldRateLimit(ctx context.Context, lv *live, req *rlsv3.RateL
 // matches and counts them (decide), answers a store failure by the
 // domain's failure mode (storeFailed) and records each counted verdict's
 // metric. It returns whether the failure mode answered, the request's code
-// (codeOverLimit when a verdict refuses) and, when there is no answer, the
-// gRPC status error.
+// (codeOverLimit when the verdicts refuse the request, see refuses; codeOK
+// instead under the server-wide shadow_mode) and, when there is no answer,
+// the gRPC status error.
 func (s *Server) decideVerdicts(ctx context.Context, lv *live, domain string, sc *scratch) (failed bool, code codeID, err error) {
 	snap := lv.snap
 	if err := s.decide(ctx, snap, domain, sc); err != nil {
@@ -104,13 +116,13 @@ func (s *Server) decideVerdicts(ctx context.Context, lv *live, domain string, sc
 		failed = true
 	}
 	code = codeOK
+	if refuses(sc.verdicts, snap.settings.Decisions.QuotaMode) {
+		code = codeOverLimit
+	}
 	for i := range sc.verdicts {
 		v := &sc.verdicts[i]
 		if v.kind != kindCounted {
 			continue
-		}
-		if v.refused() {
-			code = codeOverLimit
 		}
 		if !failed {
 			// The counter keys are no longer needed: reuse their buffer.
@@ -123,6 +135,10 @@ func (s *Server) decideVerdicts(ctx context.Context, lv *live, domain string, sc
 		// secrets (an API key sent as a descriptor).
 		v := &sc.verdicts[refusing(sc.verdicts)]
 		s.log.DebugContext(ctx, "over limit", "api", apiNames[apiRateLimit], "domain", domain, "limit", policyName(v))
+	}
+	if code == codeOverLimit && snap.settings.Decisions.ShadowMode {
+		s.metrics.shadowAnswers[apiRateLimit].Inc()
+		code = codeOK
 	}
 	return failed, code, nil
 }

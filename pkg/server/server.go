@@ -82,6 +82,27 @@ func (h *HeaderSettings) names() []headerName {
 	}
 }
 
+// DecisionSettings are envoyproxy/ratelimit's server-wide decision
+// switches, all off by default: the server file's top-level shadow_mode,
+// quota_mode and response_dynamic_metadata keys (config embeds the struct
+// inline), the reference's SHADOW_MODE, QUOTA_MODE and
+// RESPONSE_DYNAMIC_METADATA.
+type DecisionSettings struct {
+	// ShadowMode answers every OVER_LIMIT decision OK, counted in
+	// extauthz_shadow_mode_answers_total; descriptor statuses still say
+	// OVER_LIMIT, and the counters count as usual.
+	ShadowMode bool `yaml:"shadow_mode"`
+	// QuotaMode puts every descriptor of a request (but unlimited ones) in
+	// quota mode, as a rule's quota_mode does its own: the request is
+	// refused only when every one of them is over its limit.
+	QuotaMode bool `yaml:"quota_mode"`
+	// ResponseDynamicMetadata fills RateLimitResponse.dynamic_metadata
+	// with the domain, the request's descriptors and hits_addend, and the
+	// metadata of the rules whose descriptors passed (see
+	// dynamicMetadata).
+	ResponseDynamicMetadata bool `yaml:"response_dynamic_metadata"`
+}
+
 // Settings are the request-handling options a Snapshot carries next to its
 // rules. Zero values are the documented defaults.
 type Settings struct {
@@ -92,6 +113,13 @@ type Settings struct {
 	NearLimitRatio float64
 	// Headers configures response headers.
 	Headers HeaderSettings
+	// UpstreamHeaders configures the same headers added to the request
+	// Envoy forwards upstream (RateLimitResponse.request_headers_to_add),
+	// so the application learns its client's limit and remaining quota.
+	UpstreamHeaders HeaderSettings
+	// Decisions holds the server-wide shadow and quota modes and dynamic
+	// metadata.
+	Decisions DecisionSettings
 	// OverLimitBody adds a small JSON raw_body naming the refusing limit to
 	// OVER_LIMIT answers (Envoy sends it as the 429 body).
 	OverLimitBody bool
@@ -151,6 +179,10 @@ func (s Settings) withDefaults() (Settings, error) {
 	s.Headers = s.Headers.WithDefaults()
 	if err := s.Headers.Validate(); err != nil {
 		return s, fmt.Errorf("server: a response header is not a valid HTTP field name or repeats another: %w", err)
+	}
+	s.UpstreamHeaders = s.UpstreamHeaders.WithDefaults()
+	if err := s.UpstreamHeaders.Validate(); err != nil {
+		return s, fmt.Errorf("server: an upstream header is not a valid HTTP field name or repeats another: %w", err)
 	}
 	s.Bounds = s.Bounds.WithDefaults()
 	if s.Authz != nil {

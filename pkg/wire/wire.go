@@ -49,6 +49,8 @@ func Settings(cfg *config.Config) (server.Settings, error) {
 		NearLimitRatio:       cfg.NearLimitRatio,
 		Headers:              cfg.ResponseHeaders,
 		OverLimitBody:        cfg.OverLimitBody,
+		UpstreamHeaders:      cfg.UpstreamHeaders,
+		Decisions:            cfg.Decisions,
 		Failure:              cfg.Failover.FailurePolicy(),
 		FailClosedRetryAfter: cfg.Failover.Breaker.OpenFor,
 		Authz:                authz,
