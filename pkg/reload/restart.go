@@ -16,23 +16,28 @@ import (
 // later is treated as such until it is listed here, so a change is never
 // silently ignored.
 var live = map[string]bool{
-	"default_algorithm":       true,
-	"count_mode":              true,
-	"near_limit_ratio":        true,
-	"response_headers":        true,
-	"over_limit_body":         true,
-	"failure_mode":            true,
-	"domain_failure_modes":    true,
-	"domains":                 true,
-	"rules_dir":               true,
-	"chains_by_unit":          true, // compiled into the rules; the chains themselves need a restart
-	"authz":                   true, // but see presence below
-	"log.level":               true,
-	"limits.max_descriptors":  true,
-	"limits.max_entries":      true,
-	"limits.max_key_length":   true,
-	"limits.max_value_length": true,
-	"limits.max_hits_addend":  true,
+	"default_algorithm":         true,
+	"count_mode":                true,
+	"near_limit_ratio":          true,
+	"response_headers":          true,
+	"over_limit_body":           true,
+	"upstream_headers":          true,
+	"shadow_mode":               true,
+	"quota_mode":                true,
+	"response_dynamic_metadata": true,
+	"merge_domain_config":       true, // how the rule files compile into the rules
+	"failure_mode":              true,
+	"domain_failure_modes":      true,
+	"domains":                   true,
+	"rules_dir":                 true,
+	"chains_by_unit":            true, // compiled into the rules; the chains themselves need a restart
+	"authz":                     true, // but see presence below
+	"log.level":                 true,
+	"limits.max_descriptors":    true,
+	"limits.max_entries":        true,
+	"limits.max_key_length":     true,
+	"limits.max_value_length":   true,
+	"limits.max_hits_addend":    true,
 }
 
 // partial lists the sections that mix live and restart-only settings: they

@@ -34,6 +34,11 @@ failure_mode: open
 domain_failure_modes: {edge: closed}
 log: {level: debug}
 limits: {max_descriptors: 3, max_entries: 2, max_key_length: 10, max_value_length: 10, max_hits_addend: 5}
+upstream_headers: {enabled: true, limit_header: X-Limit}
+shadow_mode: true
+quota_mode: true
+response_dynamic_metadata: true
+merge_domain_config: true
 `, want: nil},
 		{name: "listen address", change: "http_addr: 127.0.0.1:9999\n", want: []string{"http_addr"}},
 		{name: "backends", change: "backends: [{type: memory, max_keys: 10}]\n", want: []string{"backends"}},
