@@ -29,6 +29,8 @@ func FuzzLoad(f *testing.F) {
 	f.Add([]byte("domains: [{domain: d, descriptors: [{key: k, value: 'a*b*', share_threshold: true, rate_limit: {unit: SECOND, requests_per_unit: 0}}]}]"))
 	f.Add([]byte("a: &a [*a]"))
 	f.Add([]byte("<<: {grpc_addr: '127.0.0.1:1'}\nhttp_addr: 127.0.0.1:2"))
+	f.Add([]byte("merge_domain_config: true\ndomains: [{domain: d, descriptors: [{key: a, quota_mode: true, metadata: &m {x: [1, 2.5, null, true, '9'], y: {<<: {z: 1}}}, rate_limit: {unit: minute, requests_per_unit: 1}}]}, {domain: d, descriptors: [{key: b, metadata: {m: *m, big: 1e300, n: -0}}]}]"))
+	f.Add([]byte("domains: [{domain: d, descriptors: [{key: a, metadata: {a: {b: {c: {d: {e: [[[[[]]]]]}}}}, t: 2001-12-14, bin: !!binary aGk=}}]}]"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		cfg, err := load(bytes.NewReader(data), "fuzz.yaml", noFS{})
 		if err != nil {
