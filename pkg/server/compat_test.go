@@ -155,8 +155,13 @@ func TestCompatRuleFile(t *testing.T) {
 		}
 	}
 
+	// name: the status's current_limit carries it.
+	resp, _ := srv.ShouldRateLimit(context.Background(), ds(d("path", "/login")))
+	if got := resp.GetStatuses()[0].GetCurrentLimit().GetName(); got != "login" {
+		t.Errorf("current_limit.name = %q, want login", got)
+	}
 	// unlimited: limit_remaining at its maximum, as the reference.
-	resp, _ := srv.ShouldRateLimit(context.Background(), ds(d("internal", "x")))
+	resp, _ = srv.ShouldRateLimit(context.Background(), ds(d("internal", "x")))
 	if got := resp.GetStatuses()[0].GetLimitRemaining(); got != math.MaxUint32 {
 		t.Errorf("unlimited limit_remaining = %d, want %d", got, uint32(math.MaxUint32))
 	}
