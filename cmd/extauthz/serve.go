@@ -152,6 +152,8 @@ type daemon struct {
 	access *adminauth.Access
 	// insight records decisions for the traffic insight API (nil: off).
 	insight *insight.Recorder
+	// xds subscribes to the rules of rules_xds (nil: off).
+	xds *xdsState
 
 	glis, hlis net.Listener
 	watcher    *reload.Watcher
@@ -213,6 +215,9 @@ func (d *daemon) build() error {
 	if d.access, err = adminAccess(cfg, log); err != nil {
 		return err
 	}
+	if d.xds, err = d.newXDS(); err != nil {
+		return err
+	}
 	d.admin = d.newAdmin()
 	return nil
 }
@@ -229,6 +234,9 @@ func (d *daemon) newAdmin() *http.Server {
 					return errors.New("shutting down")
 				}
 				if err := d.srv.Ready(ctx); err != nil {
+					return err
+				}
+				if err := d.xds.ready(); err != nil {
 					return err
 				}
 				return d.bs.Ready()
@@ -280,7 +288,7 @@ func (d *daemon) newWatcher() (*reload.Watcher, error) {
 		// service, so the next SIGHUP or file event tries it again instead
 		// of finding it unchanged.
 		Apply: func(cfg *config.Config, hash string) error {
-			if err := applyReload(d.srv, d.authz, d.level, cfg); err != nil {
+			if err := d.applyFile(cfg); err != nil {
 				return &refusedError{err: err}
 			}
 			restart := reload.RestartRequired(started, cfg)
@@ -318,6 +326,11 @@ func (d *daemon) run(ctx context.Context) error {
 	bg.Go(func() {
 		if err := d.watcher.Run(ctx); err != nil && ctx.Err() == nil {
 			log.Error("config watcher stopped; reloads are off", "err", err)
+		}
+	})
+	bg.Go(func() {
+		if err := d.xds.run(ctx); err != nil {
+			log.Error("xDS subscription stopped; the rules stay as they are until a restart", "err", err)
 		}
 	})
 	d.insight.Start()

@@ -78,15 +78,25 @@ func (a *Authz) Identities() *extract.Identities {
 }
 
 // compileAuthz checks and compiles cfg.Authz, whose override rule names and
-// domain must exist in domains (the compiled rule files). Load calls it
-// before building the rule Set, which takes ruleIdentities.
+// domain must exist in domains (the compiled rule files; with rules_xds,
+// those of each update, checked by WithXDSRules). Load calls it before
+// building the rule Set, which takes ruleIdentities.
 func (cfg *Config) compileAuthz(c *checker, domains []descriptor.Domain) {
 	a := cfg.Authz
 	if a == nil {
 		return
 	}
 	a.compile(c, "authz")
-	if a.Domain == "" {
+	if cfg.RulesXDS == nil {
+		cfg.checkAuthzRules(c, domains)
+	}
+}
+
+// checkAuthzRules checks that domains define the authz section's domain
+// and the rules its overrides name (at load, or at each xDS update).
+func (cfg *Config) checkAuthzRules(c *checker, domains []descriptor.Domain) {
+	a := cfg.Authz
+	if a == nil || a.Domain == "" {
 		return
 	}
 	names := make(map[string]bool)
@@ -95,7 +105,11 @@ func (cfg *Config) compileAuthz(c *checker, domains []descriptor.Domain) {
 		collectRuleNames(domains[i].Descriptors, names)
 		known = known || domains[i].Name == a.Domain
 	}
-	if !known {
+	switch {
+	case known:
+	case cfg.RulesXDS != nil:
+		c.errorf("authz.domain", "no RateLimitConfig of the xDS update defines domain %q, which authz.domain names: every Check would be allowed unlimited; serve it from the management server", a.Domain)
+	default:
 		c.errorf("authz.domain", "no rule file defines domain %q: every Check would be allowed unlimited", a.Domain)
 	}
 	checkRules := func(path string, os []extract.Override) {

@@ -14,6 +14,7 @@ import (
 	"github.com/extauthz/extauthz/pkg/insight"
 	"github.com/extauthz/extauthz/pkg/limiter"
 	"github.com/extauthz/extauthz/pkg/server"
+	"github.com/extauthz/extauthz/pkg/xdsrules"
 )
 
 // Config is a loaded, validated server file. Its zero values are the
@@ -36,6 +37,7 @@ import (
 //	failure_mode: envoy                # and the rest of chain.Settings
 //	domains: [...]                     # inline rule files
 //	rules_dir: ./rules                 # and/or a directory of rule files
+//	rules_xds: {address: ...}          # or: rules from an xDS management server
 //	admin: {auth: {token_file: ...}}   # secures http_addr (adminauth.Settings)
 type Config struct {
 	// File is the path the config was loaded from ("" for Load).
@@ -102,6 +104,11 @@ type Config struct {
 	// It may be combined with Domains; a domain may be defined only once,
 	// unless MergeDomainConfig.
 	RulesDir string `yaml:"rules_dir"`
+	// RulesXDS, when set, takes every domain from an xDS management
+	// server (xdsrules.Settings; xds.go): domains and rules_dir must then
+	// be empty, and Rules holds no domain until the first update
+	// (WithXDSRules).
+	RulesXDS *xdsrules.Settings `yaml:"rules_xds"`
 	// Authz configures the ext_authz Check API (authz.go); nil: not served.
 	Authz *Authz `yaml:"authz"`
 	// Admin secures the admin listener at http_addr: TLS, a bearer token

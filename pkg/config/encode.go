@@ -37,6 +37,10 @@ func (cfg *Config) Redacted() ([]byte, error) {
 	if cfg.RulesDir != "" {
 		root.HeadComment += fmt.Sprintf("\nrules_dir %s is shown inline under domains.", cfg.RulesDir)
 	}
+	if cfg.RulesXDS != nil {
+		root.HeadComment += "\ndomains are the rules of the last xDS update applied (rules_xds), shown for reference:" +
+			"\nremove them before using this output as a server file."
+	}
 	// Mark the domains read from rules_dir with their file.
 	for i := 0; i+1 < len(root.Content); i += 2 {
 		if root.Content[i].Value != "domains" {

@@ -109,8 +109,7 @@ func load(r io.Reader, name string, fsys fileSystem) (*Config, error) {
 	c := dec.checker(&errs)
 	cfg.validate(c)
 
-	rc := &ruleCompiler{defaultAlg: cfg.DefaultAlgorithm, chains: cfg.chainNames(), byUnit: cfg.unitChains(), seen: make(map[string]string), merge: cfg.MergeDomainConfig}
-	rc.apiKeyKey, rc.keys = cfg.ruleKeys()
+	rc := cfg.ruleCompiler()
 	for i := range cfg.Domains {
 		cfg.Domains[i].File = name
 		rc.add(c, &cfg.Domains[i], fmt.Sprintf("domains[%d]", i))
@@ -127,12 +126,26 @@ func load(r io.Reader, name string, fsys fileSystem) (*Config, error) {
 	if len(errs) > 0 {
 		return nil, joinSorted(errs)
 	}
-	set, err := descriptor.NewSet(rc.domains, descriptor.Options{DefaultAlgorithm: cfg.DefaultAlgorithm, Identities: cfg.ruleIdentities(), ChainsByUnit: cfg.unitChains()})
+	set, err := cfg.newSet(rc.domains)
 	if err != nil {
 		return nil, fmt.Errorf("config: %s: %w", name, err)
 	}
 	cfg.Rules = set
 	return cfg, nil
+}
+
+// ruleCompiler returns the compiler of cfg's rule files (inline, in
+// rules_dir or from xDS): its default algorithm, chains and API key
+// canonicalisation.
+func (cfg *Config) ruleCompiler() *ruleCompiler {
+	rc := &ruleCompiler{defaultAlg: cfg.DefaultAlgorithm, chains: cfg.chainNames(), byUnit: cfg.unitChains(), seen: make(map[string]string), merge: cfg.MergeDomainConfig}
+	rc.apiKeyKey, rc.keys = cfg.ruleKeys()
+	return rc
+}
+
+// newSet builds the rule Set of compiled domains with cfg's settings.
+func (cfg *Config) newSet(domains []descriptor.Domain) (*descriptor.Set, error) {
+	return descriptor.NewSet(domains, descriptor.Options{DefaultAlgorithm: cfg.DefaultAlgorithm, Identities: cfg.ruleIdentities(), ChainsByUnit: cfg.unitChains()})
 }
 
 // loadRulesDir reads every rule file of cfg.RulesDirPath.

@@ -106,9 +106,16 @@ func (c *checker) has(path string) bool {
 	return ok
 }
 
-// source formats the position of path as "file:line:col".
+// source formats the position of path as "file:line:col", or as "file:
+// path" when positions are unknown (rules from xDS).
 func (c *checker) source(path string) string {
 	p := c.lookup(path)
+	if p.Line == 0 {
+		if path == "" {
+			return c.file
+		}
+		return c.file + ": " + path
+	}
 	return fmt.Sprintf("%s:%d:%d", c.file, p.Line, p.Col)
 }
 
@@ -160,6 +167,23 @@ func (cfg *Config) validate(c *checker) {
 	c.report("insight", cfg.Insight.Validate())
 	cfg.Ops.validate(c)
 	c.report("admin", cfg.Admin.Validate())
+	cfg.validateRulesXDS(c)
+}
+
+// validateRulesXDS checks rules_xds, and that no other source of domains
+// is set beside it: the management server then owns every domain.
+func (cfg *Config) validateRulesXDS(c *checker) {
+	if cfg.RulesXDS == nil {
+		return
+	}
+	*cfg.RulesXDS = cfg.RulesXDS.WithDefaults()
+	c.report("rules_xds", cfg.RulesXDS.Validate())
+	if len(cfg.Domains) > 0 {
+		c.errorf("domains", "with rules_xds every domain comes from the xDS management server: serve these domains from it and remove domains (or remove rules_xds)")
+	}
+	if cfg.RulesDir != "" {
+		c.errorf("rules_dir", "with rules_xds every domain comes from the xDS management server: serve these rules from it and remove rules_dir (or remove rules_xds)")
+	}
 }
 
 func checkAddr(c *checker, path, addr string) {
