@@ -317,6 +317,13 @@ func TestBadFiles(t *testing.T) {
 		{file: "rules_dir_missing.bad.yaml", want: []string{
 			":1:12: rules_dir: cannot read the rules directory: open testdata/does-not-exist: no such file or directory",
 		}},
+		{file: "rules_xds.bad.yaml", want: []string{
+			`:2:12: rules_xds.address: "xds.example" is not an address: expected HOST:PORT, e.g. xds.example:18000`,
+			`:3:22: rules_xds.headers.X-Token: "X-Token": gRPC metadata names are lower case; write "x-token"`,
+			":4:16: rules_xds.max_backoff: -1s is negative",
+			":5:12: rules_dir: with rules_xds every domain comes from the xDS management server: serve these rules from it and remove rules_dir (or remove rules_xds)",
+			":7:3: domains: with rules_xds every domain comes from the xDS management server",
+		}},
 		{file: "rules_dir_bad_file.bad.yaml", want: []string{
 			`testdata/badrules/a.yaml:4:24: descriptors[0].rate_limit.unit: unknown unit "fortnight"`,
 			`testdata/badrules/a.yaml:7:5: descriptors[1].colour: unknown field "colour"; expected one of: key, value, rate_limit, descriptors, shadow_mode, detailed_metric, value_to_metric, share_threshold, quota_mode, metadata`,

@@ -111,3 +111,21 @@ func loadString(t *testing.T, s string) *config.Config {
 	}
 	return cfg
 }
+
+// TestRestartRequiredRulesXDS checks that the xDS subscription's settings
+// need a restart: the client is built once at start.
+func TestRestartRequiredRulesXDS(t *testing.T) {
+	old := loadString(t, "rules_xds: {address: 127.0.0.1:18000}\n")
+	for _, change := range []string{
+		"rules_xds: {address: 127.0.0.1:18001}\n",
+		"rules_xds: {address: 127.0.0.1:18000, node_id: other}\n",
+		"rules_xds: {address: 127.0.0.1:18000, max_backoff: 1m}\n",
+	} {
+		if got := RestartRequired(old, loadString(t, change)); !slices.Equal(got, []string{"rules_xds"}) {
+			t.Errorf("RestartRequired for %q: got %q, want [rules_xds]", change, got)
+		}
+	}
+	if got := RestartRequired(old, loadString(t, "rules_xds: {address: 127.0.0.1:18000}\nlog: {level: debug}\n")); got != nil {
+		t.Errorf("RestartRequired with rules_xds unchanged: got %q, want nil", got)
+	}
+}

@@ -77,6 +77,9 @@ type Client struct {
 	// uses them.
 	applied, rejected string
 	nackDelay         time.Duration
+	// current are the configs of the last update applied, by name (for
+	// TTL heartbeats, which name a resource without sending it again).
+	current map[string]*rlsconfv3.RateLimitConfig
 }
 
 // New returns a client for s (defaults filled in here). It checks s and
@@ -219,7 +222,7 @@ func recvErr(st grpc.BidiStreamingClient[discoveryv3.DiscoveryRequest, discovery
 // handle applies resp and returns its ACK or NACK.
 func (c *Client) handle(ctx context.Context, resp *discoveryv3.DiscoveryResponse) *discoveryv3.DiscoveryRequest {
 	req := &discoveryv3.DiscoveryRequest{Node: c.node, TypeUrl: TypeURL, ResponseNonce: resp.GetNonce()}
-	u, err := decode(resp)
+	u, err := c.decode(resp)
 	if err == nil {
 		err = c.opts.Apply(ctx, u)
 	}
@@ -230,6 +233,10 @@ func (c *Client) handle(ctx context.Context, resp *discoveryv3.DiscoveryResponse
 		return req
 	}
 	c.applied, c.rejected, c.nackDelay = resp.GetVersionInfo(), "", 0
+	c.current = make(map[string]*rlsconfv3.RateLimitConfig, len(u.Configs))
+	for _, rc := range u.Configs {
+		c.current[rc.GetName()] = rc
+	}
 	c.ready.Store(true)
 	c.opts.Metrics.update(true)
 	c.log.Info("xDS update applied", "version", c.applied, "configs", len(u.Configs))
@@ -259,8 +266,10 @@ func (c *Client) reject(ctx context.Context, version string, err error) {
 	}
 }
 
-// decode unpacks the RateLimitConfig resources of resp.
-func decode(resp *discoveryv3.DiscoveryResponse) (Update, error) {
+// decode unpacks the RateLimitConfig resources of resp. A resource wrapped
+// without content is a TTL heartbeat: the config of that name applied last
+// stays.
+func (c *Client) decode(resp *discoveryv3.DiscoveryResponse) (Update, error) {
 	if t := resp.GetTypeUrl(); t != TypeURL {
 		return Update{}, fmt.Errorf("response of type %q: this client subscribes to %s only", t, TypeURL)
 	}
@@ -273,7 +282,12 @@ func decode(resp *discoveryv3.DiscoveryResponse) (Update, error) {
 			}
 			res = w.GetResource()
 			if res == nil {
-				continue // a named resource without content: nothing to apply
+				rc, ok := c.current[w.GetName()]
+				if !ok {
+					return Update{}, fmt.Errorf("resources[%d]: a heartbeat (no content) for %q, which no update applied holds: send the resource", i, w.GetName())
+				}
+				u.Configs = append(u.Configs, rc)
+				continue
 			}
 		}
 		if t := res.GetTypeUrl(); t != TypeURL {
