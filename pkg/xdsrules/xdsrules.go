@@ -159,7 +159,8 @@ func (c *Client) Run(ctx context.Context) error {
 		}
 		wait := jitter(delay)
 		c.opts.Metrics.streamFailed()
-		c.log.Warn("xDS stream to the management server ended; the current rules keep serving, reconnecting",
+		c.log.Warn("xDS stream to the management server failed; the current rules keep serving, reconnecting. "+
+			"If it persists, check rules_xds (address, tls) and that the management server is up",
 			"addr", c.s.Address, "err", err, "retry_in", wait.Round(time.Millisecond))
 		t := time.NewTimer(wait)
 		select {
@@ -182,7 +183,9 @@ func jitter(d time.Duration) time.Duration {
 func (c *Client) stream(ctx context.Context, ads discoveryv3.AggregatedDiscoveryServiceClient) (received bool, err error) {
 	sctx, cancel := context.WithCancel(metadata.NewOutgoingContext(ctx, c.md))
 	defer cancel()
-	st, err := ads.StreamAggregatedResources(sctx, grpc.WaitForReady(true))
+	// Not WaitForReady: while the server cannot be reached the call fails
+	// with the reason (refused, TLS handshake, ...), which Run logs.
+	st, err := ads.StreamAggregatedResources(sctx)
 	if err != nil {
 		return false, err
 	}
