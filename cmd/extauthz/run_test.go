@@ -40,6 +40,7 @@ func TestRun(t *testing.T) {
 	good := writeConfig(t, testRules)
 	bad := writeConfig(t, "grpc_addr: 1\nnope: true\n")
 	withAuthz := writeConfig(t, explainAuthzConfig)
+	withXDS := writeConfig(t, "rules_xds: {address: 127.0.0.1:18000}\n")
 	env := func(kv ...string) func(string) string {
 		m := map[string]string{}
 		for i := 0; i+1 < len(kv); i += 2 {
@@ -61,6 +62,8 @@ func TestRun(t *testing.T) {
 		{name: "version", args: []string{"version"}, wantStdout: "extauthz "},
 		{name: "version with arguments", args: []string{"version", "x"}, wantCode: 2},
 		{name: "validate good", args: []string{"validate", "--config", good}, wantStdout: "OK (1 domain, 1 rule)"},
+		{name: "validate rules_xds", args: []string{"validate", "--config", withXDS}, wantStdout: `OK (0 domains, 0 rules)
+rules come from the xDS management server at 127.0.0.1:18000 (node_id "default")`},
 		{name: "validate from env", args: []string{"validate"}, getenv: env(envConfig, good), wantStdout: "OK"},
 		{name: "validate flag wins over env", args: []string{"validate", "-config", good}, getenv: env(envConfig, bad), wantStdout: "OK"},
 		{name: "validate bad", args: []string{"validate", "--config", bad}, wantCode: 1, wantStderr: bad + ":2:1: nope: unknown field"},

@@ -293,7 +293,7 @@ func (d *daemon) newWatcher() (*reload.Watcher, error) {
 			}
 			restart := reload.RestartRequired(started, cfg)
 			ops.ConfigReloaded(hash, restart)
-			log.Info("config reloaded", "hash", hash, "domains", len(cfg.Rules.Domains()))
+			log.Info("config reloaded", "hash", hash, "domains", len(d.srv.Snapshot().Rules().Domains()))
 			if len(restart) > 0 {
 				log.Warn("changed settings apply only after a restart", "settings", restart)
 			}

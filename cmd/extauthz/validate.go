@@ -31,6 +31,9 @@ func validate(args []string, getenv func(string) string, stdout, stderr io.Write
 		rules += len(cfg.Rules.Rules(d))
 	}
 	fmt.Fprintf(stdout, "%s: OK (%s, %s)\n", path, plural(len(domains), "domain"), plural(rules, "rule"))
+	if x := cfg.RulesXDS; x != nil {
+		fmt.Fprintf(stdout, "rules come from the xDS management server at %s (node_id %q); each update is checked when it arrives\n", x.Address, x.NodeID)
+	}
 	if len(cfg.Chains) > 0 {
 		printChains(stdout, cfg)
 	}
