@@ -156,7 +156,10 @@ func TestInterceptorExports(t *testing.T) {
 		want codes.Code
 	}
 	calls := []call{
-		{"rls parent", func() error { _, err := rls.ShouldRateLimit(withParent(traceparent(parentTrace)), rlsReq("ok")); return err }, codes.OK},
+		{"rls parent", func() error {
+			_, err := rls.ShouldRateLimit(withParent(traceparent(parentTrace)), rlsReq("ok"))
+			return err
+		}, codes.OK},
 		{"rls unavailable", func() error { _, err := rls.ShouldRateLimit(bg, rlsReq("unavailable")); return err }, codes.Unavailable},
 		{"rls invalid", func() error { _, err := rls.ShouldRateLimit(bg, rlsReq("invalid")); return err }, codes.InvalidArgument},
 		{"rls panic", func() error { _, err := rls.ShouldRateLimit(bg, rlsReq("panic")); return err }, codes.Internal},
@@ -173,7 +176,10 @@ func TestInterceptorExports(t *testing.T) {
 			_, err := authz.Check(withParent(traceparent(parentTrace)), checkReq("/ok", map[string]string{"traceparent": traceparent(otherTrace)}, nil))
 			return err
 		}, codes.OK},
-		{"health", func() error { _, err := healthpb.NewHealthClient(conn).Check(bg, &healthpb.HealthCheckRequest{}); return err }, codes.OK},
+		{"health", func() error {
+			_, err := healthpb.NewHealthClient(conn).Check(bg, &healthpb.HealthCheckRequest{})
+			return err
+		}, codes.OK},
 	}
 	for _, c := range calls {
 		if err := c.do(); status.Code(err) != c.want {
