@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -20,6 +21,7 @@ import (
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -72,6 +74,7 @@ type Collector struct {
 
 	mu      sync.Mutex
 	spans   []Span
+	headers map[string]string // of the last export, keys lower case
 	changed chan struct{}
 }
 
@@ -98,8 +101,13 @@ func Start(t testing.TB) *Collector {
 }
 
 // Export implements the OTLP TraceService.
-func (c *Collector) Export(_ context.Context, req *coltracepb.ExportTraceServiceRequest) (*coltracepb.ExportTraceServiceResponse, error) {
-	c.add(req)
+func (c *Collector) Export(ctx context.Context, req *coltracepb.ExportTraceServiceRequest) (*coltracepb.ExportTraceServiceResponse, error) {
+	md, _ := metadata.FromIncomingContext(ctx)
+	h := map[string]string{}
+	for k, vs := range md {
+		h[k] = strings.Join(vs, ",")
+	}
+	c.add(req, h)
 	return &coltracepb.ExportTraceServiceResponse{}, nil
 }
 
@@ -114,15 +122,20 @@ func (c *Collector) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	c.add(req)
+	h := map[string]string{}
+	for k, vs := range r.Header {
+		h[strings.ToLower(k)] = strings.Join(vs, ",")
+	}
+	c.add(req, h)
 	out, _ := proto.Marshal(&coltracepb.ExportTraceServiceResponse{})
 	w.Header().Set("Content-Type", "application/x-protobuf")
 	_, _ = w.Write(out)
 }
 
-func (c *Collector) add(req *coltracepb.ExportTraceServiceRequest) {
+func (c *Collector) add(req *coltracepb.ExportTraceServiceRequest, headers map[string]string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.headers = headers
 	for _, rs := range req.GetResourceSpans() {
 		res := map[string]string{}
 		for _, kv := range rs.GetResource().GetAttributes() {
@@ -136,6 +149,14 @@ func (c *Collector) add(req *coltracepb.ExportTraceServiceRequest) {
 	}
 	close(c.changed)
 	c.changed = make(chan struct{})
+}
+
+// Header returns header key (lower case) of the last export, gRPC
+// metadata or HTTP header.
+func (c *Collector) Header(key string) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.headers[key]
 }
 
 // Spans returns the spans received so far.

@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/extauthz/extauthz/internal/otlptest"
+	"github.com/extauthz/extauthz/pkg/secret"
 )
 
 // fakeAPIs answers both APIs: a domain (or Check path) "unavailable"
@@ -143,7 +144,7 @@ func checkReq(path string, headers map[string]string, headerMap []*corev3.Header
 func TestInterceptorExports(t *testing.T) {
 	col := otlptest.Start(t)
 	p := startProvider(t, Settings{Enabled: true, Protocol: ProtocolGRPC, Endpoint: col.GRPCAddr, Insecure: true,
-		ServiceNamespace: "edge", ServiceInstanceID: "pod-1"})
+		ServiceNamespace: "edge", ServiceInstanceID: "pod-1", Headers: map[string]secret.String{"authorization": "Bearer t0k"}})
 	conn := serveTraced(t, p)
 	rls, authz := rlsv3.NewRateLimitServiceClient(conn), authv3.NewAuthorizationClient(conn)
 	withParent := func(tp string) context.Context {
@@ -187,6 +188,9 @@ func TestInterceptorExports(t *testing.T) {
 		}
 	}
 	flush(t, p)
+	if got := col.Header("authorization"); got != "Bearer t0k" {
+		t.Errorf("the collector got authorization %q, want the configured header", got)
+	}
 	spans := col.Spans()
 	if len(spans) != 8 {
 		t.Fatalf("got %d spans, want 8 (one per API call, none for health): %v", len(spans), spans)
@@ -251,7 +255,8 @@ func TestInterceptorExports(t *testing.T) {
 func TestSampling(t *testing.T) {
 	col := otlptest.Start(t)
 	zero := 0.0
-	p := startProvider(t, Settings{Enabled: true, Protocol: ProtocolHTTP, Endpoint: col.HTTPURL, SamplingRatio: &zero})
+	p := startProvider(t, Settings{Enabled: true, Protocol: ProtocolHTTP, Endpoint: col.HTTPURL, SamplingRatio: &zero,
+		Headers: map[string]secret.String{"X-Tenant": "t1"}})
 	rls := rlsv3.NewRateLimitServiceClient(serveTraced(t, p))
 	for _, tp := range []string{"", traceparent(parentTrace), "00-" + otherTrace + "-" + parentSpan + "-00"} {
 		ctx := context.Background()
@@ -266,6 +271,9 @@ func TestSampling(t *testing.T) {
 	spans := col.Spans()
 	if len(spans) != 1 || spans[0].TraceID() != parentTrace {
 		t.Fatalf("got %d spans (%v), want only the sampled caller's over OTLP/HTTP", len(spans), spans)
+	}
+	if got := col.Header("x-tenant"); got != "t1" {
+		t.Errorf("the collector got x-tenant %q, want the configured header", got)
 	}
 }
 

@@ -104,7 +104,10 @@ func newExporter(ctx context.Context, s *Settings, proto Protocol) (sdktrace.Spa
 	isURL := s.Endpoint != "" && isURLEndpoint(s.Endpoint)
 	switch proto {
 	case ProtocolGRPC:
-		opts := []otlptracegrpc.Option{otlptracegrpc.WithHeaders(headers)}
+		var opts []otlptracegrpc.Option
+		if len(headers) > 0 { // else OTEL_EXPORTER_OTLP_HEADERS apply
+			opts = append(opts, otlptracegrpc.WithHeaders(headers))
+		}
 		switch {
 		case isURL:
 			opts = append(opts, otlptracegrpc.WithEndpointURL(s.Endpoint))
@@ -116,7 +119,10 @@ func newExporter(ctx context.Context, s *Settings, proto Protocol) (sdktrace.Spa
 		}
 		return otlptracegrpc.New(ctx, opts...)
 	case ProtocolHTTP:
-		opts := []otlptracehttp.Option{otlptracehttp.WithHeaders(headers)}
+		var opts []otlptracehttp.Option
+		if len(headers) > 0 {
+			opts = append(opts, otlptracehttp.WithHeaders(headers))
+		}
 		switch {
 		case isURL:
 			opts = append(opts, otlptracehttp.WithEndpointURL(s.Endpoint))

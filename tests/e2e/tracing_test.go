@@ -37,6 +37,7 @@ func TestTracing(t *testing.T) {
 		{"env http", func(col *otlptest.Collector) (string, []string) {
 			return "tracing:\n  enabled: true\n  service_name: rl-e2e\n", []string{
 				"OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=" + col.HTTPURL,
+				"OTEL_EXPORTER_OTLP_HEADERS=x-from-env=1",
 			}
 		}},
 	}
@@ -47,6 +48,9 @@ func TestTracing(t *testing.T) {
 			cfg := WriteFile(t, t.TempDir(), "extauthz.yaml", string(example)+"\n"+section)
 			p := Start(t, Options{Binary: extauthzBin, Args: []string{"--config", cfg}, Env: env})
 			checkTracedCalls(t, p, col)
+			if len(env) > 0 && col.Header("x-from-env") != "1" {
+				t.Errorf("OTEL_EXPORTER_OTLP_HEADERS did not reach the collector")
+			}
 		})
 	}
 }
