@@ -28,7 +28,7 @@ func tracedCall(t *testing.T, call func(ctx context.Context)) (map[string]string
 	}
 	attrs := map[string]string{}
 	for _, kv := range ended[0].Attributes() {
-		attrs[string(kv.Key)] = kv.Value.Emit()
+		attrs[string(kv.Key)] = kv.Value.String()
 	}
 	return attrs, ended[0].Status()
 }
