@@ -251,11 +251,14 @@ func TestInterceptorExports(t *testing.T) {
 }
 
 // TestSampling: ratio 0 records no new trace, but follows a caller that
-// sampled; an unsampled caller is followed too.
+// sampled; an unsampled caller is followed too. Over OTLP/HTTP, to an
+// endpoint URL without a path.
 func TestSampling(t *testing.T) {
 	col := otlptest.Start(t)
 	zero := 0.0
-	p := startProvider(t, Settings{Enabled: true, Protocol: ProtocolHTTP, Endpoint: col.HTTPURL, SamplingRatio: &zero,
+	// The base URL: the exporter adds /v1/traces.
+	base := strings.TrimSuffix(col.HTTPURL, "/v1/traces")
+	p := startProvider(t, Settings{Enabled: true, Protocol: ProtocolHTTP, Endpoint: base, SamplingRatio: &zero,
 		Headers: map[string]secret.String{"X-Tenant": "t1"}})
 	rls := rlsv3.NewRateLimitServiceClient(serveTraced(t, p))
 	for _, tp := range []string{"", traceparent(parentTrace), "00-" + otherTrace + "-" + parentSpan + "-00"} {

@@ -125,7 +125,7 @@ func newExporter(ctx context.Context, s *Settings, proto Protocol) (sdktrace.Spa
 		}
 		switch {
 		case isURL:
-			opts = append(opts, otlptracehttp.WithEndpointURL(s.Endpoint))
+			opts = append(opts, otlptracehttp.WithEndpointURL(withTracesPath(s.Endpoint)))
 		case s.Endpoint != "":
 			opts = append(opts, otlptracehttp.WithEndpoint(s.Endpoint))
 		}
@@ -135,6 +135,17 @@ func newExporter(ctx context.Context, s *Settings, proto Protocol) (sdktrace.Spa
 		return otlptracehttp.New(ctx, opts...)
 	}
 	return nil, errors.New("no protocol")
+}
+
+// withTracesPath returns URL e with OTLP/HTTP's traces path, /v1/traces,
+// when it has no path (a path given is used as is).
+func withTracesPath(e string) string {
+	u, err := url.Parse(e)
+	if err != nil || u.Path != "" {
+		return e
+	}
+	u.Path = "/v1/traces"
+	return u.String()
 }
 
 // isURLEndpoint reports whether e is a URL (http:// or https://) rather
