@@ -28,9 +28,9 @@ import (
 //	  insecure: true                      # plaintext to a host:port endpoint
 //	  headers: {authorization: "Bearer ..."}
 //	  sampling_ratio: 0.1                 # of traces Envoy did not sample already (default 1)
-//	  service_name: extauthz
+//	  service_name: extauthz              # default OTEL_SERVICE_NAME, else extauthz
 //	  service_namespace: edge
-//	  service_instance_id: pod-1
+//	  service_instance_id: pod-1          # default a random UUID
 type Settings struct {
 	// Enabled exports a span for every RateLimitService and ext_authz
 	// call (default false: nothing is installed and tracing costs
@@ -57,8 +57,10 @@ type Settings struct {
 	// follows the caller's sampling decision instead.
 	SamplingRatio *float64 `yaml:"sampling_ratio"`
 	// ServiceName, ServiceNamespace and ServiceInstanceID are the
-	// resource's service.name (default "extauthz"), service.namespace and
-	// service.instance.id. Other resource attributes come from
+	// resource's service.name, service.namespace and service.instance.id.
+	// Unset, OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES decide, else
+	// service.name is "extauthz" and service.instance.id a random UUID
+	// per process. Other resource attributes come from
 	// OTEL_RESOURCE_ATTRIBUTES.
 	ServiceName       string `yaml:"service_name"`
 	ServiceNamespace  string `yaml:"service_namespace"`
@@ -210,14 +212,6 @@ func (s *Settings) samplingRatio() float64 {
 		return DefaultSamplingRatio
 	}
 	return *s.SamplingRatio
-}
-
-// serviceName returns ServiceName, or its default.
-func (s *Settings) serviceName() string {
-	if s.ServiceName == "" {
-		return DefaultServiceName
-	}
-	return s.ServiceName
 }
 
 // protocol returns Protocol, or the one the OTel variables name (read with

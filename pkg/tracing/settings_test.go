@@ -1,6 +1,7 @@
 package tracing
 
 import (
+	"context"
 	"errors"
 	"math"
 	"strings"
@@ -112,4 +113,43 @@ func TestProtocol(t *testing.T) {
 	if err := p.UnmarshalText([]byte("GRPC ")); err == nil {
 		t.Error("accepted an unknown protocol")
 	}
+}
+
+// TestResource: defaults, then the OTel variables, then the settings.
+func TestResource(t *testing.T) {
+	attrs := func(t *testing.T, s Settings) map[string]string {
+		t.Helper()
+		res, err := newResource(context.Background(), &s, "v1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := map[string]string{}
+		for _, kv := range res.Attributes() {
+			m[string(kv.Key)] = kv.Value.AsString()
+		}
+		return m
+	}
+	t.Run("defaults", func(t *testing.T) {
+		t.Setenv("OTEL_SERVICE_NAME", "")
+		t.Setenv("OTEL_RESOURCE_ATTRIBUTES", "")
+		a := attrs(t, Settings{})
+		if a["service.name"] != "extauthz" || a["service.version"] != "v1" || len(a["service.instance.id"]) != 36 {
+			t.Errorf("got %v, want service.name extauthz, version v1 and a UUID instance id", a)
+		}
+		if b := attrs(t, Settings{}); b["service.instance.id"] == a["service.instance.id"] {
+			t.Error("two processes share a random instance id")
+		}
+	})
+	t.Run("env over defaults", func(t *testing.T) {
+		t.Setenv("OTEL_SERVICE_NAME", "from-env")
+		t.Setenv("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=prod,service.instance.id=env-id")
+		a := attrs(t, Settings{})
+		if a["service.name"] != "from-env" || a["service.instance.id"] != "env-id" || a["deployment.environment"] != "prod" {
+			t.Errorf("got %v, want the variables' values", a)
+		}
+		a = attrs(t, Settings{ServiceName: "rl", ServiceInstanceID: "pod-1", ServiceNamespace: "edge"})
+		if a["service.name"] != "rl" || a["service.instance.id"] != "pod-1" || a["service.namespace"] != "edge" || a["deployment.environment"] != "prod" {
+			t.Errorf("got %v, want the settings over the variables", a)
+		}
+	})
 }

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 
+	"github.com/google/uuid"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
@@ -155,20 +156,28 @@ func isURLEndpoint(e string) bool {
 	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
 }
 
-// newResource describes this process: OTEL_RESOURCE_ATTRIBUTES and
-// OTEL_SERVICE_NAME first, then the settings, which win.
+// newResource describes this process: defaults (service.name extauthz, a
+// random service.instance.id, as envoyproxy/ratelimit), then
+// OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES, then the settings; each
+// overrides the one before.
 func newResource(ctx context.Context, s *Settings, version string) (*resource.Resource, error) {
-	attrs := []attribute.KeyValue{attribute.String("service.name", s.serviceName())}
-	if s.ServiceNamespace != "" {
-		attrs = append(attrs, attribute.String("service.namespace", s.ServiceNamespace))
+	defaults := []attribute.KeyValue{attribute.String("service.name", DefaultServiceName)}
+	id, err := uuid.NewRandom()
+	if err != nil {
+		return nil, fmt.Errorf("service.instance.id: %w", err)
 	}
-	if s.ServiceInstanceID != "" {
-		attrs = append(attrs, attribute.String("service.instance.id", s.ServiceInstanceID))
+	defaults = append(defaults, attribute.String("service.instance.id", id.String()))
+	var set []attribute.KeyValue
+	for _, a := range []struct{ key, v string }{
+		{"service.name", s.ServiceName}, {"service.namespace", s.ServiceNamespace},
+		{"service.instance.id", s.ServiceInstanceID}, {"service.version", version},
+	} {
+		if a.v != "" {
+			set = append(set, attribute.String(a.key, a.v))
+		}
 	}
-	if version != "" {
-		attrs = append(attrs, attribute.String("service.version", version))
-	}
-	return resource.New(ctx, resource.WithTelemetrySDK(), resource.WithFromEnv(), resource.WithAttributes(attrs...))
+	return resource.New(ctx, resource.WithTelemetrySDK(), resource.WithAttributes(defaults...), resource.WithFromEnv(),
+		resource.WithAttributes(set...))
 }
 
 // logErrors makes log receive OpenTelemetry's errors (a collector that is
