@@ -154,7 +154,8 @@ type daemon struct {
 	access *adminauth.Access
 	// insight records decisions for the traffic insight API (nil: off).
 	insight *insight.Recorder
-	// tracer exports the spans of the gRPC calls (nil: tracing off).
+	// tracer exports the spans of the gRPC calls and of /json (nil:
+	// tracing off).
 	tracer *tracing.Provider
 
 	glis, hlis net.Listener
@@ -265,7 +266,7 @@ func (d *daemon) newAdmin() *http.Server {
 			Access:    d.access,
 			Dashboard: dashboard.Handler(),
 			API:       insightAPI(d.insight),
-			JSON:      d.srv.JSONHandler(d.cfg.Limits.MaxMessageBytes),
+			JSON:      d.tracer.HTTP("/json", d.srv.JSONHandler(d.cfg.Limits.MaxMessageBytes)),
 		}),
 		ReadHeaderTimeout: 5 * time.Second,
 		ErrorLog:          slog.NewLogLogger(d.log.Handler(), slog.LevelWarn),

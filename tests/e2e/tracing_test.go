@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"net/http"
 	"os"
 	"strings"
 	"syscall"
@@ -18,8 +19,9 @@ import (
 
 // TestTracing runs the binary with tracing on, exporting to an in-process
 // OTLP collector, sends a ShouldRateLimit with a W3C traceparent in its
-// gRPC metadata and a Check whose HTTP request carries one, and reads the
-// spans flushed at shutdown: names, parents, attributes, and no secret.
+// gRPC metadata, a Check whose HTTP request carries one, and a POST /json
+// with one in its headers, and reads the spans flushed at shutdown:
+// names, parents, attributes, and no secret.
 // Once configured in the file (OTLP/gRPC), once by the OTEL_EXPORTER_OTLP_*
 // variables alone (OTLP/HTTP).
 func TestTracing(t *testing.T) {
@@ -58,6 +60,7 @@ func TestTracing(t *testing.T) {
 const (
 	tracedParent   = "4bf92f3577b34da6a3ce929d0e0e4736"
 	tracedParent2  = "0af7651916cd43dd8448eb211c80319c"
+	tracedParent3  = "5b8aa5a2d2c872e8321cf37308d69df2"
 	tracedParentID = "00f067aa0ba902b7"
 	tracedSecret   = "sk-e2e-0123456789abcdef" // an API key: never in a span
 )
@@ -76,6 +79,20 @@ func checkTracedCalls(t *testing.T, p *Process, col *otlptest.Collector) {
 	if _, err := authzClient(t, p).Check(context.Background(), req); err != nil {
 		t.Fatalf("Check: %v", err)
 	}
+	body := `{"domain": "edge_authz", "descriptors": [{"entries": [{"key": "api_key", "value": "` + tracedSecret + `"}]}]}`
+	hreq, err := http.NewRequest(http.MethodPost, "http://"+p.HTTPAddr+"/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hreq.Header.Set("Traceparent", "00-"+tracedParent3+"-"+tracedParentID+"-01")
+	hresp, err := (&http.Client{Timeout: 5 * time.Second}).Do(hreq)
+	if err != nil {
+		t.Fatalf("POST /json: %v", err)
+	}
+	hresp.Body.Close()
+	if hresp.StatusCode != http.StatusOK {
+		t.Fatalf("POST /json: %s", hresp.Status)
+	}
 	if n := len(col.Spans()); n != 0 {
 		t.Logf("%d spans arrived before shutdown (a batch was due); the flush at shutdown is then not what delivered them", n)
 	}
@@ -83,11 +100,11 @@ func checkTracedCalls(t *testing.T, p *Process, col *otlptest.Collector) {
 	if code := p.Wait(t, 20*time.Second); code != 0 {
 		t.Fatalf("exit code %d", code)
 	}
-	// Three calls: authzClient's probe (an empty Check, a new trace) and
-	// the two above.
-	spans := col.WaitSpans(3, 5*time.Second)
-	if len(spans) != 3 {
-		t.Fatalf("got %d spans, want 3 (flushed at shutdown): %v", len(spans), spans)
+	// Four calls: authzClient's probe (an empty Check, a new trace) and
+	// the three above.
+	spans := col.WaitSpans(4, 5*time.Second)
+	if len(spans) != 4 {
+		t.Fatalf("got %d spans, want 4 (flushed at shutdown): %v", len(spans), spans)
 	}
 	byTrace := map[string]otlptest.Span{}
 	for _, s := range spans {
@@ -98,6 +115,7 @@ func checkTracedCalls(t *testing.T, p *Process, col *otlptest.Collector) {
 	}{
 		{"envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit", tracedParent, "2"},
 		{"envoy.service.auth.v3.Authorization/Check", tracedParent2, "2"},
+		{"POST /json", tracedParent3, "1"},
 	}
 	for _, w := range want {
 		s, ok := byTrace[w.trace]
@@ -108,7 +126,12 @@ func checkTracedCalls(t *testing.T, p *Process, col *otlptest.Collector) {
 		if s.GetName() != w.name || s.ParentID() != tracedParentID || s.GetKind() != tracepb.Span_SPAN_KIND_SERVER {
 			t.Errorf("trace %s: span %q parent %s kind %v, want %q %s server", w.trace, s.GetName(), s.ParentID(), s.GetKind(), w.name, tracedParentID)
 		}
-		for k, v := range map[string]string{"ratelimit.domain": "edge_authz", "ratelimit.descriptors": w.descriptors, "ratelimit.code": "ok", "rpc.grpc.status_code": "0"} {
+		wantAttrs := map[string]string{"ratelimit.domain": "edge_authz", "ratelimit.descriptors": w.descriptors, "ratelimit.code": "ok", "rpc.grpc.status_code": "0"}
+		if w.trace == tracedParent3 {
+			delete(wantAttrs, "rpc.grpc.status_code")
+			wantAttrs["http.response.status_code"] = "200"
+		}
+		for k, v := range wantAttrs {
 			if got, _ := s.Attr(k); got != v {
 				t.Errorf("%s: %s = %q, want %q", w.name, k, got, v)
 			}
