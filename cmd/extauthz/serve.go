@@ -32,6 +32,7 @@ import (
 	"github.com/extauthz/extauthz/pkg/opsmetrics"
 	"github.com/extauthz/extauthz/pkg/reload"
 	"github.com/extauthz/extauthz/pkg/server"
+	"github.com/extauthz/extauthz/pkg/tracing"
 	"github.com/extauthz/extauthz/pkg/wire"
 )
 
@@ -85,7 +86,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	if err != nil {
 		return &exitError{code: 2, msg: err.Error()}
 	}
-	d := &daemon{opts: o, cfg: cfg, log: log, level: level}
+	d := &daemon{opts: o, cfg: cfg, log: log, level: level, getenv: getenv}
 	defer d.close()
 	if err := d.build(); err != nil {
 		return err
@@ -135,10 +136,11 @@ func orList(names []string) string {
 // daemon is what serve runs: built (build), bound (listen), then served
 // until shutdown (run). close releases what build acquired.
 type daemon struct {
-	opts  *serveOptions
-	cfg   *config.Config
-	log   *slog.Logger
-	level *slog.LevelVar
+	opts   *serveOptions
+	cfg    *config.Config
+	log    *slog.Logger
+	level  *slog.LevelVar
+	getenv func(string) string
 
 	reg   *prometheus.Registry
 	ops   *opsmetrics.Metrics
@@ -154,17 +156,39 @@ type daemon struct {
 	insight *insight.Recorder
 	// xds subscribes to the rules of rules_xds (nil: off).
 	xds *xdsState
+	// tracer exports the spans of the gRPC calls and of /json (nil:
+	// tracing off).
+	tracer *tracing.Provider
 
 	glis, hlis net.Listener
 	watcher    *reload.Watcher
 	draining   atomic.Bool
 }
 
-// close releases the backends.
+// close releases the backends and stops the span exporter (after drain
+// flushed it, a no-op).
 func (d *daemon) close() {
 	if d.bs != nil {
 		d.bs.Close()
 	}
+	d.flushSpans()
+}
+
+// tracingFlushTimeout bounds the export of the spans still queued at
+// shutdown.
+const tracingFlushTimeout = 5 * time.Second
+
+// flushSpans exports the spans still queued and stops the exporter.
+func (d *daemon) flushSpans() {
+	if d.tracer == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), tracingFlushTimeout)
+	defer cancel()
+	if err := d.tracer.Shutdown(ctx); err != nil {
+		d.log.Warn("spans lost at shutdown: the collector did not take them in time; check tracing.endpoint", "err", err)
+	}
+	d.tracer = nil
 }
 
 // build creates the metrics, backends, handlers and servers of d.cfg.
@@ -199,13 +223,18 @@ func (d *daemon) build() error {
 	if d.insight, err = newInsight(cfg, d.bs, log); err != nil {
 		return err
 	}
-	if d.srv, err = server.New(server.Options{Store: d.bs.Store, Chains: d.bs.Named, Metrics: server.NewMetrics(d.reg), Logger: log, Insight: d.insight}, snap); err != nil {
+	if d.tracer, err = tracing.Start(context.Background(), cfg.Tracing, tracing.Options{Version: versionString(), Getenv: d.getenv, Logger: log}); err != nil {
+		return err
+	}
+	if d.srv, err = server.New(server.Options{Store: d.bs.Store, Chains: d.bs.Named, Metrics: server.NewMetrics(d.reg), Logger: log,
+		Insight: d.insight, Traced: d.tracer != nil}, snap); err != nil {
 		return err
 	}
 	gopts, err := grpcOptions(cfg, d.ops, log)
 	if err != nil {
 		return err
 	}
+	gopts.Interceptor = d.tracer.Interceptor()
 	d.g, d.hs = server.NewGRPCServer(gopts)
 	d.srv.Register(d.g)
 	d.hs.SetServingStatus(rlsv3.RateLimitService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
@@ -245,7 +274,7 @@ func (d *daemon) newAdmin() *http.Server {
 			Access:    d.access,
 			Dashboard: dashboard.Handler(),
 			API:       insightAPI(d.insight),
-			JSON:      d.srv.JSONHandler(d.cfg.Limits.MaxMessageBytes),
+			JSON:      d.tracer.HTTP("/json", d.srv.JSONHandler(d.cfg.Limits.MaxMessageBytes)),
 		}),
 		ReadHeaderTimeout: 5 * time.Second,
 		ErrorLog:          slog.NewLogLogger(d.log.Handler(), slog.LevelWarn),
@@ -336,7 +365,7 @@ func (d *daemon) run(ctx context.Context) error {
 	d.insight.Start()
 	go func() { errc <- d.g.Serve(d.glis) }()
 	go func() { errc <- d.admin.Serve(d.hlis) }()
-	log.Info("serving", "version", versionString(), "config", d.cfg.File, "tls", d.cfg.TLS.Enabled(),
+	log.Info("serving", "version", versionString(), "config", d.cfg.File, "tls", d.cfg.TLS.Enabled(), "tracing", d.tracer != nil,
 		"grpc_addr", d.glis.Addr().String(), "http_addr", d.hlis.Addr().String(), "domains", len(d.cfg.Rules.Domains()))
 
 	var serveErr error
@@ -381,6 +410,7 @@ func (d *daemon) drain() {
 		_ = d.admin.Close()
 	}
 	closeInsight(d.insight, d.log)
+	d.flushSpans()
 }
 
 // scriptLoadTimeout bounds the startup load of the Redis script on each

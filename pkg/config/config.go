@@ -14,6 +14,7 @@ import (
 	"github.com/extauthz/extauthz/pkg/insight"
 	"github.com/extauthz/extauthz/pkg/limiter"
 	"github.com/extauthz/extauthz/pkg/server"
+	"github.com/extauthz/extauthz/pkg/tracing"
 	"github.com/extauthz/extauthz/pkg/xdsrules"
 )
 
@@ -39,6 +40,7 @@ import (
 //	rules_dir: ./rules                 # and/or a directory of rule files
 //	rules_xds: {address: ...}          # or: rules from an xDS management server
 //	admin: {auth: {token_file: ...}}   # secures http_addr (adminauth.Settings)
+//	tracing: {enabled: true, ...}      # OpenTelemetry spans over OTLP (tracing.Settings)
 type Config struct {
 	// File is the path the config was loaded from ("" for Load).
 	File string `yaml:"-"`
@@ -119,6 +121,9 @@ type Config struct {
 	// and their defaults, which are not filled in here so that an unset
 	// section stays out of /config).
 	Insight insight.Settings `yaml:"insight,omitempty"`
+	// Tracing exports OpenTelemetry spans of the gRPC calls (pkg/tracing
+	// owns the settings and their defaults; default: off).
+	Tracing tracing.Settings `yaml:"tracing,omitempty"`
 
 	// Rules is the compiled rule tree of every domain.
 	Rules *descriptor.Set `yaml:"-"`

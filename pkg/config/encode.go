@@ -188,7 +188,11 @@ func zeroNode(v reflect.Value) (*yaml.Node, error) {
 	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
 		return scalarNode("!!int", strconv.FormatUint(v.Uint(), 10)), nil
 	case reflect.Float32, reflect.Float64:
-		return scalarNode("!!float", strconv.FormatFloat(v.Float(), 'g', -1, 64)), nil
+		f := strconv.FormatFloat(v.Float(), 'g', -1, 64)
+		if !strings.ContainsAny(f, ".eIN") {
+			f += ".0" // "1" would read as an int and print with a !!float tag
+		}
+		return scalarNode("!!float", f), nil
 	case reflect.Struct, reflect.Slice, reflect.Map, reflect.Pointer:
 		return &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map", Style: yaml.FlowStyle}, nil
 	}

@@ -165,6 +165,7 @@ func (cfg *Config) validate(c *checker) {
 	cfg.validateChains(c)
 	c.report("", cfg.Failover.Validate())
 	c.report("insight", cfg.Insight.Validate())
+	c.report("tracing", cfg.Tracing.Validate())
 	cfg.Ops.validate(c)
 	c.report("admin", cfg.Admin.Validate())
 	cfg.validateRulesXDS(c)

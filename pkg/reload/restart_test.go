@@ -48,6 +48,8 @@ merge_domain_config: true
 		{name: "log format", change: "log: {format: json, level: warn}\n", want: []string{"log.format"}},
 		{name: "message size", change: "limits: {max_message_bytes: 65536, max_entries: 3}\n", want: []string{"limits.max_message_bytes"}},
 		{name: "grpc", change: "grpc: {keepalive_time: 1m}\n", want: []string{"grpc"}},
+		{name: "tracing", change: "tracing: {enabled: true, sampling_ratio: 0.5}\n", want: []string{"tracing"}},
+		{name: "tracing header secret", change: "tracing: {headers: {authorization: other}}\n", want: []string{"tracing"}},
 		{name: "authz turned on", change: `
 authz:
   domain: edge

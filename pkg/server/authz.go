@@ -145,10 +145,14 @@ func (a *Authz) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.Ch
 	sc := getScratch()
 	ax := authzPool.Get().(*authzScratch)
 	resp, code, err := a.check(ctx, lv, st, req, sc, ax)
+	descriptors := len(ax.ext.Descriptors)
 	putAuthzScratch(ax)
 	putScratch(sc)
 
 	domain := st.Extractor.Domain()
+	if s.traced {
+		traceDecision(ctx, lv, domain, descriptors, code)
+	}
 	if !lv.snap.rules.HasDomain(domain) {
 		domain = unknownDomain
 	}

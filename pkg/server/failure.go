@@ -22,6 +22,7 @@ import (
 func (s *Server) storeFailed(ctx context.Context, api apiID, snap *Snapshot, domain string, err error, sc *scratch) (codeID, error) {
 	if cerr := ctx.Err(); cerr != nil {
 		s.metrics.storeFailure(api, failureCanceled)
+		s.traceStoreFailure(ctx, failureCanceled)
 		st := status.FromContextError(cerr)
 		if st.Code() == codes.DeadlineExceeded {
 			return codeDeadlineExceeded, st.Err()
@@ -30,6 +31,7 @@ func (s *Server) storeFailed(ctx context.Context, api apiID, snap *Snapshot, dom
 	}
 	if limiter.IsRequestError(err) {
 		s.metrics.storeFailure(api, failureInternal)
+		s.traceStoreFailure(ctx, failureInternal)
 		s.log.Error("rate limit store rejected a request", "err", err)
 		return codeInternal, status.Error(codes.Internal, "rate limit store rejected the request")
 	}
@@ -37,6 +39,7 @@ func (s *Server) storeFailed(ctx context.Context, api apiID, snap *Snapshot, dom
 	s.warn.Warn(ctx, s.log, "store", "rate limit store failed", "err", err, "failure_mode", mode.String())
 	a := failureAnswer(mode)
 	s.metrics.storeFailure(api, a)
+	s.traceStoreFailure(ctx, a)
 	if a == failureUnavailable {
 		return codeUnavailable, status.Error(codes.Unavailable, "rate limit store unavailable")
 	}

@@ -118,6 +118,9 @@ type GRPCOptions struct {
 	Creds credentials.TransportCredentials
 	// Logger receives recovered panics (default slog.Default()).
 	Logger *slog.Logger
+	// Interceptor, when set, runs around every unary call, outside panic
+	// recovery (tracing.Provider.Interceptor; nil: none).
+	Interceptor grpc.UnaryServerInterceptor
 }
 
 // NewGRPCServer returns a gRPC server configured by o, with server
@@ -138,12 +141,16 @@ func NewGRPCServer(o GRPCOptions, extra ...grpc.ServerOption) (*grpc.Server, *he
 		kp.MaxConnectionAge = o.MaxConnectionAge
 		kp.MaxConnectionAgeGrace = o.MaxConnectionAgeGrace
 	}
+	unary := []grpc.UnaryServerInterceptor{recoverUnary(o.Logger)}
+	if o.Interceptor != nil {
+		unary = []grpc.UnaryServerInterceptor{o.Interceptor, unary[0]} // the first is outermost
+	}
 	opts := []grpc.ServerOption{
 		grpc.MaxConcurrentStreams(o.MaxConcurrentStreams),
 		grpc.MaxRecvMsgSize(o.MaxRecvMsgSize),
 		grpc.KeepaliveParams(kp),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: o.MinPingInterval, PermitWithoutStream: true}),
-		grpc.ChainUnaryInterceptor(recoverUnary(o.Logger)),
+		grpc.ChainUnaryInterceptor(unary...),
 		grpc.NumStreamWorkers(streamWorkers),
 		grpc.ForceServerCodecV2(newUTF8Codec()),
 	}

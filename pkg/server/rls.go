@@ -48,6 +48,9 @@ func (s *Server) rateLimit(ctx context.Context, api apiID, req *rlsv3.RateLimitR
 	resp, code, err := s.shouldRateLimit(ctx, lv, req, sc)
 	putScratch(sc)
 	s.observe(lv, api, req.GetDomain(), code, start)
+	if s.traced {
+		traceDecision(ctx, lv, req.GetDomain(), len(req.GetDescriptors()), code)
+	}
 	return resp, err
 }
 

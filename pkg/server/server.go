@@ -245,6 +245,10 @@ type Options struct {
 	// Insight, when set, records every decided descriptor (traffic
 	// insight: top offenders, rule history).
 	Insight *insight.Recorder
+	// Traced says calls may carry a span (pkg/tracing's interceptor): the
+	// server then adds the decision to it (trace.go). false, the default,
+	// costs nothing.
+	Traced bool
 }
 
 // Server answers Envoy's RateLimitService over the current Snapshot. It is
@@ -259,6 +263,7 @@ type Server struct {
 	log     *slog.Logger
 	warn    logging.Throttle // store failures: one warning per logging.DefaultEvery
 	insight *insight.Recorder
+	traced  bool
 }
 
 var _ rlsv3.RateLimitServiceServer = (*Server)(nil)
@@ -276,7 +281,7 @@ func New(opts Options, snap *Snapshot) (*Server, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	s := &Server{store: opts.Store, chains: opts.Chains, metrics: opts.Metrics, log: opts.Logger, insight: opts.Insight}
+	s := &Server{store: opts.Store, chains: opts.Chains, metrics: opts.Metrics, log: opts.Logger, insight: opts.Insight, traced: opts.Traced}
 	if err := s.CheckRoutes(snap); err != nil {
 		return nil, err
 	}
