@@ -270,6 +270,12 @@ func TestBadFiles(t *testing.T) {
 			":7:92: domains[0].descriptors[1].rate_limit.burst: only a token_bucket has a burst, and this rate_limit uses sliding_window",
 			":9:90: domains[0].descriptors[2].rate_limit.burst: -1 is negative",
 		}},
+		{file: "lease.bad.yaml", want: []string{
+			":5:78: domains[0].descriptors[0].rate_limit.lease.fraction: 1.5 is out of range",
+			":7:79: domains[0].descriptors[1].rate_limit.lease.hot_after: -1 is out of range",
+			":9:46: domains[0].descriptors[2].rate_limit.lease: an unlimited rate_limit is never counted: remove lease",
+			`rate_limit.lease.fractoin: unknown field "fractoin"; did you mean "fraction"?`,
+		}},
 		// Issue 16, finding 6: bounds that serve or a backend applied, and validate did not.
 		{file: "bounds.bad.yaml", want: []string{
 			":1:27: limits.max_hits_addend: 9007199254740992 is too large: expected at most 9007199254740991 (2^53-1",

@@ -11,6 +11,7 @@ import (
 	"github.com/extauthz/extauthz/pkg/backends/memstore"
 	"github.com/extauthz/extauthz/pkg/backends/redisstore"
 	"github.com/extauthz/extauthz/pkg/config"
+	"github.com/extauthz/extauthz/pkg/lease"
 	"github.com/extauthz/extauthz/pkg/limiter"
 	"github.com/extauthz/extauthz/pkg/logging"
 	"github.com/extauthz/extauthz/pkg/server"
@@ -138,7 +139,14 @@ func (bs *Backends) member(name string, b config.Backend, bm *server.BackendMetr
 		}
 		bs.closers = append(bs.closers, func() { _ = rs.Close() })
 		bs.redis = append(bs.redis, redisMember{name: name, store: rs, metrics: rm})
-		return chain.Backend{Name: name, Addr: rs.Addr(), Store: rs, BackendSettings: b.Failover}, nil
+		// Rules with rate_limit.lease lease hot keys from Redis, inside the
+		// chain so that a fallback never leases; other requests pass
+		// straight through.
+		ls, err := lease.New(rs, lease.Options{})
+		if err != nil {
+			return chain.Backend{}, err
+		}
+		return chain.Backend{Name: name, Addr: rs.Addr(), Store: ls, BackendSettings: b.Failover}, nil
 	case "postgres":
 		ps, err := openPostgres(name, b.Postgres, bm)
 		if err != nil {
