@@ -48,20 +48,24 @@ func ceilDiv(a, b time.Duration) int64 {
 	return q
 }
 
+// spent returns how much of the grant is gone at now: the hits admitted
+// from it and, for the token bucket, at least what has decayed: the grant
+// loses a token per emission interval as the store's bucket refills, so
+// that the store's tokens plus the tokens held in grants never exceed the
+// burst (a hit admitted before its token decayed counts once).
+func (b *block) spent(now time.Time) int64 {
+	if b.emit == 0 {
+		return b.used
+	}
+	return max(b.used, ceilDiv(max(now.Sub(b.sent), 0), b.emit))
+}
+
 // avail returns how many hits the grant still admits at now.
 func (b *block) avail(now time.Time) int64 {
 	if b.granted == 0 || !now.Before(b.end) {
 		return 0
 	}
-	spent := b.used
-	if b.emit > 0 {
-		// The token bucket: the grant decays as the store's bucket
-		// refills, so that the store's tokens plus the grants' never exceed
-		// the burst. Hits admitted meanwhile count towards the decay.
-		elapsed := max(now.Sub(b.sent), 0)
-		spent = max(spent, ceilDiv(elapsed, b.emit))
-	}
-	return max(b.granted-spent, 0)
+	return max(b.granted-b.spent(now), 0)
 }
 
 // take admits hits from the grant at now and fills r, or reports false and
@@ -71,7 +75,7 @@ func (b *block) take(now time.Time, hits int64, r *limiter.Result) bool {
 	if hits > left {
 		return false
 	}
-	b.used += hits
+	b.used = b.spent(now) + hits
 	b.result(now, left-hits, r)
 	return true
 }

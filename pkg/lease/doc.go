@@ -41,8 +41,10 @@
 //     as the store computed it: exact too.
 //   - Token bucket: a block of k tokens taken at t decays as the bucket
 //     refills: at t+d it holds at most k − ceil(d/T) of them (T = the
-//     emission interval, ceil(Period/Requests)), and hits admitted from it
-//     count towards that decay. The tokens left in the store's bucket plus
+//     emission interval, ceil(Period/Requests)), and a hit admitted from it
+//     takes one more (a hit admitted before its token decayed counts once:
+//     a block drawn at the refill rate lasts k×T). The block's last token
+//     is gone at t + k×T. The tokens left in the store's bucket plus
 //     the tokens held in every replica's blocks therefore never exceed the
 //     burst B, and the fleet admits at most B + d/T hits in any span d, the
 //     bucket's own bound.

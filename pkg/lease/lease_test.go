@@ -1,0 +1,341 @@
+package lease
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/extauthz/extauthz/pkg/backends/memstore"
+	"github.com/extauthz/extauthz/pkg/limiter"
+)
+
+// counting counts the calls to a Store and can be made to fail.
+type counting struct {
+	limiter.Store
+	calls atomic.Int64
+	fail  atomic.Bool
+}
+
+var errDown = errors.New("store down")
+
+func (c *counting) Take(ctx context.Context, mode limiter.Mode, reqs []limiter.Request, res []limiter.Result) error {
+	c.calls.Add(1)
+	if c.fail.Load() {
+		return errDown
+	}
+	return c.Store.Take(ctx, mode, reqs, res)
+}
+
+// fakeClock is a settable clock.
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+// newMem returns a memory store on clock (a stand-in for the shared store).
+func newMem(t *testing.T, clock *fakeClock) *counting {
+	t.Helper()
+	m, err := memstore.New(memstore.Options{Now: clock.Now, SweepInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = m.Close() })
+	return &counting{Store: m}
+}
+
+func newLease(t *testing.T, inner limiter.Store, opts Options) *Store {
+	t.Helper()
+	s, err := New(inner, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// take1 takes one request and returns its result.
+func take1(t testing.TB, s limiter.Store, key string, l limiter.Limit, ls *limiter.Lease, hits int64) limiter.Result {
+	t.Helper()
+	var res [1]limiter.Result
+	if err := s.Take(context.Background(), limiter.CountAll, []limiter.Request{{Key: key, Limit: l, Hits: hits, Lease: ls}}, res[:]); err != nil {
+		t.Fatalf("Take(%s): %v", key, err)
+	}
+	return res[0]
+}
+
+func TestNew(t *testing.T) {
+	if _, err := New(nil, Options{}); err == nil {
+		t.Error("New(nil) succeeded")
+	}
+	if _, err := New(&counting{}, Options{MaxKeys: -1}); err == nil {
+		t.Error("New with MaxKeys -1 succeeded")
+	}
+}
+
+func TestColdKeysNeverLease(t *testing.T) {
+	clock := &fakeClock{now: t0}
+	inner := newMem(t, clock)
+	s := newLease(t, inner, Options{Now: clock.Now})
+	l := limiter.Limit{Requests: 1000, Period: time.Minute}
+	ls := &limiter.Lease{HotAfter: 5}
+	decisions := 0
+	for round := range 4 { // each key 4 times: below hot_after
+		for k := range 1000 {
+			take1(t, s, fmt.Sprintf("k%d", k), l, ls, 1)
+			decisions++
+		}
+		_ = round
+	}
+	if got := inner.calls.Load(); got != int64(decisions) {
+		t.Errorf("store calls = %d for %d decisions of cold keys, want one each", got, decisions)
+	}
+	if n := s.Len(); n != 0 {
+		t.Errorf("%d keys leased, want none", n)
+	}
+	if st := s.Stats(); st.Local != 0 || st.Blocks != 0 {
+		t.Errorf("stats %+v, want no lease", st)
+	}
+}
+
+func TestHotKeyCallsPerDecision(t *testing.T) {
+	for _, alg := range []limiter.Algorithm{limiter.FixedWindow, limiter.SlidingWindow, limiter.TokenBucket} {
+		t.Run(alg.String(), func(t *testing.T) {
+			clock := &fakeClock{now: t0}
+			inner := newMem(t, clock)
+			s := newLease(t, inner, Options{Now: clock.Now})
+			l := limiter.Limit{Requests: 1_000_000, Period: time.Minute, Algorithm: alg}
+			const n = 20000
+			for i := range n {
+				if r := take1(t, s, "hot", l, &limiter.Lease{}, 1); !r.Allowed {
+					t.Fatalf("decision %d refused: %+v", i, r)
+				}
+				if i%100 == 0 {
+					clock.Advance(time.Millisecond)
+				}
+			}
+			per := float64(inner.calls.Load()) / n
+			t.Logf("%d store calls for %d decisions (%.4f per decision), %+v", inner.calls.Load(), n, per, s.Stats())
+			if per > 0.05 {
+				t.Errorf("%.4f store calls per decision, want at most 0.05", per)
+			}
+		})
+	}
+}
+
+// TestDistinctKeyFlood: a client cycling through many distinct keys, each
+// hit often enough to turn hot, cannot grow the table past MaxKeys nor make
+// a decision cost more than one store call on average.
+func TestDistinctKeyFlood(t *testing.T) {
+	clock := &fakeClock{now: t0}
+	inner := newMem(t, clock)
+	const maxKeys = 64
+	s := newLease(t, inner, Options{Now: clock.Now, MaxKeys: maxKeys})
+	l := limiter.Limit{Requests: 1000, Period: time.Hour}
+	ls := &limiter.Lease{HotAfter: 2}
+	decisions := 0
+	for k := range 5000 {
+		for range 3 {
+			take1(t, s, fmt.Sprintf("flood-%d", k), l, ls, 1)
+			decisions++
+		}
+	}
+	if n := s.Len(); n > maxKeys {
+		t.Errorf("table holds %d keys, want at most %d", n, maxKeys)
+	}
+	if got := inner.calls.Load(); got > int64(decisions) {
+		t.Errorf("store calls = %d for %d decisions, want at most one each", got, decisions)
+	}
+	if st := s.Stats(); st.Evicted == 0 {
+		t.Errorf("stats %+v: no eviction, want the table to have been full", st)
+	}
+	// A hot key still leases under the flood.
+	before := s.Stats().Local
+	for k := range 2000 {
+		take1(t, s, fmt.Sprintf("flood2-%d", k), l, ls, 1)
+		take1(t, s, "hot", limiter.Limit{Requests: 1_000_000, Period: time.Hour}, ls, 1)
+	}
+	if got := s.Stats().Local - before; got < 1900 {
+		t.Errorf("hot key admitted %d times from blocks under a flood, want nearly all of its 2000", got)
+	}
+}
+
+// TestFleetNeverOverAdmits: three replicas on one shared store, many
+// goroutines each, a frozen clock: the fleet admits exactly the limit.
+func TestFleetNeverOverAdmits(t *testing.T) {
+	for _, alg := range []limiter.Algorithm{limiter.FixedWindow, limiter.SlidingWindow, limiter.TokenBucket} {
+		t.Run(alg.String(), func(t *testing.T) {
+			clock := &fakeClock{now: t0}
+			inner := newMem(t, clock)
+			l := limiter.Limit{Requests: 1000, Period: time.Minute, Algorithm: alg}
+			admitted := hammer(t, inner, clock, l, 3, 8, 300)
+			if admitted > l.Requests {
+				t.Fatalf("fleet admitted %d, limit %d", admitted, l.Requests)
+			}
+			if admitted < l.Requests/2 {
+				t.Errorf("fleet admitted %d of %d: leasing stranded too much", admitted, l.Requests)
+			}
+		})
+	}
+}
+
+// hammer runs replicas lease Stores over inner, each with workers
+// goroutines taking n single hits of one key, and returns how many were
+// admitted.
+func hammer(t *testing.T, inner limiter.Store, clock *fakeClock, l limiter.Limit, replicas, workers, n int) int64 {
+	t.Helper()
+	var admitted atomic.Int64
+	var wg sync.WaitGroup
+	ls := &limiter.Lease{HotAfter: 1}
+	for range replicas {
+		s := newLease(t, inner, Options{Now: clock.Now})
+		for range workers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				var res [1]limiter.Result
+				for range n {
+					if err := s.Take(context.Background(), limiter.CountAll, []limiter.Request{{Key: "hot", Limit: l, Hits: 1, Lease: ls}}, res[:]); err != nil {
+						t.Error(err)
+						return
+					}
+					if res[0].Allowed {
+						admitted.Add(1)
+					}
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	return admitted.Load()
+}
+
+// TestCountIfAllAllowedGivesBack: a call whose other request is refused
+// counts nothing, not even the hits admitted from a block.
+func TestCountIfAllAllowedGivesBack(t *testing.T) {
+	clock := &fakeClock{now: t0}
+	inner := newMem(t, clock)
+	s := newLease(t, inner, Options{Now: clock.Now})
+	l := limiter.Limit{Requests: 1000, Period: time.Minute}
+	ls := &limiter.Lease{HotAfter: 1}
+	take1(t, s, "a", l, ls, 1) // takes a block of 100
+	sh, _ := s.table.shard("a")
+	avail := func() int64 {
+		sh.mu.Lock()
+		defer sh.mu.Unlock()
+		return sh.entries["a"].avail(clock.Now())
+	}
+	before := avail()
+	reqs := []limiter.Request{
+		{Key: "a", Limit: l, Hits: 5, Lease: ls},
+		{Key: "b", Limit: limiter.Limit{Requests: 0, Period: time.Minute}, Hits: 1},
+	}
+	res := make([]limiter.Result, 2)
+	if err := s.Take(context.Background(), limiter.CountIfAllAllowed, reqs, res); err != nil {
+		t.Fatal(err)
+	}
+	if !res[0].Allowed || res[1].Allowed {
+		t.Errorf("results %+v, want a allowed (in order) and b refused", res)
+	}
+	if got := avail(); got != before {
+		t.Errorf("block holds %d after a refused call, want %d (nothing counted)", got, before)
+	}
+	// CountAll keeps a's hits.
+	if err := s.Take(context.Background(), limiter.CountAll, reqs, res); err != nil {
+		t.Fatal(err)
+	}
+	if got := avail(); got != before-5 {
+		t.Errorf("block holds %d after a CountAll call, want %d", got, before-5)
+	}
+}
+
+// TestStoreDown: a block take that fails fails the Take (the chain then
+// falls back) and gives back what the call admitted; a block already
+// granted still admits, since its hits were counted.
+func TestStoreDown(t *testing.T) {
+	clock := &fakeClock{now: t0}
+	inner := newMem(t, clock)
+	s := newLease(t, inner, Options{Now: clock.Now})
+	l := limiter.Limit{Requests: 1000, Period: time.Minute}
+	ls := &limiter.Lease{HotAfter: 1}
+	take1(t, s, "a", l, ls, 1) // a block of 100
+	inner.fail.Store(true)
+	for i := range 99 {
+		if r := take1(t, s, "a", l, ls, 1); !r.Allowed {
+			t.Fatalf("hit %d from the granted block refused", i)
+		}
+	}
+	var res [2]limiter.Result
+	reqs := []limiter.Request{{Key: "b", Limit: l, Hits: 1, Lease: ls}, {Key: "a", Limit: l, Hits: 1, Lease: ls}}
+	if err := s.Take(context.Background(), limiter.CountAll, reqs, res[:]); !errors.Is(err, errDown) {
+		t.Fatalf("Take with the store down = %v, want %v", err, errDown)
+	}
+}
+
+func TestPassThrough(t *testing.T) {
+	clock := &fakeClock{now: t0}
+	inner := newMem(t, clock)
+	s := newLease(t, inner, Options{Now: clock.Now})
+	l := limiter.Limit{Requests: 2, Period: time.Minute}
+	// No lease, duplicates and reads go to the store as they are.
+	for range 3 {
+		take1(t, s, "plain", l, nil, 1)
+	}
+	if got := inner.calls.Load(); got != 3 {
+		t.Errorf("calls = %d, want 3", got)
+	}
+	if r := take1(t, s, "plain", l, nil, 1); r.Allowed {
+		t.Errorf("third hit of 2/min admitted: %+v", r)
+	}
+	ls := &limiter.Lease{HotAfter: 1}
+	res := make([]limiter.Result, 2)
+	reqs := []limiter.Request{{Key: "d", Limit: l, Hits: 1, Lease: ls}, {Key: "d", Limit: l, Hits: 2, Lease: ls}}
+	if err := s.Take(context.Background(), limiter.CountAll, reqs, res); err != nil {
+		t.Fatal(err)
+	}
+	if !res[0].Allowed || res[1].Allowed {
+		t.Errorf("same key twice: %+v, want the store's in-order answer (1 then refused)", res)
+	}
+	if err := s.Take(context.Background(), limiter.CountAll, []limiter.Request{{Key: "x", Limit: l, Hits: -1, Lease: ls}}, res[:1]); !limiter.IsRequestError(err) {
+		t.Errorf("negative hits: %v, want a request error", err)
+	}
+}
+
+// TestTokenBucketBlockDecays: a block taken and left idle while the store's
+// bucket refills cannot add to a full bucket's burst.
+func TestTokenBucketBlockDecays(t *testing.T) {
+	clock := &fakeClock{now: t0}
+	inner := newMem(t, clock)
+	l := limiter.Limit{Requests: 100, Period: time.Second, Algorithm: limiter.TokenBucket} // B = 100, T = 10ms
+	ls := &limiter.Lease{HotAfter: 1, Fraction: 0.5}
+	a := newLease(t, inner, Options{Now: clock.Now})
+	b := newLease(t, inner, Options{Now: clock.Now})
+	take1(t, a, "k", l, ls, 1) // a holds 49 tokens of a block of 50
+	clock.Advance(400 * time.Millisecond) // the store refilled 40 tokens: it holds 90
+	admitted := 0
+	for range 300 {
+		if take1(t, b, "k", l, ls, 1).Allowed {
+			admitted++
+		}
+		if take1(t, a, "k", l, ls, 1).Allowed {
+			admitted++
+		}
+	}
+	if admitted > 100 {
+		t.Errorf("admitted %d at one instant, want at most the burst 100", admitted)
+	}
+}
