@@ -175,34 +175,84 @@ func TestDistinctKeyFlood(t *testing.T) {
 }
 
 // TestFleetNeverOverAdmits: three replicas on one shared store, many
-// goroutines each, a frozen clock: the fleet admits exactly the limit.
+// goroutines each: the fleet never admits more than the limit (see
+// fleetBound).
 func TestFleetNeverOverAdmits(t *testing.T) {
 	for _, alg := range []limiter.Algorithm{limiter.FixedWindow, limiter.SlidingWindow, limiter.TokenBucket} {
 		t.Run(alg.String(), func(t *testing.T) {
 			clock := &fakeClock{now: t0}
 			inner := newMem(t, clock)
-			l := limiter.Limit{Requests: 1000, Period: time.Minute, Algorithm: alg}
-			admitted := hammer(t, inner, clock, l, 3, 8, 300)
-			if admitted > l.Requests {
-				t.Fatalf("fleet admitted %d, limit %d", admitted, l.Requests)
+			var fleet []*Store
+			for range 3 {
+				fleet = append(fleet, newLease(t, inner, Options{Now: clock.Now}))
 			}
-			if admitted < l.Requests/2 {
-				t.Errorf("fleet admitted %d of %d: leasing stranded too much", admitted, l.Requests)
-			}
+			fleetBound(t, fleet, clock, limiter.Limit{Requests: 1000, Period: time.Minute, Algorithm: alg})
 		})
 	}
 }
 
-// hammer runs replicas lease Stores over inner, each with workers
-// goroutines taking n single hits of one key, and returns how many were
-// admitted.
-func hammer(t *testing.T, inner limiter.Store, clock *fakeClock, l limiter.Limit, replicas, workers, n int) int64 {
+// fleetBound checks the hard bound of leasing on the replicas of fleet,
+// which share one store on clock, for limit l of one key, in phases with
+// the clock frozen (so that what each phase admits is known exactly):
+//
+//  1. a light phase: every replica turns the key hot and takes a block,
+//     leaving most of it unused;
+//  2. the clock moves to the next window (the token bucket: by half its
+//     refill); every replica hammers the key with many goroutines. A window
+//     admits at most R: blocks of the last window do not spill into this
+//     one. The token bucket admits at most B + elapsed/T since phase 1.
+//  3. the clock moves by a quarter period and phase 2 repeats.
+func fleetBound(t *testing.T, fleet []*Store, clock *fakeClock, l limiter.Limit) {
+	t.Helper()
+	ls := &limiter.Lease{HotAfter: 1, Fraction: 0.2}
+	start := clock.Now()
+	light := hammer(t, fleet, l, ls, 1, 3)
+	if light != int64(3*len(fleet)) {
+		t.Fatalf("light phase admitted %d, want %d", light, 3*len(fleet))
+	}
+	total := light
+	for phase, step := range []time.Duration{l.Period, l.Period / 4} {
+		if l.Algorithm == limiter.TokenBucket && phase == 0 {
+			step = l.Period / 2
+		}
+		clock.Advance(step)
+		got := hammer(t, fleet, l, ls, 16, 200)
+		total += got
+		t.Logf("phase %d: admitted %d (total %d), %+v", phase+2, got, total, fleet[0].Stats())
+		if phase == 0 && got < l.Requests/2 {
+			t.Errorf("phase %d admitted %d: leasing stranded too much", phase+2, got)
+		}
+		switch l.Algorithm {
+		case limiter.TokenBucket:
+			elapsed := clock.Now().Sub(start)
+			if bound := l.Capacity() + int64(elapsed/emission(l)); total > bound {
+				t.Fatalf("admitted %d within %v of a full bucket, want at most B + elapsed/T = %d", total, elapsed, bound)
+			}
+		case limiter.SlidingWindow:
+			if phase == 0 && got > l.Requests {
+				t.Fatalf("phase %d admitted %d in one window, limit %d", phase+2, got, l.Requests)
+			}
+			if phase == 1 && total-light > l.Requests {
+				t.Fatalf("admitted %d in one window, limit %d", total-light, l.Requests)
+			}
+		default:
+			if phase == 0 && got > l.Requests {
+				t.Fatalf("phase %d admitted %d in one window, limit %d", phase+2, got, l.Requests)
+			}
+			if phase == 1 && total-light > l.Requests {
+				t.Fatalf("admitted %d in one window, limit %d", total-light, l.Requests)
+			}
+		}
+	}
+}
+
+// hammer has workers goroutines per replica take n single hits of one key
+// each, and returns how many the fleet admitted.
+func hammer(t *testing.T, fleet []*Store, l limiter.Limit, ls *limiter.Lease, workers, n int) int64 {
 	t.Helper()
 	var admitted atomic.Int64
 	var wg sync.WaitGroup
-	ls := &limiter.Lease{HotAfter: 1}
-	for range replicas {
-		s := newLease(t, inner, Options{Now: clock.Now})
+	for _, s := range fleet {
 		for range workers {
 			wg.Add(1)
 			go func() {
