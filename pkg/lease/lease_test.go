@@ -252,6 +252,7 @@ func hammer(t *testing.T, fleet []*Store, l limiter.Limit, ls *limiter.Lease, wo
 	t.Helper()
 	var admitted atomic.Int64
 	var wg sync.WaitGroup
+	key := "hot " + l.String() // a key per limit: tests may share a store
 	for _, s := range fleet {
 		for range workers {
 			wg.Add(1)
@@ -259,7 +260,7 @@ func hammer(t *testing.T, fleet []*Store, l limiter.Limit, ls *limiter.Lease, wo
 				defer wg.Done()
 				var res [1]limiter.Result
 				for range n {
-					if err := s.Take(context.Background(), limiter.CountAll, []limiter.Request{{Key: "hot", Limit: l, Hits: 1, Lease: ls}}, res[:]); err != nil {
+					if err := s.Take(context.Background(), limiter.CountAll, []limiter.Request{{Key: key, Limit: l, Hits: 1, Lease: ls}}, res[:]); err != nil {
 						t.Error(err)
 						return
 					}
