@@ -429,6 +429,20 @@ func TestLoadRules(t *testing.T) {
 	}
 }
 
+func TestLoadRulesLease(t *testing.T) {
+	s, err := LoadRules(strings.NewReader("domain: d\ndescriptors:\n  - key: k\n    rate_limit: {unit: second, requests_per_unit: 3, lease: {fraction: 0.25, hot_after: 4}}\n  - key: plain\n    rate_limit: {unit: second, requests_per_unit: 3}\n"), "d.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := mustMatch(t, s, "d", desc("k", "v"))
+	if r.Lease == nil || *r.Lease != (limiter.Lease{Fraction: 0.25, HotAfter: 4}) {
+		t.Errorf("rule lease = %+v, want fraction 0.25, hot_after 4", r.Lease)
+	}
+	if r := mustMatch(t, s, "d", desc("plain", "v")); r.Lease != nil {
+		t.Errorf("rule without lease has %+v", r.Lease)
+	}
+}
+
 func TestErrorFormat(t *testing.T) {
 	tests := []struct {
 		err  Error
