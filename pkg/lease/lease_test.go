@@ -375,7 +375,7 @@ func TestTokenBucketBlockDecays(t *testing.T) {
 	ls := &limiter.Lease{HotAfter: 1, Fraction: 0.5}
 	a := newLease(t, inner, Options{Now: clock.Now})
 	b := newLease(t, inner, Options{Now: clock.Now})
-	take1(t, a, "k", l, ls, 1) // a holds 49 tokens of a block of 50
+	take1(t, a, "k", l, ls, 1)            // a holds 49 tokens of a block of 50
 	clock.Advance(400 * time.Millisecond) // the store refilled 40 tokens: it holds 90
 	admitted := 0
 	for range 300 {
