@@ -146,6 +146,11 @@ func (bs *Backends) member(name string, b config.Backend, bm *server.BackendMetr
 		if err != nil {
 			return chain.Backend{}, err
 		}
+		if bm != nil {
+			if err := bm.Lease(name, func() server.LeaseUsage { return leaseUsage(ls) }); err != nil {
+				return chain.Backend{}, err
+			}
+		}
 		return chain.Backend{Name: name, Addr: rs.Addr(), Store: ls, BackendSettings: b.Failover}, nil
 	case "postgres":
 		ps, err := openPostgres(name, b.Postgres, bm)
@@ -156,6 +161,12 @@ func (bs *Backends) member(name string, b config.Backend, bm *server.BackendMetr
 		return chain.Backend{Name: name, Addr: ps.Addr(), Store: ps, BackendSettings: b.Failover}, nil
 	}
 	return chain.Backend{}, fmt.Errorf("type %q is not supported by this build", b.Type)
+}
+
+// leaseUsage reads the counts of a lease layer for its metrics.
+func leaseUsage(ls *lease.Store) server.LeaseUsage {
+	st := ls.Stats()
+	return server.LeaseUsage{Local: st.Local, Blocks: st.Blocks, Refused: st.Refused, Evicted: st.Evicted, Keys: int64(ls.Len())}
 }
 
 // setRedisHooks points the metrics hooks of o at m: every round trip's

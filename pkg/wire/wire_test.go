@@ -8,11 +8,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/extauthz/extauthz/internal/redistest"
 	"github.com/extauthz/extauthz/pkg/backends/chain"
 	"github.com/extauthz/extauthz/pkg/config"
 	"github.com/extauthz/extauthz/pkg/lease"
 	"github.com/extauthz/extauthz/pkg/limiter"
+	"github.com/extauthz/extauthz/pkg/server"
 )
 
 const rules = `domains:
@@ -95,7 +98,8 @@ func TestBackendsErrors(t *testing.T) {
 func TestBackendsLease(t *testing.T) {
 	srv := redistest.Start(t, redistest.Options{})
 	cfg := load(t, fmt.Sprintf("backends: [{type: redis, url: %q}, {type: memory}]\n", srv.URL()))
-	bs, err := NewBackends(cfg, slog.New(slog.DiscardHandler), nil)
+	reg := prometheus.NewRegistry()
+	bs, err := NewBackends(cfg, slog.New(slog.DiscardHandler), server.NewBackendMetrics(reg))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,5 +126,29 @@ func TestBackendsLease(t *testing.T) {
 	}
 	if st := ls.Stats(); st.Blocks != 1 || st.Local != 100 {
 		t.Errorf("lease stats %+v, want one block and 100 local answers", st)
+	}
+	got := map[string]float64{}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			name := mf.GetName()
+			for _, lp := range m.GetLabel() {
+				if lp.GetName() == "result" {
+					name += "/" + lp.GetValue()
+				}
+			}
+			got[name] = m.GetCounter().GetValue() + m.GetGauge().GetValue()
+		}
+	}
+	for name, want := range map[string]float64{
+		"extauthz_lease_local_total": 100, "extauthz_lease_blocks_total/granted": 1, "extauthz_lease_blocks_total/refused": 0,
+		"extauthz_lease_evictions_total": 0, "extauthz_lease_keys": 1,
+	} {
+		if v, ok := got[name]; !ok || v != want {
+			t.Errorf("%s = %v (present %v), want %v", name, v, ok, want)
+		}
 	}
 }
