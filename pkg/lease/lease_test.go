@@ -390,3 +390,36 @@ func TestTokenBucketBlockDecays(t *testing.T) {
 		t.Errorf("admitted %d at one instant, want at most the burst 100", admitted)
 	}
 }
+
+// TestHostileHits: a client's hits (hits_addend) cannot push a leased key
+// past its limit, overflow the block arithmetic, or lease a limit of 0.
+func TestHostileHits(t *testing.T) {
+	clock := &fakeClock{now: t0}
+	inner := newMem(t, clock)
+	s := newLease(t, inner, Options{Now: clock.Now})
+	ls := &limiter.Lease{HotAfter: 1, Fraction: 1}
+	l := limiter.Limit{Requests: 1000, Period: time.Minute}
+	for _, tc := range []struct {
+		name  string
+		limit limiter.Limit
+		hits  int64
+		want  bool
+	}{
+		{"above the capacity", l, 1001, false},
+		{"the largest count", l, limiter.MaxCount, false},
+		{"a limit of 0", limiter.Limit{Requests: 0, Period: time.Minute}, 1, false},
+		{"the whole quota at once", l, 1000, true},
+		{"then nothing", l, 1, false},
+	} {
+		key := tc.name
+		if tc.name == "then nothing" {
+			key = "the whole quota at once"
+		}
+		if r := take1(t, s, key, tc.limit, ls, tc.hits); r.Allowed != tc.want {
+			t.Errorf("%s: allowed %v, want %v (%+v)", tc.name, r.Allowed, tc.want, r)
+		}
+	}
+	if st := s.Stats(); st.Local != 0 {
+		t.Errorf("stats %+v: a block admitted hits that only the store may judge", st)
+	}
+}
