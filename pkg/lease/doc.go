@@ -15,7 +15,9 @@
 //	block = max(hits, floor(fraction × remaining))
 //
 // hits, where remaining is the key's Remaining as the store last reported it
-// (the capacity once that report is out of date). The store counts the whole
+// (the capacity once that report is out of date). The request that turns a
+// key hot is still a normal call, whose answer sizes the first block, so
+// that a key already at its limit never costs a refused block take. The store counts the whole
 // block at once, exactly as it would count that many hits, or refuses it and
 // counts nothing; a refused block teaches the replica the key's true
 // Remaining, and one smaller block may follow. When the block would be no
@@ -65,7 +67,10 @@
 // hits. Leased keys live in a table bounded by Options.MaxKeys; when it is
 // full, the least recently used of a few sampled entries is evicted (its
 // block stranded, never over-admitted), so many distinct keys can neither
-// grow memory nor raise the store calls per decision above one.
+// grow memory nor raise the store calls per decision above one. (A block
+// take refused because other replicas used the quota since this one last
+// heard is followed by a normal call: two calls for one decision, after
+// which the replica knows the key's remaining quota.)
 //
 // # Failover and counting modes
 //

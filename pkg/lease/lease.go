@@ -206,10 +206,14 @@ func (s *Store) admit(ctx context.Context, r *limiter.Request, res *limiter.Resu
 		if e, evicted = sh.insert(r.Key, now); evicted {
 			s.evicted.Add(1)
 		}
-		if e == nil {
-			sh.mu.Unlock()
-			return localHit{}, false, nil
+		if e != nil {
+			// The key has just turned hot: this request is a normal call
+			// still, whose answer (learn) sizes the first block, so that a
+			// key already at its limit never costs a refused block take.
+			e.block = block{limit: r.Limit}
 		}
+		sh.mu.Unlock()
+		return localHit{}, false, nil
 	}
 	if e.limit != r.Limit {
 		// A new key, or its limit changed: what was known is void (any

@@ -163,6 +163,20 @@ func TestDistinctKeyFlood(t *testing.T) {
 	if st := s.Stats(); st.Evicted == 0 {
 		t.Errorf("stats %+v: no eviction, want the table to have been full", st)
 	}
+	// Keys already at their limit: every decision after the first is a
+	// refusal, and still one call at most.
+	calls, decisions := inner.calls.Load(), 0
+	full := limiter.Limit{Requests: 100, Period: time.Hour}
+	for k := range 3000 {
+		take1(t, inner.Store, fmt.Sprintf("full-%d", k), full, nil, 100) // used up elsewhere
+		for range 5 {
+			take1(t, s, fmt.Sprintf("full-%d", k), full, ls, 1)
+			decisions++
+		}
+	}
+	if got := inner.calls.Load() - calls; got > int64(decisions) {
+		t.Errorf("keys at their limit: %d store calls for %d decisions, want at most one each", got, decisions)
+	}
 	// A hot key still leases under the flood.
 	before := s.Stats().Local
 	for k := range 2000 {
@@ -283,7 +297,8 @@ func TestCountIfAllAllowedGivesBack(t *testing.T) {
 	s := newLease(t, inner, Options{Now: clock.Now})
 	l := limiter.Limit{Requests: 1000, Period: time.Minute}
 	ls := &limiter.Lease{HotAfter: 1}
-	take1(t, s, "a", l, ls, 1) // takes a block of 100
+	take1(t, s, "a", l, ls, 1) // turns hot: a normal call
+	take1(t, s, "a", l, ls, 1) // takes a block of 99 (a tenth of 999, the remaining)
 	sh, _ := s.table.shard("a")
 	avail := func() int64 {
 		sh.mu.Lock()
@@ -323,9 +338,10 @@ func TestStoreDown(t *testing.T) {
 	s := newLease(t, inner, Options{Now: clock.Now})
 	l := limiter.Limit{Requests: 1000, Period: time.Minute}
 	ls := &limiter.Lease{HotAfter: 1}
-	take1(t, s, "a", l, ls, 1) // a block of 100
+	take1(t, s, "a", l, ls, 1) // turns hot: a normal call
+	take1(t, s, "a", l, ls, 1) // a block of 99
 	inner.fail.Store(true)
-	for i := range 99 {
+	for i := range 98 {
 		if r := take1(t, s, "a", l, ls, 1); !r.Allowed {
 			t.Fatalf("hit %d from the granted block refused", i)
 		}
@@ -375,7 +391,8 @@ func TestTokenBucketBlockDecays(t *testing.T) {
 	ls := &limiter.Lease{HotAfter: 1, Fraction: 0.5}
 	a := newLease(t, inner, Options{Now: clock.Now})
 	b := newLease(t, inner, Options{Now: clock.Now})
-	take1(t, a, "k", l, ls, 1)            // a holds 49 tokens of a block of 50
+	take1(t, a, "k", l, ls, 1)            // turns hot: a normal call
+	take1(t, a, "k", l, ls, 1)            // a holds 48 tokens of a block of 49
 	clock.Advance(400 * time.Millisecond) // the store refilled 40 tokens: it holds 90
 	admitted := 0
 	for range 300 {
