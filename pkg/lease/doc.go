@@ -78,6 +78,9 @@
 // store granted stays usable when the store then fails (its hits were
 // counted); a failed block take fails the Take, so the chain's breaker and
 // fallback act as without leasing, and the fallback (memory) never leases.
+// A call answered entirely from blocks takes the chain's local path
+// (TakeLocal, chain.LocalTaker): no breaker, no call timeout, while the
+// breaker is closed.
 // In CountIfAllAllowed mode, hits admitted from a block are given back to
 // the block when another request of the call is refused, so nothing is
 // counted for the call, as the mode requires.

@@ -148,6 +148,39 @@ func (s *Store) Take(ctx context.Context, mode limiter.Mode, reqs []limiter.Requ
 	return s.takeRest(ctx, mode, reqs, res, hits)
 }
 
+// TakeLocal implements chain.LocalTaker: it answers the call when every
+// request is leased and its key's block holds its hits, and reports false,
+// having changed no block (res may have been written), otherwise. It takes no block and counts no
+// hotness: Take does.
+func (s *Store) TakeLocal(mode limiter.Mode, reqs []limiter.Request, res []limiter.Result) bool {
+	if len(reqs) == 0 || len(reqs) > stackCall || len(res) < len(reqs) || sameKeyTwice(reqs) {
+		return false
+	}
+	var buf [stackCall]localHit
+	hits := buf[:0]
+	now := s.now()
+	for i := range reqs {
+		r := &reqs[i]
+		if r.Lease == nil || r.Hits <= 0 {
+			s.giveBack(reqs, hits)
+			return false
+		}
+		sh, _ := s.table.shard(r.Key)
+		sh.mu.Lock()
+		e := sh.entries[r.Key]
+		if e == nil || e.limit != r.Limit || !e.take(now, r.Hits, &res[i]) {
+			sh.mu.Unlock()
+			s.giveBack(reqs, hits)
+			return false
+		}
+		e.lastUsed = now
+		hits = append(hits, localHit{i: i, e: e, sh: sh, gen: e.gen})
+		sh.mu.Unlock()
+	}
+	s.local.Add(int64(len(hits)))
+	return true
+}
+
 // takeRest sends the requests not admitted from a block to the inner store
 // in one call. When that fails, or refuses in CountIfAllAllowed mode, the
 // block hits are given back.

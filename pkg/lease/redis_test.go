@@ -137,3 +137,83 @@ func TestRedisFailover(t *testing.T) {
 		t.Errorf("admitted %d, want the memory fallback to admit its own limit", admitted)
 	}
 }
+
+var _ chain.LocalTaker = (*Store)(nil)
+
+// TestChainLocalAnswers: inside a chain, a hot key's answers from its block
+// take the chain's local path (no breaker, no call timeout, no store call),
+// and every request that the block cannot answer goes through Take.
+func TestChainLocalAnswers(t *testing.T) {
+	clock := &fakeClock{now: t0}
+	inner := newMem(t, clock)
+	ls := newLease(t, inner, Options{Now: clock.Now})
+	mem, err := memstore.New(memstore.Options{Now: clock.Now, SweepInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = mem.Close() })
+	c, err := chain.New(chain.Options{Backends: []chain.Backend{
+		{Name: "redis", Store: ls},
+		{Name: "memory", Store: mem, Local: true},
+	}, Settings: chain.Settings{HealthCheck: chain.HealthSettings{Disabled: true}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	l := limiter.Limit{Requests: 1000, Period: time.Minute}
+	lease := &limiter.Lease{HotAfter: 1, Fraction: 0.5}
+	admitted := 0
+	for range 3000 {
+		if take1(t, c, "k", l, lease, 1).Allowed {
+			admitted++
+		}
+	}
+	st := ls.Stats()
+	t.Logf("admitted %d, %d store calls, %+v", admitted, inner.calls.Load(), st)
+	if admitted != int(l.Requests) {
+		t.Errorf("admitted %d, want exactly the limit %d (one replica strands nothing)", admitted, l.Requests)
+	}
+	if st.Local < 900 {
+		t.Errorf("%d local answers, want most of the 1000 admitted", st.Local)
+	}
+}
+
+// BenchmarkChain: a hot key answered from its block through a failover
+// chain (the production placement), against the memory store alone.
+func BenchmarkChain(b *testing.B) {
+	clock := &fakeClock{now: t0}
+	mem, err := memstore.New(memstore.Options{Now: clock.Now, SweepInterval: -1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer mem.Close()
+	ls, err := New(mem, Options{Now: clock.Now})
+	if err != nil {
+		b.Fatal(err)
+	}
+	c, err := chain.New(chain.Options{Backends: []chain.Backend{{Name: "redis", Store: ls}, {Name: "memory", Store: mem, Local: true}},
+		Settings: chain.Settings{HealthCheck: chain.HealthSettings{Disabled: true}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	l := limiter.Limit{Requests: 1 << 50, Period: time.Hour}
+	for _, tc := range []struct {
+		name  string
+		store limiter.Store
+		lease *limiter.Lease
+	}{{"memory", mem, nil}, {"chain-lease", c, &limiter.Lease{}}} {
+		b.Run(tc.name, func(b *testing.B) {
+			reqs := []limiter.Request{{Key: "hot", Limit: l, Hits: 1, Lease: tc.lease}}
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				res := make([]limiter.Result, 1)
+				for pb.Next() {
+					if err := tc.store.Take(context.Background(), limiter.CountAll, reqs, res); err != nil || !res[0].Allowed {
+						b.Fatal(err, res[0])
+					}
+				}
+			})
+		})
+	}
+}
