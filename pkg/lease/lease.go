@@ -149,9 +149,9 @@ func (s *Store) Take(ctx context.Context, mode limiter.Mode, reqs []limiter.Requ
 }
 
 // TakeLocal implements chain.LocalTaker: it answers the call when every
-// request is leased and its key's block holds its hits, and reports false,
-// having changed no block (res may have been written), otherwise. It takes no block and counts no
-// hotness: Take does.
+// request is leased and its key's block holds its hits, and otherwise
+// reports false having changed no block (res may have been written). It
+// takes no block and counts no hotness: Take does.
 func (s *Store) TakeLocal(mode limiter.Mode, reqs []limiter.Request, res []limiter.Result) bool {
 	if len(reqs) == 0 || len(reqs) > stackCall || len(res) < len(reqs) || sameKeyTwice(reqs) {
 		return false
