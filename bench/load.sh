@@ -127,3 +127,6 @@ redis-cli -p "$port" info commandstats | grep -E 'cmdstat_' | tr -d '\r'
 pg_start
 pg_run default -concurrency 64,16
 pg_run hot -concurrency 64,16 -keys 1
+
+# Leased quotas on a hot key against memory and Redis (bench/lease.sh, on its own redis-server).
+bash bench/lease.sh "$dur" "$rounds"

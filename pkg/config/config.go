@@ -224,6 +224,10 @@ type RateLimit struct {
 	// addition; default: chains_by_unit's chain for the unit, else the
 	// default chain, "default").
 	Chain string `yaml:"chain"`
+	// Lease lets replicas lease blocks of this rule's keys' quota from a
+	// shared backend (an extauthz addition; limiter.Lease, pkg/lease); nil
+	// never leases.
+	Lease *limiter.Lease `yaml:"lease"`
 }
 
 // Replace is one entry of rate_limit.replaces.

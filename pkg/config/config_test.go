@@ -270,6 +270,12 @@ func TestBadFiles(t *testing.T) {
 			":7:92: domains[0].descriptors[1].rate_limit.burst: only a token_bucket has a burst, and this rate_limit uses sliding_window",
 			":9:90: domains[0].descriptors[2].rate_limit.burst: -1 is negative",
 		}},
+		{file: "lease.bad.yaml", want: []string{
+			":5:78: domains[0].descriptors[0].rate_limit.lease.fraction: 1.5 is out of range",
+			":7:79: domains[0].descriptors[1].rate_limit.lease.hot_after: -1 is out of range",
+			":9:46: domains[0].descriptors[2].rate_limit.lease: an unlimited rate_limit is never counted: remove lease",
+			`rate_limit.lease.fractoin: unknown field "fractoin"; did you mean "fraction"?`,
+		}},
 		// Issue 16, finding 6: bounds that serve or a backend applied, and validate did not.
 		{file: "bounds.bad.yaml", want: []string{
 			":1:27: limits.max_hits_addend: 9007199254740992 is too large: expected at most 9007199254740991 (2^53-1",
@@ -427,6 +433,20 @@ func TestLoadRules(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), `d.yaml:4:24: descriptors[0].rate_limit.unit: unknown unit "eon"`) ||
 		!strings.Contains(err.Error(), "d.yaml:4:17: descriptors[0].rate_limit.requests_per_unit: missing") {
 		t.Errorf("LoadRules(bad unit) = %v, want a positioned unit error", err)
+	}
+}
+
+func TestLoadRulesLease(t *testing.T) {
+	s, err := LoadRules(strings.NewReader("domain: d\ndescriptors:\n  - key: k\n    rate_limit: {unit: second, requests_per_unit: 3, lease: {fraction: 0.25, hot_after: 4}}\n  - key: plain\n    rate_limit: {unit: second, requests_per_unit: 3}\n"), "d.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := mustMatch(t, s, "d", desc("k", "v"))
+	if r.Lease == nil || *r.Lease != (limiter.Lease{Fraction: 0.25, HotAfter: 4}) {
+		t.Errorf("rule lease = %+v, want fraction 0.25, hot_after 4", r.Lease)
+	}
+	if r := mustMatch(t, s, "d", desc("plain", "v")); r.Lease != nil {
+		t.Errorf("rule without lease has %+v", r.Lease)
 	}
 }
 

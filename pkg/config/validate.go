@@ -432,6 +432,7 @@ func (rc *ruleCompiler) rateLimit(c *checker, rl *RateLimit, p string, names map
 			{"algorithm", rl.Algorithm != nil},
 			{"burst", rl.Burst != 0},
 			{"chain", rl.Chain != ""},
+			{"lease", rl.Lease != nil},
 		} {
 			if f.set {
 				c.errorf(join(p, f.name), "an unlimited rate_limit is never counted: remove %s (or unlimited)", f.name)
@@ -465,6 +466,13 @@ func (rc *ruleCompiler) rateLimit(c *checker, rl *RateLimit, p string, names map
 		c.report(p, l.ValidateConfig()) // as descriptor.NewSet checks it
 	}
 	out.Tiers = rl.Tiering.compile(c, p, out)
+	if rl.Lease != nil {
+		if err := rl.Lease.Validate(); err != nil {
+			c.report(join(p, "lease"), err)
+		} else {
+			out.Lease = rl.Lease
+		}
+	}
 	out.Chain = rc.byUnit[out.Unit]
 	if rl.Chain != "" {
 		out.Chain = ""

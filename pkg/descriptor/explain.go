@@ -140,6 +140,9 @@ func explainRule(b *strings.Builder, r *Rule) {
 		if r.Chain != "" {
 			fmt.Fprintf(b, "  chain: %s\n", r.Chain)
 		}
+		if r.Lease != nil {
+			fmt.Fprintf(b, "  lease: blocks of %v of the remaining quota once a replica sees %d hits per %s\n", r.Lease.EffectiveFraction(), r.Lease.EffectiveHotAfter(), r.Unit)
+		}
 	}
 	if r.Shadow {
 		b.WriteString("  shadow mode: yes (counted and reported, never refuses)\n")

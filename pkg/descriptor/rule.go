@@ -62,6 +62,10 @@ type Rule struct {
 	// "" is the default chain. A tier that changes the unit keeps the
 	// rule's chain.
 	Chain string
+	// Lease is RateLimit.Lease: nil, or the leasing settings every
+	// request of the rule carries (limiter.Request.Lease). Overrides never
+	// lease.
+	Lease *limiter.Lease
 
 	// levels describes how each entry of a matching descriptor was
 	// matched, one per level of the tree, root first.

@@ -253,6 +253,7 @@ func (b *builder) rule(n *node, spec *Node, lv []level) *Rule {
 		r.Unit = rl.Unit.String()
 		r.Limit = limiter.Limit{Requests: rl.RequestsPerUnit, Period: rl.Unit.Period(), Burst: rl.Burst, Algorithm: rl.Algorithm}
 		r.Chain = rl.Chain
+		r.Lease = rl.Lease
 		switch {
 		case !rl.Unit.Valid():
 			b.fail(spec.Source, n.path, "rate_limit unit is not one of %s", UnitNames)

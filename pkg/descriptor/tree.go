@@ -70,4 +70,7 @@ type RateLimit struct {
 	// Chain names the backend chain that counts the rule ("": the default
 	// chain), resolved by the caller (rate_limit.chain or chains_by_unit).
 	Chain string
+	// Lease, when set, lets replicas lease blocks of the rule's keys'
+	// quota (rate_limit.lease; see pkg/lease).
+	Lease *limiter.Lease
 }

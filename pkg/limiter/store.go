@@ -22,6 +22,10 @@ type Request struct {
 	// shadow_mode must not change what the enforced rules count). It makes
 	// no difference in CountAll mode.
 	Shadow bool
+	// Lease, when not nil, lets a leasing layer (pkg/lease) answer the
+	// request from a block of quota it took earlier; every other store
+	// ignores it. The rule owns it: stores never modify it.
+	Lease *Lease
 }
 
 // Result is the outcome of one Request.

@@ -302,3 +302,55 @@ func (p *PostgresMetrics) Cleaned(rows int64) {
 		p.cleaned.Add(float64(rows))
 	}
 }
+
+// LeaseUsage is what a leasing layer (pkg/lease) has done so far.
+type LeaseUsage struct {
+	// Local is the requests answered from a block; Blocks and Refused the
+	// blocks the backend granted and refused; Evicted the keys dropped
+	// from a full table; Keys the keys leased now.
+	Local, Blocks, Refused, Evicted, Keys int64
+}
+
+// Lease registers the leasing metrics of the backend named backend, which
+// call usage at each scrape:
+//
+//   - extauthz_lease_local_total{backend} (counter): requests answered
+//     from a leased block, without a call to the backend.
+//   - extauthz_lease_blocks_total{backend,result} (counter): block takes,
+//     granted or refused.
+//   - extauthz_lease_evictions_total{backend} (counter): leased keys
+//     dropped from a full table.
+//   - extauthz_lease_keys{backend} (gauge): keys leased now.
+//
+// It fails if they are already registered for backend.
+func (m *BackendMetrics) Lease(backend string, usage func() LeaseUsage) error {
+	for _, c := range []struct {
+		name, help string
+		labels     prometheus.Labels
+		gauge      bool
+		get        func(LeaseUsage) int64
+	}{
+		{"extauthz_lease_local_total", "Requests answered from a leased block of a hot key's quota, without a backend call.", nil, false, func(u LeaseUsage) int64 { return u.Local }},
+		{"extauthz_lease_blocks_total", "Blocks of a hot key's quota asked of the backend, by result (granted, refused).", prometheus.Labels{"result": "granted"}, false, func(u LeaseUsage) int64 { return u.Blocks }},
+		{"extauthz_lease_blocks_total", "Blocks of a hot key's quota asked of the backend, by result (granted, refused).", prometheus.Labels{"result": "refused"}, false, func(u LeaseUsage) int64 { return u.Refused }},
+		{"extauthz_lease_evictions_total", "Leased keys dropped from a full lease table.", nil, false, func(u LeaseUsage) int64 { return u.Evicted }},
+		{"extauthz_lease_keys", "Keys leased now.", nil, true, func(u LeaseUsage) int64 { return u.Keys }},
+	} {
+		labels := prometheus.Labels{"backend": backend}
+		for k, v := range c.labels {
+			labels[k] = v
+		}
+		get := c.get
+		f := func() float64 { return float64(get(usage())) }
+		var col prometheus.Collector
+		if c.gauge {
+			col = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: c.name, Help: c.help, ConstLabels: labels}, f)
+		} else {
+			col = prometheus.NewCounterFunc(prometheus.CounterOpts{Name: c.name, Help: c.help, ConstLabels: labels}, f)
+		}
+		if err := m.reg.Register(col); err != nil {
+			return fmt.Errorf("server: lease metrics of %s: %w", backend, err)
+		}
+	}
+	return nil
+}

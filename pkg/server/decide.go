@@ -261,7 +261,7 @@ func (s *Server) fillRequests(sc *scratch, n int) {
 		if v.req > 0 {
 			start = sc.keyEnds[v.req-1]
 		}
-		sc.reqs[v.req] = limiter.Request{Key: bytesString(sc.key[start:sc.keyEnds[v.req]]), Limit: v.limit, Hits: v.hits, Shadow: v.shadow}
+		sc.reqs[v.req] = limiter.Request{Key: bytesString(sc.key[start:sc.keyEnds[v.req]]), Limit: v.limit, Hits: v.hits, Shadow: v.shadow, Lease: v.rule.Lease}
 	}
 }
 

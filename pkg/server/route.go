@@ -82,7 +82,7 @@ func (s *Server) countRouted(ctx context.Context, mode limiter.Mode, sc *scratch
 				start = sc.keyEnds[v.req-1]
 			}
 			key := bytesString(sc.key[start:sc.keyEnds[v.req]])
-			sc.reqs[next] = limiter.Request{Key: key, Limit: v.limit, Hits: v.hits, Shadow: v.shadow}
+			sc.reqs[next] = limiter.Request{Key: key, Limit: v.limit, Hits: v.hits, Shadow: v.shadow, Lease: v.rule.Lease}
 			v.req = next // each verdict is placed once: its key index is read no more
 			next++
 		}

@@ -11,6 +11,7 @@ import (
 	"github.com/extauthz/extauthz/pkg/backends/memstore"
 	"github.com/extauthz/extauthz/pkg/backends/redisstore"
 	"github.com/extauthz/extauthz/pkg/config"
+	"github.com/extauthz/extauthz/pkg/lease"
 	"github.com/extauthz/extauthz/pkg/limiter"
 	"github.com/extauthz/extauthz/pkg/logging"
 	"github.com/extauthz/extauthz/pkg/server"
@@ -138,7 +139,19 @@ func (bs *Backends) member(name string, b config.Backend, bm *server.BackendMetr
 		}
 		bs.closers = append(bs.closers, func() { _ = rs.Close() })
 		bs.redis = append(bs.redis, redisMember{name: name, store: rs, metrics: rm})
-		return chain.Backend{Name: name, Addr: rs.Addr(), Store: rs, BackendSettings: b.Failover}, nil
+		// Rules with rate_limit.lease lease hot keys from Redis, inside the
+		// chain so that a fallback never leases; other requests pass
+		// straight through.
+		ls, err := lease.New(rs, lease.Options{})
+		if err != nil {
+			return chain.Backend{}, err
+		}
+		if bm != nil {
+			if err := bm.Lease(name, func() server.LeaseUsage { return leaseUsage(ls) }); err != nil {
+				return chain.Backend{}, err
+			}
+		}
+		return chain.Backend{Name: name, Addr: rs.Addr(), Store: ls, BackendSettings: b.Failover}, nil
 	case "postgres":
 		ps, err := openPostgres(name, b.Postgres, bm)
 		if err != nil {
@@ -148,6 +161,12 @@ func (bs *Backends) member(name string, b config.Backend, bm *server.BackendMetr
 		return chain.Backend{Name: name, Addr: ps.Addr(), Store: ps, BackendSettings: b.Failover}, nil
 	}
 	return chain.Backend{}, fmt.Errorf("type %q is not supported by this build", b.Type)
+}
+
+// leaseUsage reads the counts of a lease layer for its metrics.
+func leaseUsage(ls *lease.Store) server.LeaseUsage {
+	st := ls.Stats()
+	return server.LeaseUsage{Local: st.Local, Blocks: st.Blocks, Refused: st.Refused, Evicted: st.Evicted, Keys: int64(ls.Len())}
 }
 
 // setRedisHooks points the metrics hooks of o at m: every round trip's

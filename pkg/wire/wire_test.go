@@ -8,10 +8,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/extauthz/extauthz/internal/redistest"
 	"github.com/extauthz/extauthz/pkg/backends/chain"
 	"github.com/extauthz/extauthz/pkg/config"
+	"github.com/extauthz/extauthz/pkg/lease"
 	"github.com/extauthz/extauthz/pkg/limiter"
+	"github.com/extauthz/extauthz/pkg/server"
 )
 
 const rules = `domains:
@@ -85,5 +89,66 @@ func TestBackendsErrors(t *testing.T) {
 	defer bs.Close()
 	if bs.Chain != nil || len(bs.Memory) != 1 || bs.Memory["memory"] == nil || bs.Ready() != nil {
 		t.Errorf("default: chain %v, memory %v, ready %v; want a lone ready memory store", bs.Chain, bs.Memory, bs.Ready())
+	}
+}
+
+// TestBackendsLease: a Redis backend is wrapped in the lease layer (so a
+// rule with rate_limit.lease leases hot keys from it) and is still probed
+// by the chain through it; memory is not wrapped.
+func TestBackendsLease(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	cfg := load(t, fmt.Sprintf("backends: [{type: redis, url: %q}, {type: memory}]\n", srv.URL()))
+	reg := prometheus.NewRegistry()
+	bs, err := NewBackends(cfg, slog.New(slog.DiscardHandler), server.NewBackendMetrics(reg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bs.Close()
+	ls, ok := bs.Members[0].Store.(*lease.Store)
+	if !ok {
+		t.Fatalf("redis member store is %T, want *lease.Store", bs.Members[0].Store)
+	}
+	if _, ok := bs.Members[1].Store.(*lease.Store); ok {
+		t.Error("memory member is leased")
+	}
+	for _, st := range chain.Check(context.Background(), bs.Members, 2*time.Second) {
+		if st.Name == "redis" && st.Err != nil {
+			t.Errorf("redis probe through the lease layer: %v", st.Err)
+		}
+	}
+	l := limiter.Limit{Requests: 1_000_000, Period: time.Minute}
+	lz := &limiter.Lease{HotAfter: 1}
+	res := make([]limiter.Result, 1)
+	for range 100 {
+		if err := bs.Store.Take(context.Background(), limiter.CountAll, []limiter.Request{{Key: "hot", Limit: l, Hits: 1, Lease: lz}}, res); err != nil || !res[0].Allowed {
+			t.Fatalf("Take: %v %+v", err, res[0])
+		}
+	}
+	if st := ls.Stats(); st.Blocks != 1 || st.Local != 99 {
+		t.Errorf("lease stats %+v, want one block and 99 local answers (the first turns the key hot)", st)
+	}
+	got := map[string]float64{}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			name := mf.GetName()
+			for _, lp := range m.GetLabel() {
+				if lp.GetName() == "result" {
+					name += "/" + lp.GetValue()
+				}
+			}
+			got[name] = m.GetCounter().GetValue() + m.GetGauge().GetValue()
+		}
+	}
+	for name, want := range map[string]float64{
+		"extauthz_lease_local_total": 99, "extauthz_lease_blocks_total/granted": 1, "extauthz_lease_blocks_total/refused": 0,
+		"extauthz_lease_evictions_total": 0, "extauthz_lease_keys": 1,
+	} {
+		if v, ok := got[name]; !ok || v != want {
+			t.Errorf("%s = %v (present %v), want %v", name, v, ok, want)
+		}
 	}
 }

@@ -25,6 +25,19 @@ var ErrUnavailable = errors.New("chain: no backend available")
 // context; the breaker neither counts it as a failure nor as a success.
 var errCallerGone = errors.New("caller cancelled")
 
+// LocalTaker is implemented by remote stores that can answer some calls
+// from local state without I/O (lease.Store: hits admitted from blocks of
+// quota already counted by the backend).
+type LocalTaker interface {
+	// TakeLocal answers the whole call from local state and reports true,
+	// or reports false having changed no state (res may have been
+	// written: the call then goes on as usual). It never blocks on I/O. The
+	// chain calls it, while the backend's breaker is closed, before the
+	// breaker and the call timeout, which a local answer does not need: it
+	// neither succeeds nor fails for the breaker.
+	TakeLocal(mode limiter.Mode, reqs []limiter.Request, res []limiter.Result) bool
+}
+
 // Backend is one entry of the chain.
 type Backend struct {
 	// Name identifies the backend in metrics, logs and the health table,
@@ -117,6 +130,7 @@ type backend struct {
 	Backend
 	cb      *gobreaker.CircuitBreaker[struct{}] // nil when Local
 	pinger  Pinger                              // nil when not actively probed
+	local   LocalTaker                          // nil when the store has no local answers
 	timeout time.Duration                       // 0: none
 	// state mirrors the breaker's state (a State), updated by the breaker's
 	// OnStateChange, so that the request path of an actively probed backend
@@ -197,6 +211,9 @@ func (c *Chain) newBackend(o Backend) *backend {
 	if p, ok := o.Store.(Pinger); ok && !c.health.Disabled {
 		b.pinger = p
 	}
+	if l, ok := o.Store.(LocalTaker); ok {
+		b.local = l
+	}
 	b.cb = gobreaker.NewCircuitBreaker[struct{}](c.breaker.settings(o.Name, func(from, to State) {
 		b.state.Store(uint32(to))
 		if c.hooks.StateChange != nil {
@@ -272,6 +289,9 @@ func (c *Chain) call(ctx context.Context, b *backend, share bool, mode limiter.M
 	}
 	if share {
 		reqs = c.share(reqs)
+	}
+	if b.local != nil && State(b.state.Load()) == StateClosed && b.local.TakeLocal(mode, reqs, res) {
+		return nil
 	}
 	if b.cb == nil {
 		return b.Store.Take(ctx, mode, reqs, res)

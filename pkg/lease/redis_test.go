@@ -1,0 +1,219 @@
+package lease
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/extauthz/extauthz/internal/redistest"
+	"github.com/extauthz/extauthz/pkg/backends/chain"
+	"github.com/extauthz/extauthz/pkg/backends/memstore"
+	"github.com/extauthz/extauthz/pkg/backends/redisstore"
+	"github.com/extauthz/extauthz/pkg/limiter"
+)
+
+// redisReplica returns a Redis store on srv, as one replica would open it
+// (its own client), counting its round trips in calls. A non-nil clock is
+// sent to Redis as the time of every decision.
+func redisReplica(t *testing.T, srv *redistest.Server, clock *fakeClock, calls *atomic.Int64) *redisstore.Store {
+	t.Helper()
+	opts := redisstore.Options{OnCall: func(time.Duration, error) { calls.Add(1) }}
+	if clock != nil {
+		opts.Now, opts.ExtraTTL = clock.Now, time.Hour
+	}
+	client := redis.NewClient(&redis.Options{Addr: srv.Addr, DisableIdentity: true, MaxRetries: -1, PoolSize: 32})
+	rs, err := redisstore.New(client, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = rs.Close() })
+	return rs
+}
+
+// TestRedisFleetNeverOverAdmits: three replicas, each with its own Redis
+// client and 16 goroutines, sharing one redis-server: the fleet admits no
+// more than the limit per window (fixed, sliding) and no more than
+// B + elapsed/T (token bucket).
+func TestRedisFleetNeverOverAdmits(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	for _, alg := range []limiter.Algorithm{limiter.FixedWindow, limiter.SlidingWindow, limiter.TokenBucket} {
+		t.Run(alg.String(), func(t *testing.T) {
+			clock := &fakeClock{now: t0}
+			var calls atomic.Int64
+			var fleet []*Store
+			for range 3 {
+				fleet = append(fleet, newLease(t, redisReplica(t, srv, clock, &calls), Options{Now: clock.Now}))
+			}
+			// A limit of its own per algorithm: a fresh key.
+			l := limiter.Limit{Requests: 1000 + int64(alg), Period: time.Minute, Algorithm: alg}
+			fleetBound(t, fleet, clock, l)
+			t.Logf("%d Redis calls", calls.Load())
+		})
+	}
+}
+
+// TestRedisCallsPerDecision: on the real clock, a hot key costs at most
+// 0.05 Redis calls per decision; cold keys exactly one each.
+func TestRedisCallsPerDecision(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	var calls atomic.Int64
+	s := newLease(t, redisReplica(t, srv, nil, &calls), Options{})
+	hot := limiter.Limit{Requests: 10_000_000, Period: time.Hour}
+	const n = 20000
+	for i := range n {
+		if r := take1(t, s, "hot", hot, &limiter.Lease{}, 1); !r.Allowed {
+			t.Fatalf("decision %d refused: %+v", i, r)
+		}
+	}
+	per := float64(calls.Load()) / n
+	t.Logf("hot key: %d Redis calls for %d decisions (%.4f per decision), %+v", calls.Load(), n, per, s.Stats())
+	if per > 0.05 {
+		t.Errorf("hot key: %.4f Redis calls per decision, want at most 0.05", per)
+	}
+
+	calls.Store(0)
+	cold := limiter.Limit{Requests: 100, Period: time.Hour}
+	for k := range 3000 {
+		take1(t, s, fmt.Sprintf("cold-%d", k), cold, &limiter.Lease{}, 1)
+	}
+	if got := calls.Load(); got != 3000 {
+		t.Errorf("cold keys: %d Redis calls for 3000 decisions, want one each", got)
+	}
+}
+
+// TestRedisFailover: a replica whose chain is [lease over Redis, memory].
+// When Redis dies, the blocks already granted keep admitting (their hits
+// were counted in Redis), block takes fail, and the chain falls back to
+// memory, which admits the limit again on its own counter. So the replica
+// admits at most R (the Redis window: blocks included) + R (the memory
+// fallback's window), which is what the fallback allows without leasing.
+func TestRedisFailover(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	clock := &fakeClock{now: t0}
+	var calls atomic.Int64
+	ls := newLease(t, redisReplica(t, srv, clock, &calls), Options{Now: clock.Now})
+	mem, err := memstore.New(memstore.Options{Now: clock.Now, SweepInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = mem.Close() })
+	c, err := chain.New(chain.Options{Backends: []chain.Backend{
+		{Name: "redis", Store: ls},
+		{Name: "memory", Store: mem, Local: true},
+	}, Settings: chain.Settings{HealthCheck: chain.HealthSettings{Disabled: true}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+
+	l := limiter.Limit{Requests: 1000, Period: time.Minute}
+	lease := &limiter.Lease{HotAfter: 1}
+	admitted := 0
+	for range 300 {
+		if take1(t, c, "k", l, lease, 1).Allowed {
+			admitted++
+		}
+	}
+	srv.Kill()
+	for range 3000 {
+		var res [1]limiter.Result
+		err := c.Take(context.Background(), limiter.CountAll, []limiter.Request{{Key: "k", Limit: l, Hits: 1, Lease: lease}}, res[:])
+		if err != nil {
+			t.Fatalf("chain with a memory fallback failed: %v", err)
+		}
+		if res[0].Allowed {
+			admitted++
+		}
+	}
+	t.Logf("admitted %d, %+v", admitted, ls.Stats())
+	if admitted > 2*int(l.Requests) {
+		t.Errorf("admitted %d across a Redis failure, want at most %d (Redis's window and memory's)", admitted, 2*l.Requests)
+	}
+	if admitted < int(l.Requests) {
+		t.Errorf("admitted %d, want the memory fallback to admit its own limit", admitted)
+	}
+}
+
+var _ chain.LocalTaker = (*Store)(nil)
+
+// TestChainLocalAnswers: inside a chain, a hot key's answers from its block
+// take the chain's local path (no breaker, no call timeout, no store call),
+// and every request that the block cannot answer goes through Take.
+func TestChainLocalAnswers(t *testing.T) {
+	clock := &fakeClock{now: t0}
+	inner := newMem(t, clock)
+	ls := newLease(t, inner, Options{Now: clock.Now})
+	mem, err := memstore.New(memstore.Options{Now: clock.Now, SweepInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = mem.Close() })
+	c, err := chain.New(chain.Options{Backends: []chain.Backend{
+		{Name: "redis", Store: ls},
+		{Name: "memory", Store: mem, Local: true},
+	}, Settings: chain.Settings{HealthCheck: chain.HealthSettings{Disabled: true}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	l := limiter.Limit{Requests: 1000, Period: time.Minute}
+	lease := &limiter.Lease{HotAfter: 1, Fraction: 0.5}
+	admitted := 0
+	for range 3000 {
+		if take1(t, c, "k", l, lease, 1).Allowed {
+			admitted++
+		}
+	}
+	st := ls.Stats()
+	t.Logf("admitted %d, %d store calls, %+v", admitted, inner.calls.Load(), st)
+	if admitted != int(l.Requests) {
+		t.Errorf("admitted %d, want exactly the limit %d (one replica strands nothing)", admitted, l.Requests)
+	}
+	if st.Local < 900 {
+		t.Errorf("%d local answers, want most of the 1000 admitted", st.Local)
+	}
+}
+
+// BenchmarkChain: a hot key answered from its block through a failover
+// chain (the production placement), against the memory store alone.
+func BenchmarkChain(b *testing.B) {
+	clock := &fakeClock{now: t0}
+	mem, err := memstore.New(memstore.Options{Now: clock.Now, SweepInterval: -1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer mem.Close()
+	ls, err := New(mem, Options{Now: clock.Now})
+	if err != nil {
+		b.Fatal(err)
+	}
+	c, err := chain.New(chain.Options{Backends: []chain.Backend{{Name: "redis", Store: ls}, {Name: "memory", Store: mem, Local: true}},
+		Settings: chain.Settings{HealthCheck: chain.HealthSettings{Disabled: true}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	l := limiter.Limit{Requests: 1 << 50, Period: time.Hour}
+	for _, tc := range []struct {
+		name  string
+		store limiter.Store
+		lease *limiter.Lease
+	}{{"memory", mem, nil}, {"chain-lease", c, &limiter.Lease{}}} {
+		b.Run(tc.name, func(b *testing.B) {
+			reqs := []limiter.Request{{Key: "hot", Limit: l, Hits: 1, Lease: tc.lease}}
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				res := make([]limiter.Result, 1)
+				for pb.Next() {
+					if err := tc.store.Take(context.Background(), limiter.CountAll, reqs, res); err != nil || !res[0].Allowed {
+						b.Fatal(err, res[0])
+					}
+				}
+			})
+		})
+	}
+}
