@@ -10,7 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/extauthz/extauthz/internal/redistest"
+	"github.com/extauthz/extauthz/pkg/config"
 	"github.com/extauthz/extauthz/pkg/field"
 	"github.com/extauthz/extauthz/pkg/rlsclient/rlstest"
 	"github.com/extauthz/extauthz/pkg/server"
@@ -403,4 +406,33 @@ func TestLocalFailover(t *testing.T) {
 	if err != nil || d.Allowed || !d.Failed || d.RetryAfter <= 0 {
 		t.Errorf("redis down, failure_mode closed: %+v, %v; want refused, Failed, a RetryAfter", d, err)
 	}
+}
+
+// TestNewSameRegisterer: a second Limiter on one Registerer is an error
+// naming the clash, not a panic; the first keeps working.
+func TestNewSameRegisterer(t *testing.T) {
+	ctx := context.Background()
+	cfg, err := config.LoadFile(testConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	first, err := ratelimit.New(ctx, cfg, ratelimit.LocalOptions{Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close()
+	second, err := ratelimit.New(ctx, cfg, ratelimit.LocalOptions{Registerer: reg})
+	if err == nil {
+		second.Close()
+		t.Fatal("second New on the same Registerer: no error")
+	}
+	if !strings.Contains(err.Error(), "Registerer") {
+		t.Errorf("error %q does not say what to do", err)
+	}
+	other, err := ratelimit.New(ctx, cfg, ratelimit.LocalOptions{Registerer: prometheus.NewRegistry()})
+	if err != nil {
+		t.Fatalf("New on another Registerer: %v", err)
+	}
+	other.Close()
 }

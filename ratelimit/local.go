@@ -19,7 +19,8 @@ import (
 type LocalOptions struct {
 	// Registerer receives the extauthz_* decision and backend metrics, as
 	// the server exports them (default: a private registry, i.e. not
-	// exported). One Limiter per Registerer: the metrics' names are fixed.
+	// exported). One Limiter per Registerer: the metrics' names are fixed,
+	// and a second New on the same Registerer returns an error.
 	Registerer prometheus.Registerer
 	// Logger receives store-failure warnings and backend state changes
 	// (default slog.Default()).
@@ -69,11 +70,19 @@ func New(ctx context.Context, cfg *config.Config, o LocalOptions) (*Limiter, err
 	if reg == nil {
 		reg = prometheus.NewRegistry()
 	}
-	bs, err := wire.NewBackends(cfg, o.Logger, server.NewBackendMetrics(reg))
+	bm, err := server.NewBackendMetrics(reg)
 	if err != nil {
 		return nil, fmt.Errorf("ratelimit: %w", err)
 	}
-	srv, err := server.New(server.Options{Store: bs.Store, Chains: bs.Named, Metrics: server.NewMetrics(reg), Logger: o.Logger}, snap)
+	metrics, err := server.NewMetrics(reg)
+	if err != nil {
+		return nil, fmt.Errorf("ratelimit: %w", err)
+	}
+	bs, err := wire.NewBackends(cfg, o.Logger, bm)
+	if err != nil {
+		return nil, fmt.Errorf("ratelimit: %w", err)
+	}
+	srv, err := server.New(server.Options{Store: bs.Store, Chains: bs.Named, Metrics: metrics, Logger: o.Logger}, snap)
 	if err != nil {
 		bs.Close()
 		return nil, fmt.Errorf("ratelimit: %w", err)

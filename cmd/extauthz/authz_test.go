@@ -8,7 +8,6 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/extauthz/extauthz/pkg/backends/memstore"
 	"github.com/extauthz/extauthz/pkg/config"
@@ -56,7 +55,7 @@ authz:
 				t.Fatal(err)
 			}
 			defer mem.Close()
-			srv, err := server.New(server.Options{Store: mem, Metrics: server.NewMetrics(prometheus.NewRegistry()), Logger: slogDiscard()}, snap)
+			srv, err := server.New(server.Options{Store: mem, Logger: slogDiscard()}, snap)
 			if err != nil {
 				t.Fatal(err)
 			}

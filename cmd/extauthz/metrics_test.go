@@ -43,7 +43,11 @@ breaker: {call_timeout: 2s}
 	}
 	reg := prometheus.NewRegistry()
 	log := slogDiscard()
-	bs, err := wire.NewBackends(cfg, log, server.NewBackendMetrics(reg))
+	bm, err := server.NewBackendMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bs, err := wire.NewBackends(cfg, log, bm)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,7 +118,11 @@ func TestLoadScriptsDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
-	bs, err := wire.NewBackends(cfg, slogDiscard(), server.NewBackendMetrics(reg))
+	bm, err := server.NewBackendMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bs, err := wire.NewBackends(cfg, slogDiscard(), bm)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -208,7 +208,11 @@ func (d *daemon) build() error {
 	d.ops.ConfigLoaded(hash)
 
 	routeRedisLogs(log)
-	if d.bs, err = wire.NewBackends(cfg, log, server.NewBackendMetrics(d.reg)); err != nil {
+	bm, err := server.NewBackendMetrics(d.reg)
+	if err != nil {
+		return err
+	}
+	if d.bs, err = wire.NewBackends(cfg, log, bm); err != nil {
 		return err
 	}
 	for name, m := range d.bs.Memory {
@@ -226,7 +230,11 @@ func (d *daemon) build() error {
 	if d.tracer, err = tracing.Start(context.Background(), cfg.Tracing, tracing.Options{Version: versionString(), Getenv: d.getenv, Logger: log}); err != nil {
 		return err
 	}
-	if d.srv, err = server.New(server.Options{Store: d.bs.Store, Chains: d.bs.Named, Metrics: server.NewMetrics(d.reg), Logger: log,
+	metrics, err := server.NewMetrics(d.reg)
+	if err != nil {
+		return err
+	}
+	if d.srv, err = server.New(server.Options{Store: d.bs.Store, Chains: d.bs.Named, Metrics: metrics, Logger: log,
 		Insight: d.insight, Traced: d.tracer != nil}, snap); err != nil {
 		return err
 	}

@@ -7,7 +7,6 @@ import (
 	"testing"
 
 	rlsconfv3 "github.com/envoyproxy/go-control-plane/ratelimit/config/ratelimit/v3"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/extauthz/extauthz/pkg/backends/memstore"
 	"github.com/extauthz/extauthz/pkg/config"
@@ -40,7 +39,7 @@ func TestXDSAndFileReloads(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer mem.Close()
-	srv, err := server.New(server.Options{Store: mem, Metrics: server.NewMetrics(prometheus.NewRegistry()), Logger: slogDiscard()}, snap)
+	srv, err := server.New(server.Options{Store: mem, Logger: slogDiscard()}, snap)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -140,7 +140,11 @@ func benchServer(t *testing.T, cfg *config.Config, reg *prometheus.Registry) (*s
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = mem.Close() })
-	srv, err := server.New(server.Options{Store: mem, Metrics: server.NewMetrics(reg)}, snap)
+	metrics, err := server.NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := server.New(server.Options{Store: mem, Metrics: metrics}, snap)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/extauthz/extauthz/pkg/opsmetrics"
 	"github.com/extauthz/extauthz/pkg/server"
+	"github.com/extauthz/extauthz/pkg/xdsrules"
 )
 
 // pending are the metrics the dashboard shows that no package registers
@@ -88,11 +89,20 @@ func (memory) Evictions() uint64 { return 0 }
 // opsmetrics register.
 func registered(t *testing.T) map[string]bool {
 	r := &recorder{Registerer: prometheus.NewRegistry(), names: map[string]bool{}}
-	server.NewMetrics(r)
-	bm := server.NewBackendMetrics(r)
+	if _, err := server.NewMetrics(r); err != nil {
+		t.Fatal(err)
+	}
+	bm, err := server.NewBackendMetrics(r)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if _, err := bm.Postgres("pg", func() server.PoolUsage { return server.PoolUsage{} }); err != nil {
 		t.Fatal(err)
 	}
+	if err := bm.Lease("redis", func() server.LeaseUsage { return server.LeaseUsage{} }); err != nil {
+		t.Fatal(err)
+	}
+	xdsrules.NewMetrics(r)
 	m := opsmetrics.New(r, nil)
 	if err := m.EnableTLS(); err != nil {
 		t.Fatal(err)

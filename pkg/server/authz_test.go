@@ -110,7 +110,7 @@ func newAuthzEnv(t testing.TB, settings Settings, as AuthzSettings) *authzEnv {
 	if err != nil {
 		t.Fatalf("NewSnapshot: %v", err)
 	}
-	if e.srv, err = New(Options{Store: e.store, Metrics: NewMetrics(e.reg)}, snap); err != nil {
+	if e.srv, err = New(Options{Store: e.store, Metrics: mustMetrics(t, e.reg)}, snap); err != nil {
 		t.Fatalf("New: %v", err)
 	}
 	if e.authz, err = NewAuthz(e.srv); err != nil {
@@ -482,7 +482,7 @@ func TestNewAuthzErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := New(Options{Store: e.store, Metrics: NewMetrics(prometheus.NewRegistry())}, plain)
+	srv, err := New(Options{Store: e.store}, plain)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -712,7 +712,7 @@ func TestAuthzReadsOneSnapshot(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer mem.Close()
-	srv, err := New(Options{Store: mem, Metrics: NewMetrics(prometheus.NewRegistry())}, snaps[0])
+	srv, err := New(Options{Store: mem}, snaps[0])
 	if err != nil {
 		t.Fatal(err)
 	}

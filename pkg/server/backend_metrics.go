@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/extauthz/extauthz/pkg/backends/chain"
 )
@@ -85,10 +84,10 @@ type BackendMetrics struct {
 // error kinds are pgstore.ErrorKind's: canceled, timeout, connection,
 // schema, server, reply, invalid, other).
 //
-// It panics, as promauto does, if reg already holds metrics of these names.
-func NewBackendMetrics(reg prometheus.Registerer) *BackendMetrics {
-	f := promauto.With(reg)
-	return &BackendMetrics{
+// It fails if reg already holds metrics of these names.
+func NewBackendMetrics(reg prometheus.Registerer) (*BackendMetrics, error) {
+	f := &factory{reg: reg}
+	m := &BackendMetrics{
 		state: f.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "extauthz_backend_breaker_state",
 			Help: "1 for the current circuit-breaker state of each remote backend (closed, half_open, open), 0 for the others.",
@@ -133,6 +132,7 @@ func NewBackendMetrics(reg prometheus.Registerer) *BackendMetrics {
 		}, []string{"backend"}),
 		reg: reg,
 	}
+	return m, f.err
 }
 
 // chainSeries are the series of one chain backend that its hooks touch,

@@ -50,7 +50,7 @@ func newMetricsChain(t *testing.T, m *BackendMetrics, health chain.HealthSetting
 
 func TestBackendMetricsFailover(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	m := NewBackendMetrics(reg)
+	m := mustBackendMetrics(t, reg)
 	c := newMetricsChain(t, m, chain.HealthSettings{Disabled: true})
 
 	// Before any call: series at zero, the breaker closed.
@@ -98,7 +98,7 @@ extauthz_backend_failovers_total{from="redis",reason="timeout",to="memory"} 0
 
 func TestBackendMetricsProbes(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	m := NewBackendMetrics(reg)
+	m := mustBackendMetrics(t, reg)
 	// The first probe round runs at once: a failed probe and, as the
 	// backend is down, one more that trips the breaker.
 	newMetricsChain(t, m, chain.HealthSettings{Interval: time.Hour, Timeout: time.Second})
@@ -126,7 +126,7 @@ func TestBackendMetricsProbes(t *testing.T) {
 
 func TestRedisMetrics(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	r := NewBackendMetrics(reg).Redis("redis")
+	r := mustBackendMetrics(t, reg).Redis("redis")
 	r.Call(300*time.Microsecond, "")
 	r.Call(10*time.Millisecond, "timeout")
 	r.Call(time.Millisecond, "connection")
@@ -157,7 +157,7 @@ extauthz_redis_script_loads_total{backend="redis"} 1
 // TestBackendMetricsLint lints every backend metric with a series.
 func TestBackendMetricsLint(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	m := NewBackendMetrics(reg)
+	m := mustBackendMetrics(t, reg)
 	h := m.ChainHooks([]chain.Backend{{Name: "redis"}, {Name: "memory", Local: true}})
 	h.StateChange("redis", chain.StateClosed, chain.StateOpen)
 	h.Failover("redis", "memory", chain.ReasonTimeout)

@@ -9,7 +9,6 @@ import (
 
 	ratelimitv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/common/ratelimit/v3"
 	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
-	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/test/bufconn"
@@ -40,7 +39,7 @@ func benchServer(b *testing.B, settings Settings) *Server {
 	if err != nil {
 		b.Fatal(err)
 	}
-	s, err := New(Options{Store: mem, Metrics: NewMetrics(prometheus.NewRegistry())}, snap)
+	s, err := New(Options{Store: mem}, snap)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -9,7 +9,6 @@ import (
 	ratelimitv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/common/ratelimit/v3"
 	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
-	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/structpb"
 
@@ -53,7 +52,7 @@ func hostileServer(t *testing.T, d DecisionSettings) *Server {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = mem.Close() })
-	s, err := New(Options{Store: mem, Metrics: NewMetrics(prometheus.NewRegistry())}, snap)
+	s, err := New(Options{Store: mem}, snap)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -62,7 +62,11 @@ func compatServer(t *testing.T, extra string) (*server.Server, *prometheus.Regis
 	}
 	t.Cleanup(func() { _ = mem.Close() })
 	reg := prometheus.NewRegistry()
-	srv, err := server.New(server.Options{Store: mem, Metrics: server.NewMetrics(reg)}, snap)
+	metrics, err := server.NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := server.New(server.Options{Store: mem, Metrics: metrics}, snap)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
-	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -150,7 +149,7 @@ func TestDecideFailureMode(t *testing.T) {
 func TestDecideAllocations(t *testing.T) {
 	e := newEnv(t, Settings{})
 	// The memstore itself, without the recording wrapper (which allocates).
-	srv, err := New(Options{Store: e.mem, Metrics: NewMetrics(prometheus.NewRegistry())}, e.srv.Snapshot())
+	srv, err := New(Options{Store: e.mem}, e.srv.Snapshot())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -137,7 +137,7 @@ func newEnv(t testing.TB, settings Settings) *env {
 	if err != nil {
 		t.Fatalf("NewSnapshot: %v", err)
 	}
-	e.srv, err = New(Options{Store: e.store, Metrics: NewMetrics(e.reg)}, snap)
+	e.srv, err = New(Options{Store: e.store, Metrics: mustMetrics(t, e.reg)}, snap)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -179,4 +179,23 @@ func desc(kv ...string) *ratelimitv3.RateLimitDescriptor {
 
 func request(domain string, ds ...*ratelimitv3.RateLimitDescriptor) *rlsv3.RateLimitRequest {
 	return &rlsv3.RateLimitRequest{Domain: domain, Descriptors: ds}
+}
+
+// mustMetrics and mustBackendMetrics register on reg or fail t.
+func mustMetrics(t testing.TB, reg prometheus.Registerer) *Metrics {
+	t.Helper()
+	m, err := NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func mustBackendMetrics(t testing.TB, reg prometheus.Registerer) *BackendMetrics {
+	t.Helper()
+	m, err := NewBackendMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
 }

@@ -6,8 +6,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/extauthz/extauthz/pkg/backends/memstore"
 	"github.com/extauthz/extauthz/pkg/extract"
 	"github.com/extauthz/extauthz/pkg/insight"
@@ -31,7 +29,7 @@ func TestInsightRecordsBothAPIs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := New(Options{Store: mem, Metrics: NewMetrics(prometheus.NewRegistry()), Insight: rec}, snap)
+	srv, err := New(Options{Store: mem, Insight: rec}, snap)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,7 +9,6 @@ import (
 	"testing"
 
 	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"google.golang.org/protobuf/encoding/protojson"
 
@@ -351,7 +350,7 @@ func FuzzJSONHandler(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	srv, err := New(Options{Store: mem, Metrics: NewMetrics(prometheus.NewRegistry())}, snap)
+	srv, err := New(Options{Store: mem}, snap)
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -79,7 +79,7 @@ func TestShouldRateLimitAPIKeyNeverInClear(t *testing.T) {
 	t.Cleanup(func() { _ = mem.Close() })
 	var logs bytes.Buffer
 	reg := prometheus.NewRegistry()
-	s, err := New(Options{Store: mem, Metrics: NewMetrics(reg), Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))}, snap)
+	s, err := New(Options{Store: mem, Metrics: mustMetrics(t, reg), Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))}, snap)
 	if err != nil {
 		t.Fatal(err)
 	}

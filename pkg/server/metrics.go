@@ -1,12 +1,12 @@
 package server
 
 import (
+	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/extauthz/extauthz/pkg/descriptor"
 )
@@ -109,9 +109,10 @@ type observer struct{ prometheus.Observer }
 //     would have been refused, answered OK because of shadow_mode (the
 //     server-wide setting; shadow rules show as outcome shadow above).
 //
-// It panics, as promauto does, if reg already holds metrics of these names.
-func NewMetrics(reg prometheus.Registerer) *Metrics {
-	f := promauto.With(reg)
+// It fails if reg already holds metrics of these names (a second server on
+// one Registerer: give each its own).
+func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
+	f := &factory{reg: reg}
 	m := &Metrics{
 		requests: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "extauthz_requests_total",
@@ -138,7 +139,41 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	for api := range numAPIs {
 		m.shadowAnswers[api] = shadow.WithLabelValues(apiNames[api])
 	}
-	return m
+	return m, f.err
+}
+
+// factory makes collectors and registers them with reg, keeping the first
+// registration error where promauto would panic: a metric name taken twice
+// is the caller's mistake to report, not a crash.
+type factory struct {
+	reg prometheus.Registerer
+	err error
+}
+
+func (f *factory) register(c prometheus.Collector) {
+	if err := f.reg.Register(c); err != nil && f.err == nil {
+		f.err = fmt.Errorf("server: register metrics: %w (one server per Prometheus Registerer: give each its own)", err)
+	}
+}
+
+// NewCounterVec, NewGaugeVec and NewHistogramVec are promauto's, without
+// the panic.
+func (f *factory) NewCounterVec(o prometheus.CounterOpts, labels []string) *prometheus.CounterVec {
+	c := prometheus.NewCounterVec(o, labels)
+	f.register(c)
+	return c
+}
+
+func (f *factory) NewGaugeVec(o prometheus.GaugeOpts, labels []string) *prometheus.GaugeVec {
+	g := prometheus.NewGaugeVec(o, labels)
+	f.register(g)
+	return g
+}
+
+func (f *factory) NewHistogramVec(o prometheus.HistogramOpts, labels []string) *prometheus.HistogramVec {
+	h := prometheus.NewHistogramVec(o, labels)
+	f.register(h)
+	return h
 }
 
 // storeFailure counts one failed store call.

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
-	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -52,7 +51,7 @@ func newRouteEnv(t *testing.T, st Settings) *routeEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.srv, err = New(Options{Store: e.def, Chains: map[string]limiter.Store{"durable": e.durable}, Metrics: NewMetrics(prometheus.NewRegistry())}, snap)
+	e.srv, err = New(Options{Store: e.def, Chains: map[string]limiter.Store{"durable": e.durable}}, snap)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -198,7 +197,7 @@ func TestNewRefusesUnknownChain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = New(Options{Store: &recordingStore{}, Metrics: NewMetrics(prometheus.NewRegistry())}, snap)
+	_, err = New(Options{Store: &recordingStore{}}, snap)
 	if err == nil || !strings.Contains(err.Error(), `backend chain "durable"`) {
 		t.Fatalf("New: %v, want an error naming chain durable", err)
 	}
@@ -213,7 +212,7 @@ func TestNewRefusesUnknownOverrideChain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = New(Options{Store: &recordingStore{}, Metrics: NewMetrics(prometheus.NewRegistry())}, snap)
+	_, err = New(Options{Store: &recordingStore{}}, snap)
 	if err == nil || !strings.Contains(err.Error(), `unit year use backend chain "durable"`) {
 		t.Fatalf("New: %v, want an error naming the year overrides' chain", err)
 	}

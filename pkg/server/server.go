@@ -11,6 +11,7 @@ import (
 	"time"
 
 	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/net/http/httpguts"
 	"google.golang.org/grpc"
 
@@ -238,7 +239,8 @@ type Options struct {
 	// (descriptor.Rule.Chain; see route.go), by name. New refuses a
 	// snapshot whose rules name a chain missing here (CheckRoutes).
 	Chains map[string]limiter.Store
-	// Metrics records request and decision metrics. Required; see NewMetrics.
+	// Metrics records request and decision metrics (see NewMetrics; nil:
+	// recorded on a registry of the server's own, exported nowhere).
 	Metrics *Metrics
 	// Logger receives rate-limited warnings (default slog.Default()).
 	Logger *slog.Logger
@@ -273,13 +275,18 @@ func New(opts Options, snap *Snapshot) (*Server, error) {
 	switch {
 	case opts.Store == nil:
 		return nil, errors.New("server: no store")
-	case opts.Metrics == nil:
-		return nil, errors.New("server: no metrics")
 	case snap == nil:
 		return nil, errors.New("server: no snapshot")
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
+	}
+	if opts.Metrics == nil {
+		m, err := NewMetrics(prometheus.NewRegistry())
+		if err != nil {
+			return nil, err
+		}
+		opts.Metrics = m
 	}
 	s := &Server{store: opts.Store, chains: opts.Chains, metrics: opts.Metrics, log: opts.Logger, insight: opts.Insight, traced: opts.Traced}
 	if err := s.CheckRoutes(snap); err != nil {

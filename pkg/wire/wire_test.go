@@ -99,7 +99,11 @@ func TestBackendsLease(t *testing.T) {
 	srv := redistest.Start(t, redistest.Options{})
 	cfg := load(t, fmt.Sprintf("backends: [{type: redis, url: %q}, {type: memory}]\n", srv.URL()))
 	reg := prometheus.NewRegistry()
-	bs, err := NewBackends(cfg, slog.New(slog.DiscardHandler), server.NewBackendMetrics(reg))
+	bm, err := server.NewBackendMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bs, err := NewBackends(cfg, slog.New(slog.DiscardHandler), bm)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,7 +17,6 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/extauthz/extauthz/examples/envoy/envoycheck"
 	"github.com/extauthz/extauthz/pkg/backends/memstore"
@@ -133,7 +132,7 @@ func newCheck(t *testing.T, clock *fixedClock) *server.Authz {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := server.New(server.Options{Store: mem, Metrics: server.NewMetrics(prometheus.NewRegistry())}, snap)
+	srv, err := server.New(server.Options{Store: mem}, snap)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,7 +6,6 @@ import (
 	"net"
 	"testing"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 
 	"github.com/extauthz/extauthz/pkg/backends/memstore"
@@ -38,7 +37,7 @@ func Start(t testing.TB, path string, st server.Settings) *Server {
 	if err != nil {
 		t.Fatalf("rlstest: %v", err)
 	}
-	srv, err := server.New(server.Options{Store: mem, Metrics: server.NewMetrics(prometheus.NewRegistry())}, snap)
+	srv, err := server.New(server.Options{Store: mem}, snap)
 	if err != nil {
 		t.Fatalf("rlstest: %v", err)
 	}
