@@ -1,0 +1,119 @@
+package envcompat
+
+import (
+	"strings"
+)
+
+// rules maps CONFIG_TYPE and the runtime directory.
+func (g *gen) rules() {
+	xds := []string{"FORCE_START_WITHOUT_INITIAL_CONFIG", "CONFIG_GRPC_XDS_NODE_ID", "CONFIG_GRPC_XDS_NODE_METADATA",
+		"CONFIG_GRPC_XDS_SERVER_URL", "CONFIG_GRPC_XDS_SERVER_CONNECT_RETRY_INTERVAL", "CONFIG_GRPC_XDS_CLIENT_ADDITIONAL_HEADERS",
+		"CONFIG_GRPC_XDS_SERVER_USE_TLS", "CONFIG_GRPC_XDS_CLIENT_TLS_CERT", "CONFIG_GRPC_XDS_CLIENT_TLS_KEY",
+		"CONFIG_GRPC_XDS_SERVER_TLS_CACERT", "CONFIG_GRPC_XDS_SERVER_TLS_SAN", "XDS_CLIENT_BACKOFF_INITIAL_INTERVAL",
+		"XDS_CLIENT_BACKOFF_MAX_INTERVAL", "XDS_CLIENT_BACKOFF_RANDOM_FACTOR", "XDS_CLIENT_BACKOFF_JITTER", "XDS_CLIENT_MAX_MSG_SIZE_IN_BYTES"}
+	switch ct := g.get("CONFIG_TYPE", "FILE"); strings.ToUpper(ct) {
+	case "FILE":
+		for _, v := range xds {
+			if g.set(v) {
+				g.note(v, "has no effect with CONFIG_TYPE=FILE (as in the reference)")
+			}
+		}
+	case "GRPC_XDS_SOTW":
+		g.problem("rules from an xDS management server are not supported by this build yet: serve the rules from the runtime directory "+
+			"(CONFIG_TYPE=FILE with RUNTIME_ROOT and RUNTIME_SUBDIRECTORY), or keep envoyproxy/ratelimit for now",
+			append([]string{"CONFIG_TYPE=GRPC_XDS_SOTW"}, g.setOf(xds)...)...)
+		return
+	default:
+		g.problem("unknown: use FILE", g.shown("CONFIG_TYPE"))
+		return
+	}
+	root := g.get("RUNTIME_ROOT", defaultRuntimeRoot)
+	sub := g.get("RUNTIME_SUBDIRECTORY", "")
+	app := g.get("RUNTIME_APPDIRECTORY", defaultAppDir)
+	ignore := g.boolean("RUNTIME_IGNOREDOTFILES", false)
+	watch := "root"
+	if !g.boolean("RUNTIME_WATCH_ROOT", true) {
+		watch = "app_directory"
+	}
+	g.line(0, "runtime", "", "the rule files, laid out and reloaded as by envoyproxy/ratelimit")
+	g.line(1, "root", quote(root), "RUNTIME_ROOT (default "+defaultRuntimeRoot+")")
+	g.line(1, "subdirectory", quote(sub), "RUNTIME_SUBDIRECTORY")
+	g.line(1, "app_directory", quote(app), "RUNTIME_APPDIRECTORY (default config)")
+	g.line(1, "ignore_dot_files", boolText(ignore), "RUNTIME_IGNOREDOTFILES")
+	g.line(1, "watch", watch, "RUNTIME_WATCH_ROOT: true reloads when the root is swapped, false on any change in the app directory")
+}
+
+func boolText(b bool) string {
+	if b {
+		return "true"
+	}
+	return "false"
+}
+
+// stats maps the statistics variables: extauthz exports Prometheus
+// metrics at http_addr/metrics.
+func (g *gen) stats() {
+	statsd := []string{"STATSD_HOST", "STATSD_PORT", "USE_DOG_STATSD_MOGRIFIERS", "EXTRA_TAGS", "STATS_FLUSH_INTERVAL"}
+	useStatsd := g.boolean("USE_STATSD", true)
+	dog := g.boolean("USE_DOG_STATSD", false)
+	if (g.set("USE_STATSD") && useStatsd) || dog || (useStatsd && len(g.setOf(statsd)) > 0) {
+		vars := []string{}
+		for _, v := range []string{"USE_STATSD", "USE_DOG_STATSD"} {
+			if g.set(v) {
+				vars = append(vars, g.shown(v))
+			}
+		}
+		g.problem("extauthz exports Prometheus metrics at http_addr/metrics (HOST:PORT), not statsd: scrape that, set USE_STATSD=false and unset the statsd variables",
+			append(vars, g.setOf(statsd)...)...)
+	} else {
+		for _, v := range statsd {
+			if g.set(v) {
+				g.note(v, "has no effect without statsd (as in the reference)")
+			}
+		}
+	}
+	if g.boolean("DISABLE_STATS", false) {
+		g.note("DISABLE_STATS", "extauthz always serves its metrics at http_addr/metrics")
+	}
+	if g.boolean("USE_PROMETHEUS", false) {
+		g.problem("extauthz serves Prometheus metrics on the HTTP listener (http_addr/metrics, from HOST:PORT), not on a listener of their own: "+
+			"point the scrape at HOST:PORT/metrics and unset USE_PROMETHEUS, PROMETHEUS_ADDR and PROMETHEUS_PATH",
+			append([]string{"USE_PROMETHEUS=true"}, g.setOf([]string{"PROMETHEUS_ADDR", "PROMETHEUS_PATH"})...)...)
+	} else {
+		for _, v := range []string{"PROMETHEUS_ADDR", "PROMETHEUS_PATH"} {
+			if g.set(v) {
+				g.note(v, "has no effect without USE_PROMETHEUS=true (as in the reference)")
+			}
+		}
+	}
+	if g.set("PROMETHEUS_MAPPER_YAML") {
+		g.problem("extauthz's metrics have their own names (MIGRATING.md maps them); a statsd mapper does not apply: unset it and update the dashboards and alerts",
+			"PROMETHEUS_MAPPER_YAML")
+	}
+}
+
+// tracing reports the tracing variables: extauthz cannot export traces in
+// this build.
+func (g *gen) tracing() {
+	vars := []string{"TRACING_SERVICE_NAME", "TRACING_SERVICE_NAMESPACE", "TRACING_SERVICE_INSTANCE_ID", "TRACING_EXPORTER_PROTOCOL", "TRACING_SAMPLING_RATE"}
+	if g.boolean("TRACING_ENABLED", false) {
+		g.problem("OpenTelemetry tracing is not supported by this build yet: set TRACING_ENABLED=false (or unset it) for now",
+			append([]string{"TRACING_ENABLED=true"}, g.setOf(vars)...)...)
+		return
+	}
+	for _, v := range vars {
+		if g.set(v) {
+			g.note(v, "has no effect without TRACING_ENABLED=true (as in the reference)")
+		}
+	}
+}
+
+// inert notes the variables that are set and were neither mapped nor
+// reported, so that none is silently ignored.
+func (g *gen) inert() {
+	for _, v := range Variables {
+		if !g.used[v] && g.set(v) {
+			g.note(v, "has no effect with the other settings (as in the reference)")
+		}
+	}
+}
