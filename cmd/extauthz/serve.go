@@ -44,13 +44,22 @@ type serveOptions struct {
 	shutdownTimeout time.Duration
 	logLevel        string // "": the config's log.level
 	logFormat       string // "": the config's log.format
+	// env is the server file generated from envoyproxy/ratelimit's
+	// variables, used when no config file is given (nil: config).
+	env *envSource
 }
 
 // load reads the server file and applies the command line's overrides, at
 // start and at every reload, so that a reload sees the same effective
 // settings.
 func (o *serveOptions) load() (*config.Config, error) {
-	cfg, err := config.LoadFile(o.config)
+	var cfg *config.Config
+	var err error
+	if o.env != nil {
+		cfg, err = o.env.load()
+	} else {
+		cfg, err = config.LoadFile(o.config)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -86,6 +95,12 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	if err != nil {
 		return &exitError{code: 2, msg: err.Error()}
 	}
+	if o.env != nil {
+		log.Warn("serving from envoyproxy/ratelimit environment variables (no --config); extauthz config from-env prints the equivalent server file", "variables", o.env.vars)
+		for _, n := range o.env.res.Notes {
+			log.Warn("variable set but not needed: " + n)
+		}
+	}
 	d := &daemon{opts: o, cfg: cfg, log: log, level: level, getenv: getenv}
 	defer d.close()
 	if err := d.build(); err != nil {
@@ -100,7 +115,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 // parseServeFlags reads serve's flags and their environment variables.
 func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer) (*serveOptions, error) {
 	o := new(serveOptions)
-	fs := newFlagSet("serve", "serve --config FILE [--grpc-addr HOST:PORT] [--http-addr HOST:PORT]", stderr)
+	fs := newFlagSet("serve", "serve [--config FILE] [--grpc-addr HOST:PORT] [--http-addr HOST:PORT]", stderr)
 	fs.StringVar(&o.config, "config", "", "server config file (env "+envConfig+")")
 	fs.StringVar(&o.grpcAddr, "grpc-addr", "", "gRPC listen address, overrides grpc_addr (env "+envGRPCAddr+"; default "+config.DefaultGRPCAddr+")")
 	fs.StringVar(&o.httpAddr, "http-addr", "", "HTTP admin listen address, overrides http_addr (env "+envHTTPAddr+"; default "+config.DefaultHTTPAddr+")")
@@ -113,7 +128,12 @@ func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer
 	if err := fromEnv(fs, getenv, map[string]string{"config": envConfig, "grpc-addr": envGRPCAddr, "http-addr": envHTTPAddr}); err != nil {
 		return nil, err
 	}
-	if err := requireConfig(fs, o.config); err != nil {
+	env, err := detectEnv(o.config, getenv, stderr)
+	if err != nil {
+		return nil, err
+	}
+	o.env = env
+	if err := requireConfig(fs, o.config); env == nil && err != nil {
 		return nil, err
 	}
 	if _, err := logging.ParseLevel(o.logLevel); o.logLevel != "" && err != nil {

@@ -98,6 +98,7 @@ func (g *gen) redis(v redisVars, indent int) {
 			g.problem("must be above 0", g.shown(v.timeout))
 		}
 		g.line(in, "timeouts", fmt.Sprintf("{dial: %s, read: %s, write: %s}", durationText(d), durationText(d), durationText(d)), v.timeout+" (unset: extauthz's sidecar defaults, 250ms dial, 100ms read and write)")
+		g.line(in, "call_timeout", durationText(d), v.timeout+" (unset: breaker.call_timeout, 10ms)")
 	}
 	if b := g.get(v.onEmpty, "WAIT"); !strings.EqualFold(b, "WAIT") {
 		g.problem("only WAIT is supported (as in the reference since radix v4): a call waits up to pool.timeout for a free connection; unset it", g.shown(v.onEmpty))
