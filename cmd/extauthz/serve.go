@@ -170,6 +170,8 @@ type daemon struct {
 	g     *grpc.Server
 	hs    *health.Server
 	admin *http.Server
+	// metrics serves only the metrics at metrics.addr (nil: none).
+	metrics *http.Server
 	// access guards the admin listener (admin section).
 	access *adminauth.Access
 	// insight records decisions for the traffic insight API (nil: off).
@@ -180,9 +182,9 @@ type daemon struct {
 	// tracing off).
 	tracer *tracing.Provider
 
-	glis, hlis net.Listener
-	watcher    *reload.Watcher
-	draining   atomic.Bool
+	glis, hlis, mlis net.Listener
+	watcher          *reload.Watcher
+	draining         atomic.Bool
 }
 
 // close releases the backends and stops the span exporter (after drain
@@ -268,6 +270,13 @@ func (d *daemon) build() error {
 		return err
 	}
 	d.admin = d.newAdmin()
+	if m := cfg.Metrics; m.Addr != "" {
+		d.metrics = &http.Server{
+			Handler:           server.NewMetricsHandler(d.reg, m.Path),
+			ReadHeaderTimeout: 5 * time.Second,
+			ErrorLog:          slog.NewLogLogger(d.log.Handler(), slog.LevelWarn),
+		}
+	}
 	return nil
 }
 
@@ -315,13 +324,24 @@ func (d *daemon) listen(ctx context.Context) error {
 		return fmt.Errorf("http listener: %w", err)
 	}
 	hlis = adminListener(hlis, d.cfg, d.access, d.log)
+	var mlis net.Listener
+	if d.metrics != nil {
+		if mlis, err = lc.Listen(ctx, "tcp", d.cfg.Metrics.Addr); err != nil {
+			_ = glis.Close()
+			_ = hlis.Close()
+			return fmt.Errorf("metrics listener: %w", err)
+		}
+	}
 	watcher, err := d.newWatcher()
 	if err != nil {
 		_ = glis.Close()
 		_ = hlis.Close()
+		if mlis != nil {
+			_ = mlis.Close()
+		}
 		return fmt.Errorf("watch config: %w", err)
 	}
-	d.glis, d.hlis, d.watcher = glis, hlis, watcher
+	d.glis, d.hlis, d.mlis, d.watcher = glis, hlis, mlis, watcher
 	return nil
 }
 
@@ -368,7 +388,7 @@ func (d *daemon) run(ctx context.Context) error {
 	log := d.log
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	var bg sync.WaitGroup
 	bg.Go(func() { watchBackends(ctx, d.bs, d.hs, log) })
 	bg.Go(func() { d.bs.LoadScripts(ctx, log, scriptLoadTimeout) })
@@ -385,6 +405,9 @@ func (d *daemon) run(ctx context.Context) error {
 	d.insight.Start()
 	go func() { errc <- d.g.Serve(d.glis) }()
 	go func() { errc <- d.admin.Serve(d.hlis) }()
+	if d.metrics != nil {
+		go func() { errc <- d.metrics.Serve(d.mlis) }()
+	}
 	log.Info("serving", "version", versionString(), "config", d.cfg.File, "tls", d.cfg.TLS.Enabled(), "tracing", d.tracer != nil,
 		"grpc_addr", d.glis.Addr().String(), "http_addr", d.hlis.Addr().String(), "domains", len(d.cfg.Rules.Domains()))
 
@@ -428,6 +451,11 @@ func (d *daemon) drain() {
 	defer cancel()
 	if err := d.admin.Shutdown(hctx); err != nil {
 		_ = d.admin.Close()
+	}
+	if d.metrics != nil {
+		if err := d.metrics.Shutdown(hctx); err != nil {
+			_ = d.metrics.Close()
+		}
 	}
 	closeInsight(d.insight, d.log)
 	d.flushSpans()

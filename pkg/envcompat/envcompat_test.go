@@ -89,6 +89,7 @@ func TestGolden(t *testing.T) {
 			"REDIS_PERSECOND_AUTH": "other",
 			"RUNTIME_APPDIRECTORY": "config", "RUNTIME_IGNOREDOTFILES": "true", "RUNTIME_WATCH_ROOT": "false",
 			"DEBUG_PORT": "6071", "EXPIRATION_JITTER_MAX_SECONDS": "60", "REDIS_PIPELINE_WINDOW": "150us",
+			"USE_PROMETHEUS": "true", "PROMETHEUS_ADDR": "127.0.0.1:9090",
 		},
 		"user_password": {"REDIS_AUTH": "rl:s3cr:et"},
 		"tls": {
@@ -136,8 +137,8 @@ func TestSecrets(t *testing.T) {
 // one error.
 func TestProblemsAtOnce(t *testing.T) {
 	env := with(map[string]string{
-		"USE_STATSD": "true", "STATSD_HOST": "statsd", "GRPC_UDS": "/tmp/rl.sock", "USE_PROMETHEUS": "true",
-		"PROMETHEUS_ADDR": ":9090", "TRACING_ENABLED": "true", "LOG_LEVEL": "verbose", "PORT": "http",
+		"USE_STATSD": "true", "STATSD_HOST": "statsd", "GRPC_UDS": "/tmp/rl.sock",
+		"TRACING_ENABLED": "true", "LOG_LEVEL": "verbose", "PORT": "http",
 		"CONFIG_TYPE": "GRPC_XDS_SOTW", "CONFIG_GRPC_XDS_SERVER_URL": "xds:18000", "REDIS_TLS": "true",
 		"REDIS_TLS_SKIP_HOSTNAME_VERIFICATION": "true", "GRPC_SERVER_USE_TLS": "yes please",
 		"REDIS_POOL_ON_EMPTY_BEHAVIOR": "ERROR", "PROMETHEUS_MAPPER_YAML": "/m.yaml",
@@ -148,16 +149,15 @@ func TestProblemsAtOnce(t *testing.T) {
 		t.Fatalf("got %v, want an *Error", err)
 	}
 	msg := err.Error()
-	for _, want := range []string{"USE_STATSD=true", "STATSD_HOST", "GRPC_UDS", "USE_PROMETHEUS=true", "PROMETHEUS_ADDR",
-		"TRACING_ENABLED=true", "LOG_LEVEL=verbose", "PORT=http", "CONFIG_TYPE=GRPC_XDS_SOTW", "CONFIG_GRPC_XDS_SERVER_URL",
+	for _, want := range []string{"USE_STATSD=true", "STATSD_HOST", "GRPC_UDS", "TRACING_ENABLED=true", "LOG_LEVEL=verbose", "PORT=http", "CONFIG_TYPE=GRPC_XDS_SOTW", "CONFIG_GRPC_XDS_SERVER_URL",
 		"REDIS_TLS_SKIP_HOSTNAME_VERIFICATION=true", `GRPC_SERVER_USE_TLS="yes please"`, "REDIS_POOL_ON_EMPTY_BEHAVIOR=ERROR",
 		"PROMETHEUS_MAPPER_YAML", "extauthz config from-env"} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("the error does not name %s:\n%s", want, msg)
 		}
 	}
-	if got := len(e.Problems); got != 11 {
-		t.Errorf("%d problems, want 11:\n%s", got, msg)
+	if got := len(e.Problems); got != 10 {
+		t.Errorf("%d problems, want 10:\n%s", got, msg)
 	}
 }
 
@@ -206,7 +206,7 @@ func TestHostileValues(t *testing.T) {
 
 // allowedKeys are the top-level keys Generate may write.
 var allowedKeys = []string{"http_addr", "grpc_addr", "grpc", "tls", "log", "near_limit_ratio", "count_mode", "response_headers",
-	"shadow_mode", "quota_mode", "response_dynamic_metadata", "merge_domain_config", "backends", "chains", "chains_by_unit", "runtime"}
+	"shadow_mode", "quota_mode", "response_dynamic_metadata", "merge_domain_config", "metrics", "backends", "chains", "chains_by_unit", "runtime"}
 
 // checkDoc parses doc and checks its top-level keys.
 func checkDoc(t *testing.T, doc []byte) {

@@ -76,9 +76,9 @@ func (g *gen) stats() {
 		g.note("DISABLE_STATS", "extauthz always serves its metrics at http_addr/metrics")
 	}
 	if g.boolean("USE_PROMETHEUS", false) {
-		g.problem("extauthz serves Prometheus metrics on the HTTP listener (http_addr/metrics, from HOST:PORT), not on a listener of their own: "+
-			"point the scrape at HOST:PORT/metrics and unset USE_PROMETHEUS, PROMETHEUS_ADDR and PROMETHEUS_PATH",
-			append([]string{"USE_PROMETHEUS=true"}, g.setOf([]string{"PROMETHEUS_ADDR", "PROMETHEUS_PATH"})...)...)
+		g.line(0, "metrics", "", "USE_PROMETHEUS=true: a listener serving only the metrics (also at http_addr/metrics)")
+		g.line(1, "addr", quote(g.get("PROMETHEUS_ADDR", ":9090")), "PROMETHEUS_ADDR (default :9090)")
+		g.line(1, "path", quote(g.get("PROMETHEUS_PATH", "/metrics")), "PROMETHEUS_PATH (default /metrics)")
 	} else {
 		for _, v := range []string{"PROMETHEUS_ADDR", "PROMETHEUS_PATH"} {
 			if g.set(v) {
@@ -87,7 +87,7 @@ func (g *gen) stats() {
 		}
 	}
 	if g.set("PROMETHEUS_MAPPER_YAML") {
-		g.problem("extauthz's metrics have their own names (MIGRATING.md maps them); a statsd mapper does not apply: unset it and update the dashboards and alerts",
+		g.problem("extauthz's metrics have their own names (MIGRATING.md maps them), which a mapping file cannot rename: unset it and update the dashboards and alerts",
 			"PROMETHEUS_MAPPER_YAML")
 	}
 }

@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"context"
+	"io"
+	"net/http"
 	"net"
 	"os"
 	"path/filepath"
@@ -37,7 +39,9 @@ func TestEnvCompat(t *testing.T) {
 	if err := os.Symlink(filepath.Join(dir, "v1"), root); err != nil {
 		t.Fatal(err)
 	}
+	promAddr := FreeAddr(t)
 	env := []string{
+		"USE_PROMETHEUS=true", "PROMETHEUS_ADDR=" + promAddr, "PROMETHEUS_PATH=/stats/prometheus",
 		"USE_STATSD=false", "LOG_LEVEL=info", "BACKEND_TYPE=redis",
 		"REDIS_SOCKET_TYPE=tcp", "REDIS_URL=" + rdb.Addr, "REDIS_TIMEOUT=2s",
 		"RUNTIME_ROOT=" + root, "RUNTIME_SUBDIRECTORY=ratelimit", "RUNTIME_IGNOREDOTFILES=true",
@@ -80,6 +84,17 @@ func TestEnvCompat(t *testing.T) {
 	keys, err := rdb.Client(t).Keys(ctx, "*").Result()
 	if err != nil || len(keys) == 0 {
 		t.Errorf("Redis holds no counter (%v): the decisions did not come from Redis", err)
+	}
+
+	// USE_PROMETHEUS: the metrics on their own listener and path.
+	resp, err := http.Get("http://" + promAddr + "/stats/prometheus")
+	if err != nil {
+		t.Fatalf("metrics listener: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `extauthz_requests_total{api="ratelimit",code="over_limit",domain="edge"} 1`) {
+		t.Errorf("GET %s/stats/prometheus: %d\n%.2000s", promAddr, resp.StatusCode, body)
 	}
 
 	// The reference's deployment swaps the runtime root symlink.
