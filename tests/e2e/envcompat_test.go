@@ -3,8 +3,8 @@ package e2e
 import (
 	"context"
 	"io"
-	"net/http"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
