@@ -55,8 +55,12 @@ func TestConfigFromEnv(t *testing.T) {
 		t.Fatalf("config from-env printed\n%s\nwant\n%s (%v)", out, res.YAML, err)
 	}
 	code, out, stderr = runCmd(t, env, "validate")
-	if code != 0 || !strings.Contains(out, envDocName+": OK (1 domain, 1 rule)") {
+	if code != 0 || !strings.Contains(out, envDocName+": OK (1 domain, 1 rule)") || stderr != "" {
 		t.Errorf("validate from the environment: exit %d, stdout %q, stderr %q", code, out, stderr)
+	}
+	code, out, stderr = runCmd(t, env, "explain", "--domain", "edge", "--descriptor", "remote_address=10.0.0.1")
+	if code != 0 || !strings.Contains(out, "limit: 5 per second") || stderr != "" {
+		t.Errorf("explain from the environment: exit %d, stdout %q, stderr %q", code, out, stderr)
 	}
 	file := writeConfig(t, string(res.YAML))
 	code, out, stderr = runCmd(t, func(string) string { return "" }, "validate", "--config", file)

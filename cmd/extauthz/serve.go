@@ -133,8 +133,10 @@ func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer
 		return nil, err
 	}
 	o.env = env
-	if err := requireConfig(fs, o.config); env == nil && err != nil {
-		return nil, err
+	if env == nil {
+		if err := requireConfig(fs, o.config); err != nil {
+			return nil, err
+		}
 	}
 	if _, err := logging.ParseLevel(o.logLevel); o.logLevel != "" && err != nil {
 		return nil, &exitError{code: 2, msg: "--log-level: " + err.Error()}

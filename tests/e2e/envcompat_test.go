@@ -66,6 +66,9 @@ func TestEnvCompat(t *testing.T) {
 	if !strings.Contains(p.Logs(), "serving from envoyproxy/ratelimit environment variables") {
 		t.Errorf("no startup line naming the environment mode:\n%s", p.Logs())
 	}
+	if strings.Contains(p.Logs(), "Usage:") {
+		t.Errorf("serve printed its usage although it runs from the environment:\n%s", p.Logs())
+	}
 	c := rlsv3.NewRateLimitServiceClient(p.Dial(t))
 	codes := []rlsv3.RateLimitResponse_Code{}
 	for range 3 {
