@@ -17,7 +17,7 @@ import (
 const envDocName = "<environment>"
 
 // envSource is the server file generated from the environment: serve,
-// validate, health, migrate and cleanup run from it when no --config (or
+// validate, explain, health, migrate and cleanup run from it when no --config (or
 // EXTAUTHZ_CONFIG) is given and a reference variable is set, so that all of
 // them see exactly what `extauthz config from-env` prints.
 type envSource struct {

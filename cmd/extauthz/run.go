@@ -44,8 +44,8 @@ Environment: EXTAUTHZ_CONFIG, EXTAUTHZ_GRPC_ADDR and EXTAUTHZ_HTTP_ADDR stand in
 for --config, --grpc-addr and --http-addr; flags win over the environment, which
 wins over the config file. Without --config (or EXTAUTHZ_CONFIG), when
 envoyproxy/ratelimit's variables are set (REDIS_URL, RUNTIME_ROOT, ...), serve,
-validate, health, migrate and cleanup run from the server file they amount to,
-which "extauthz config from-env" prints (see MIGRATING.md).
+validate, explain, health, migrate and cleanup run from the server file they
+amount to, which "extauthz config from-env" prints (see MIGRATING.md).
 
 Run "extauthz COMMAND -h" for the flags of a command.
 `
