@@ -89,6 +89,11 @@ func TestEnvCompat(t *testing.T) {
 		t.Errorf("Redis holds no counter (%v): the decisions did not come from Redis", err)
 	}
 
+	// The reference's health path on HOST:PORT.
+	if code, body := p.Get(t, "/healthcheck"); code != http.StatusOK {
+		t.Errorf("GET /healthcheck: %d %q", code, body)
+	}
+
 	// USE_PROMETHEUS: the metrics on their own listener and path.
 	resp, err := http.Get("http://" + promAddr + "/stats/prometheus")
 	if err != nil {
