@@ -52,7 +52,7 @@ type Error struct {
 
 func (e *Error) Error() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "envoyproxy/ratelimit compatibility: %d setting(s) of the environment cannot be honoured; nothing was started:", len(e.Problems))
+	fmt.Fprintf(&b, "envoyproxy/ratelimit compatibility: %d setting(s) of the environment cannot be honoured:", len(e.Problems))
 	for _, p := range e.Problems {
 		fmt.Fprintf(&b, "\n  - %s: %s", strings.Join(p.Vars, ", "), p.Msg)
 	}

@@ -3,6 +3,7 @@ package envcompat
 import (
 	"fmt"
 	"net"
+	neturl "net/url"
 	"strconv"
 	"strings"
 )
@@ -87,8 +88,8 @@ func (g *gen) redis(v redisVars, indent int) {
 	g.out.WriteString(strings.Repeat("  ", indent) + "- type: redis\n")
 	in := indent + 1
 	g.line(in, "name", v.name, "")
-	g.redisAddress(v, in)
-	g.redisAuth(v, in)
+	cred := g.redisAddress(v, in)
+	g.redisAuth(v, in, cred)
 	g.redisTLS(v, in)
 	g.line(in, "pool", "", "")
 	g.line(in+1, "size", strconv.FormatInt(g.integer(v.pool, defaultPoolSize, 1, 1<<20), 10), v.pool+" (default 10)")
@@ -120,24 +121,42 @@ func (g *gen) redis(v redisVars, indent int) {
 	}
 }
 
-// redisAddress maps the socket type, Redis type and URL.
-func (g *gen) redisAddress(v redisVars, in int) {
+// redisAddress maps the socket type, Redis type and URL; it returns the
+// credentials of URL-form Sentinel or Cluster entries (nil: none).
+func (g *gen) redisAddress(v redisVars, in int) (cred *neturl.Userinfo) {
 	url := g.get(v.url, v.defaultURL)
 	socket := strings.ToLower(g.get(v.socket, "unix"))
 	switch typ := strings.ToUpper(g.get(v.typ, "SINGLE")); typ {
 	case "SINGLE":
+		if isURL(url) {
+			// The reference's client also takes redis://[user:password@]host:port[/db].
+			if !validURL(url) {
+				g.problem("expected host:port or redis://[user:password@]host:port[/db] for REDIS_TYPE=SINGLE", g.shown(v.url))
+				return
+			}
+			if strings.Contains(url, "@") {
+				g.secret = true
+			}
+			g.line(in, "url", quote(url), fmt.Sprintf("%s=SINGLE, %s", v.typ, v.url))
+			return
+		}
 		if socket != "tcp" {
 			g.problem(fmt.Sprintf("extauthz connects to Redis over TCP only, not a unix socket: set %s=tcp and %s=host:port", v.socket, v.url),
 				v.socket+"="+socket, g.shown(v.url))
 			return
 		}
 		if !hostPort(url) {
-			g.problem("expected host:port for REDIS_TYPE=SINGLE", g.shown(v.url))
+			g.problem("expected host:port or redis://[user:password@]host:port[/db] for REDIS_TYPE=SINGLE", g.shown(v.url))
 			return
 		}
 		g.line(in, "url", quote("redis://"+url), fmt.Sprintf("%s=tcp, %s=SINGLE, %s", v.socket, v.typ, v.url))
 	case "SENTINEL":
 		parts := strings.Split(url, ",")
+		if len(parts) >= 2 {
+			var addrs []string
+			addrs, cred = g.nodeAddrs(v, parts[1:])
+			parts = append(parts[:1:1], addrs...)
+		}
 		if len(parts) < 2 || parts[0] == "" || !allHostPort(parts[1:]) {
 			g.problem("expected master_name,host:port[,host:port...] for SENTINEL (the master's name, then the sentinels)", g.shown(v.url))
 			return
@@ -150,7 +169,8 @@ func (g *gen) redisAddress(v redisVars, in int) {
 			g.line(in+1, "password", quote(g.get(v.sentinel, "")), v.sentinel+" (a secret: move it out of this file)")
 		}
 	case "CLUSTER":
-		parts := strings.Split(url, ",")
+		var parts []string
+		parts, cred = g.nodeAddrs(v, strings.Split(url, ","))
 		if !allHostPort(parts) {
 			g.problem("expected host:port[,host:port...] for CLUSTER", g.shown(v.url))
 			return
@@ -160,12 +180,21 @@ func (g *gen) redisAddress(v redisVars, in int) {
 	default:
 		g.problem("unknown Redis type: use SINGLE, SENTINEL or CLUSTER", g.shown(v.typ))
 	}
+	return cred
 }
 
 // redisAuth maps REDIS_AUTH: a password stays in the environment
 // (password_env); user:password needs the user here, and so the password.
-func (g *gen) redisAuth(v redisVars, in int) {
+// Without REDIS_AUTH, the credentials of URL-form node entries apply.
+func (g *gen) redisAuth(v redisVars, in int, cred *neturl.Userinfo) {
 	auth := g.get(v.auth, "")
+	if auth == "" && cred != nil {
+		pass, _ := cred.Password()
+		g.secret = true
+		g.line(in, "username", quote(cred.Username()), v.url+" (the nodes' redis://user:password@)")
+		g.line(in, "password", quote(pass), v.url+" (a secret: move it to password_file or password_env)")
+		return
+	}
 	if auth == "" {
 		return
 	}
@@ -197,6 +226,41 @@ func (g *gen) redisTLS(v redisVars, in int) {
 		g.problem("extauthz always verifies Redis's certificate chain and host name; it cannot skip only the host name: "+
 			"unset it and write the name the certificate carries as tls.server_name in a server file", "REDIS_TLS_SKIP_HOSTNAME_VERIFICATION=true")
 	}
+}
+
+// isURL reports whether a REDIS_URL entry is a redis:// or rediss:// URL
+// rather than host:port.
+func isURL(s string) bool {
+	return strings.HasPrefix(s, "redis://") || strings.HasPrefix(s, "rediss://")
+}
+
+func validURL(s string) bool {
+	u, err := neturl.Parse(s)
+	return err == nil && hostPort(u.Host) && u.RawQuery == "" && u.Fragment == ""
+}
+
+// nodeAddrs returns the host:port of each Sentinel or Cluster entry,
+// entries written as redis://[user:password@]host:port reduced to their
+// address, and the first credentials found in them (nil: none). rediss://
+// entries are a problem (TLS is REDIS_TLS there).
+func (g *gen) nodeAddrs(v redisVars, entries []string) (addrs []string, cred *neturl.Userinfo) {
+	addrs = make([]string, 0, len(entries))
+	for _, e := range entries {
+		if !isURL(e) {
+			addrs = append(addrs, e)
+			continue
+		}
+		u, err := neturl.Parse(e)
+		if err != nil || strings.HasPrefix(e, "rediss://") {
+			g.problem("write each node as host:port or redis://[user:password@]host:port; for TLS set "+v.tls+"=true", g.shown(v.url))
+			return nil, nil
+		}
+		addrs = append(addrs, u.Host)
+		if cred == nil {
+			cred = u.User
+		}
+	}
+	return addrs, cred
 }
 
 func hostPort(s string) bool {
