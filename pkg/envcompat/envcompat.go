@@ -30,7 +30,8 @@ type Result struct {
 	// and why (one line each).
 	Notes []string
 	// Secret reports that YAML holds a secret taken from a variable's value
-	// (a REDIS_AUTH of the form user:password, a sentinel password): do not
+	// (a REDIS_AUTH of the form user:password, a sentinel password, a
+	// REDIS_URL with credentials): do not
 	// commit it as is. Plain passwords stay in the environment
 	// (password_env).
 	Secret bool
