@@ -116,3 +116,30 @@ func TestRuntimeErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestRuntimeMerge: with merge_domain_config, runtime files of one domain
+// are merged, as MERGE_DOMAIN_CONFIG merges the reference's runtime files.
+func TestRuntimeMerge(t *testing.T) {
+	dir := t.TempDir()
+	for name, key := range map[string]string{"a.yaml": "a", "b.yaml": "b"} {
+		p := filepath.Join(dir, "rl", "config", name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		body := "domain: edge\ndescriptors:\n  - key: " + key + "\n    rate_limit: {unit: second, requests_per_unit: 1}\n"
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	doc := "runtime: {root: '" + dir + "', subdirectory: rl}\n"
+	if _, err := Load(strings.NewReader(doc), "x.yaml"); err == nil {
+		t.Fatal("two runtime files of domain edge loaded without merge_domain_config")
+	}
+	cfg, err := Load(strings.NewReader(doc+"merge_domain_config: true\n"), "x.yaml")
+	if err != nil {
+		t.Fatalf("merged: %v", err)
+	}
+	if got := len(cfg.Rules.Rules("edge")); got != 2 {
+		t.Errorf("merged domain edge has %d rules, want 2", got)
+	}
+}
