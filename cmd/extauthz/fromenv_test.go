@@ -67,6 +67,12 @@ func TestConfigFromEnv(t *testing.T) {
 	if code != 0 || !strings.Contains(out, ": OK (1 domain, 1 rule)") {
 		t.Errorf("validate of the printed file: exit %d, stdout %q, stderr %q", code, out, stderr)
 	}
+	// CONFIG_TYPE=GRPC_XDS_SOTW: the rules come from rules_xds.
+	xds := refEnv(t, "CONFIG_TYPE", "GRPC_XDS_SOTW", "CONFIG_GRPC_XDS_SERVER_URL", "127.0.0.1:1")
+	code, out, stderr = runCmd(t, xds, "validate")
+	if code != 0 || !strings.Contains(out, "rules come from the xDS management server at 127.0.0.1:1") {
+		t.Errorf("validate with CONFIG_TYPE=GRPC_XDS_SOTW: exit %d, stdout %q, stderr %q", code, out, stderr)
+	}
 	// --config wins over the reference's variables.
 	code, out, _ = runCmd(t, env, "validate", "--config", writeConfig(t, testRules))
 	if code != 0 || strings.Contains(out, envDocName) {

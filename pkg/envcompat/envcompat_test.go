@@ -80,6 +80,11 @@ func TestGolden(t *testing.T) {
 			"GRPC_SERVER_USE_TLS": "true", "GRPC_SERVER_TLS_CERT": "/tls/tls.crt", "GRPC_SERVER_TLS_KEY": "/tls/tls.key",
 			"GRPC_CLIENT_TLS_CACERT": "/tls/ca.crt",
 		},
+		"xds": {
+			"CONFIG_TYPE": "GRPC_XDS_SOTW", "CONFIG_GRPC_XDS_SERVER_URL": "xds.svc:18000", "CONFIG_GRPC_XDS_NODE_ID": "rl",
+			"CONFIG_GRPC_XDS_NODE_METADATA": "zone=eu-1", "FORCE_START_WITHOUT_INITIAL_CONFIG": "true",
+			"XDS_CLIENT_BACKOFF_INITIAL_INTERVAL": "2s", "XDS_CLIENT_BACKOFF_MAX_INTERVAL": "1m",
+		},
 		"modes": {"SHADOW_MODE": "true", "QUOTA_MODE": "true", "RESPONSE_DYNAMIC_METADATA": "true", "MERGE_DOMAIN_CONFIG": "true"},
 	}
 	for _, name := range slices.Sorted(maps.Keys(tests)) {
@@ -123,7 +128,7 @@ func TestProblemsAtOnce(t *testing.T) {
 	env := with(map[string]string{
 		"USE_STATSD": "true", "STATSD_HOST": "statsd", "GRPC_UDS": "/tmp/rl.sock",
 		"TRACING_ENABLED": "true", "LOG_LEVEL": "verbose", "PORT": "http",
-		"CONFIG_TYPE": "GRPC_XDS_SOTW", "CONFIG_GRPC_XDS_SERVER_URL": "xds:18000", "REDIS_TLS": "true",
+		"REDIS_TLS":                            "true",
 		"REDIS_TLS_SKIP_HOSTNAME_VERIFICATION": "true", "GRPC_SERVER_USE_TLS": "yes please",
 		"REDIS_POOL_ON_EMPTY_BEHAVIOR": "ERROR", "PROMETHEUS_MAPPER_YAML": "/m.yaml",
 	})
@@ -133,15 +138,15 @@ func TestProblemsAtOnce(t *testing.T) {
 		t.Fatalf("got %v, want an *Error", err)
 	}
 	msg := err.Error()
-	for _, want := range []string{"USE_STATSD=true", "STATSD_HOST", "GRPC_UDS", "TRACING_ENABLED=true", "LOG_LEVEL=verbose", "PORT=http", "CONFIG_TYPE=GRPC_XDS_SOTW", "CONFIG_GRPC_XDS_SERVER_URL",
+	for _, want := range []string{"USE_STATSD=true", "STATSD_HOST", "GRPC_UDS", "TRACING_ENABLED=true", "LOG_LEVEL=verbose", "PORT=http",
 		"REDIS_TLS_SKIP_HOSTNAME_VERIFICATION=true", `GRPC_SERVER_USE_TLS="yes please"`, "REDIS_POOL_ON_EMPTY_BEHAVIOR=ERROR",
 		"PROMETHEUS_MAPPER_YAML", "extauthz config from-env"} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("the error does not name %s:\n%s", want, msg)
 		}
 	}
-	if got := len(e.Problems); got != 10 {
-		t.Errorf("%d problems, want 10:\n%s", got, msg)
+	if got := len(e.Problems); got != 9 {
+		t.Errorf("%d problems, want 9:\n%s", got, msg)
 	}
 }
 
@@ -190,7 +195,7 @@ func TestHostileValues(t *testing.T) {
 
 // allowedKeys are the top-level keys Generate may write.
 var allowedKeys = []string{"http_addr", "grpc_addr", "grpc", "tls", "log", "near_limit_ratio", "count_mode", "response_headers",
-	"shadow_mode", "quota_mode", "response_dynamic_metadata", "merge_domain_config", "metrics", "backends", "chains", "chains_by_unit", "runtime"}
+	"shadow_mode", "quota_mode", "response_dynamic_metadata", "merge_domain_config", "metrics", "rules_xds", "backends", "chains", "chains_by_unit", "runtime"}
 
 // checkDoc parses doc and checks its top-level keys.
 func checkDoc(t *testing.T, doc []byte) {

@@ -35,23 +35,23 @@ var mappings = map[string][]mapping{
 	"GRPC_CLIENT_TLS_SAN":                {{over: tlsEnv("GRPC_CLIENT_TLS_SAN", "spiffe://x"), problem: "GRPC_CLIENT_TLS_SAN=spiffe://x: extauthz accepts any client certificate"}},
 	"LOG_LEVEL":                          {{yaml: "level: warn "}, {over: m("LOG_LEVEL", "TRACE"), yaml: "level: debug "}, {over: m("LOG_LEVEL", "warning"), yaml: "level: warn "}, {over: m("LOG_LEVEL", "loud"), problem: "LOG_LEVEL=loud: not a log level"}},
 	"LOG_FORMAT":                         {{yaml: "format: text "}, {over: m("LOG_FORMAT", "Json"), yaml: "format: json "}},
-	"CONFIG_TYPE":                        {{over: m("CONFIG_TYPE", "GRPC_XDS_SOTW"), problem: "CONFIG_TYPE=GRPC_XDS_SOTW: rules from an xDS management server are not supported"}, {over: m("CONFIG_TYPE", "HTTP"), problem: "CONFIG_TYPE=HTTP: unknown: use FILE"}},
-	"FORCE_START_WITHOUT_INITIAL_CONFIG": {{over: m("FORCE_START_WITHOUT_INITIAL_CONFIG", "true"), note: "FORCE_START_WITHOUT_INITIAL_CONFIG: has no effect with CONFIG_TYPE=FILE"}},
-	"CONFIG_GRPC_XDS_NODE_ID":            {xdsRow("CONFIG_GRPC_XDS_NODE_ID")},
-	"CONFIG_GRPC_XDS_NODE_METADATA":      {xdsRow("CONFIG_GRPC_XDS_NODE_METADATA")},
-	"CONFIG_GRPC_XDS_SERVER_URL":         {xdsRow("CONFIG_GRPC_XDS_SERVER_URL"), {over: map[string]string{"CONFIG_TYPE": "GRPC_XDS_SOTW", "CONFIG_GRPC_XDS_SERVER_URL": "x:1"}, problem: "CONFIG_TYPE=GRPC_XDS_SOTW, CONFIG_GRPC_XDS_SERVER_URL:"}},
-	"CONFIG_GRPC_XDS_SERVER_CONNECT_RETRY_INTERVAL": {xdsRow("CONFIG_GRPC_XDS_SERVER_CONNECT_RETRY_INTERVAL")},
-	"CONFIG_GRPC_XDS_CLIENT_ADDITIONAL_HEADERS":     {xdsRow("CONFIG_GRPC_XDS_CLIENT_ADDITIONAL_HEADERS")},
-	"CONFIG_GRPC_XDS_SERVER_USE_TLS":                {xdsRow("CONFIG_GRPC_XDS_SERVER_USE_TLS")},
-	"CONFIG_GRPC_XDS_CLIENT_TLS_CERT":               {xdsRow("CONFIG_GRPC_XDS_CLIENT_TLS_CERT")},
-	"CONFIG_GRPC_XDS_CLIENT_TLS_KEY":                {xdsRow("CONFIG_GRPC_XDS_CLIENT_TLS_KEY")},
-	"CONFIG_GRPC_XDS_SERVER_TLS_CACERT":             {xdsRow("CONFIG_GRPC_XDS_SERVER_TLS_CACERT")},
-	"CONFIG_GRPC_XDS_SERVER_TLS_SAN":                {xdsRow("CONFIG_GRPC_XDS_SERVER_TLS_SAN")},
-	"XDS_CLIENT_BACKOFF_INITIAL_INTERVAL":           {xdsRow("XDS_CLIENT_BACKOFF_INITIAL_INTERVAL")},
-	"XDS_CLIENT_BACKOFF_MAX_INTERVAL":               {xdsRow("XDS_CLIENT_BACKOFF_MAX_INTERVAL")},
-	"XDS_CLIENT_BACKOFF_RANDOM_FACTOR":              {xdsRow("XDS_CLIENT_BACKOFF_RANDOM_FACTOR")},
+	"CONFIG_TYPE":                        {{over: m("CONFIG_TYPE", "GRPC_XDS_SOTW"), yaml: `address: "localhost:18000"`}, {over: m("CONFIG_TYPE", "grpc_xds_sotw"), note: "RUNTIME_ROOT: has no effect with CONFIG_TYPE=GRPC_XDS_SOTW"}, {over: m("CONFIG_TYPE", "HTTP"), problem: "CONFIG_TYPE=HTTP: unknown: use FILE or GRPC_XDS_SOTW"}},
+	"FORCE_START_WITHOUT_INITIAL_CONFIG": {{over: m("FORCE_START_WITHOUT_INITIAL_CONFIG", "true"), note: "FORCE_START_WITHOUT_INITIAL_CONFIG: has no effect with CONFIG_TYPE=FILE"}, xdsMap("FORCE_START_WITHOUT_INITIAL_CONFIG", "1", "ready_without_rules: true ")},
+	"CONFIG_GRPC_XDS_NODE_ID":            {xdsRow("CONFIG_GRPC_XDS_NODE_ID"), xdsMap("CONFIG_GRPC_XDS_NODE_ID", "rl-1", `node_id: "rl-1"`)},
+	"CONFIG_GRPC_XDS_NODE_METADATA":      {xdsRow("CONFIG_GRPC_XDS_NODE_METADATA"), xdsMap("CONFIG_GRPC_XDS_NODE_METADATA", "zone=eu,bad,k=a=b", "\"zone\": \"eu\" \n    \"k\": \"a=b\" \n")},
+	"CONFIG_GRPC_XDS_SERVER_URL":         {xdsRow("CONFIG_GRPC_XDS_SERVER_URL"), xdsMap("CONFIG_GRPC_XDS_SERVER_URL", "xds:18000", `address: "xds:18000"`)},
+	"CONFIG_GRPC_XDS_SERVER_CONNECT_RETRY_INTERVAL": {xdsRow("CONFIG_GRPC_XDS_SERVER_CONNECT_RETRY_INTERVAL"), {over: m("CONFIG_TYPE", "GRPC_XDS_SOTW", "CONFIG_GRPC_XDS_SERVER_CONNECT_RETRY_INTERVAL", "1s"), note: "CONFIG_GRPC_XDS_SERVER_CONNECT_RETRY_INTERVAL: extauthz doubles"}},
+	"CONFIG_GRPC_XDS_CLIENT_ADDITIONAL_HEADERS":     {xdsRow("CONFIG_GRPC_XDS_CLIENT_ADDITIONAL_HEADERS"), xdsMap("CONFIG_GRPC_XDS_CLIENT_ADDITIONAL_HEADERS", "authorization:Bearer x", `"authorization": "Bearer x"`), {over: m("CONFIG_TYPE", "GRPC_XDS_SOTW", "CONFIG_GRPC_XDS_CLIENT_ADDITIONAL_HEADERS", "nocolon"), problem: "CONFIG_GRPC_XDS_CLIENT_ADDITIONAL_HEADERS: expected key:value"}},
+	"CONFIG_GRPC_XDS_SERVER_USE_TLS":                {xdsRow("CONFIG_GRPC_XDS_SERVER_USE_TLS"), xdsMap("CONFIG_GRPC_XDS_SERVER_USE_TLS", "true", "tls: # CONFIG_GRPC_XDS_SERVER_USE_TLS=true \n    enabled: true")},
+	"CONFIG_GRPC_XDS_CLIENT_TLS_CERT":               {xdsRow("CONFIG_GRPC_XDS_CLIENT_TLS_CERT"), xdsMap("CONFIG_GRPC_XDS_CLIENT_TLS_CERT", "/c", `cert_file: "/c"`, "CONFIG_GRPC_XDS_SERVER_USE_TLS", "true")},
+	"CONFIG_GRPC_XDS_CLIENT_TLS_KEY":                {xdsRow("CONFIG_GRPC_XDS_CLIENT_TLS_KEY"), xdsMap("CONFIG_GRPC_XDS_CLIENT_TLS_KEY", "/k", `key_file: "/k"`, "CONFIG_GRPC_XDS_SERVER_USE_TLS", "true")},
+	"CONFIG_GRPC_XDS_SERVER_TLS_CACERT":             {xdsRow("CONFIG_GRPC_XDS_SERVER_TLS_CACERT"), xdsMap("CONFIG_GRPC_XDS_SERVER_TLS_CACERT", "/ca", `ca_file: "/ca"`, "CONFIG_GRPC_XDS_SERVER_USE_TLS", "true")},
+	"CONFIG_GRPC_XDS_SERVER_TLS_SAN":                {xdsRow("CONFIG_GRPC_XDS_SERVER_TLS_SAN"), xdsMap("CONFIG_GRPC_XDS_SERVER_TLS_SAN", "xds.svc", `server_name: "xds.svc"`, "CONFIG_GRPC_XDS_SERVER_USE_TLS", "true"), {over: m("CONFIG_TYPE", "GRPC_XDS_SOTW", "CONFIG_GRPC_XDS_SERVER_TLS_SAN", "x"), note: "CONFIG_GRPC_XDS_SERVER_TLS_SAN: has no effect without CONFIG_GRPC_XDS_SERVER_USE_TLS=true"}},
+	"XDS_CLIENT_BACKOFF_INITIAL_INTERVAL":           {xdsRow("XDS_CLIENT_BACKOFF_INITIAL_INTERVAL"), xdsMap("XDS_CLIENT_BACKOFF_INITIAL_INTERVAL", "2s", "initial_backoff: 2s "), {over: m("CONFIG_TYPE", "GRPC_XDS_SOTW"), yaml: "initial_backoff: 10s "}},
+	"XDS_CLIENT_BACKOFF_MAX_INTERVAL":               {xdsRow("XDS_CLIENT_BACKOFF_MAX_INTERVAL"), xdsMap("XDS_CLIENT_BACKOFF_MAX_INTERVAL", "2m", "max_backoff: 2m "), {over: m("CONFIG_TYPE", "GRPC_XDS_SOTW"), yaml: "max_backoff: 1m "}},
+	"XDS_CLIENT_BACKOFF_RANDOM_FACTOR":              {xdsRow("XDS_CLIENT_BACKOFF_RANDOM_FACTOR"), {over: m("CONFIG_TYPE", "GRPC_XDS_SOTW", "XDS_CLIENT_BACKOFF_RANDOM_FACTOR", "0.5"), note: "XDS_CLIENT_BACKOFF_RANDOM_FACTOR: extauthz doubles"}},
 	"XDS_CLIENT_BACKOFF_JITTER":                     {xdsRow("XDS_CLIENT_BACKOFF_JITTER")},
-	"XDS_CLIENT_MAX_MSG_SIZE_IN_BYTES":              {xdsRow("XDS_CLIENT_MAX_MSG_SIZE_IN_BYTES")},
+	"XDS_CLIENT_MAX_MSG_SIZE_IN_BYTES":              {xdsRow("XDS_CLIENT_MAX_MSG_SIZE_IN_BYTES"), xdsMap("XDS_CLIENT_MAX_MSG_SIZE_IN_BYTES", "1048576", "max_message_bytes: 1048576 ")},
 	"RUNTIME_ROOT":                                  {{over: m("RUNTIME_ROOT", "/data"), yaml: `root: "/data"`}, {over: m("RUNTIME_ROOT", ""), yaml: `root: "/srv/runtime_data/current"`}},
 	"RUNTIME_SUBDIRECTORY":                          {{over: m("RUNTIME_SUBDIRECTORY", "rl"), yaml: `subdirectory: "rl"`}},
 	"RUNTIME_APPDIRECTORY":                          {{yaml: `app_directory: "config"`}, {over: m("RUNTIME_APPDIRECTORY", "rules"), yaml: `app_directory: "rules"`}},
@@ -153,6 +153,12 @@ func perSecond(kv ...string) map[string]string {
 
 func xdsRow(v string) mapping {
 	return mapping{over: m(v, "x"), note: v + ": has no effect with CONFIG_TYPE=FILE"}
+}
+
+// xdsMap is a row with CONFIG_TYPE=GRPC_XDS_SOTW, v=val (and more
+// variables) expecting yaml.
+func xdsMap(v, val, yaml string, more ...string) mapping {
+	return mapping{over: m(append([]string{"CONFIG_TYPE", "GRPC_XDS_SOTW", v, val}, more...)...), yaml: yaml}
 }
 
 func memRow(v string) mapping {

@@ -1,6 +1,7 @@
 package envcompat
 
 import (
+	"strconv"
 	"strings"
 )
 
@@ -19,12 +20,15 @@ func (g *gen) rules() {
 			}
 		}
 	case "GRPC_XDS_SOTW":
-		g.problem("rules from an xDS management server are not supported by this build yet: serve the rules from the runtime directory "+
-			"(CONFIG_TYPE=FILE with RUNTIME_ROOT and RUNTIME_SUBDIRECTORY), or keep envoyproxy/ratelimit for now",
-			append([]string{"CONFIG_TYPE=GRPC_XDS_SOTW"}, g.setOf(xds)...)...)
+		g.xds()
+		for _, v := range runtimeVars {
+			if g.set(v) {
+				g.note(v, "has no effect with CONFIG_TYPE=GRPC_XDS_SOTW (as in the reference)")
+			}
+		}
 		return
 	default:
-		g.problem("unknown: use FILE", g.shown("CONFIG_TYPE"))
+		g.problem("unknown: use FILE or GRPC_XDS_SOTW", g.shown("CONFIG_TYPE"))
 		return
 	}
 	root := g.get("RUNTIME_ROOT", defaultRuntimeRoot)
@@ -41,6 +45,69 @@ func (g *gen) rules() {
 	g.line(1, "app_directory", quote(app), "RUNTIME_APPDIRECTORY (default config)")
 	g.line(1, "ignore_dot_files", boolText(ignore), "RUNTIME_IGNOREDOTFILES")
 	g.line(1, "watch", watch, "RUNTIME_WATCH_ROOT: true reloads when the root is swapped, false on any change in the app directory")
+}
+
+var runtimeVars = []string{"RUNTIME_ROOT", "RUNTIME_SUBDIRECTORY", "RUNTIME_APPDIRECTORY", "RUNTIME_IGNOREDOTFILES", "RUNTIME_WATCH_ROOT"}
+
+// xds maps CONFIG_TYPE=GRPC_XDS_SOTW and its variables onto rules_xds.
+func (g *gen) xds() {
+	g.line(0, "rules_xds", "", "CONFIG_TYPE=GRPC_XDS_SOTW: every domain from an xDS management server")
+	g.line(1, "address", quote(g.get("CONFIG_GRPC_XDS_SERVER_URL", "localhost:18000")), "CONFIG_GRPC_XDS_SERVER_URL (default localhost:18000)")
+	g.line(1, "node_id", quote(g.get("CONFIG_GRPC_XDS_NODE_ID", "default")), "CONFIG_GRPC_XDS_NODE_ID (default default)")
+	if md := g.get("CONFIG_GRPC_XDS_NODE_METADATA", ""); md != "" {
+		g.line(1, "node_metadata", "", "CONFIG_GRPC_XDS_NODE_METADATA: key=value entries, as the reference reads them")
+		for _, e := range strings.Split(md, ",") {
+			if k, v, ok := strings.Cut(e, "="); ok {
+				g.line(2, quote(k), quote(v), "")
+			}
+		}
+	}
+	if h := g.get("CONFIG_GRPC_XDS_CLIENT_ADDITIONAL_HEADERS", ""); h != "" {
+		g.line(1, "headers", "", "CONFIG_GRPC_XDS_CLIENT_ADDITIONAL_HEADERS (key:value,key:value; secrets: move them out of this file)")
+		g.secret = true
+		for _, e := range strings.Split(h, ",") {
+			k, v, ok := strings.Cut(e, ":")
+			if !ok {
+				g.problem("expected key:value[,key:value...]", "CONFIG_GRPC_XDS_CLIENT_ADDITIONAL_HEADERS")
+				break
+			}
+			g.line(2, quote(k), quote(v), "")
+		}
+	}
+	g.xdsTLS()
+	g.line(1, "initial_backoff", durationText(g.duration("XDS_CLIENT_BACKOFF_INITIAL_INTERVAL", "10s")), "XDS_CLIENT_BACKOFF_INITIAL_INTERVAL (default 10s)")
+	g.line(1, "max_backoff", durationText(g.duration("XDS_CLIENT_BACKOFF_MAX_INTERVAL", "60s")), "XDS_CLIENT_BACKOFF_MAX_INTERVAL (default 60s)")
+	if g.set("XDS_CLIENT_MAX_MSG_SIZE_IN_BYTES") {
+		g.line(1, "max_message_bytes", strconv.FormatInt(g.integer("XDS_CLIENT_MAX_MSG_SIZE_IN_BYTES", "", 1, 256<<20), 10), "XDS_CLIENT_MAX_MSG_SIZE_IN_BYTES")
+	}
+	if g.boolean("FORCE_START_WITHOUT_INITIAL_CONFIG", false) {
+		g.line(1, "ready_without_rules", "true", "FORCE_START_WITHOUT_INITIAL_CONFIG=true")
+	}
+	for _, v := range []string{"XDS_CLIENT_BACKOFF_RANDOM_FACTOR", "XDS_CLIENT_BACKOFF_JITTER", "CONFIG_GRPC_XDS_SERVER_CONNECT_RETRY_INTERVAL"} {
+		if g.set(v) {
+			g.note(v, "extauthz doubles the reconnect delay from initial_backoff to max_backoff, each randomised by ±20%")
+		}
+	}
+}
+
+// xdsTLS maps the xDS client's TLS variables.
+func (g *gen) xdsTLS() {
+	files := []string{"CONFIG_GRPC_XDS_CLIENT_TLS_CERT", "CONFIG_GRPC_XDS_CLIENT_TLS_KEY", "CONFIG_GRPC_XDS_SERVER_TLS_CACERT", "CONFIG_GRPC_XDS_SERVER_TLS_SAN"}
+	if !g.boolean("CONFIG_GRPC_XDS_SERVER_USE_TLS", false) {
+		for _, v := range files {
+			if g.set(v) {
+				g.note(v, "has no effect without CONFIG_GRPC_XDS_SERVER_USE_TLS=true (as in the reference)")
+			}
+		}
+		return
+	}
+	g.line(1, "tls", "", "CONFIG_GRPC_XDS_SERVER_USE_TLS=true")
+	g.line(2, "enabled", "true", "")
+	for i, key := range []string{"cert_file", "key_file", "ca_file", "server_name"} {
+		if f := g.get(files[i], ""); f != "" {
+			g.line(2, key, quote(f), files[i])
+		}
+	}
 }
 
 func boolText(b bool) string {
