@@ -85,6 +85,10 @@ func TestGolden(t *testing.T) {
 			"CONFIG_GRPC_XDS_NODE_METADATA": "zone=eu-1", "FORCE_START_WITHOUT_INITIAL_CONFIG": "true",
 			"XDS_CLIENT_BACKOFF_INITIAL_INTERVAL": "2s", "XDS_CLIENT_BACKOFF_MAX_INTERVAL": "1m",
 		},
+		"tracing": {
+			"TRACING_ENABLED": "true", "TRACING_EXPORTER_PROTOCOL": "grpc", "TRACING_SAMPLING_RATE": "0.25",
+			"TRACING_SERVICE_NAMESPACE": "edge",
+		},
 		"modes": {"SHADOW_MODE": "true", "QUOTA_MODE": "true", "RESPONSE_DYNAMIC_METADATA": "true", "MERGE_DOMAIN_CONFIG": "true"},
 	}
 	for _, name := range slices.Sorted(maps.Keys(tests)) {
@@ -127,10 +131,11 @@ func TestSecrets(t *testing.T) {
 func TestProblemsAtOnce(t *testing.T) {
 	env := with(map[string]string{
 		"USE_STATSD": "true", "STATSD_HOST": "statsd", "GRPC_UDS": "/tmp/rl.sock",
-		"TRACING_ENABLED": "true", "LOG_LEVEL": "verbose", "PORT": "http",
+		"LOG_LEVEL": "verbose", "PORT": "http",
 		"REDIS_TLS":                            "true",
 		"REDIS_TLS_SKIP_HOSTNAME_VERIFICATION": "true", "GRPC_SERVER_USE_TLS": "yes please",
 		"REDIS_POOL_ON_EMPTY_BEHAVIOR": "ERROR", "PROMETHEUS_MAPPER_YAML": "/m.yaml",
+		"TRACING_ENABLED": "true", "TRACING_EXPORTER_PROTOCOL": "udp",
 	})
 	_, err := Generate(env)
 	var e *Error
@@ -138,7 +143,7 @@ func TestProblemsAtOnce(t *testing.T) {
 		t.Fatalf("got %v, want an *Error", err)
 	}
 	msg := err.Error()
-	for _, want := range []string{"USE_STATSD=true", "STATSD_HOST", "GRPC_UDS", "TRACING_ENABLED=true", "LOG_LEVEL=verbose", "PORT=http",
+	for _, want := range []string{"USE_STATSD=true", "STATSD_HOST", "GRPC_UDS", "TRACING_EXPORTER_PROTOCOL=udp", "LOG_LEVEL=verbose", "PORT=http",
 		"REDIS_TLS_SKIP_HOSTNAME_VERIFICATION=true", `GRPC_SERVER_USE_TLS="yes please"`, "REDIS_POOL_ON_EMPTY_BEHAVIOR=ERROR",
 		"PROMETHEUS_MAPPER_YAML", "extauthz config from-env"} {
 		if !strings.Contains(msg, want) {
@@ -195,7 +200,7 @@ func TestHostileValues(t *testing.T) {
 
 // allowedKeys are the top-level keys Generate may write.
 var allowedKeys = []string{"http_addr", "grpc_addr", "grpc", "tls", "log", "near_limit_ratio", "count_mode", "response_headers",
-	"shadow_mode", "quota_mode", "response_dynamic_metadata", "merge_domain_config", "metrics", "rules_xds", "backends", "chains", "chains_by_unit", "runtime"}
+	"shadow_mode", "quota_mode", "response_dynamic_metadata", "merge_domain_config", "metrics", "rules_xds", "tracing", "backends", "chains", "chains_by_unit", "runtime"}
 
 // checkDoc parses doc and checks its top-level keys.
 func checkDoc(t *testing.T, doc []byte) {

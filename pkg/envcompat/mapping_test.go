@@ -123,12 +123,12 @@ var mappings = map[string][]mapping{
 	"MEMCACHE_TLS_CLIENT_KEY":                       {memRow("MEMCACHE_TLS_CLIENT_KEY")},
 	"MEMCACHE_TLS_CACERT":                           {memRow("MEMCACHE_TLS_CACERT")},
 	"MEMCACHE_TLS_SKIP_HOSTNAME_VERIFICATION":       {memRow("MEMCACHE_TLS_SKIP_HOSTNAME_VERIFICATION")},
-	"TRACING_ENABLED":                               {{over: m("TRACING_ENABLED", "true"), problem: "TRACING_ENABLED=true: OpenTelemetry tracing is not supported"}},
-	"TRACING_SERVICE_NAME":                          {{over: m("TRACING_SERVICE_NAME", "rl"), note: "TRACING_SERVICE_NAME: has no effect without TRACING_ENABLED=true"}},
-	"TRACING_SERVICE_NAMESPACE":                     {{over: m("TRACING_SERVICE_NAMESPACE", "n"), note: "TRACING_SERVICE_NAMESPACE: has no effect"}},
-	"TRACING_SERVICE_INSTANCE_ID":                   {{over: m("TRACING_SERVICE_INSTANCE_ID", "i"), note: "TRACING_SERVICE_INSTANCE_ID: has no effect"}},
-	"TRACING_EXPORTER_PROTOCOL":                     {{over: m("TRACING_EXPORTER_PROTOCOL", "grpc"), note: "TRACING_EXPORTER_PROTOCOL: has no effect"}},
-	"TRACING_SAMPLING_RATE":                         {{over: map[string]string{"TRACING_ENABLED": "true", "TRACING_SAMPLING_RATE": "0.1"}, problem: "TRACING_ENABLED=true, TRACING_SAMPLING_RATE:"}},
+	"TRACING_ENABLED":                               {{over: m("TRACING_ENABLED", "true"), yaml: "tracing: # TRACING_ENABLED=true (the OTLP endpoint from OTEL_EXPORTER_OTLP_* as in the reference) \n  enabled: true \n  protocol: http # TRACING_EXPORTER_PROTOCOL (default http) \n  sampling_ratio: 1 "}, {over: m("TRACING_ENABLED", "true"), yaml: `service_name: "RateLimit"`}},
+	"TRACING_SERVICE_NAME":                          {{over: m("TRACING_SERVICE_NAME", "rl"), note: "TRACING_SERVICE_NAME: has no effect without TRACING_ENABLED=true"}, {over: m("TRACING_ENABLED", "1", "TRACING_SERVICE_NAME", "rl"), yaml: `service_name: "rl"`}},
+	"TRACING_SERVICE_NAMESPACE":                     {{over: m("TRACING_SERVICE_NAMESPACE", "n"), note: "TRACING_SERVICE_NAMESPACE: has no effect"}, {over: m("TRACING_ENABLED", "1", "TRACING_SERVICE_NAMESPACE", "edge"), yaml: `service_namespace: "edge"`}},
+	"TRACING_SERVICE_INSTANCE_ID":                   {{over: m("TRACING_SERVICE_INSTANCE_ID", "i"), note: "TRACING_SERVICE_INSTANCE_ID: has no effect"}, {over: m("TRACING_ENABLED", "1", "TRACING_SERVICE_INSTANCE_ID", "pod-1"), yaml: `service_instance_id: "pod-1"`}},
+	"TRACING_EXPORTER_PROTOCOL":                     {{over: m("TRACING_EXPORTER_PROTOCOL", "grpc"), note: "TRACING_EXPORTER_PROTOCOL: has no effect"}, {over: m("TRACING_ENABLED", "1", "TRACING_EXPORTER_PROTOCOL", "gRPC"), yaml: "protocol: grpc "}, {over: m("TRACING_ENABLED", "1", "TRACING_EXPORTER_PROTOCOL", "udp"), problem: "TRACING_EXPORTER_PROTOCOL=udp: use http or grpc"}},
+	"TRACING_SAMPLING_RATE":                         {{over: m("TRACING_ENABLED", "true", "TRACING_SAMPLING_RATE", "0.1"), yaml: "sampling_ratio: 0.1 "}, {over: m("TRACING_ENABLED", "true", "TRACING_SAMPLING_RATE", "2"), problem: "TRACING_SAMPLING_RATE=2: not a fraction"}},
 }
 
 func m(kv ...string) map[string]string {

@@ -1,6 +1,7 @@
 package envcompat
 
 import (
+	"math"
 	"strconv"
 	"strings"
 )
@@ -159,18 +160,37 @@ func (g *gen) stats() {
 	}
 }
 
-// tracing reports the tracing variables: extauthz cannot export traces in
-// this build.
+// tracing maps TRACING_* onto the tracing section; the OpenTelemetry
+// SDK's own OTEL_EXPORTER_OTLP_* variables are read by extauthz as by the
+// reference (an unset tracing.endpoint follows them).
 func (g *gen) tracing() {
 	vars := []string{"TRACING_SERVICE_NAME", "TRACING_SERVICE_NAMESPACE", "TRACING_SERVICE_INSTANCE_ID", "TRACING_EXPORTER_PROTOCOL", "TRACING_SAMPLING_RATE"}
-	if g.boolean("TRACING_ENABLED", false) {
-		g.problem("OpenTelemetry tracing is not supported by this build yet: set TRACING_ENABLED=false (or unset it) for now",
-			append([]string{"TRACING_ENABLED=true"}, g.setOf(vars)...)...)
+	if !g.boolean("TRACING_ENABLED", false) {
+		for _, v := range vars {
+			if g.set(v) {
+				g.note(v, "has no effect without TRACING_ENABLED=true (as in the reference)")
+			}
+		}
 		return
 	}
-	for _, v := range vars {
-		if g.set(v) {
-			g.note(v, "has no effect without TRACING_ENABLED=true (as in the reference)")
+	g.line(0, "tracing", "", "TRACING_ENABLED=true (the OTLP endpoint from OTEL_EXPORTER_OTLP_* as in the reference)")
+	g.line(1, "enabled", "true", "")
+	switch p := strings.ToLower(g.get("TRACING_EXPORTER_PROTOCOL", "http")); p {
+	case "http", "grpc":
+		g.line(1, "protocol", p, "TRACING_EXPORTER_PROTOCOL (default http)")
+	default:
+		g.problem("use http or grpc", g.shown("TRACING_EXPORTER_PROTOCOL"))
+	}
+	r, err := strconv.ParseFloat(g.get("TRACING_SAMPLING_RATE", "1"), 64)
+	if err != nil || math.IsNaN(r) || r < 0 || r > 1 {
+		g.problem("not a fraction from 0 to 1", g.shown("TRACING_SAMPLING_RATE"))
+	} else {
+		g.line(1, "sampling_ratio", strconv.FormatFloat(r, 'g', -1, 64), "TRACING_SAMPLING_RATE (default 1)")
+	}
+	g.line(1, "service_name", quote(g.get("TRACING_SERVICE_NAME", "RateLimit")), "TRACING_SERVICE_NAME (default RateLimit)")
+	for _, m := range [][2]string{{"TRACING_SERVICE_NAMESPACE", "service_namespace"}, {"TRACING_SERVICE_INSTANCE_ID", "service_instance_id"}} {
+		if v := g.get(m[0], ""); v != "" {
+			g.line(1, m[1], quote(v), m[0])
 		}
 	}
 }
