@@ -143,3 +143,32 @@ func TestRuntimeMerge(t *testing.T) {
 		t.Errorf("merged domain edge has %d rules, want 2", got)
 	}
 }
+
+// TestRuntimeHostileTree: symlink loops, a symlink to the root's parent,
+// odd names and an oversized file neither hang nor crash the loader; the
+// oversized file is an error naming it.
+func TestRuntimeHostileTree(t *testing.T) {
+	dir := t.TempDir()
+	app := filepath.Join(dir, "rl", "config")
+	writeRuntime(t, dir, map[string]string{"rl/config/ok.yaml": "ok", "rl/config/new\nline 'q' #.yaml": "odd"})
+	for _, l := range [][2]string{{"self", filepath.Join(app, "self")}, {dir, filepath.Join(app, "up")}, {"missing", filepath.Join(app, "dangling")}} {
+		if err := os.Symlink(l[0], l[1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	doc := "runtime: {root: '" + dir + "', subdirectory: rl}\n"
+	cfg, err := Load(strings.NewReader(doc), "x.yaml")
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	if got := slices.Sorted(slices.Values(cfg.Rules.Domains())); !slices.Equal(got, []string{"odd", "ok"}) {
+		t.Errorf("domains %v, want [odd ok]", got)
+	}
+	big := filepath.Join(app, "big.yaml")
+	if err := os.WriteFile(big, make([]byte, MaxFileSize+1), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(strings.NewReader(doc), "x.yaml"); err == nil || !strings.Contains(err.Error(), "big.yaml") {
+		t.Errorf("oversized file: got %v, want an error naming big.yaml", err)
+	}
+}
