@@ -200,7 +200,7 @@ func TestHostileValues(t *testing.T) {
 
 // allowedKeys are the top-level keys Generate may write.
 var allowedKeys = []string{"http_addr", "grpc_addr", "grpc", "tls", "log", "near_limit_ratio", "count_mode", "response_headers",
-	"shadow_mode", "quota_mode", "response_dynamic_metadata", "merge_domain_config", "metrics", "rules_xds", "tracing", "backends", "chains", "chains_by_unit", "runtime"}
+	"shadow_mode", "quota_mode", "response_dynamic_metadata", "merge_domain_config", "metrics", "rules_xds", "tracing", "readiness", "backends", "chains", "chains_by_unit", "runtime"}
 
 // checkDoc parses doc and checks its top-level keys.
 func checkDoc(t *testing.T, doc []byte) {

@@ -100,7 +100,7 @@ var mappings = map[string][]mapping{
 	"REDIS_USE_EXPLICIT_PIPELINE":                   {{over: m("REDIS_USE_EXPLICIT_PIPELINE", "true"), note: "REDIS_USE_EXPLICIT_PIPELINE: extauthz sends"}},
 	"REDIS_TIMEOUT":                                 {{over: m("REDIS_TIMEOUT", "500ms"), yaml: "timeouts: {dial: 500ms, read: 500ms, write: 500ms} # REDIS_TIMEOUT (unset: extauthz's sidecar defaults, 250ms dial, 100ms read and write) \n    call_timeout: 500ms "}, {over: m("REDIS_TIMEOUT", "0s"), problem: "REDIS_TIMEOUT=0s: must be above 0"}},
 	"REDIS_POOL_ON_EMPTY_BEHAVIOR":                  {{over: m("REDIS_POOL_ON_EMPTY_BEHAVIOR", "wait"), yaml: "size: 10 "}, {over: m("REDIS_POOL_ON_EMPTY_BEHAVIOR", "CREATE"), problem: "REDIS_POOL_ON_EMPTY_BEHAVIOR=CREATE: only WAIT"}},
-	"REDIS_HEALTH_CHECK_ACTIVE_CONNECTION":          {{over: m("REDIS_HEALTH_CHECK_ACTIVE_CONNECTION", "true"), note: "REDIS_HEALTH_CHECK_ACTIVE_CONNECTION: has no effect"}},
+	"REDIS_HEALTH_CHECK_ACTIVE_CONNECTION":          {{over: m("REDIS_HEALTH_CHECK_ACTIVE_CONNECTION", "true"), yaml: "readiness: any "}, {yaml: "readiness: always "}},
 	"REDIS_PERSECOND":                               {{over: perSecond(), yaml: "chains_by_unit: {second: persecond}"}},
 	"REDIS_PERSECOND_SOCKET_TYPE":                   {{over: perSecond("REDIS_PERSECOND_SOCKET_TYPE", "unix"), problem: "REDIS_PERSECOND_SOCKET_TYPE=unix"}, {over: m("REDIS_PERSECOND_SOCKET_TYPE", "tcp"), note: "REDIS_PERSECOND_SOCKET_TYPE: has no effect without REDIS_PERSECOND=true"}},
 	"REDIS_PERSECOND_TYPE":                          {{over: perSecond("REDIS_PERSECOND_TYPE", "CLUSTER", "REDIS_PERSECOND_URL", "c:1"), yaml: `addrs: ["c:1"] # REDIS_PERSECOND_URL`}},

@@ -48,6 +48,7 @@ func (g *gen) backends() {
 			g.note(v, "has no effect with BACKEND_TYPE=redis (as in the reference)")
 		}
 	}
+	g.readiness()
 	g.line(0, "backends", "", "BACKEND_TYPE=redis: Redis only, no fallback, as the reference")
 	g.redis(redisNames("REDIS", "redis", defaultRedisURL), 1)
 	main := redisNames("REDIS_PERSECOND", "redis-persecond", defaultPerSecURL)
@@ -63,6 +64,17 @@ func (g *gen) backends() {
 	g.line(1, "persecond", "", "")
 	g.redis(main, 2)
 	g.line(0, "chains_by_unit", "{second: persecond}", "REDIS_PERSECOND=true")
+}
+
+// readiness maps REDIS_HEALTH_CHECK_ACTIVE_CONNECTION: the reference's
+// health check looks at Redis only when it is set, so readiness (and
+// /healthcheck) follow Redis only then.
+func (g *gen) readiness() {
+	if g.boolean("REDIS_HEALTH_CHECK_ACTIVE_CONNECTION", false) {
+		g.line(0, "readiness", "any", "REDIS_HEALTH_CHECK_ACTIVE_CONNECTION=true: /healthcheck and /readyz fail while Redis is unusable")
+		return
+	}
+	g.line(0, "readiness", "always", "REDIS_HEALTH_CHECK_ACTIVE_CONNECTION unset: /healthcheck does not depend on Redis, as in the reference")
 }
 
 func (v redisVars) all() []string {

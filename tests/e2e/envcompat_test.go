@@ -129,4 +129,10 @@ func TestEnvCompat(t *testing.T) {
 	if got := shouldRateLimit(t, c, "edge", "remote_address", "192.0.2.1").GetOverallCode(); got != rlsv3.RateLimitResponse_OK {
 		t.Errorf("after the swap: 192.0.2.1's 4th hit %v, want OK under the new limit 5", got)
 	}
+	// Without REDIS_HEALTH_CHECK_ACTIVE_CONNECTION the reference's health
+	// check does not look at Redis: neither does /healthcheck here.
+	rdb.Kill()
+	if code, body := p.Get(t, "/healthcheck"); code != http.StatusOK {
+		t.Errorf("GET /healthcheck with Redis down: %d %q, want 200 as the reference", code, body)
+	}
 }
