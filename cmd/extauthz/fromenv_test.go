@@ -67,6 +67,15 @@ func TestConfigFromEnv(t *testing.T) {
 	if code != 0 || !strings.Contains(out, ": OK (1 domain, 1 rule)") {
 		t.Errorf("validate of the printed file: exit %d, stdout %q, stderr %q", code, out, stderr)
 	}
+	// A password that has to be written out is flagged on stderr.
+	code, out, stderr = runCmd(t, refEnv(t, "REDIS_AUTH", "rl:secret"), "config", "from-env")
+	if code != 0 || !strings.Contains(out, `password: "secret"`) || !strings.Contains(stderr, "holds a password from the environment") {
+		t.Errorf("config from-env with REDIS_AUTH=user:password: exit %d, stderr %q", code, stderr)
+	}
+	code, _, stderr = runCmd(t, refEnv(t, "REDIS_AUTH", "secret"), "config", "from-env")
+	if code != 0 || stderr != "" {
+		t.Errorf("config from-env with a plain REDIS_AUTH: exit %d, stderr %q (want no warning: it stays in the environment)", code, stderr)
+	}
 	// CONFIG_TYPE=GRPC_XDS_SOTW: the rules come from rules_xds.
 	xds := refEnv(t, "CONFIG_TYPE", "GRPC_XDS_SOTW", "CONFIG_GRPC_XDS_SERVER_URL", "127.0.0.1:1")
 	code, out, stderr = runCmd(t, xds, "validate")
