@@ -46,8 +46,18 @@ func explain(args []string, getenv func(string) string, stdout, stderr io.Writer
 	if err := fromEnv(fs, getenv, map[string]string{"config": envConfig}); err != nil {
 		return err
 	}
-	if err := requireConfig(fs, path); err != nil {
+	env, err := detectEnv(path, getenv, stderr)
+	if err != nil {
 		return err
+	}
+	if env == nil {
+		if err := requireConfig(fs, path); err != nil {
+			return err
+		}
+	}
+	load := func() (*config.Config, error) { return config.LoadFile(path) }
+	if env != nil {
+		load = env.load
 	}
 	if req.set() {
 		if domain != "" || len(ds) > 0 {
@@ -55,7 +65,7 @@ func explain(args []string, getenv func(string) string, stdout, stderr io.Writer
 			fs.Usage()
 			return errUsage
 		}
-		cfg, err := config.LoadFile(path)
+		cfg, err := load()
 		if err != nil {
 			return configError(stderr, err)
 		}
@@ -66,7 +76,7 @@ func explain(args []string, getenv func(string) string, stdout, stderr io.Writer
 		fs.Usage()
 		return errUsage
 	}
-	cfg, err := config.LoadFile(path)
+	cfg, err := load()
 	if err != nil {
 		return configError(stderr, err)
 	}

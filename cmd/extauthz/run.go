@@ -37,11 +37,15 @@ Usage:
   extauthz check [--addr HOST:PORT] --domain D --descriptor k=v[,k=v...] [--descriptor ...] [--hits N] [--json]
   extauthz migrate --config FILE [--timeout D]
   extauthz cleanup --config FILE [--timeout D]
+  extauthz config from-env
   extauthz version
 
 Environment: EXTAUTHZ_CONFIG, EXTAUTHZ_GRPC_ADDR and EXTAUTHZ_HTTP_ADDR stand in
 for --config, --grpc-addr and --http-addr; flags win over the environment, which
-wins over the config file.
+wins over the config file. Without --config (or EXTAUTHZ_CONFIG), when
+envoyproxy/ratelimit's variables are set (REDIS_URL, RUNTIME_ROOT, ...), serve,
+validate, explain, health, migrate and cleanup run from the server file they
+amount to, which "extauthz config from-env" prints (see MIGRATING.md).
 
 Run "extauthz COMMAND -h" for the flags of a command.
 `
@@ -101,6 +105,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return migrateCmd(ctx, args, getenv, stdout, stderr)
 	case "cleanup":
 		return cleanupCmd(ctx, args, getenv, stdout, stderr)
+	case "config":
+		return configCmd(args, getenv, stdout, stderr)
 	case "version":
 		if len(args) > 0 {
 			fmt.Fprintln(stderr, "extauthz version takes no arguments")
@@ -203,6 +209,18 @@ func loadConfig(fs *flag.FlagSet, path *string, args []string, getenv func(strin
 	if err := fromEnv(fs, getenv, map[string]string{"config": envConfig}); err != nil {
 		return nil, err
 	}
+	src, err := detectEnv(*path, getenv, fs.Output())
+	if err != nil {
+		return nil, err
+	}
+	if src != nil {
+		*path = envDocName
+		cfg, err := src.load()
+		if err != nil {
+			return nil, configError(stderr, err)
+		}
+		return cfg, nil
+	}
 	if err := requireConfig(fs, *path); err != nil {
 		return nil, err
 	}
@@ -216,7 +234,7 @@ func loadConfig(fs *flag.FlagSet, path *string, args []string, getenv func(strin
 // requireConfig reports a missing --config.
 func requireConfig(fs *flag.FlagSet, path string) error {
 	if path == "" {
-		fmt.Fprintf(fs.Output(), "extauthz %s: --config (or %s) is required\n", fs.Name(), envConfig)
+		fmt.Fprintf(fs.Output(), "extauthz %s: --config (or %s) is required (or envoyproxy/ratelimit's environment variables, see MIGRATING.md)\n", fs.Name(), envConfig)
 		fs.Usage()
 		return errUsage
 	}

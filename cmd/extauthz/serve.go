@@ -44,13 +44,22 @@ type serveOptions struct {
 	shutdownTimeout time.Duration
 	logLevel        string // "": the config's log.level
 	logFormat       string // "": the config's log.format
+	// env is the server file generated from envoyproxy/ratelimit's
+	// variables, used when no config file is given (nil: config).
+	env *envSource
 }
 
 // load reads the server file and applies the command line's overrides, at
 // start and at every reload, so that a reload sees the same effective
 // settings.
 func (o *serveOptions) load() (*config.Config, error) {
-	cfg, err := config.LoadFile(o.config)
+	var cfg *config.Config
+	var err error
+	if o.env != nil {
+		cfg, err = o.env.load()
+	} else {
+		cfg, err = config.LoadFile(o.config)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -86,6 +95,12 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	if err != nil {
 		return &exitError{code: 2, msg: err.Error()}
 	}
+	if o.env != nil {
+		log.Warn("serving from envoyproxy/ratelimit environment variables (no --config); extauthz config from-env prints the equivalent server file", "variables", o.env.vars)
+		for _, n := range o.env.res.Notes {
+			log.Warn("variable set but not needed: " + n)
+		}
+	}
 	d := &daemon{opts: o, cfg: cfg, log: log, level: level, getenv: getenv}
 	defer d.close()
 	if err := d.build(); err != nil {
@@ -100,7 +115,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 // parseServeFlags reads serve's flags and their environment variables.
 func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer) (*serveOptions, error) {
 	o := new(serveOptions)
-	fs := newFlagSet("serve", "serve --config FILE [--grpc-addr HOST:PORT] [--http-addr HOST:PORT]", stderr)
+	fs := newFlagSet("serve", "serve [--config FILE] [--grpc-addr HOST:PORT] [--http-addr HOST:PORT]", stderr)
 	fs.StringVar(&o.config, "config", "", "server config file (env "+envConfig+")")
 	fs.StringVar(&o.grpcAddr, "grpc-addr", "", "gRPC listen address, overrides grpc_addr (env "+envGRPCAddr+"; default "+config.DefaultGRPCAddr+")")
 	fs.StringVar(&o.httpAddr, "http-addr", "", "HTTP admin listen address, overrides http_addr (env "+envHTTPAddr+"; default "+config.DefaultHTTPAddr+")")
@@ -113,8 +128,15 @@ func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer
 	if err := fromEnv(fs, getenv, map[string]string{"config": envConfig, "grpc-addr": envGRPCAddr, "http-addr": envHTTPAddr}); err != nil {
 		return nil, err
 	}
-	if err := requireConfig(fs, o.config); err != nil {
+	env, err := detectEnv(o.config, getenv, stderr)
+	if err != nil {
 		return nil, err
+	}
+	o.env = env
+	if env == nil {
+		if err := requireConfig(fs, o.config); err != nil {
+			return nil, err
+		}
 	}
 	if _, err := logging.ParseLevel(o.logLevel); o.logLevel != "" && err != nil {
 		return nil, &exitError{code: 2, msg: "--log-level: " + err.Error()}
@@ -150,6 +172,8 @@ type daemon struct {
 	g     *grpc.Server
 	hs    *health.Server
 	admin *http.Server
+	// metrics serves only the metrics at metrics.addr (nil: none).
+	metrics *http.Server
 	// access guards the admin listener (admin section).
 	access *adminauth.Access
 	// insight records decisions for the traffic insight API (nil: off).
@@ -160,9 +184,9 @@ type daemon struct {
 	// tracing off).
 	tracer *tracing.Provider
 
-	glis, hlis net.Listener
-	watcher    *reload.Watcher
-	draining   atomic.Bool
+	glis, hlis, mlis net.Listener
+	watcher          *reload.Watcher
+	draining         atomic.Bool
 }
 
 // close releases the backends and stops the span exporter (after drain
@@ -256,6 +280,13 @@ func (d *daemon) build() error {
 		return err
 	}
 	d.admin = d.newAdmin()
+	if m := cfg.Metrics; m.Addr != "" {
+		d.metrics = &http.Server{
+			Handler:           server.NewMetricsHandler(d.reg, m.Path),
+			ReadHeaderTimeout: 5 * time.Second,
+			ErrorLog:          slog.NewLogLogger(d.log.Handler(), slog.LevelWarn),
+		}
+	}
 	return nil
 }
 
@@ -303,13 +334,24 @@ func (d *daemon) listen(ctx context.Context) error {
 		return fmt.Errorf("http listener: %w", err)
 	}
 	hlis = adminListener(hlis, d.cfg, d.access, d.log)
+	var mlis net.Listener
+	if d.metrics != nil {
+		if mlis, err = lc.Listen(ctx, "tcp", d.cfg.Metrics.Addr); err != nil {
+			_ = glis.Close()
+			_ = hlis.Close()
+			return fmt.Errorf("metrics listener: %w", err)
+		}
+	}
 	watcher, err := d.newWatcher()
 	if err != nil {
 		_ = glis.Close()
 		_ = hlis.Close()
+		if mlis != nil {
+			_ = mlis.Close()
+		}
 		return fmt.Errorf("watch config: %w", err)
 	}
-	d.glis, d.hlis, d.watcher = glis, hlis, watcher
+	d.glis, d.hlis, d.mlis, d.watcher = glis, hlis, mlis, watcher
 	return nil
 }
 
@@ -356,7 +398,7 @@ func (d *daemon) run(ctx context.Context) error {
 	log := d.log
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	var bg sync.WaitGroup
 	bg.Go(func() { watchBackends(ctx, d.bs, d.hs, log) })
 	bg.Go(func() { d.bs.LoadScripts(ctx, log, scriptLoadTimeout) })
@@ -373,6 +415,9 @@ func (d *daemon) run(ctx context.Context) error {
 	d.insight.Start()
 	go func() { errc <- d.g.Serve(d.glis) }()
 	go func() { errc <- d.admin.Serve(d.hlis) }()
+	if d.metrics != nil {
+		go func() { errc <- d.metrics.Serve(d.mlis) }()
+	}
 	log.Info("serving", "version", versionString(), "config", d.cfg.File, "tls", d.cfg.TLS.Enabled(), "tracing", d.tracer != nil,
 		"grpc_addr", d.glis.Addr().String(), "http_addr", d.hlis.Addr().String(), "domains", len(d.cfg.Rules.Domains()))
 
@@ -416,6 +461,11 @@ func (d *daemon) drain() {
 	defer cancel()
 	if err := d.admin.Shutdown(hctx); err != nil {
 		_ = d.admin.Close()
+	}
+	if d.metrics != nil {
+		if err := d.metrics.Shutdown(hctx); err != nil {
+			_ = d.metrics.Close()
+		}
 	}
 	closeInsight(d.insight, d.log)
 	d.flushSpans()

@@ -111,6 +111,9 @@ type Config struct {
 	// be empty, and Rules holds no domain until the first update
 	// (WithXDSRules).
 	RulesXDS *xdsrules.Settings `yaml:"rules_xds"`
+	// Runtime reads rule files from envoyproxy/ratelimit's runtime
+	// directory layout, with its reload behaviour (runtime.go); nil: off.
+	Runtime *Runtime `yaml:"runtime"`
 	// Authz configures the ext_authz Check API (authz.go); nil: not served.
 	Authz *Authz `yaml:"authz"`
 	// Admin secures the admin listener at http_addr: TLS, a bearer token
@@ -132,8 +135,11 @@ type Config struct {
 	RuleFiles    []string `yaml:"-"`
 	RulesDirPath string   `yaml:"-"`
 
-	// dirDomains are the domains read from RulesDir.
+	// dirDomains are the domains read from RulesDir and Runtime.
 	dirDomains []Domain
+	// baseDir is the directory relative paths are resolved against (the
+	// server file's).
+	baseDir string
 }
 
 // Defaults.

@@ -22,6 +22,7 @@ import (
 func (cfg *Config) Redacted() ([]byte, error) {
 	eff := *cfg
 	eff.RulesDir = ""
+	eff.Runtime = nil
 	eff.Domains = append(slices.Clone(cfg.Domains), cfg.dirDomains...)
 	root, err := encodeValue(reflect.ValueOf(&eff).Elem())
 	if err != nil {
@@ -40,6 +41,9 @@ func (cfg *Config) Redacted() ([]byte, error) {
 	if cfg.RulesXDS != nil {
 		root.HeadComment += "\ndomains are the rules of the last xDS update applied (rules_xds), shown for reference:" +
 			"\nremove them before using this output as a server file."
+	}
+	if r := cfg.Runtime; r != nil {
+		root.HeadComment += fmt.Sprintf("\nThe rule files of runtime (root %s, subdirectory %q, app_directory %q) are shown inline under domains.", r.Root, r.Subdirectory, r.AppDirectory)
 	}
 	// Mark the domains read from rules_dir with their file.
 	for i := 0; i+1 < len(root.Content); i += 2 {

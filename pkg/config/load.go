@@ -98,7 +98,7 @@ func load(r io.Reader, name string, fsys fileSystem) (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg := &Config{}
+	cfg := &Config{baseDir: filepath.Dir(name)}
 	var errs []error
 	dec := newDecoder(name)
 	dec.decode(doc, reflectValue(cfg), "")
@@ -120,6 +120,14 @@ func load(r io.Reader, name string, fsys fileSystem) (*Config, error) {
 			cfg.RulesDirPath = filepath.Join(filepath.Dir(name), cfg.RulesDir)
 		}
 		cfg.loadRulesDir(c, rc, fsys, &errs)
+	}
+	if cfg.Runtime != nil {
+		*cfg.Runtime = cfg.Runtime.WithDefaults()
+		if err := cfg.Runtime.Validate(); err != nil {
+			c.report("runtime", err)
+		} else {
+			cfg.loadRuntime(c, rc, fsys, &errs)
+		}
 	}
 	rc.compile()
 	cfg.compileAuthz(c, rc.domains)

@@ -33,6 +33,9 @@ import (
 //	  min_ping_interval: 10s
 //	  max_connection_age: 0s       # 0: never
 //	  max_connection_age_grace: 0s
+//	metrics:                       # a listener serving only metrics (restart)
+//	  addr: ""                     # e.g. ":9090"; "": none (metrics stay at http_addr/metrics)
+//	  path: /metrics
 //
 // Zero values are the documented defaults; Load fills them in. "live" and
 // "restart" say whether a reload applies a change or only a restart does
@@ -43,6 +46,8 @@ type Ops struct {
 	TLS    certs.Settings      `yaml:"tls"`
 	Limits Limits              `yaml:"limits"`
 	GRPC   server.GRPCSettings `yaml:"grpc"`
+	// Metrics is an optional listener serving only metrics (server).
+	Metrics server.MetricsSettings `yaml:"metrics"`
 }
 
 // Limits bound what one request may ask (descriptor.Bounds owns those
@@ -74,6 +79,8 @@ func (o *Ops) validate(c *checker) {
 	o.Limits.validate(c)
 	o.GRPC = o.GRPC.WithDefaults()
 	c.report("grpc", o.GRPC.Validate())
+	o.Metrics = o.Metrics.WithDefaults()
+	c.report("metrics", o.Metrics.Validate())
 }
 
 func (l *Limits) validate(c *checker) {

@@ -185,6 +185,9 @@ func (cfg *Config) validateRulesXDS(c *checker) {
 	if cfg.RulesDir != "" {
 		c.errorf("rules_dir", "with rules_xds every domain comes from the xDS management server: serve these rules from it and remove rules_dir (or remove rules_xds)")
 	}
+	if cfg.Runtime != nil {
+		c.errorf("runtime", "with rules_xds every domain comes from the xDS management server: serve these rules from it and remove runtime (or remove rules_xds)")
+	}
 }
 
 func checkAddr(c *checker, path, addr string) {

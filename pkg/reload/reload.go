@@ -49,7 +49,9 @@ const (
 // zero values are the defaults given per field.
 type Options struct {
 	// Path is the server file. Its directory is watched, and so is the
-	// directory of the file it points to when it is a symlink.
+	// directory of the file it points to when it is a symlink. Empty when
+	// the configuration comes from elsewhere (the environment): then only
+	// the rule directories and the signals trigger a load.
 	Path string
 	// Load loads the configuration from Path, typically config.LoadFile
 	// plus the command line's overrides (listen addresses), so that a reload
@@ -88,8 +90,8 @@ type Options struct {
 }
 
 // Watcher reloads the configuration when its files change. Build it with
-// New, then call Run (or Close, if Run is never called). Path and Load are
-// required, and OnReload or Apply.
+// New, then call Run (or Close, if Run is never called). Load is required,
+// and OnReload or Apply.
 type Watcher struct {
 	opts   Options
 	path   string // absolute server file path
@@ -102,7 +104,10 @@ type Watcher struct {
 	// Run's state.
 	hash     string
 	rulesDir string // absolute rules_dir of the last loaded config
-	watch    watchSet
+	// runtimeDir and runtimeName are the runtime section's watch
+	// (config.Config.RuntimeWatch), absolute.
+	runtimeDir, runtimeName string
+	watch                   watchSet
 }
 
 // New validates opts, starts watching the server file's directory (and
@@ -110,8 +115,6 @@ type Watcher struct {
 // only while Run runs.
 func New(opts Options) (*Watcher, error) {
 	switch {
-	case opts.Path == "":
-		return nil, errors.New("reload: no config file path")
 	case opts.Load == nil:
 		return nil, errors.New("reload: no Load function")
 	case opts.OnReload == nil && opts.Apply == nil:
@@ -122,16 +125,15 @@ func New(opts Options) (*Watcher, error) {
 	if opts.Debounce == 0 {
 		opts.Debounce = DefaultDebounce
 	}
-	path, err := filepath.Abs(opts.Path)
-	if err != nil {
-		return nil, fmt.Errorf("reload: %w", err)
-	}
+	path := absOrEmpty(opts.Path)
 	w := &Watcher{opts: opts, path: path, kick: make(chan struct{}, 1)}
+	var err error
 	if c := opts.Current; c != nil {
 		if w.hash, err = Hash(c); err != nil {
 			return nil, err
 		}
 		w.rulesDir = absOrEmpty(c.RulesDirPath)
+		w.runtimeDir, w.runtimeName = runtimeWatch(c)
 	}
 	if w.fsw, err = fsnotify.NewWatcher(); err != nil {
 		return nil, fmt.Errorf("reload: start file watcher: %w", err)
@@ -263,12 +265,14 @@ func (w *Watcher) load() {
 		w.fail(err)
 		return
 	}
-	if dir := absOrEmpty(cfg.RulesDirPath); dir != w.rulesDir {
-		w.rulesDir = dir
+	dir := absOrEmpty(cfg.RulesDirPath)
+	rtDir, rtName := runtimeWatch(cfg)
+	if dir != w.rulesDir || rtDir != w.runtimeDir || rtName != w.runtimeName {
+		w.rulesDir, w.runtimeDir, w.runtimeName = dir, rtDir, rtName
 		if err := w.rearm(); err != nil {
 			w.fail(err)
 		}
-		// The new rules_dir may have changed before its watch started.
+		// The new directories may have changed before their watch started.
 		w.Reload()
 	}
 	if hash == w.hash {
@@ -299,14 +303,39 @@ type watchSet struct {
 	dirs     map[string]bool // directories watched
 	paths    map[string]bool // the server file and rules_dir, as given and resolved
 	ruleDirs map[string]bool // directories whose *.yaml and *.yml files matter
+	// anyIn are directories where every event matters (runtime watch:
+	// app_directory); names are paths whose own events matter (the
+	// runtime root of watch: root).
+	anyIn map[string]bool
+	names map[string]bool
+}
+
+// runtimeWatch returns cfg's runtime watch (config.Config.RuntimeWatch)
+// made absolute.
+func runtimeWatch(cfg *config.Config) (dir, name string) {
+	dir, name = cfg.RuntimeWatch()
+	return absOrEmpty(dir), absOrEmpty(name)
 }
 
 // wanted computes the watch set of the server file and rules_dir.
 func (w *Watcher) wanted() watchSet {
-	ws := watchSet{dirs: map[string]bool{}, paths: map[string]bool{}, ruleDirs: map[string]bool{}}
-	for _, p := range withResolved(w.path) {
-		ws.paths[p] = true
-		ws.dirs[filepath.Dir(p)] = true
+	ws := watchSet{dirs: map[string]bool{}, paths: map[string]bool{}, ruleDirs: map[string]bool{}, anyIn: map[string]bool{}, names: map[string]bool{}}
+	if w.path != "" {
+		for _, p := range withResolved(w.path) {
+			ws.paths[p] = true
+			ws.dirs[filepath.Dir(p)] = true
+		}
+	}
+	if w.runtimeDir != "" {
+		// As envoyproxy/ratelimit: watch: root sees only the root itself
+		// replaced in its parent directory (not edits below it); watch:
+		// app_directory sees every change in the app directory.
+		ws.dirs[w.runtimeDir] = true
+		if w.runtimeName != "" {
+			ws.names[w.runtimeName] = true
+		} else {
+			ws.anyIn[w.runtimeDir] = true
+		}
 	}
 	if w.rulesDir != "" {
 		for _, p := range withResolved(w.rulesDir) {
@@ -354,7 +383,7 @@ func (w *Watcher) rearm() error {
 	}
 	var err error
 	for d := range ws.dirs {
-		if e := w.fsw.Add(d); e != nil && d == filepath.Dir(w.path) {
+		if e := w.fsw.Add(d); e != nil && w.path != "" && d == filepath.Dir(w.path) {
 			err = fmt.Errorf("reload: watch %s: %w", d, e)
 		}
 	}
@@ -370,6 +399,13 @@ func (w *Watcher) relevant(ev fsnotify.Event) bool {
 	name := filepath.Clean(ev.Name)
 	base := filepath.Base(name)
 	switch {
+	case w.watch.names[name], w.watch.anyIn[filepath.Dir(name)]:
+		return true
+	}
+	if !w.inFileWatch(name) {
+		return false
+	}
+	switch {
 	case strings.HasPrefix(base, ".."):
 		// The kubelet's atomic writer: "..data", "..data_tmp" and the
 		// "..<timestamp>" directories.
@@ -379,6 +415,19 @@ func (w *Watcher) relevant(ev fsnotify.Event) bool {
 	case w.watch.ruleDirs[filepath.Dir(name)]:
 		ext := filepath.Ext(base)
 		return !strings.HasPrefix(base, ".") && (ext == ".yaml" || ext == ".yml")
+	}
+	return false
+}
+
+// inFileWatch reports whether name lies in a directory watched for the
+// server file or rules_dir (not only for the runtime section, whose events
+// matter only as runtimeWatch says).
+func (w *Watcher) inFileWatch(name string) bool {
+	dir := filepath.Dir(name)
+	for p := range w.watch.paths {
+		if dir == filepath.Dir(p) || dir == p || name == p || name == filepath.Dir(p) {
+			return true
+		}
 	}
 	return false
 }

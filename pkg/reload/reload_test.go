@@ -555,7 +555,6 @@ func TestNewErrors(t *testing.T) {
 		opts    Options
 		wantErr string
 	}{
-		{name: "no path", opts: Options{Load: load, OnReload: onReload}, wantErr: "no config file path"},
 		{name: "no load", opts: Options{Path: path, OnReload: onReload}, wantErr: "no Load function"},
 		{name: "no callback", opts: Options{Path: path, Load: load}, wantErr: "no OnReload or Apply callback"},
 		{name: "negative debounce", opts: Options{Path: path, Load: load, OnReload: onReload, Debounce: -1}, wantErr: "negative debounce"},

@@ -30,6 +30,7 @@ var live = map[string]bool{
 	"domain_failure_modes":      true,
 	"domains":                   true,
 	"rules_dir":                 true,
+	"runtime":                   true,
 	"chains_by_unit":            true, // compiled into the rules; the chains themselves need a restart
 	"authz":                     true, // but see presence below
 	"log.level":                 true,

@@ -129,6 +129,10 @@ type Options struct {
 	// AddrsFromEnv passes the listen addresses in EXTAUTHZ_GRPC_ADDR and
 	// EXTAUTHZ_HTTP_ADDR instead of flags.
 	AddrsFromEnv bool
+	// AddrEnv, when set, passes the listen addresses only in the
+	// environment entries it returns for them (e.g. envoyproxy/ratelimit's
+	// GRPC_HOST/GRPC_PORT and HOST/PORT).
+	AddrEnv func(grpcAddr, httpAddr string) []string
 	// ReadyTimeout bounds WaitReady (default 15s).
 	ReadyTimeout time.Duration
 }
@@ -171,9 +175,12 @@ func start(t testing.TB, o Options) (*Process, error) {
 	p := &Process{GRPCAddr: FreeAddr(t), HTTPAddr: FreeAddr(t), logs: &syncBuffer{}, done: make(chan struct{})}
 	args := append([]string{"serve"}, o.Args...)
 	env := append(os.Environ(), o.Env...)
-	if o.AddrsFromEnv {
+	switch {
+	case o.AddrEnv != nil:
+		env = append(env, o.AddrEnv(p.GRPCAddr, p.HTTPAddr)...)
+	case o.AddrsFromEnv:
 		env = append(env, "EXTAUTHZ_GRPC_ADDR="+p.GRPCAddr, "EXTAUTHZ_HTTP_ADDR="+p.HTTPAddr)
-	} else {
+	default:
 		args = append(args, "--grpc-addr", p.GRPCAddr, "--http-addr", p.HTTPAddr)
 	}
 	p.cmd = exec.Command(o.Binary, args...)
