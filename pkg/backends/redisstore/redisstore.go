@@ -245,6 +245,18 @@ func (s *Store) Take(ctx context.Context, mode limiter.Mode, reqs []limiter.Requ
 		now = time.Now()
 	}
 
+	if s.cache == nil && len(reqs) == 1 && int(reqs[0].Limit.Algorithm) < len(oneScripts) {
+		start := time.Now()
+		err := s.takeOne(ctx, mode, &reqs[0], &res[0], now)
+		if s.opts.OnCall != nil {
+			s.opts.OnCall(time.Since(start), err)
+		}
+		if err != nil {
+			return fmt.Errorf("redisstore: take 1 keys: %w", err)
+		}
+		return nil
+	}
+
 	scriptMode := modeCountAll
 	if mode == limiter.CountIfAllAllowed {
 		scriptMode = modeCountIfAllAllowed
@@ -310,24 +322,14 @@ func checkBounds(reqs []limiter.Request) error {
 }
 
 // runOne sends the requests c.idx[lo:hi] (all on one slot, or any keys
-// outside Cluster mode) as one EVALSHA, and EVAL if the script is missing:
-// a call of one request that may count, without the local cache, to its
-// algorithm's script (take_fixed.lua), any other to take.lua.
+// outside Cluster mode) as one EVALSHA of take.lua, and EVAL if the script
+// is missing.
 func (s *Store) runOne(ctx context.Context, c *call, reqs []limiter.Request, res []limiter.Result, mode int, now time.Time, lo, hi int) error {
-	keys := c.keys[lo:hi]
-	var args, source string
-	var sc *redis.Script
-	if r := &reqs[c.idx[lo]]; hi-lo == 1 && mode != modeEvalOnly && s.cache == nil {
-		sc, source = oneScripts[r.Limit.Algorithm], oneSources[r.Limit.Algorithm]
-		args = oneArgs(r, mode == modeCountAll || r.Shadow, now, s.opts)
-	} else {
-		sc, source = takeScript, takeSource
-		args = c.args(reqs, lo, hi, mode, false, now, s.opts)
-	}
-	cmd, err := s.script(ctx, "evalsha", sc.Hash(), keys, args)
+	keys, args := c.keys[lo:hi], c.args(reqs, lo, hi, mode, false, now, s.opts)
+	cmd, err := s.send(ctx, scriptCmd(ctx, "evalsha", takeScript.Hash(), keys, args))
 	if err == nil && isNoScript(cmd.Err()) {
 		s.scriptLoaded()
-		cmd, err = s.script(ctx, "eval", source, keys, args)
+		cmd, err = s.send(ctx, scriptCmd(ctx, "eval", takeSource, keys, args))
 	}
 	if err != nil {
 		return err
@@ -336,13 +338,12 @@ func (s *Store) runOne(ctx context.Context, c *call, reqs []limiter.Request, res
 	return err
 }
 
-// script runs take.lua once, by SHA (verb "evalsha") or in full ("eval").
-// Through the autopipeliner it waits no longer than ctx allows: a queued
-// command cannot be withdrawn, so when ctx ends first script returns ctx's
-// error and the command's reply, if it comes, is dropped (as a timed-out
-// plain call's would be).
-func (s *Store) script(ctx context.Context, verb, body string, keys []string, arg string) (*redis.Cmd, error) {
-	cmd := scriptCmd(ctx, verb, body, keys, arg)
+// send runs a script call (EVALSHA or EVAL) once (see once). Through the
+// autopipeliner it waits no longer than ctx allows: a queued command cannot
+// be withdrawn, so when ctx ends first send returns ctx's error and the
+// command's reply, if it comes, is dropped (as a timed-out plain call's
+// would be).
+func (s *Store) send(ctx context.Context, cmd *redis.Cmd) (*redis.Cmd, error) {
 	if s.ap == nil {
 		_ = s.client.Process(ctx, once{cmd}) // the error is cmd's
 		return cmd, nil
@@ -566,27 +567,13 @@ func (s *Store) decode(cmd *redis.Cmd, c *call, reqs []limiter.Request, res []li
 	o.allowed = true
 	for k := lo; k < hi; k++ {
 		i := c.idx[k]
-		var r [replyWidth]int64
-		for j := range r {
-			x, err := replyNumber(packed, replyWidth*(k-lo)+j)
-			if err != nil {
-				return o, err
-			}
-			r[j] = x
-		}
-		if r[0] > 1 {
-			return o, fmt.Errorf("%w: allowed flag %d, want 0 or 1", ErrBadReply, r[0])
-		}
-		res[i] = limiter.Result{
-			Allowed:    r[0] == 1,
-			Limit:      reqs[i].Limit.Capacity(),
-			Remaining:  r[1],
-			ResetAfter: time.Duration(r[2]),
-			RetryAfter: time.Duration(r[3]),
+		over, err := decodeResult(packed, k-lo, &reqs[i], &res[i])
+		if err != nil {
+			return o, err
 		}
 		o.allowed = o.allowed && (res[i].Allowed || reqs[i].Shadow)
-		if s.cache != nil && r[4] > 0 {
-			s.cache.put(&reqs[i], now, time.Duration(r[4]), res[i].ResetAfter)
+		if s.cache != nil && over > 0 {
+			s.cache.put(&reqs[i], now, over, res[i].ResetAfter)
 		}
 	}
 	if !wantUndo {
@@ -594,6 +581,31 @@ func (s *Store) decode(cmd *redis.Cmd, c *call, reqs []limiter.Request, res []li
 	}
 	err = o.decodeUndo(packed, rest, c, lo, hi)
 	return o, err
+}
+
+// decodeResult writes the result of request r from the k-th group of
+// replyWidth numbers of a packed reply, and returns its over_ns (how long a
+// one-hit request stays refused, when the script computed it).
+func decodeResult(packed string, k int, r *limiter.Request, res *limiter.Result) (time.Duration, error) {
+	var x [replyWidth]int64
+	for j := range x {
+		n, err := replyNumber(packed, replyWidth*k+j)
+		if err != nil {
+			return 0, err
+		}
+		x[j] = n
+	}
+	if x[0] > 1 {
+		return 0, fmt.Errorf("%w: allowed flag %d, want 0 or 1", ErrBadReply, x[0])
+	}
+	*res = limiter.Result{
+		Allowed:    x[0] == 1,
+		Limit:      r.Limit.Capacity(),
+		Remaining:  x[1],
+		ResetAfter: time.Duration(x[2]),
+		RetryAfter: time.Duration(x[3]),
+	}
+	return time.Duration(x[4]), nil
 }
 
 // decodeUndo decodes the want_undo part of the reply for requests
@@ -760,29 +772,76 @@ func (c *call) args(reqs []limiter.Request, lo, hi, mode int, wantUndo bool, now
 	return unsafe.String(unsafe.SliceData(b), len(b))
 }
 
-// oneSources[a] is the source of oneScripts[a].
-var oneSources = [...]string{
-	limiter.FixedWindow:   fixedSource,
-	limiter.SlidingWindow: slidingSource,
-	limiter.TokenBucket:   bucketSource,
+// takeOne runs a call of one request (without the local cache) as one
+// EVALSHA of its algorithm's script (take_fixed.lua), and EVAL if the
+// script is missing. Its arguments take one allocation (oneCall) besides
+// the key's.
+func (s *Store) takeOne(ctx context.Context, mode limiter.Mode, r *limiter.Request, res *limiter.Result, now time.Time) error {
+	a := r.Limit.Algorithm
+	oc := new(oneCall)
+	kb := appendKey(make([]byte, 0, keyLen(s.prefix, r.Key)), s.prefix, r.Key)
+	oc.key = unsafe.String(unsafe.SliceData(kb), len(kb)) // kb is never written again
+	oc.encode(r, mode == limiter.CountAll || r.Shadow, now, s.opts)
+	// go-redis writes *string arguments (and reads the key from one for
+	// Cluster routing), which saves boxing the strings.
+	oc.args = [...]interface{}{"evalsha", oneHashes[a], 1, &oc.key, &oc.argv}
+	cmd, err := s.send(ctx, redis.NewCmd(ctx, oc.args[:]...))
+	if err == nil && isNoScript(cmd.Err()) {
+		s.scriptLoaded()
+		cmd, err = s.send(ctx, scriptCmd(ctx, "eval", oneSources[a], []string{oc.key}, oc.argv))
+	}
+	if err != nil {
+		return err
+	}
+	v, err := cmd.Result()
+	if err != nil {
+		return err
+	}
+	packed, ok := v.(string)
+	if !ok || len(packed) != 8*replyWidth {
+		return fmt.Errorf("%w: got %T of %d bytes, want a string of %d", ErrBadReply, v, len(packed), 8*replyWidth)
+	}
+	_, err = decodeResult(packed, 0, r, res)
+	return err
 }
 
-// oneArgs encodes ARGV[1] of the one-request scripts (take_fixed.lua): 8
-// little-endian doubles, flags now_us now_sub extra_ms requests period_ns
-// burst hits.
-func oneArgs(r *limiter.Request, countRefused bool, now time.Time, opts Options) string {
+// oneCall holds the arguments of a one-request script call.
+type oneCall struct {
+	args [5]interface{}
+	key  string
+	argv string
+	buf  [8 * 8]byte
+}
+
+// encode sets argv to ARGV[1] of the one-request scripts (take_fixed.lua):
+// 8 little-endian doubles, flags now_us now_sub extra_ms requests
+// period_ns burst hits.
+func (oc *oneCall) encode(r *limiter.Request, countRefused bool, now time.Time, opts Options) {
 	flags, us, sub := boolInt(countRefused), int64(0), int64(0)
 	if opts.Now != nil {
 		us, sub = splitNanos(now)
 	} else {
 		flags |= 2 // the script reads Redis's TIME
 	}
-	b := make([]byte, 0, 8*8)
-	for _, v := range [...]int64{flags, us, sub, extraMillis(opts), r.Limit.Requests, int64(r.Limit.Period), r.Limit.Burst, r.Hits} {
-		b = binary.LittleEndian.AppendUint64(b, math.Float64bits(float64(v)))
+	for j, v := range [...]int64{flags, us, sub, extraMillis(opts), r.Limit.Requests, int64(r.Limit.Period), r.Limit.Burst, r.Hits} {
+		binary.LittleEndian.PutUint64(oc.buf[8*j:], math.Float64bits(float64(v)))
 	}
-	// b is never written again: a string over it saves a copy.
-	return unsafe.String(unsafe.SliceData(b), len(b))
+	oc.argv = unsafe.String(&oc.buf[0], len(oc.buf)) // buf is never written again
+}
+
+// oneHashes[a] is the SHA of oneScripts[a], boxed once.
+var oneHashes = func() (h [len(oneScripts)]interface{}) {
+	for a, sc := range oneScripts {
+		h[a] = sc.Hash()
+	}
+	return h
+}()
+
+// oneSources[a] is the source of oneScripts[a].
+var oneSources = [...]string{
+	limiter.FixedWindow:   fixedSource,
+	limiter.SlidingWindow: slidingSource,
+	limiter.TokenBucket:   bucketSource,
 }
 
 // splitNanos returns now as Unix microseconds and the nanoseconds beyond
