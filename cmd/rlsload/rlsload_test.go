@@ -13,6 +13,7 @@ import (
 	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/extauthz/extauthz/internal/redistest"
 	"github.com/extauthz/extauthz/pkg/backends/memstore"
 	"github.com/extauthz/extauthz/pkg/config"
 	"github.com/extauthz/extauthz/pkg/server"
@@ -239,5 +240,44 @@ func TestSampleProc(t *testing.T) {
 	c := perDecision(s0, s1, &redisSample{proc: s0, commands: 10, evals: 5}, &redisSample{proc: s1, commands: 30, evals: 15}, 10)
 	if !c.known || !c.redisKnown || c.redisCommands != 2 || c.redisScripts != 1 || c.serverCPU != (s1.cpu-s0.cpu)/10 {
 		t.Errorf("perDecision: got %+v", c)
+	}
+}
+
+// TestTake runs the take command's workloads on a real redis-server and
+// counts the commands each sent.
+func TestTake(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	ctx := context.Background()
+	for _, tc := range []struct {
+		args []string
+		want map[string]int64
+	}{
+		{[]string{"-algorithm", "fixed_window"}, map[string]int64{"evalsha": 20, "incrby": 0}},
+		{[]string{"-algorithm", "sliding_window", "-general"}, map[string]int64{"evalsha": 20}},
+		{[]string{"-algorithm", "token_bucket"}, map[string]int64{"evalsha": 20}},
+		{[]string{"-raw", "incr"}, map[string]int64{"incrby": 20, "pexpire": 20, "evalsha": 0}},
+		{[]string{"-raw", "ping"}, map[string]int64{"ping": 20}},
+	} {
+		before, err := srv.CommandStats(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := run(ctx, append([]string{"take", "-redis-addr", srv.Addr, "-n", "20"}, tc.args...), io.Discard, io.Discard); err != nil {
+			t.Fatalf("take %v: %v", tc.args, err)
+		}
+		after, err := srv.CommandStats(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for cmd, want := range tc.want {
+			if got := after[cmd] - before[cmd]; got != want {
+				t.Errorf("take %v: %d %s calls, want %d", tc.args, got, cmd, want)
+			}
+		}
+	}
+	for _, args := range [][]string{{}, {"-redis-addr", srv.Addr, "-algorithm", "leaky"}, {"-redis-addr", srv.Addr, "-raw", "get"}, {"-redis-addr", srv.Addr, "-n", "0"}} {
+		if err := run(ctx, append([]string{"take"}, args...), io.Discard, io.Discard); err == nil {
+			t.Errorf("take %v: no error", args)
+		}
 	}
 }
