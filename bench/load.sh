@@ -31,6 +31,7 @@ redis_config() { # $1: extra redis settings, $2: name, $3: default_algorithm (op
     echo "backends:"
     echo "  - type: redis"
     echo "    url: $url"
+    echo "    timeouts: {read: 1s, write: 1s}" # a loaded machine must not trip the 100ms socket timeouts
     [ -n "$1" ] && echo "    $1"
     echo "breaker: {call_timeout: 1s}"
     echo "health_check: {timeout: 1s}"
