@@ -12,6 +12,9 @@
 # and commands (those its scripts run included) per decision, from
 # /proc/<redis pid> and INFO over the measured time (rlsload -redis-addr),
 # and every extauthz row the server process's CPU time and system calls.
+# BASELINE_BIN=path/to/extauthz adds that build (e.g. main's) to every Redis
+# row as target "baseline", on the same config, alternating with this one:
+# an A/B of two builds in one run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dur="${1:-10s}"; rounds="${2:-3}"; sections="${3:-all}"
@@ -45,7 +48,11 @@ run() { echo; echo "### $*"; bin/rlsload -server-bin bin/extauthz -duration "$du
 # beside the memory backend with the same algorithm, in one invocation.
 redis_run() {
   local cfg; cfg=$(redis_config "$2" "$1" "$3"); local alg=$3; shift 3
-  run -api rls -targets memory,server -algorithm "$alg" -config "$cfg" -redis-addr "127.0.0.1:$port" "$@"
+  if [ -n "${BASELINE_BIN:-}" ]; then
+    run -api rls -targets memory,baseline,server -baseline-bin "$BASELINE_BIN" -algorithm "$alg" -config "$cfg" -redis-addr "127.0.0.1:$port" "$@"
+  else
+    run -api rls -targets memory,server -algorithm "$alg" -config "$cfg" -redis-addr "127.0.0.1:$port" "$@"
+  fi
 }
 redis_section() {
   for alg in fixed_window sliding_window token_bucket; do

@@ -36,6 +36,7 @@ var benchConfig []byte
 // options are the driver's flags.
 type options struct {
 	serverBin   string
+	baselineBin string // another extauthz binary for target baseline
 	config      string
 	domain      string
 	concurrency []int
@@ -95,6 +96,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs := flag.NewFlagSet("rlsload", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&o.serverBin, "server-bin", "", "extauthz binary to start with \"serve\" (required for target server)")
+	fs.StringVar(&o.baselineBin, "baseline-bin", "", "extauthz binary of target baseline, which runs on the server target's config: an A/B of two builds in one run (e.g. main's against a branch's)")
 	fs.StringVar(&o.config, "config", "", "server config for extauthz (default: the embedded bench.yaml); it must admit every request")
 	fs.StringVar(&o.redisURL, "redis", "", "run the embedded bench.yaml on the Redis backend at this URL (e.g. redis://127.0.0.1:6379/0) instead of memory; for other backend settings write a config and use -config")
 	fs.StringVar(&o.redisAddr, "redis-addr", "", "host:port of a redis-server on this machine that target server uses: report its CPU time, read/write system calls and commands per decision (from /proc and INFO)")
@@ -108,7 +110,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.conns, "conns", 4, "gRPC connections (Envoy keeps a few and multiplexes)")
 	fs.IntVar(&o.keys, "keys", 1000, "distinct descriptor values (clients) cycled through")
 	fs.IntVar(&o.descriptors, "descriptors", 1, "descriptors per request: remote_address, then path=/api/N (1 or 2)")
-	tg := fs.String("targets", "noop,server", "comma-separated targets: noop, server, memory (extauthz on the embedded bench.yaml and the memory backend, to compare a -config or -redis server with)")
+	tg := fs.String("targets", "noop,server", "comma-separated targets: noop, server, memory (extauthz on the embedded bench.yaml and the memory backend, to compare a -config or -redis server with), baseline (-baseline-bin on the server's config)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -133,8 +135,11 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 		return o, fmt.Errorf("-algorithm %q: want fixed_window, sliding_window or token_bucket", o.algorithm)
 	}
 	for _, t := range o.targets {
-		if t != "noop" && t != "server" && t != "memory" {
-			return o, fmt.Errorf("-targets: unknown target %q: want noop, server or memory", t)
+		if t != "noop" && t != "server" && t != "memory" && t != "baseline" {
+			return o, fmt.Errorf("-targets: unknown target %q: want noop, server, memory or baseline", t)
+		}
+		if t == "baseline" && o.baselineBin == "" {
+			return o, errors.New("target baseline needs -baseline-bin")
 		}
 	}
 	return o, nil
@@ -159,15 +164,19 @@ func startTargets(ctx context.Context, o options) (map[string]target, func(), er
 			}
 			stops = append(stops, stop)
 			addrs[t] = target{addr: addr}
-		case "server", "memory":
-			if o.serverBin == "" {
+		case "server", "memory", "baseline":
+			bin := o.serverBin
+			if t == "baseline" {
+				bin = o.baselineBin
+			}
+			if bin == "" {
 				return nil, stopAll, fmt.Errorf("target %s needs -server-bin (build it with: go build -o bin/extauthz ./cmd/extauthz)", t)
 			}
 			config, redisURL := o.config, o.redisURL
 			if t == "memory" {
 				config, redisURL = "", ""
 			}
-			tg, stop, err := startServer(ctx, o.serverBin, config, benchYAML(redisURL, o.algorithm))
+			tg, stop, err := startServer(ctx, bin, config, benchYAML(redisURL, o.algorithm))
 			if err != nil {
 				return nil, stopAll, fmt.Errorf("start extauthz (%s): %w", t, err)
 			}
@@ -203,7 +212,7 @@ func runAll(ctx context.Context, o options, addrs map[string]target, stderr io.W
 			}
 			for _, t := range order {
 				var p *redisProbe
-				if t == "server" {
+				if t == "server" || t == "baseline" {
 					p = probe
 				}
 				r, err := runLoad(ctx, addrs[t], p, newCaller, c, o)

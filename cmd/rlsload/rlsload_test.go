@@ -120,6 +120,7 @@ func TestDriveFlags(t *testing.T) {
 		{name: "redis and config", args: []string{"-redis", "redis://127.0.0.1:6379/0", "-config", "x.yaml"}, wantErr: "-redis and -config exclude each other"},
 		{name: "unknown algorithm", args: []string{"-algorithm", "leaky_bucket"}, wantErr: `-algorithm "leaky_bucket": want fixed_window`},
 		{name: "unknown target", args: []string{"-targets", "noop,redis"}, wantErr: `unknown target "redis"`},
+		{name: "baseline without binary", args: []string{"-targets", "server,baseline"}, wantErr: "target baseline needs -baseline-bin"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

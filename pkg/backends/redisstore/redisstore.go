@@ -1,6 +1,8 @@
 // Package redisstore is the Redis limiter.Store: every algorithm of
-// pkg/limiter runs in one atomic Lua script, so all extauthz replicas that
-// share a Redis (standalone, Sentinel or Cluster) share exact counts.
+// pkg/limiter runs in one atomic Lua script (take.lua, or for a call of one
+// request its algorithm's lean script, take_fixed.lua), so all extauthz
+// replicas that share a Redis (standalone, Sentinel or Cluster) share exact
+// counts.
 //
 // One Take is one round trip: a single EVALSHA carrying every key of the
 // call, or, in Cluster mode, one EVALSHA per hash slot sent as one pipeline
