@@ -411,58 +411,51 @@ func runLoad(ctx context.Context, tg target, probe *redisProbe, newCaller func(*
 		}()
 	}
 	sleep(ctx, o.warmup)
-	var r0, r1 *redisSample
-	if probe != nil {
-		s, err := probe.sample(ctx)
-		if err != nil {
-			stop.Store(true)
-			wg.Wait()
-			return runResult{}, err
-		}
-		r0 = &s
-	}
-	srv0 := sampleProc(tg.pid)
+	cs := costSampler{pid: tg.pid, probe: probe}
+	err := cs.begin(ctx)
 	measuring.Store(true)
 	start := time.Now()
-	sleep(ctx, o.duration)
+	if err == nil {
+		sleep(ctx, o.duration)
+	}
 	measuring.Store(false)
 	elapsed := time.Since(start)
-	srv1 := sampleProc(tg.pid)
-	if probe != nil {
-		s, err := probe.sample(ctx)
-		if err != nil {
-			stop.Store(true)
-			wg.Wait()
-			return runResult{}, err
-		}
-		r1 = &s
+	if err == nil {
+		err = cs.end(ctx)
 	}
 	stop.Store(true)
 	wg.Wait()
-	if err := ctx.Err(); err != nil {
+	if err == nil {
+		err = ctx.Err()
+	}
+	if err != nil {
 		return runResult{}, err
 	}
+	firstError, _ := firstErr.Load().(error)
+	return summarize(lats, errs.Load(), firstError, elapsed, &cs)
+}
 
+// summarize merges the workers' latencies of a run into its result.
+func summarize(lats [][]time.Duration, errs int64, firstErr error, elapsed time.Duration, cs *costSampler) (runResult, error) {
 	var all []time.Duration
 	for _, l := range lats {
 		all = append(all, l...)
 	}
 	if len(all) == 0 {
-		err, _ := firstErr.Load().(error)
-		return runResult{}, fmt.Errorf("no successful call (%d errors; first: %v)", errs.Load(), err)
+		return runResult{}, fmt.Errorf("no successful call (%d errors; first: %v)", errs, firstErr)
 	}
 	slices.Sort(all)
 	// The samples span the measured time; the calls that completed in it
 	// (errors included) are the decisions it made, give or take the calls
 	// in flight at either end.
-	decided := len(all) + int(errs.Load())
+	decided := len(all) + int(errs)
 	return runResult{
-		costs:  perDecision(srv0, srv1, r0, r1, decided),
+		costs:  perDecision(cs.srv0, cs.srv1, cs.r0, cs.r1, decided),
 		rps:    float64(len(all)) / elapsed.Seconds(),
 		p50:    all[len(all)*50/100],
 		p99:    all[len(all)*99/100],
 		calls:  len(all),
-		errors: errs.Load(),
+		errors: errs,
 	}, nil
 }
 

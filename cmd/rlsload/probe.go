@@ -155,6 +155,39 @@ func infoField(info, key string) string {
 	return ""
 }
 
+// costSampler samples a server process, and the redis-server of probe
+// when set, at the start and the end of a measured run.
+type costSampler struct {
+	pid        int
+	probe      *redisProbe
+	srv0, srv1 procSample
+	r0, r1     *redisSample
+}
+
+func (cs *costSampler) begin(ctx context.Context) error {
+	if cs.probe != nil {
+		s, err := cs.probe.sample(ctx)
+		if err != nil {
+			return err
+		}
+		cs.r0 = &s
+	}
+	cs.srv0 = sampleProc(cs.pid)
+	return nil
+}
+
+func (cs *costSampler) end(ctx context.Context) error {
+	cs.srv1 = sampleProc(cs.pid)
+	if cs.probe != nil {
+		s, err := cs.probe.sample(ctx)
+		if err != nil {
+			return err
+		}
+		cs.r1 = &s
+	}
+	return nil
+}
+
 // costs are per-decision figures of one run; NaN-free: a negative value
 // means unknown.
 type costs struct {

@@ -249,14 +249,7 @@ func (s *Store) Take(ctx context.Context, mode limiter.Mode, reqs []limiter.Requ
 
 	if s.cache == nil && len(reqs) == 1 && int(reqs[0].Limit.Algorithm) < len(oneScripts) {
 		start := time.Now()
-		err := s.takeOne(ctx, mode, &reqs[0], &res[0], now)
-		if s.opts.OnCall != nil {
-			s.opts.OnCall(time.Since(start), err)
-		}
-		if err != nil {
-			return fmt.Errorf("redisstore: take 1 keys: %w", err)
-		}
-		return nil
+		return s.called(start, 1, s.takeOne(ctx, mode, &reqs[0], &res[0], now))
 	}
 
 	scriptMode := modeCountAll
@@ -297,11 +290,17 @@ func (s *Store) Take(ctx context.Context, mode limiter.Mode, reqs []limiter.Requ
 	} else {
 		err = s.runCluster(ctx, &c, reqs, res, scriptMode, now)
 	}
+	return s.called(start, len(reqs), err)
+}
+
+// called reports a round trip of a Take of n requests that started at
+// start to Options.OnCall, and wraps its error.
+func (s *Store) called(start time.Time, n int, err error) error {
 	if s.opts.OnCall != nil {
 		s.opts.OnCall(time.Since(start), err)
 	}
 	if err != nil {
-		return fmt.Errorf("redisstore: take %d keys: %w", len(reqs), err)
+		return fmt.Errorf("redisstore: take %d keys: %w", n, err)
 	}
 	return nil
 }
