@@ -2,8 +2,11 @@ package redisstore
 
 import (
 	"context"
+	"encoding/binary"
+	"errors"
 	"flag"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"strings"
 	"sync"
@@ -245,5 +248,56 @@ func TestScriptHugeTolerance(t *testing.T) {
 	}
 	if maxAdmitted := int64(1<<62)/int64(l.Period/10) + 200/8; admitted > maxAdmitted {
 		t.Errorf("admitted %d hits, want at most %d", admitted, maxAdmitted)
+	}
+}
+
+// TestDecodeOne: a one-request script's reply is checked like take.lua's:
+// anything but 5 packed non-negative integers with an allowed flag of 0 or
+// 1 is ErrBadReply, and nothing is written to the result then.
+func TestDecodeOne(t *testing.T) {
+	pack := func(xs ...float64) string {
+		var b []byte
+		for _, x := range xs {
+			b = binary.LittleEndian.AppendUint64(b, math.Float64bits(x))
+		}
+		return string(b)
+	}
+	l := limiter.Limit{Requests: 10, Period: time.Second}
+	tests := []struct {
+		name  string
+		reply interface{}
+		want  limiter.Result // zero when the reply is bad
+	}{
+		{"admitted", pack(1, 7, 900, 0, 0), limiter.Result{Allowed: true, Limit: 10, Remaining: 7, ResetAfter: 900}},
+		{"refused", pack(0, 0, 900, 900, 0), limiter.Result{Limit: 10, ResetAfter: 900, RetryAfter: 900}},
+		{"huge saturates", pack(1, 1e300, 0, 0, 0), limiter.Result{Allowed: true, Limit: 10, Remaining: math.MaxInt64}},
+		{"integer", int64(1), limiter.Result{}},
+		{"array", []interface{}{pack(1, 7, 900, 0, 0)}, limiter.Result{}},
+		{"short", pack(1, 7, 900, 0), limiter.Result{}},
+		{"long", pack(1, 7, 900, 0, 0, 0), limiter.Result{}},
+		{"allowed 2", pack(2, 7, 900, 0, 0), limiter.Result{}},
+		{"negative", pack(1, -7, 900, 0, 0), limiter.Result{}},
+		{"fractional", pack(1, 7.5, 900, 0, 0), limiter.Result{}},
+		{"NaN", pack(1, 7, math.NaN(), 0, 0), limiter.Result{}},
+		{"-Inf", pack(1, 7, 900, math.Inf(-1), 0), limiter.Result{}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cmd := redis.NewCmd(context.Background())
+			cmd.SetVal(tc.reply)
+			var got limiter.Result
+			err := decodeOne(cmd, &limiter.Request{Key: "k", Limit: l, Hits: 1}, &got)
+			if bad := tc.want == (limiter.Result{}); bad != errors.Is(err, ErrBadReply) {
+				t.Fatalf("got error %v, want ErrBadReply: %v", err, bad)
+			}
+			if got != tc.want {
+				t.Errorf("got %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+	cmd := redis.NewCmd(context.Background())
+	cmd.SetErr(errors.New("ERR boom"))
+	if err := decodeOne(cmd, &limiter.Request{Key: "k", Limit: l}, new(limiter.Result)); err == nil || errors.Is(err, ErrBadReply) {
+		t.Errorf("a Redis error: got %v, want it returned as is", err)
 	}
 }

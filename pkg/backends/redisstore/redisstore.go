@@ -794,6 +794,12 @@ func (s *Store) takeOne(ctx context.Context, mode limiter.Mode, r *limiter.Reque
 	if err != nil {
 		return err
 	}
+	return decodeOne(cmd, r, res)
+}
+
+// decodeOne checks the reply of a one-request script and writes its
+// result.
+func decodeOne(cmd *redis.Cmd, r *limiter.Request, res *limiter.Result) error {
 	v, err := cmd.Result()
 	if err != nil {
 		return err
