@@ -4,8 +4,17 @@
 # Usage: bash bench/load.sh [DURATION] [ROUNDS] [SECTIONS]   (defaults 10s, 3, all)
 # The server runs with traffic insight on (its default). SECTIONS "insight"
 # runs only the insight on/off comparison (memory backend, c=64); "pg" only
-# memory, Redis and PostgreSQL at c=64,16 (the PostgreSQL comparison); "all"
-# runs everything, PostgreSQL included.
+# memory, Redis and PostgreSQL at c=64,16 (the PostgreSQL comparison);
+# "redis" only the Redis rows against the memory backend (each algorithm,
+# 1 000 and 100 000 keys, c=64,16; a few minutes with `bash bench/load.sh
+# 3s 1 redis`); "all" runs everything, PostgreSQL included.
+# Every Redis row prints redis-server's CPU time, read/write system calls
+# and commands (those its scripts run included) per decision, from
+# /proc/<redis pid> and INFO over the measured time (rlsload -redis-addr),
+# and every extauthz row the server process's CPU time and system calls.
+# BASELINE_BIN=path/to/extauthz adds that build (e.g. main's) to every Redis
+# row as target "baseline", on the same config, alternating with this one:
+# an A/B of two builds in one run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dur="${1:-10s}"; rounds="${2:-3}"; sections="${3:-all}"
@@ -19,11 +28,13 @@ until redis-cli -p "$port" ping >/dev/null 2>&1; do sleep 0.1; done
 url="redis://127.0.0.1:$port/0"
 
 # bench.yaml with a Redis backend; the rest as rlsload embeds it.
-redis_config() { # $1: extra redis settings
+redis_config() { # $1: extra redis settings, $2: name, $3: default_algorithm (optional)
   {
+    [ -n "${3:-}" ] && echo "default_algorithm: $3"
     echo "backends:"
     echo "  - type: redis"
     echo "    url: $url"
+    echo "    timeouts: {read: 1s, write: 1s}" # a loaded machine must not trip the 100ms socket timeouts
     [ -n "$1" ] && echo "    $1"
     echo "breaker: {call_timeout: 1s}"
     echo "health_check: {timeout: 1s}"
@@ -33,6 +44,28 @@ redis_config() { # $1: extra redis settings
 }
 
 run() { echo; echo "### $*"; bin/rlsload -server-bin bin/extauthz -duration "$dur" -rounds "$rounds" "$@"; }
+# redis_run NAME EXTRA ALGORITHM rlsload-args...: the server on Redis
+# beside the memory backend with the same algorithm, in one invocation.
+redis_run() {
+  local cfg; cfg=$(redis_config "$2" "$1" "$3"); local alg=$3; shift 3
+  if [ -n "${BASELINE_BIN:-}" ]; then
+    run -api rls -targets memory,baseline,server -baseline-bin "$BASELINE_BIN" -algorithm "$alg" -config "$cfg" -redis-addr "127.0.0.1:$port" "$@"
+  else
+    run -api rls -targets memory,server -algorithm "$alg" -config "$cfg" -redis-addr "127.0.0.1:$port" "$@"
+  fi
+}
+redis_section() {
+  for alg in fixed_window sliding_window token_bucket; do
+    redis_run "$alg-1k" '' "$alg" -concurrency 64,16
+    redis_run "$alg-100k" '' "$alg" -concurrency 64,16 -keys 100000
+  done
+}
+if [ "$sections" = redis ]; then
+  redis_section
+  echo; echo "### Redis INFO commandstats after the Redis runs"
+  redis-cli -p "$port" info commandstats | grep -E 'cmdstat_' | tr -d '\r'
+  exit 0
+fi
 
 # The embedded bench.yaml with traffic insight off.
 insight_off_config() {
@@ -117,10 +150,9 @@ run -api rls -concurrency 64,16
 run -api authz -concurrency 64
 run -api rls -concurrency 64,16 -keys 1
 run -api rls -concurrency 64,16 -keys 100000
-run -api rls -concurrency 64,16 -targets server -config "$(redis_config '' default)"
-run -api rls -concurrency 64,16 -targets server -keys 1 -config "$(redis_config '' hot)"
-run -api rls -concurrency 64,16 -targets server -keys 100000 -config "$(redis_config '' 100k)"
-run -api rls -concurrency 64 -targets server -config "$(redis_config 'auto_pipeline: false' plain)"
+redis_section
+redis_run hot '' fixed_window -concurrency 64,16 -keys 1
+redis_run plain 'auto_pipeline: false' fixed_window -concurrency 64
 insight_comparison
 echo; echo "### Redis INFO commandstats after the Redis runs"
 redis-cli -p "$port" info commandstats | grep -E 'cmdstat_' | tr -d '\r'

@@ -9,6 +9,7 @@
 //
 //	rlsload -server-bin ./bin/extauthz [-api rls|authz] [-concurrency 64,16] [-duration 10s] [-config FILE | -redis URL]
 //	rlsload noop [-listen 127.0.0.1:0]
+//	rlsload take -redis-addr HOST:PORT [-algorithm A] [-n 1000] [-general | -raw ping|incr]
 package main
 
 import (
@@ -33,6 +34,9 @@ func main() {
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == "noop" {
 		return noop(ctx, args[1:], stdout, stderr)
+	}
+	if len(args) > 0 && args[0] == "take" {
+		return take(ctx, args[1:], stdout, stderr)
 	}
 	return drive(ctx, args, stdout, stderr)
 }

@@ -2,12 +2,18 @@ package redisstore
 
 import (
 	"context"
+	"encoding/binary"
+	"errors"
 	"flag"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/extauthz/extauthz/pkg/limiter"
 )
@@ -28,9 +34,66 @@ func TestScriptMatchesLimiter(t *testing.T) {
 	matchLimiter(t, s, clock, *luaCalls, "")
 }
 
-// matchLimiter makes calls random calls on s and on the pure algorithms,
-// and compares the results. Key names start with prefix.
+// TestOneKeyScriptsMatchLimiter: the one-request scripts (take_fixed.lua,
+// take_sliding.lua, take_bucket.lua), which Take uses for calls of one
+// request, give pkg/limiter's results too: every call has one request.
+func TestOneKeyScriptsMatchLimiter(t *testing.T) {
+	clock := newFakeClock(time.Unix(1_700_000_000, 123_456_789))
+	s, _ := newStandalone(t, Options{Now: clock.Now, ExtraTTL: time.Hour})
+	shas := &shaCounter{calls: map[string]int{}}
+	s.client.AddHook(shas)
+	matchLimiterKeys(t, s, clock, *luaCalls, "", 1)
+	// Each algorithm's script served its calls (take.lua would give the
+	// same results): at least a fifth of the calls each, and take.lua none.
+	for a, sc := range oneScripts {
+		if got := shas.count(sc.Hash()); got < *luaCalls/5 {
+			t.Errorf("%s: %d calls of its script, want at least %d", limiter.Algorithm(a), got, *luaCalls/5)
+		}
+	}
+	if got := shas.count(takeScript.Hash()); got != 0 {
+		t.Errorf("take.lua: %d calls, want 0 for calls of one request", got)
+	}
+}
+
+// shaCounter is a go-redis hook that counts EVALSHA calls by SHA.
+type shaCounter struct {
+	mu    sync.Mutex
+	calls map[string]int
+}
+
+func (h *shaCounter) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h *shaCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if args := cmd.Args(); len(args) > 1 && cmd.Name() == "evalsha" {
+			sha, _ := args[1].(string)
+			h.mu.Lock()
+			h.calls[sha]++
+			h.mu.Unlock()
+		}
+		return next(ctx, cmd)
+	}
+}
+
+func (h *shaCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+func (h *shaCounter) count(sha string) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.calls[sha]
+}
+
+// matchLimiter makes calls random calls of 1 to 4 requests on s and on the
+// pure algorithms, and compares the results. Key names start with prefix.
 func matchLimiter(t *testing.T, s *Store, clock *fakeClock, calls int, prefix string) {
+	t.Helper()
+	matchLimiterKeys(t, s, clock, calls, prefix, 4)
+}
+
+// matchLimiterKeys is matchLimiter with calls of 1 to maxKeys requests.
+func matchLimiterKeys(t *testing.T, s *Store, clock *fakeClock, calls int, prefix string, maxKeys int) {
 	t.Helper()
 	ctx := context.Background()
 
@@ -78,7 +141,7 @@ func matchLimiter(t *testing.T, s *Store, clock *fakeClock, calls int, prefix st
 		50 * time.Millisecond, 333 * time.Millisecond, time.Second, 17 * time.Second, time.Minute, time.Hour, 26 * time.Hour}
 	for call := range calls {
 		clock.Advance(steps[rng.IntN(len(steps))] + time.Duration(rng.IntN(3))*time.Duration(rng.Int64N(int64(time.Second))))
-		n := 1 + rng.IntN(4)
+		n := 1 + rng.IntN(maxKeys)
 		reqs := make([]limiter.Request, n)
 		states := make([]limiter.State, n)
 		for i := range reqs {
@@ -185,5 +248,56 @@ func TestScriptHugeTolerance(t *testing.T) {
 	}
 	if maxAdmitted := int64(1<<62)/int64(l.Period/10) + 200/8; admitted > maxAdmitted {
 		t.Errorf("admitted %d hits, want at most %d", admitted, maxAdmitted)
+	}
+}
+
+// TestDecodeOne: a one-request script's reply is checked like take.lua's:
+// anything but 5 packed non-negative integers with an allowed flag of 0 or
+// 1 is ErrBadReply, and nothing is written to the result then.
+func TestDecodeOne(t *testing.T) {
+	pack := func(xs ...float64) string {
+		var b []byte
+		for _, x := range xs {
+			b = binary.LittleEndian.AppendUint64(b, math.Float64bits(x))
+		}
+		return string(b)
+	}
+	l := limiter.Limit{Requests: 10, Period: time.Second}
+	tests := []struct {
+		name  string
+		reply interface{}
+		want  limiter.Result // zero when the reply is bad
+	}{
+		{"admitted", pack(1, 7, 900, 0, 0), limiter.Result{Allowed: true, Limit: 10, Remaining: 7, ResetAfter: 900}},
+		{"refused", pack(0, 0, 900, 900, 0), limiter.Result{Limit: 10, ResetAfter: 900, RetryAfter: 900}},
+		{"huge saturates", pack(1, 1e300, 0, 0, 0), limiter.Result{Allowed: true, Limit: 10, Remaining: math.MaxInt64}},
+		{"integer", int64(1), limiter.Result{}},
+		{"array", []interface{}{pack(1, 7, 900, 0, 0)}, limiter.Result{}},
+		{"short", pack(1, 7, 900, 0), limiter.Result{}},
+		{"long", pack(1, 7, 900, 0, 0, 0), limiter.Result{}},
+		{"allowed 2", pack(2, 7, 900, 0, 0), limiter.Result{}},
+		{"negative", pack(1, -7, 900, 0, 0), limiter.Result{}},
+		{"fractional", pack(1, 7.5, 900, 0, 0), limiter.Result{}},
+		{"NaN", pack(1, 7, math.NaN(), 0, 0), limiter.Result{}},
+		{"-Inf", pack(1, 7, 900, math.Inf(-1), 0), limiter.Result{}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cmd := redis.NewCmd(context.Background())
+			cmd.SetVal(tc.reply)
+			var got limiter.Result
+			err := decodeOne(cmd, &limiter.Request{Key: "k", Limit: l, Hits: 1}, &got)
+			if bad := tc.want == (limiter.Result{}); bad != errors.Is(err, ErrBadReply) {
+				t.Fatalf("got error %v, want ErrBadReply: %v", err, bad)
+			}
+			if got != tc.want {
+				t.Errorf("got %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+	cmd := redis.NewCmd(context.Background())
+	cmd.SetErr(errors.New("ERR boom"))
+	if err := decodeOne(cmd, &limiter.Request{Key: "k", Limit: l}, new(limiter.Result)); err == nil || errors.Is(err, ErrBadReply) {
+		t.Errorf("a Redis error: got %v, want it returned as is", err)
 	}
 }
