@@ -153,8 +153,7 @@ func (g *gen) redisAddress(v redisVars, in int) (cred *neturl.Userinfo) {
 			return
 		}
 		if socket != "tcp" {
-			g.problem(fmt.Sprintf("extauthz connects to Redis over TCP only, not a unix socket: set %s=tcp and %s=host:port", v.socket, v.url),
-				v.socket+"="+socket, g.shown(v.url))
+			g.unixSocket(v, in, socket, url)
 			return
 		}
 		if !hostPort(url) {
@@ -193,6 +192,22 @@ func (g *gen) redisAddress(v redisVars, in int) (cred *neturl.Userinfo) {
 		g.problem("unknown Redis type: use SINGLE, SENTINEL or CLUSTER", g.shown(v.typ))
 	}
 	return cred
+}
+
+// unixSocket maps a SINGLE Redis behind a unix socket (the reference's
+// default socket type): REDIS_URL is the socket's path.
+func (g *gen) unixSocket(v redisVars, in int, socket, path string) {
+	switch {
+	case socket != "unix":
+		g.problem("unknown socket type: use tcp or unix", v.socket+"="+socket)
+	case !strings.HasPrefix(path, "/"):
+		g.problem(fmt.Sprintf("with a unix socket (%s unset or unix) %s is the socket's absolute path: set %s=tcp for host:port, or %s=/path/to/redis.sock", v.socket, v.url, v.socket, v.url),
+			v.socket+"="+socket, g.shown(v.url))
+	case g.boolean(v.tls, false):
+		g.problem(fmt.Sprintf("TLS is not available over a unix socket: unset %s, or connect over TCP (%s=tcp)", v.tls, v.socket), v.tls+"=true", v.socket+"="+socket)
+	default:
+		g.line(in, "url", quote("unix://"+path), fmt.Sprintf("%s=unix, %s=SINGLE, %s (the socket's path)", v.socket, v.typ, v.url))
+	}
 }
 
 // redisAuth maps REDIS_AUTH: a password stays in the environment

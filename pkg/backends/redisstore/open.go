@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"strconv"
@@ -144,6 +145,14 @@ func (cfg *Config) standalone(uo *redis.UniversalOptions) (desc string, tlsOn bo
 	}
 	uo.Addrs = []string{o.Addr}
 	uo.DB = o.DB
+	if o.Network == "unix" {
+		// UniversalOptions has no network: dial the socket ourselves.
+		path, timeout := o.Addr, cfg.Timeouts.Dial
+		uo.Dialer = func(ctx context.Context, _, _ string) (net.Conn, error) {
+			d := net.Dialer{Timeout: timeout}
+			return d.DialContext(ctx, "unix", path)
+		}
+	}
 	if uo.Username == "" {
 		uo.Username = o.Username
 	}

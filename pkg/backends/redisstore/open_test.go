@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/extauthz/extauthz/internal/redistest"
 	"github.com/extauthz/extauthz/pkg/limiter"
 )
@@ -28,7 +30,12 @@ func TestOpenValidates(t *testing.T) {
 	}{
 		{name: "nothing", cfg: Config{}, wantErr: "needs exactly one of url (standalone), sentinel or cluster"},
 		{name: "two modes", cfg: Config{URL: URL("redis://h:1"), Cluster: &Cluster{Addrs: []string{"h:2"}}}, wantErr: "needs exactly one of url (standalone), sentinel or cluster; 2 are set"},
-		{name: "bad scheme", cfg: Config{URL: URL("http://h:1")}, wantErr: `url: scheme "http": expected redis:// or rediss://`},
+		{name: "bad scheme", cfg: Config{URL: URL("http://h:1")}, wantErr: `url: scheme "http": expected redis://, rediss:// (TLS) or unix://`},
+		{name: "socket with a host", cfg: Config{URL: URL("unix://h/tmp/r.sock")}, wantErr: "expected unix:///absolute/path"},
+		{name: "socket without a path", cfg: Config{URL: URL("unix://")}, wantErr: "expected unix:///absolute/path"},
+		{name: "socket query", cfg: Config{URL: URL("unix:///tmp/r.sock?db=0&dial_timeout=1s")}, wantErr: `query parameter "dial_timeout" is not accepted`},
+		{name: "socket bad db", cfg: Config{URL: URL("unix:///tmp/r.sock?db=x")}, wantErr: `db "x" is not a database number`},
+		{name: "socket with tls", cfg: Config{URL: URL("unix:///tmp/r.sock"), TLS: TLS{Enabled: true}}, wantErr: "tls: not available over a unix socket"},
 		{name: "bad url keeps the password out", cfg: Config{URL: URL("redis://u:hunter2@h:port")}, wantErr: "url: not a URL"},
 		{name: "query", cfg: Config{URL: URL("redis://h:1/0?dial_timeout=1s")}, wantErr: "query parameters are not accepted"},
 		{name: "sentinel without addrs", cfg: Config{Sentinel: &Sentinel{MasterName: "m"}}, wantErr: "sentinel.addrs: missing"},
@@ -80,6 +87,37 @@ func TestRedactURL(t *testing.T) {
 
 func takeOne(ctx context.Context, s *Store) error {
 	return s.Take(ctx, limiter.CountAll, []limiter.Request{{Key: "auth", Limit: limiter.Limit{Requests: 100, Period: time.Hour}, Hits: 1}}, make([]limiter.Result, 1))
+}
+
+// TestOpenUnixSocket: a unix:///path URL (envoyproxy/ratelimit's default
+// REDIS_SOCKET_TYPE) counts on the server behind the socket, in the
+// database ?db= names, with the password of the URL.
+func TestOpenUnixSocket(t *testing.T) {
+	dir, err := os.MkdirTemp("", "rs") // short: socket paths are limited to ~100 bytes
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	sock := filepath.Join(dir, "redis.sock")
+	srv := redistest.Start(t, redistest.Options{Config: []string{"unixsocket " + sock, "unixsocketperm 700", "requirepass sock-pw"}})
+	s, err := Open(Config{URL: URL("unix://:sock-pw@" + sock + "?db=3")}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	if err := takeOne(ctx, s); err != nil {
+		t.Fatalf("Take over the socket: %v", err)
+	}
+	tcp := redis.NewClient(&redis.Options{Addr: srv.Addr, Password: "sock-pw", DB: 3})
+	defer tcp.Close()
+	keys, err := tcp.Keys(ctx, "*").Result()
+	if err != nil || len(keys) == 0 {
+		t.Fatalf("database 3 over TCP: keys %v, %v; want the counter taken over the socket", keys, err)
+	}
+	if strings.Contains(s.String(), "sock-pw") {
+		t.Errorf("String() shows the password: %s", s)
+	}
 }
 
 // TestOpenAuth covers the credential sources: URL, fields, ACL user, and a

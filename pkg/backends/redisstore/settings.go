@@ -68,9 +68,10 @@ const (
 // print. File paths are used as written (relative to the working
 // directory).
 type Config struct {
-	// URL is a standalone server: redis://[[user]:password@]host[:port][/db]
-	// or rediss://... (TLS). Query parameters are not accepted: every
-	// setting has its own field.
+	// URL is a standalone server: redis://[[user]:password@]host[:port][/db],
+	// rediss://... (TLS) or unix:///path/to/redis.sock[?db=N] (a local
+	// socket, without TLS). Query parameters are not accepted, but for a
+	// socket's db: every setting has its own field.
 	URL URL `yaml:"url"`
 	// Sentinel selects Sentinel mode.
 	Sentinel *Sentinel `yaml:"sentinel"`
@@ -196,6 +197,9 @@ func (u URL) String() string {
 // MarshalText returns the redacted URL, never the password.
 func (u URL) MarshalText() ([]byte, error) { return []byte(u.String()), nil }
 
+// unix reports whether u names a unix socket (unix:///path).
+func (u URL) unix() bool { return strings.HasPrefix(string(u), "unix:") }
+
 // AutoPipelineOn reports whether calls are auto-pipelined: AutoPipeline if
 // set, else true except in Cluster mode.
 func (c *Config) AutoPipelineOn() bool {
@@ -265,6 +269,9 @@ func (c *Config) validateMode() error {
 	}
 	if c.URL != "" {
 		errs = append(errs, field.Wrap("url", validateURL(string(c.URL))))
+		if c.URL.unix() && c.TLS.on() {
+			errs = append(errs, field.Errorf("tls", "not available over a unix socket: remove the tls section, or connect over TCP (rediss://host:port)"))
+		}
 	}
 	if s := c.Sentinel; s != nil {
 		if s.MasterName == "" {
@@ -292,10 +299,13 @@ func validateURL(raw string) error {
 		return errors.New("not a URL: expected redis://[user:password@]host:port/db or rediss:// for TLS")
 	}
 	red := RedactURL(raw)
+	if u.Scheme == "unix" {
+		return validateSocketURL(u, red)
+	}
 	var errs []error
 	switch {
 	case u.Scheme != "redis" && u.Scheme != "rediss":
-		errs = append(errs, fmt.Errorf("scheme %q: expected redis:// or rediss:// (TLS)", u.Scheme))
+		errs = append(errs, fmt.Errorf("scheme %q: expected redis://, rediss:// (TLS) or unix:// (a socket)", u.Scheme))
 	case u.Host == "":
 		errs = append(errs, fmt.Errorf("%s has no host: expected redis://host:port/db", red))
 	case u.RawQuery != "" || strings.Contains(raw, "?"):
@@ -307,6 +317,26 @@ func validateURL(raw string) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// validateSocketURL checks unix:///path/to/redis.sock[?db=N].
+func validateSocketURL(u *url.URL, red string) error {
+	if u.Host != "" || !strings.HasPrefix(u.Path, "/") {
+		return fmt.Errorf("%s: expected unix:///absolute/path/to/redis.sock (three slashes: no host)", red)
+	}
+	q, err := url.ParseQuery(u.RawQuery)
+	if err != nil {
+		return fmt.Errorf("%s: bad query: expected only ?db=N", red)
+	}
+	for k, v := range q {
+		if k != "db" || len(v) != 1 {
+			return fmt.Errorf("%s: query parameter %q is not accepted: only ?db=N; use the backend's settings (timeouts, pool)", red, k)
+		}
+		if n, err := strconv.Atoi(v[0]); err != nil || n < 0 {
+			return fmt.Errorf("%s: db %q is not a database number, e.g. ?db=0", red, v[0])
+		}
+	}
+	return nil
 }
 
 // checkAddrs checks a list of host:port addresses; paths are "" (the list)
