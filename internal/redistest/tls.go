@@ -1,19 +1,10 @@
 package redistest
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
-	"net"
-	"os"
-	"path/filepath"
 	"testing"
-	"time"
+
+	"github.com/extauthz/extauthz/internal/testcerts"
 )
 
 // TLSFiles are PEM files for a TLS-only server that requires client
@@ -51,87 +42,33 @@ func StartTLS(t testing.TB) (*Server, *TLSFiles) {
 }
 
 func writeTLSFiles(dir string) (*TLSFiles, error) {
-	now := time.Now()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	const serverName = "redis.test"
+	ca, err := testcerts.NewCA(testcerts.Options{CommonName: "redistest CA"})
 	if err != nil {
 		return nil, err
 	}
-	caTmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "redistest CA"},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(24 * time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	server, err := ca.Issue(testcerts.Server(serverName, serverName, "127.0.0.1"))
 	if err != nil {
 		return nil, err
 	}
-	ca, err := x509.ParseCertificate(caDER)
+	client, err := ca.Issue(testcerts.Client("redistest client"))
 	if err != nil {
 		return nil, err
 	}
-	f := &TLSFiles{
-		CAFile:     filepath.Join(dir, "ca.pem"),
-		ServerCert: filepath.Join(dir, "server.pem"),
-		ServerKey:  filepath.Join(dir, "server-key.pem"),
-		ClientCert: filepath.Join(dir, "client.pem"),
-		ClientKey:  filepath.Join(dir, "client-key.pem"),
-		ServerName: "redis.test",
-	}
-	if err := writePEM(f.CAFile, "CERTIFICATE", caDER); err != nil {
+	f := &TLSFiles{ServerName: serverName}
+	if f.CAFile, err = testcerts.WriteFile(dir, "ca.crt", ca.CertPEM()); err != nil {
 		return nil, err
 	}
-	leaf := func(serial int64, cn string, usage x509.ExtKeyUsage, certPath, keyPath string) error {
-		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			return err
-		}
-		tmpl := &x509.Certificate{
-			SerialNumber: big.NewInt(serial),
-			Subject:      pkix.Name{CommonName: cn},
-			NotBefore:    now.Add(-time.Hour),
-			NotAfter:     now.Add(24 * time.Hour),
-			KeyUsage:     x509.KeyUsageDigitalSignature,
-			ExtKeyUsage:  []x509.ExtKeyUsage{usage},
-			DNSNames:     []string{f.ServerName},
-			IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-		if err != nil {
-			return err
-		}
-		keyDER, err := x509.MarshalECPrivateKey(key)
-		if err != nil {
-			return err
-		}
-		if err := writePEM(certPath, "CERTIFICATE", der); err != nil {
-			return err
-		}
-		return writePEM(keyPath, "EC PRIVATE KEY", keyDER)
-	}
-	if err := leaf(2, f.ServerName, x509.ExtKeyUsageServerAuth, f.ServerCert, f.ServerKey); err != nil {
+	if f.ServerCert, f.ServerKey, err = server.WritePair(dir, "server"); err != nil {
 		return nil, err
 	}
-	if err := leaf(3, "redistest client", x509.ExtKeyUsageClientAuth, f.ClientCert, f.ClientKey); err != nil {
+	if f.ClientCert, f.ClientKey, err = client.WritePair(dir, "client"); err != nil {
 		return nil, err
 	}
-	cert, err := tls.LoadX509KeyPair(f.ClientCert, f.ClientKey)
-	if err != nil {
-		return nil, err
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(ca)
-	f.clientConfig = &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{cert}, ServerName: f.ServerName, MinVersion: tls.VersionTLS12}
+	f.clientConfig = &tls.Config{RootCAs: testcerts.Pool(ca), Certificates: []tls.Certificate{client.TLS()}, ServerName: serverName, MinVersion: tls.VersionTLS12}
 	return f, nil
 }
 
 // ClientConfig returns a client TLS configuration trusting the CA and
 // presenting the client certificate.
 func (f *TLSFiles) ClientConfig() *tls.Config { return f.clientConfig.Clone() }
-
-func writePEM(path, typ string, der []byte) error {
-	return os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600)
-}

@@ -2,28 +2,21 @@ package adminauth_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"io"
 	"log"
-	"math/big"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/extauthz/extauthz/internal/testcerts"
 	"github.com/extauthz/extauthz/pkg/adminauth"
 	"github.com/extauthz/extauthz/pkg/certs"
 	"github.com/extauthz/extauthz/pkg/field"
@@ -204,62 +197,15 @@ type testPKI struct {
 
 func newTestPKI(t *testing.T) *testPKI {
 	t.Helper()
-	p := &testPKI{dir: t.TempDir(), roots: x509.NewCertPool()}
-	ca, caKey := issue(t, "admin CA", nil, nil, true, nil)
-	other, otherKey := issue(t, "other CA", nil, nil, true, nil)
-	p.roots.AddCert(ca)
-	p.caFile = writeFile(t, p.dir, "ca.crt", pemCert(ca))
-	srv, srvKey := issue(t, "admin", ca, caKey, false, []net.IP{net.ParseIP("127.0.0.1")})
-	p.certFile = writeFile(t, p.dir, "tls.crt", pemCert(srv))
-	p.keyFile = writeFile(t, p.dir, "tls.key", pemKey(t, srvKey))
-	c, cKey := issue(t, "operator", ca, caKey, false, nil)
-	p.client = tls.Certificate{Certificate: [][]byte{c.Raw}, PrivateKey: cKey}
-	o, oKey := issue(t, "intruder", other, otherKey, false, nil)
-	p.otherClient = tls.Certificate{Certificate: [][]byte{o.Raw}, PrivateKey: oKey}
+	p := &testPKI{dir: t.TempDir()}
+	ca := testcerts.MustCA(t, testcerts.Options{CommonName: "admin CA"})
+	other := testcerts.MustCA(t, testcerts.Options{CommonName: "other CA"})
+	p.roots = testcerts.Pool(ca)
+	f := testcerts.MustWriteFiles(t, p.dir, ca, testcerts.MustIssue(t, ca, testcerts.Server("admin", "127.0.0.1")))
+	p.caFile, p.certFile, p.keyFile = f.CAFile, f.CertFile, f.KeyFile
+	p.client = testcerts.MustIssue(t, ca, testcerts.Client("operator")).TLS()
+	p.otherClient = testcerts.MustIssue(t, other, testcerts.Client("intruder")).TLS()
 	return p
-}
-
-func issue(t *testing.T, cn string, parent *x509.Certificate, parentKey *ecdsa.PrivateKey, isCA bool, ips []net.IP) (*x509.Certificate, *ecdsa.PrivateKey) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
-	tmpl := &x509.Certificate{
-		SerialNumber: serial, Subject: pkix.Name{CommonName: cn},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage:    x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		IPAddresses: ips, BasicConstraintsValid: true, IsCA: isCA,
-	}
-	if isCA {
-		tmpl.KeyUsage |= x509.KeyUsageCertSign
-	}
-	if parent == nil {
-		parent, parentKey = tmpl, key
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, parentKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cert, key
-}
-
-func pemCert(c *x509.Certificate) string {
-	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw}))
-}
-
-func pemKey(t *testing.T, k *ecdsa.PrivateKey) string {
-	der, err := x509.MarshalECPrivateKey(k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der}))
 }
 
 // TestAdminMutualTLS: a client certificate signed by client_ca_file opens

@@ -2,13 +2,8 @@ package certs
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"io"
 	"math/big"
@@ -25,84 +20,15 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/extauthz/extauthz/internal/testcerts"
 )
 
-// issuer is a certificate with its key, able to sign others.
-type issuer struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	der  []byte
-}
-
-var serial atomic.Int64
-
-// newCert makes a certificate for cn, signed by parent (self-signed when
-// parent is nil). ca makes it a CA; server and client set the key usages.
-func newCert(t *testing.T, cn string, parent *issuer, ca, server, client bool) *issuer {
+// serverCert is a server certificate for localhost and 127.0.0.1 signed
+// by ca.
+func serverCert(t *testing.T, ca *testcerts.Cert, cn string) *testcerts.Cert {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(serial.Add(1)),
-		Subject:               pkix.Name{CommonName: cn},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		BasicConstraintsValid: true,
-		IsCA:                  ca,
-		KeyUsage:              x509.KeyUsageDigitalSignature,
-	}
-	if ca {
-		tmpl.KeyUsage |= x509.KeyUsageCertSign
-	}
-	if server {
-		tmpl.ExtKeyUsage = append(tmpl.ExtKeyUsage, x509.ExtKeyUsageServerAuth)
-		tmpl.DNSNames = []string{"localhost"}
-		tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1)}
-	}
-	if client {
-		tmpl.ExtKeyUsage = append(tmpl.ExtKeyUsage, x509.ExtKeyUsageClientAuth)
-	}
-	signer, signerKey := tmpl, key
-	if parent != nil {
-		signer, signerKey = parent.cert, parent.key
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, signer, &key.PublicKey, signerKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &issuer{cert: cert, key: key, der: der}
-}
-
-func (i *issuer) certPEM() []byte {
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: i.der})
-}
-
-func (i *issuer) keyPEM(t *testing.T) []byte {
-	t.Helper()
-	der, err := x509.MarshalPKCS8PrivateKey(i.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
-}
-
-// tlsPair is the certificate as a client certificate for tls.Config.
-func (i *issuer) tlsPair() tls.Certificate {
-	return tls.Certificate{Certificate: [][]byte{i.der}, PrivateKey: i.key, Leaf: i.cert}
-}
-
-func pool(cas ...*issuer) *x509.CertPool {
-	p := x509.NewCertPool()
-	for _, c := range cas {
-		p.AddCert(c.cert)
-	}
-	return p
+	return testcerts.MustIssue(t, ca, testcerts.Server(cn, "localhost", "127.0.0.1"))
 }
 
 func write(t *testing.T, path string, data []byte) {
@@ -115,22 +41,18 @@ func write(t *testing.T, path string, data []byte) {
 // pki is a CA with a server certificate, written to files in a directory.
 type pki struct {
 	dir                       string
-	ca                        *issuer
-	server                    *issuer
+	ca                        *testcerts.Cert
+	server                    *testcerts.Cert
 	certFile, keyFile, caFile string
 }
 
 func newPKI(t *testing.T) *pki {
 	t.Helper()
 	p := &pki{dir: t.TempDir()}
-	p.ca = newCert(t, "test CA", nil, true, false, false)
-	p.server = newCert(t, "server", p.ca, false, true, false)
-	p.certFile = filepath.Join(p.dir, "tls.crt")
-	p.keyFile = filepath.Join(p.dir, "tls.key")
-	p.caFile = filepath.Join(p.dir, "ca.crt")
-	write(t, p.certFile, p.server.certPEM())
-	write(t, p.keyFile, p.server.keyPEM(t))
-	write(t, p.caFile, p.ca.certPEM())
+	p.ca = testcerts.MustCA(t, testcerts.Options{CommonName: "test CA"})
+	p.server = serverCert(t, p.ca, "server")
+	f := testcerts.MustWriteFiles(t, p.dir, p.ca, p.server)
+	p.certFile, p.keyFile, p.caFile = f.CertFile, f.KeyFile, f.CAFile
 	return p
 }
 
@@ -192,22 +114,22 @@ func TestHandshake(t *testing.T) {
 		t.Fatal(err)
 	}
 	addr, results := serve(t, r.TLSConfig())
-	got, err := dial(addr, &tls.Config{RootCAs: pool(p.ca), ServerName: "localhost"})
+	got, err := dial(addr, &tls.Config{RootCAs: testcerts.Pool(p.ca), ServerName: "localhost"})
 	if err != nil {
 		t.Fatalf("handshake: %v", err)
 	}
 	if err := <-results; err != nil {
 		t.Fatalf("server handshake: %v", err)
 	}
-	if got.SerialNumber.Cmp(p.server.cert.SerialNumber) != 0 {
-		t.Errorf("served serial %v, want %v", got.SerialNumber, p.server.cert.SerialNumber)
+	if got.SerialNumber.Cmp(p.server.Cert.SerialNumber) != 0 {
+		t.Errorf("served serial %v, want %v", got.SerialNumber, p.server.Cert.SerialNumber)
 	}
 	info := r.Info()
-	if info.Subject != "CN=server" || !info.NotAfter.Equal(p.server.cert.NotAfter) || info.ClientCAs != 0 {
-		t.Errorf("Info: got %+v, want CN=server, NotAfter %v, no client CAs", info, p.server.cert.NotAfter)
+	if info.Subject != "CN=server" || !info.NotAfter.Equal(p.server.Cert.NotAfter) || info.ClientCAs != 0 {
+		t.Errorf("Info: got %+v, want CN=server, NotAfter %v, no client CAs", info, p.server.Cert.NotAfter)
 	}
 	// Without client CAs, a client certificate is not needed.
-	if _, err := dial(addr, &tls.Config{RootCAs: pool(p.ca), ServerName: "127.0.0.1", MaxVersion: tls.VersionTLS12}); err != nil {
+	if _, err := dial(addr, &tls.Config{RootCAs: testcerts.Pool(p.ca), ServerName: "127.0.0.1", MaxVersion: tls.VersionTLS12}); err != nil {
 		t.Errorf("TLS 1.2 handshake by IP: %v", err)
 	}
 }
@@ -222,13 +144,13 @@ func TestMutualTLS(t *testing.T) {
 		t.Errorf("Info().ClientCAs = %d, want 1", n)
 	}
 	addr, results := serve(t, r.TLSConfig())
-	good := newCert(t, "envoy", p.ca, false, false, true)
-	otherCA := newCert(t, "other CA", nil, true, false, false)
-	stranger := newCert(t, "stranger", otherCA, false, false, true)
+	good := testcerts.MustIssue(t, p.ca, testcerts.Client("envoy"))
+	otherCA := testcerts.MustCA(t, testcerts.Options{CommonName: "other CA"})
+	stranger := testcerts.MustIssue(t, otherCA, testcerts.Client("stranger"))
 
 	tests := []struct {
 		name       string
-		cert       *issuer // sent even if the server does not ask for its CA
+		cert       *testcerts.Cert // sent even if the server does not ask for its CA
 		maxVersion uint16
 		wantErr    string // server-side handshake error; "" for success
 	}{
@@ -240,9 +162,9 @@ func TestMutualTLS(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg := &tls.Config{RootCAs: pool(p.ca), ServerName: "localhost", MaxVersion: tc.maxVersion}
+			cfg := &tls.Config{RootCAs: testcerts.Pool(p.ca), ServerName: "localhost", MaxVersion: tc.maxVersion}
 			if tc.cert != nil {
-				pair := tc.cert.tlsPair()
+				pair := tc.cert.TLS()
 				cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &pair, nil }
 			}
 			_, clientErr := dial(addr, cfg)
@@ -270,13 +192,13 @@ func TestMinVersion(t *testing.T) {
 		t.Fatal(err)
 	}
 	addr, results := serve(t, r.TLSConfig())
-	if _, err := dial(addr, &tls.Config{RootCAs: pool(p.ca), ServerName: "localhost", MaxVersion: tls.VersionTLS12}); err == nil {
+	if _, err := dial(addr, &tls.Config{RootCAs: testcerts.Pool(p.ca), ServerName: "localhost", MaxVersion: tls.VersionTLS12}); err == nil {
 		t.Error("TLS 1.2 client: got success, want refusal")
 	}
 	if err := <-results; err == nil || !strings.Contains(err.Error(), "unsupported versions") {
 		t.Errorf("server: got %v, want an unsupported version error", err)
 	}
-	if _, err := dial(addr, &tls.Config{RootCAs: pool(p.ca), ServerName: "localhost"}); err != nil {
+	if _, err := dial(addr, &tls.Config{RootCAs: testcerts.Pool(p.ca), ServerName: "localhost"}); err != nil {
 		t.Errorf("TLS 1.3 client: %v", err)
 	}
 	<-results
@@ -299,7 +221,7 @@ func TestRotation(t *testing.T) {
 		t.Fatal(err)
 	}
 	addr, results := serve(t, r.TLSConfig())
-	client := &tls.Config{RootCAs: pool(p.ca), ServerName: "localhost"}
+	client := &tls.Config{RootCAs: testcerts.Pool(p.ca), ServerName: "localhost"}
 	served := func() *big.Int {
 		t.Helper()
 		c, err := dial(addr, client)
@@ -311,21 +233,21 @@ func TestRotation(t *testing.T) {
 		}
 		return c.SerialNumber
 	}
-	if got := served(); got.Cmp(p.server.cert.SerialNumber) != 0 {
-		t.Fatalf("serial %v, want %v", got, p.server.cert.SerialNumber)
+	if got := served(); got.Cmp(p.server.Cert.SerialNumber) != 0 {
+		t.Fatalf("serial %v, want %v", got, p.server.Cert.SerialNumber)
 	}
 
 	// Replace the files (as cert-manager does, key and certificate).
-	next := newCert(t, "server", p.ca, false, true, false)
-	write(t, p.certFile, next.certPEM())
-	write(t, p.keyFile, next.keyPEM(t))
+	next := serverCert(t, p.ca, "server")
+	write(t, p.certFile, next.CertPEM())
+	write(t, p.keyFile, next.KeyPEM())
 	// Within CheckEvery the files are not looked at.
-	if got := served(); got.Cmp(p.server.cert.SerialNumber) != 0 {
-		t.Errorf("serial before the check interval: %v, want the old %v", got, p.server.cert.SerialNumber)
+	if got := served(); got.Cmp(p.server.Cert.SerialNumber) != 0 {
+		t.Errorf("serial before the check interval: %v, want the old %v", got, p.server.Cert.SerialNumber)
 	}
 	clk.advance(DefaultCheckEvery)
-	if got := served(); got.Cmp(next.cert.SerialNumber) != 0 {
-		t.Errorf("serial after rotation: %v, want the new %v", got, next.cert.SerialNumber)
+	if got := served(); got.Cmp(next.Cert.SerialNumber) != 0 {
+		t.Errorf("serial after rotation: %v, want the new %v", got, next.Cert.SerialNumber)
 	}
 	if reloads.Load() != 1 || errs.Load() != 0 {
 		t.Errorf("callbacks: %d reloads, %d errors; want 1, 0", reloads.Load(), errs.Load())
@@ -333,21 +255,21 @@ func TestRotation(t *testing.T) {
 
 	// Half a rotation: a new certificate, the old key. The old pair keeps
 	// serving, and the error is reported once.
-	third := newCert(t, "server", p.ca, false, true, false)
-	write(t, p.certFile, third.certPEM())
+	third := serverCert(t, p.ca, "server")
+	write(t, p.certFile, third.CertPEM())
 	for range 3 {
 		clk.advance(DefaultCheckEvery)
-		if got := served(); got.Cmp(next.cert.SerialNumber) != 0 {
-			t.Errorf("serial with a mismatched key: %v, want the previous %v", got, next.cert.SerialNumber)
+		if got := served(); got.Cmp(next.Cert.SerialNumber) != 0 {
+			t.Errorf("serial with a mismatched key: %v, want the previous %v", got, next.Cert.SerialNumber)
 		}
 	}
 	if errs.Load() != 1 {
 		t.Errorf("errors reported for one broken set: %d, want 1", errs.Load())
 	}
-	write(t, p.keyFile, third.keyPEM(t))
+	write(t, p.keyFile, third.KeyPEM())
 	clk.advance(DefaultCheckEvery)
-	if got := served(); got.Cmp(third.cert.SerialNumber) != 0 {
-		t.Errorf("serial once the key follows: %v, want %v", got, third.cert.SerialNumber)
+	if got := served(); got.Cmp(third.Cert.SerialNumber) != 0 {
+		t.Errorf("serial once the key follows: %v, want %v", got, third.Cert.SerialNumber)
 	}
 	if reloads.Load() != 2 {
 		t.Errorf("reloads: %d, want 2", reloads.Load())
@@ -359,15 +281,13 @@ func TestRotation(t *testing.T) {
 // "..data" symlink that is swapped to a new directory.
 func TestKubernetesSecretRotation(t *testing.T) {
 	dir := t.TempDir()
-	ca := newCert(t, "CA", nil, true, false, false)
-	version := func(n int, c *issuer) {
+	ca := testcerts.MustCA(t, testcerts.Options{CommonName: "CA"})
+	version := func(n int, c *testcerts.Cert) {
 		ts := filepath.Join(dir, "..v"+string(rune('0'+n)))
 		if err := os.Mkdir(ts, 0o755); err != nil {
 			t.Fatal(err)
 		}
-		write(t, filepath.Join(ts, "tls.crt"), c.certPEM())
-		write(t, filepath.Join(ts, "tls.key"), c.keyPEM(t))
-		write(t, filepath.Join(ts, "ca.crt"), ca.certPEM())
+		testcerts.MustWriteFiles(t, ts, ca, c)
 		if err := os.Symlink(filepath.Base(ts), filepath.Join(dir, "..data_tmp")); err != nil {
 			t.Fatal(err)
 		}
@@ -375,7 +295,7 @@ func TestKubernetesSecretRotation(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	first := newCert(t, "server", ca, false, true, false)
+	first := serverCert(t, ca, "server")
 	version(1, first)
 	for _, f := range []string{"tls.crt", "tls.key", "ca.crt"} {
 		if err := os.Symlink(filepath.Join("..data", f), filepath.Join(dir, f)); err != nil {
@@ -386,7 +306,7 @@ func TestKubernetesSecretRotation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	second := newCert(t, "server-2", ca, false, true, false)
+	second := serverCert(t, ca, "server-2")
 	version(2, second)
 	if err := os.RemoveAll(filepath.Join(dir, "..v1")); err != nil {
 		t.Fatal(err)
@@ -414,7 +334,7 @@ func TestGRPC(t *testing.T) {
 	go func() { _ = g.Serve(ln) }()
 	t.Cleanup(g.Stop)
 
-	client := newCert(t, "envoy", p.ca, false, false, true)
+	client := testcerts.MustIssue(t, p.ca, testcerts.Client("envoy"))
 	check := func(cfg *tls.Config) error {
 		conn, err := grpc.NewClient(ln.Addr().String(), grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
 		if err != nil {
@@ -426,19 +346,19 @@ func TestGRPC(t *testing.T) {
 		_, err = healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
 		return err
 	}
-	if err := check(&tls.Config{RootCAs: pool(p.ca), ServerName: "localhost", Certificates: []tls.Certificate{client.tlsPair()}}); err != nil {
+	if err := check(&tls.Config{RootCAs: testcerts.Pool(p.ca), ServerName: "localhost", Certificates: []tls.Certificate{client.TLS()}}); err != nil {
 		t.Errorf("health check over mTLS: %v", err)
 	}
-	if err := check(&tls.Config{RootCAs: pool(p.ca), ServerName: "localhost"}); err == nil {
+	if err := check(&tls.Config{RootCAs: testcerts.Pool(p.ca), ServerName: "localhost"}); err == nil {
 		t.Error("health check without a client certificate: got success, want failure")
 	}
 }
 
 func TestNewErrors(t *testing.T) {
 	p := newPKI(t)
-	other := newCert(t, "other", p.ca, false, true, false)
+	other := serverCert(t, p.ca, "other")
 	otherKey := filepath.Join(p.dir, "other.key")
-	write(t, otherKey, other.keyPEM(t))
+	write(t, otherKey, other.KeyPEM())
 	notPEM := filepath.Join(p.dir, "not.pem")
 	write(t, notPEM, []byte("hello"))
 	tests := []struct {
@@ -493,11 +413,11 @@ func TestOptionalClientCert(t *testing.T) {
 		t.Fatal(err)
 	}
 	addr, results := serve(t, r.TLSConfig())
-	good := newCert(t, "operator", p.ca, false, false, true)
-	stranger := newCert(t, "stranger", newCert(t, "other CA", nil, true, false, false), false, false, true)
+	good := testcerts.MustIssue(t, p.ca, testcerts.Client("operator"))
+	stranger := testcerts.MustIssue(t, testcerts.MustCA(t, testcerts.Options{CommonName: "other CA"}), testcerts.Client("stranger"))
 	for _, tc := range []struct {
 		name    string
-		cert    *issuer
+		cert    *testcerts.Cert
 		wantErr string
 	}{
 		{name: "no certificate"},
@@ -505,9 +425,9 @@ func TestOptionalClientCert(t *testing.T) {
 		{name: "certificate of another CA", cert: stranger, wantErr: "unknown authority"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg := &tls.Config{RootCAs: pool(p.ca), ServerName: "localhost", NextProtos: []string{"http/1.1"}}
+			cfg := &tls.Config{RootCAs: testcerts.Pool(p.ca), ServerName: "localhost", NextProtos: []string{"http/1.1"}}
 			if tc.cert != nil {
-				pair := tc.cert.tlsPair()
+				pair := tc.cert.TLS()
 				cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &pair, nil }
 			}
 			_, clientErr := dial(addr, cfg)

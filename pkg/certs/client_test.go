@@ -6,16 +6,17 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/extauthz/extauthz/internal/testcerts"
 	"github.com/extauthz/extauthz/pkg/field"
 )
 
 func TestClientSettingsValidate(t *testing.T) {
 	p := newPKI(t)
-	client := newCert(t, "client", p.ca, false, false, true)
-	clientCert := filepath.Join(p.dir, "client.crt")
-	clientKey := filepath.Join(p.dir, "client.key")
-	write(t, clientCert, client.certPEM())
-	write(t, clientKey, client.keyPEM(t))
+	client := testcerts.MustIssue(t, p.ca, testcerts.Client("client"))
+	clientCert, clientKey, err := client.WritePair(p.dir, "client")
+	if err != nil {
+		t.Fatal(err)
+	}
 	garbage := filepath.Join(p.dir, "garbage.pem")
 	write(t, garbage, []byte("not PEM"))
 	tests := []struct {
@@ -57,15 +58,15 @@ func TestClientSettingsValidate(t *testing.T) {
 // certificate, with and without the right settings.
 func TestClientSettingsConfig(t *testing.T) {
 	p := newPKI(t)
-	client := newCert(t, "client", p.ca, false, false, true)
-	clientCert := filepath.Join(p.dir, "client.crt")
-	clientKey := filepath.Join(p.dir, "client.key")
-	write(t, clientCert, client.certPEM())
-	write(t, clientKey, client.keyPEM(t))
+	client := testcerts.MustIssue(t, p.ca, testcerts.Client("client"))
+	clientCert, clientKey, err := client.WritePair(p.dir, "client")
+	if err != nil {
+		t.Fatal(err)
+	}
 	addr, _ := serve(t, &tls.Config{
-		Certificates: []tls.Certificate{p.server.tlsPair()},
+		Certificates: []tls.Certificate{p.server.TLS()},
 		ClientAuth:   tls.RequireAndVerifyClientCert,
-		ClientCAs:    pool(p.ca),
+		ClientCAs:    testcerts.Pool(p.ca),
 		MinVersion:   tls.VersionTLS12,
 	})
 	if cfg, err := (&ClientSettings{}).Config(); cfg != nil || err != nil {
