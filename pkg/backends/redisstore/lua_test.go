@@ -209,12 +209,15 @@ func sameResult(got, want limiter.Result) bool {
 		near(got.ResetAfter, want.ResetAfter) && near(got.RetryAfter, want.RetryAfter)
 }
 
-// TestScriptClockStepBack: take.lua's bound on a clock stepped back is
-// limiter.MaxClockStepBack.
+// TestScriptClockStepBack: every take script's bound on a clock stepped
+// back is limiter.MaxClockStepBack (lib.lua's window, or take_fixed.lua's
+// inline copy).
 func TestScriptClockStepBack(t *testing.T) {
 	want := fmt.Sprintf("local MAX_STEP_BACK = %d ", int64(limiter.MaxClockStepBack))
-	if !strings.Contains(takeSource, want) {
-		t.Errorf("take.lua does not define %q", want)
+	for name, src := range map[string]string{"take.lua": takeSource, "take_fixed.lua": oneSources[limiter.FixedWindow], "take_sliding.lua": oneSources[limiter.SlidingWindow]} {
+		if !strings.Contains(src, want) {
+			t.Errorf("%s does not define %q", name, want)
+		}
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 	"time"
 	"unsafe"
 
@@ -25,22 +26,42 @@ import (
 	"github.com/extauthz/extauthz/pkg/limiter"
 )
 
-//go:embed take.lua
-var takeSource string
-
-//go:embed undo.lua
-var undoSource string
-
-// One-request scripts, one per algorithm (take_fixed.lua): the same
-// results as take.lua's for a call of one request, at about half its cost
-// in Redis.
+// The scripts' Lua. lib.lua (divmod, muldiv, window) is written once and
+// prepended to the scripts that use it; take_fixed.lua and take_bucket.lua
+// keep their arithmetic inline (lib.lua says why).
 var (
+	//go:embed lib.lua
+	libLua string
+	//go:embed take.lua
+	takeLua string
+	//go:embed undo.lua
+	undoLua string
+	// One-request scripts, one per algorithm (take_fixed.lua): the same
+	// results as take.lua's for a call of one request, at about half its
+	// cost in Redis.
 	//go:embed take_fixed.lua
-	fixedSource string
+	takeFixedLua string
 	//go:embed take_sliding.lua
-	slidingSource string
+	takeSlidingLua string
 	//go:embed take_bucket.lua
-	bucketSource string
+	takeBucketLua string
+)
+
+// luaSource joins Lua fragments into one script, each on its own lines.
+func luaSource(fragments ...string) string {
+	return strings.Join(fragments, "\n")
+}
+
+// The scripts' sources, as sent by EVAL.
+var (
+	takeSource = luaSource(libLua, takeLua)
+	undoSource = luaSource(libLua, undoLua)
+	// oneSources[a] is the source of oneScripts[a].
+	oneSources = [...]string{
+		limiter.FixedWindow:   takeFixedLua,
+		limiter.SlidingWindow: luaSource(libLua, takeSlidingLua),
+		limiter.TokenBucket:   takeBucketLua,
+	}
 )
 
 // The scripts are loaded once per server and called by SHA.
@@ -49,9 +70,9 @@ var (
 	undoScript = redis.NewScript(undoSource)
 	// oneScripts[a] serves a call of one request of algorithm a.
 	oneScripts = [...]*redis.Script{
-		limiter.FixedWindow:   redis.NewScript(fixedSource),
-		limiter.SlidingWindow: redis.NewScript(slidingSource),
-		limiter.TokenBucket:   redis.NewScript(bucketSource),
+		limiter.FixedWindow:   redis.NewScript(oneSources[limiter.FixedWindow]),
+		limiter.SlidingWindow: redis.NewScript(oneSources[limiter.SlidingWindow]),
+		limiter.TokenBucket:   redis.NewScript(oneSources[limiter.TokenBucket]),
 	}
 )
 
@@ -843,13 +864,6 @@ var oneHashes = func() (h [len(oneScripts)]interface{}) {
 	}
 	return h
 }()
-
-// oneSources[a] is the source of oneScripts[a].
-var oneSources = [...]string{
-	limiter.FixedWindow:   fixedSource,
-	limiter.SlidingWindow: slidingSource,
-	limiter.TokenBucket:   bucketSource,
-}
 
 // splitNanos returns now as Unix microseconds and the nanoseconds beyond
 // them (0 to 999).

@@ -2,7 +2,9 @@
 -- whose keys share one hash slot), applied atomically.
 --
 -- It mirrors pkg/limiter exactly: Limit.Eval (algorithms.go) for each
--- request and ApplyAll (batch.go) for the counting modes. Go works in int64
+-- request and ApplyAll (batch.go) for the counting modes. Its arithmetic
+-- (divmod, muldiv) and window computation are lib.lua's, which redisstore.go
+-- prepends to this file. Go works in int64
 -- nanoseconds; Lua 5.1 numbers are doubles, exact for integers below 2^53, so
 -- absolute times are kept as (microseconds, nanosecond remainder) and every
 -- computation is done on quantities relative to now or to the window, which
@@ -44,12 +46,6 @@
 --          elements per key written: the index (1-based) of its first
 --          request and the value written; undo.lua takes the hits back.
 
-local floor, min, max = math.floor, math.min, math.max
-local sunpack, spack = struct.unpack, struct.pack
-local TWO52 = 4503599627370496
-local TWO62 = 4611686018427387904
-local MAX_STEP_BACK = 3600000000000 -- limiter.MaxClockStepBack in ns
-
 local n = #KEYS
 local argv = ARGV[1]
 if #argv ~= 8 * (4 + 5 * n) then
@@ -63,60 +59,6 @@ if flags >= 16 then
   local t = redis.call('TIME')
   now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
   now_sub = 0
-end
-
--- q, r with q = floor(x / y) and x = q*y + r, 0 <= r < y, for integers x
--- >= 0 and y > 0 (the double division may be off by one; fix it).
-local function divmod(x, y)
-  local q = floor(x / y)
-  local r = x - q * y
-  if r < 0 then
-    q, r = q - 1, r + y
-  elseif r >= y then
-    q, r = q + 1, r - y
-  end
-  return q, r
-end
-
--- floor(x*y/z), or its ceiling when up, for integers x, y >= 0 and z > 0;
--- exact when z < 2^52 and the result is below 2^53 (limiter.mulDiv,
--- mulDivCeil).
-local function muldiv(x, y, z, up)
-  local p = x * y
-  local q, r
-  if p < TWO52 and z < TWO52 then
-    q, r = divmod(p, z)
-  else
-    -- x*y = x*qy*z + x*ry with ry < z; add floor(x*ry/z) by binary long
-    -- multiplication, keeping the remainder below z so every step is exact.
-    local qy, ry = divmod(y, z)
-    local q2 = 0
-    r = 0
-    local bit = 1
-    while bit * 2 <= x do
-      bit = bit * 2
-    end
-    local rest = x
-    while bit >= 1 do
-      q2, r = q2 * 2, r * 2
-      if r >= z then
-        q2, r = q2 + 1, r - z
-      end
-      if rest >= bit then
-        rest = rest - bit
-        r = r + ry
-        if r >= z then
-          q2, r = q2 + 1, r - z
-        end
-      end
-      bit = bit / 2
-    end
-    q = x * qy + q2
-  end
-  if up and r > 0 then
-    q = q + 1
-  end
-  return q
 end
 
 -- eval applies request i's limit with h hits to the state (s, u, c, pv)
@@ -165,24 +107,7 @@ local function eval(i, s, u, c, pv, h)
     return false, remaining, base, need - tolerance
   end
 
-  -- w = floor(now_ns / p) and the time from now to the end of window w
-  -- (limiter.floorDiv).
-  local w, to_end
-  if p % 1000 == 0 then
-    local e
-    w, e = divmod(now_us, p / 1000)
-    to_end = (p / 1000 - e) * 1000 - now_sub
-  else
-    -- now_ns = now_us*1000 + now_sub and now_us = qa*p + ra.
-    local qa, ra = divmod(now_us, p)
-    local q2, e = divmod(ra * 1000 + now_sub, p)
-    w, to_end = qa * 1000 + q2, p - e
-  end
-  -- A stored window that starts after now by at most MAX_STEP_BACK is the
-  -- current one: the clock stepped back (limiter.MaxClockStepBack).
-  if s and s > w and (s - w - 1) * p + to_end <= MAX_STEP_BACK then
-    w, to_end = s, p
-  end
+  local w, to_end = window(now_us, now_sub, p, s)
   if rq == 0 then
     return false, 0, to_end, to_end
   end

@@ -1,12 +1,8 @@
 -- take_sliding.lua: take.lua for one sliding-window request (see
 -- take_fixed.lua for when Take sends it, its arguments and its reply; the
 -- flags' "count refused" bit is unused: a refused sliding-window request
--- never counts). It mirrors limiter.Limit.Eval's sliding window counter.
-
-local spack = struct.pack
-local floor, min, max = math.floor, math.min, math.max
-local TWO52 = 4503599627370496
-local MAX_STEP_BACK = 3600000000000 -- limiter.MaxClockStepBack in ns
+-- never counts). It mirrors limiter.Limit.Eval's sliding window counter,
+-- on lib.lua's muldiv and window, which redisstore.go prepends to this file.
 
 local flags, now_us, now_sub, extra_ms, rq, p, _, h = struct.unpack('<dddddddd', ARGV[1])
 if flags >= 2 then
@@ -15,76 +11,13 @@ if flags >= 2 then
   now_sub = 0
 end
 
--- q, r with q = floor(x / y) and x = q*y + r, 0 <= r < y, for integers x
--- >= 0 and y > 0 (the double division may be off by one; fix it).
-local function divmod(x, y)
-  local q = floor(x / y)
-  local r = x - q * y
-  if r < 0 then
-    q, r = q - 1, r + y
-  elseif r >= y then
-    q, r = q + 1, r - y
-  end
-  return q, r
-end
-
--- floor(x*y/z), or its ceiling when up (take.lua's muldiv).
-local function muldiv(x, y, z, up)
-  local p = x * y
-  local q, r
-  if p < TWO52 and z < TWO52 then
-    q, r = divmod(p, z)
-  else
-    local qy, ry = divmod(y, z)
-    local q2 = 0
-    r = 0
-    local bit = 1
-    while bit * 2 <= x do
-      bit = bit * 2
-    end
-    local rest = x
-    while bit >= 1 do
-      q2, r = q2 * 2, r * 2
-      if r >= z then
-        q2, r = q2 + 1, r - z
-      end
-      if rest >= bit then
-        rest = rest - bit
-        r = r + ry
-        if r >= z then
-          q2, r = q2 + 1, r - z
-        end
-      end
-      bit = bit / 2
-    end
-    q = x * qy + q2
-  end
-  if up and r > 0 then
-    q = q + 1
-  end
-  return q
-end
-
-local w, to_end
-if p % 1000 == 0 then
-  local e
-  w, e = divmod(now_us, p / 1000)
-  to_end = (p / 1000 - e) * 1000 - now_sub
-else
-  local qa, ra = divmod(now_us, p)
-  local q2, e = divmod(ra * 1000 + now_sub, p)
-  w, to_end = qa * 1000 + q2, p - e
-end
-
 local v = redis.call('GET', KEYS[1])
 local s, c, pv = false, 0, 0
 if v and #v == 32 then
   local u
   s, u, c, pv = struct.unpack('<dddd', v)
 end
-if s and s > w and (s - w - 1) * p + to_end <= MAX_STEP_BACK then
-  w, to_end = s, p
-end
+local w, to_end = window(now_us, now_sub, p, s)
 if rq == 0 then
   return spack('<ddddd', 0, 0, to_end, to_end, 0)
 end

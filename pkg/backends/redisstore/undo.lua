@@ -19,7 +19,7 @@
 -- Reply            the number of keys changed.
 
 -- Values are take.lua's: 4 little-endian doubles, stamp sub count prev.
-local sunpack, spack = struct.unpack, struct.pack
+-- redisstore.go prepends lib.lua (divmod, sunpack, spack) to this file.
 
 local changed = 0
 for i = 1, #KEYS do
@@ -37,14 +37,7 @@ for i = 1, #KEYS do
       end
     elseif alg == 2 then
       -- TAT (s us, u ns) minus hits*T ns, clamped at 0.
-      local d = hits * t
-      local q = math.floor((u - d) / 1000)
-      local r = (u - d) - q * 1000
-      if r < 0 then
-        q, r = q - 1, r + 1000
-      elseif r >= 1000 then
-        q, r = q + 1, r - 1000
-      end
+      local q, r = divmod(u - hits * t, 1000)
       s, u, ok = s + q, r, true
       if s < 0 then
         s, u = 0, 0
