@@ -163,6 +163,7 @@ func (cfg *Config) loadRulesDir(c *checker, rc *ruleCompiler, fsys fileSystem, e
 		c.errorf("rules_dir", "cannot read the rules directory: %v", err)
 		return
 	}
+	var paths []string
 	for _, e := range entries {
 		name := e.Name()
 		ext := filepath.Ext(name)
@@ -174,6 +175,15 @@ func (cfg *Config) loadRulesDir(c *checker, rc *ruleCompiler, fsys fileSystem, e
 		if info, err := fsys.Stat(path); err != nil || !info.Mode().IsRegular() {
 			continue
 		}
+		paths = append(paths, path)
+	}
+	cfg.readRuleFiles(fsys, paths, rc, errs)
+}
+
+// readRuleFiles reads the rule files at paths (from rules_dir or runtime)
+// into cfg.dirDomains, queueing them on rc.
+func (cfg *Config) readRuleFiles(fsys fileSystem, paths []string, rc *ruleCompiler, errs *[]error) {
+	for _, path := range paths {
 		d, err := readRuleFile(fsys, path, rc, errs)
 		if err != nil {
 			*errs = append(*errs, err)

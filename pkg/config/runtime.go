@@ -187,15 +187,5 @@ func (cfg *Config) loadRuntime(c *checker, rc *ruleCompiler, fsys fileSystem, er
 		c.errorf("runtime", "cannot read the rule directory: %v", err)
 		return
 	}
-	for _, path := range files {
-		d, err := readRuleFile(fsys, path, rc, errs)
-		if err != nil {
-			*errs = append(*errs, err)
-			continue
-		}
-		if d != nil {
-			cfg.RuleFiles = append(cfg.RuleFiles, path)
-			cfg.dirDomains = append(cfg.dirDomains, *d)
-		}
-	}
+	cfg.readRuleFiles(fsys, files, rc, errs)
 }
