@@ -152,6 +152,15 @@ func TestTemplate(t *testing.T) {
 			},
 		},
 		{
+			name: "rules from xDS",
+			set:  []string{"config.rules_xds.address=xds.example:18000", "rules.domains=null"},
+			check: func(t *testing.T, m *manifests, cfg *config.Config) {
+				if cfg.RulesDir != "" || cfg.RulesXDS == nil || cfg.RulesXDS.Address != "xds.example:18000" {
+					t.Errorf("got rules_dir %q, rules_xds %+v; want no rules_dir and the xDS address", cfg.RulesDir, cfg.RulesXDS)
+				}
+			},
+		},
+		{
 			name: "no admin token by default",
 			check: func(t *testing.T, m *manifests, cfg *config.Config) {
 				if m.volume("admin-token") != nil || cfg.Admin.Auth.TokenFile != "" || cfg.Admin.ProtectMetrics {
@@ -695,6 +704,8 @@ var badValues = map[string]string{
 	"hpa-without-target.yaml":       "/autoscaling",
 	// Prometheus could not scrape a protected /metrics without the token.
 	"metrics-protected-without-token.yaml": "/admin/token",
+	// rules_xds replaces the chart's rule files: they would be ignored.
+	"xds-with-rules.yaml": "/rules/domains",
 }
 
 func TestBadValues(t *testing.T) {

@@ -111,7 +111,9 @@ file's directory so that the same file loads from a copy of this layout. */}}
 {{- else }}
 {{- $_ := set $c "backends" (list (dict "type" "memory" "max_keys" (int64 .Values.backend.memory.maxKeys))) }}
 {{- end }}
+{{- if not $c.rules_xds }}
 {{- $_ := set $c "rules_dir" "../rules" }}
+{{- end }}
 {{- with .Values.admin }}
 {{- if or .token.existingSecret .protectMetrics }}
 {{- $admin := deepCopy (default dict $c.admin) }}
