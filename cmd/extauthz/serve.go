@@ -171,7 +171,9 @@ type daemon struct {
 	authz *server.Authz
 	g     *grpc.Server
 	hs    *health.Server
-	admin *http.Server
+	// health updates hs from the backends' and xDS's readiness.
+	health *grpcHealth
+	admin  *http.Server
 	// metrics serves only the metrics at metrics.addr (nil: none).
 	metrics *http.Server
 	// access guards the admin listener (admin section).
@@ -278,6 +280,15 @@ func (d *daemon) build() error {
 	}
 	if d.xds, err = d.newXDS(); err != nil {
 		return err
+	}
+	d.health = &grpcHealth{h: d.hs, log: log, serving: true, ready: func() error {
+		if err := d.xds.ready(); err != nil {
+			return err
+		}
+		return d.bs.Ready()
+	}}
+	if d.xds != nil {
+		d.health.update() // NOT_SERVING until the first update is applied
 	}
 	d.admin = d.newAdmin()
 	if m := cfg.Metrics; m.Addr != "" {
@@ -400,7 +411,7 @@ func (d *daemon) run(ctx context.Context) error {
 	defer stop()
 	errc := make(chan error, 3)
 	var bg sync.WaitGroup
-	bg.Go(func() { watchBackends(ctx, d.bs, d.hs, log) })
+	bg.Go(func() { watchBackends(ctx, d.bs, d.health, log) })
 	bg.Go(func() { d.bs.LoadScripts(ctx, log, scriptLoadTimeout) })
 	bg.Go(func() {
 		if err := d.watcher.Run(ctx); err != nil && ctx.Err() == nil {
@@ -508,33 +519,52 @@ func applyReload(srv *server.Server, authz *server.Authz, level *slog.LevelVar, 
 	return nil
 }
 
-// watchBackends logs breaker state changes and keeps the gRPC health
-// service in line with the backends' readiness (every registered service
-// SERVING or NOT_SERVING together), until ctx is done. After the health
-// server's Shutdown its statuses no longer change.
-func watchBackends(ctx context.Context, bs *wire.Backends, h *health.Server, log *slog.Logger) {
-	servingNow := true
+// watchBackends logs breaker state changes and updates the gRPC health
+// service with each, until ctx is done.
+func watchBackends(ctx context.Context, bs *wire.Backends, g *grpcHealth, log *slog.Logger) {
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case ev := <-bs.Events():
 			log.Warn("backend state changed", "backend", ev.Backend, "from", ev.From.String(), "to", ev.To.String())
-			err := bs.Ready()
-			if serving := err == nil; serving != servingNow {
-				servingNow = serving
-				st := healthpb.HealthCheckResponse_SERVING
-				if !serving {
-					st = healthpb.HealthCheckResponse_NOT_SERVING
-					log.Warn("not ready", "err", err)
-				} else {
-					log.Info("ready again")
-				}
-				for _, svc := range servingServices(h) {
-					h.SetServingStatus(svc, st)
-				}
-			}
+			g.update()
 		}
+	}
+}
+
+// grpcHealth keeps the gRPC health service in line with readiness (the
+// backends', and with rules_xds the first update's): every registered
+// service SERVING or NOT_SERVING together. After the health server's
+// Shutdown its statuses no longer change.
+type grpcHealth struct {
+	h     *health.Server
+	ready func() error
+	log   *slog.Logger
+
+	mu      sync.Mutex
+	serving bool // what h reports now
+}
+
+// update sets every service's status from ready, logging a change.
+func (g *grpcHealth) update() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	err := g.ready()
+	serving := err == nil
+	if serving == g.serving {
+		return
+	}
+	g.serving = serving
+	st := healthpb.HealthCheckResponse_SERVING
+	if !serving {
+		st = healthpb.HealthCheckResponse_NOT_SERVING
+		g.log.Warn("not ready", "err", err)
+	} else {
+		g.log.Info("ready again")
+	}
+	for _, svc := range servingServices(g.h) {
+		g.h.SetServingStatus(svc, st)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 
 	rlsconfv3 "github.com/envoyproxy/go-control-plane/ratelimit/config/ratelimit/v3"
 
@@ -22,6 +23,9 @@ type xdsState struct {
 	// update applied (nil before the first).
 	file    *config.Config
 	configs []*rlsconfv3.RateLimitConfig
+	// applied is set once an update's rules serve (before the client
+	// counts it as applied, which it does when Apply has returned).
+	applied atomic.Bool
 }
 
 // newXDS subscribes d to cfg.RulesXDS; nil when it is not set.
@@ -55,6 +59,9 @@ func (d *daemon) applyXDS(x *xdsState, u xdsrules.Update) error {
 		return err
 	}
 	x.configs = u.Configs
+	if !x.applied.Swap(true) && d.health != nil {
+		d.health.update() // SERVING now, if the backends are ready
+	}
 	return nil
 }
 
@@ -98,7 +105,7 @@ func (x *xdsState) run(ctx context.Context) error {
 // ready reports whether the first update has been applied (nil without
 // rules_xds).
 func (x *xdsState) ready() error {
-	if x == nil {
+	if x == nil || x.applied.Load() {
 		return nil
 	}
 	return x.client.Ready()

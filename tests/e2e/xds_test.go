@@ -18,6 +18,7 @@ import (
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	rlsconfv3 "github.com/envoyproxy/go-control-plane/ratelimit/config/ratelimit/v3"
 	"google.golang.org/grpc"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
 
 // xdsServer is a management server built from go-control-plane's SotW
@@ -91,6 +92,19 @@ func TestServeRulesFromXDS(t *testing.T) {
 	if !rulesSet.Load() {
 		t.Fatal("/readyz answered 200 before the management server sent any rules")
 	}
+	// gRPC health (which Envoy may check) turned SERVING with the first update.
+	hc := healthpb.NewHealthClient(p.Dial(t))
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		resp, err := hc.Check(context.Background(), &healthpb.HealthCheckRequest{})
+		if err == nil && resp.GetStatus() == healthpb.HealthCheckResponse_SERVING {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("gRPC health after the first update: %v, %v; want SERVING", resp.GetStatus(), err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	rls := rlsv3.NewRateLimitServiceClient(p.Dial(t))
 	ask := func(ip string) *rlsv3.RateLimitResponse {
 		t.Helper()
@@ -122,7 +136,7 @@ func TestServeRulesFromXDS(t *testing.T) {
 	waitLimit(5)
 
 	x.set(t, "3", 9, rlsconfv3.RateLimitUnit_UNKNOWN) // no unit: NACKed
-	deadline := time.Now().Add(10 * time.Second)
+	deadline = time.Now().Add(10 * time.Second)
 	for x.nacks.Load() == 0 {
 		if time.Now().After(deadline) {
 			t.Fatal("the bad update was not NACKed")
