@@ -89,7 +89,7 @@ func (s *Server) decideDescriptors(ctx context.Context, lv *live, domain string,
 	if err := readDescriptors(domain, ds, &lv.snap.settings.Bounds, lv.snap.rules.Identities(), sc); err != nil {
 		return codeInvalidArgument, status.Error(codes.InvalidArgument, err.Error())
 	}
-	failed, code, err := s.decideVerdicts(ctx, lv, domain, sc)
+	failed, code, err := s.decideVerdicts(ctx, lv, apiRateLimit, domain, sc)
 	if err != nil {
 		return code, err
 	}

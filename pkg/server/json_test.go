@@ -213,10 +213,11 @@ func TestJSONStoreFailure(t *testing.T) {
 		mode     chain.FailureMode
 		wantCode int
 		want     string
+		answer   string // extauthz_store_failures_total's answer label
 	}{
-		{"envoy", chain.FailEnvoy, http.StatusServiceUnavailable, "retry later"},
-		{"open", chain.FailOpen, http.StatusOK, `"overallCode":"OK"`},
-		{"closed", chain.FailClosed, http.StatusTooManyRequests, `"overallCode":"OVER_LIMIT"`},
+		{"envoy", chain.FailEnvoy, http.StatusServiceUnavailable, "retry later", "unavailable"},
+		{"open", chain.FailOpen, http.StatusOK, `"overallCode":"OK"`, "ok"},
+		{"closed", chain.FailClosed, http.StatusTooManyRequests, `"overallCode":"OVER_LIMIT"`, "over_limit"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -225,6 +226,10 @@ func TestJSONStoreFailure(t *testing.T) {
 			a := postJSON(t, e.srv.JSONHandler(0), ipBody)
 			if a.code != tc.wantCode || !strings.Contains(a.body, tc.want) {
 				t.Errorf("got %d %q, want %d with %q", a.code, a.body, tc.wantCode, tc.want)
+			}
+			// Counted as /json's, not the gRPC API's.
+			if got := testutil.ToFloat64(e.srv.metrics.failures.WithLabelValues("json", tc.answer)); got != 1 {
+				t.Errorf("store failures of api json, answer %s: got %v, want 1", tc.answer, got)
 			}
 		})
 	}

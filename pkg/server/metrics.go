@@ -103,8 +103,7 @@ type observer struct{ prometheus.Observer }
 //   - extauthz_store_failures_total{api,answer} (counter): requests whose
 //     Store.Take failed, by the answer given: unavailable, ok or
 //     over_limit (the failure mode), canceled (the caller gave up) or
-//     internal (the store rejected the request). Those of POST /json
-//     count as ratelimit: it is the same decision.
+//     internal (the store rejected the request).
 //   - extauthz_shadow_mode_answers_total{api} (counter): requests that
 //     would have been refused, answered OK because of shadow_mode (the
 //     server-wide setting; shadow rules show as outcome shadow above).

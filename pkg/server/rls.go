@@ -45,7 +45,7 @@ func (s *Server) rateLimit(ctx context.Context, api apiID, req *rlsv3.RateLimitR
 	start := time.Now()
 	lv := s.live.Load()
 	sc := getScratch()
-	resp, code, err := s.shouldRateLimit(ctx, lv, req, sc)
+	resp, code, err := s.shouldRateLimit(ctx, lv, api, req, sc)
 	putScratch(sc)
 	s.observe(lv, api, req.GetDomain(), code, start)
 	if s.traced {
@@ -64,13 +64,13 @@ func (s *Server) observe(lv *live, api apiID, domain string, code codeID, start 
 	s.metrics.observeDuration(api, code, time.Since(start).Seconds())
 }
 
-func (s *Server) shouldRateLimit(ctx context.Context, lv *live, req *rlsv3.RateLimitRequest, sc *scratch) (*rlsv3.RateLimitResponse, codeID, error) {
+func (s *Server) shouldRateLimit(ctx context.Context, lv *live, api apiID, req *rlsv3.RateLimitRequest, sc *scratch) (*rlsv3.RateLimitResponse, codeID, error) {
 	snap := lv.snap
 	if err := readRequest(req, &snap.settings.Bounds, snap.rules.Identities(), sc); err != nil {
 		return nil, codeInvalidArgument, status.Error(codes.InvalidArgument, err.Error())
 	}
 	domain := req.Domain
-	_, code, err := s.decideVerdicts(ctx, lv, domain, sc)
+	_, code, err := s.decideVerdicts(ctx, lv, api, domain, sc)
 	if err != nil {
 		return nil, code, err
 	}
@@ -101,18 +101,19 @@ func (s *Server) shouldRateLimit(ctx context.Context, lv *live, req *rlsv3.RateL
 	return resp, code, nil
 }
 
-// decideVerdicts is the decision of every RateLimitService and Decide
-// request, whose verdicts sc holds (descriptor, hits, override): it
+// decideVerdicts is the decision of every RateLimitService, /json and
+// Decide request (api: whose metrics), whose verdicts sc holds
+// (descriptor, hits, override): it
 // matches and counts them (decide), answers a store failure by the
 // domain's failure mode (storeFailed) and records each counted verdict's
 // metric. It returns whether the failure mode answered, the request's code
 // (codeOverLimit when the verdicts refuse the request, see refuses; codeOK
 // instead under the server-wide shadow_mode) and, when there is no answer,
 // the gRPC status error.
-func (s *Server) decideVerdicts(ctx context.Context, lv *live, domain string, sc *scratch) (failed bool, code codeID, err error) {
+func (s *Server) decideVerdicts(ctx context.Context, lv *live, api apiID, domain string, sc *scratch) (failed bool, code codeID, err error) {
 	snap := lv.snap
 	if err := s.decide(ctx, snap, domain, sc); err != nil {
-		code, err := s.storeFailed(ctx, apiRateLimit, snap, domain, err, sc)
+		code, err := s.storeFailed(ctx, api, snap, domain, err, sc)
 		if err != nil {
 			return false, code, err
 		}
@@ -137,10 +138,10 @@ func (s *Server) decideVerdicts(ctx context.Context, lv *live, domain string, sc
 		// The limit's name, never the descriptor's values: they may be
 		// secrets (an API key sent as a descriptor).
 		v := &sc.verdicts[refusing(sc.verdicts)]
-		s.log.DebugContext(ctx, "over limit", "api", apiNames[apiRateLimit], "domain", domain, "limit", policyName(v))
+		s.log.DebugContext(ctx, "over limit", "api", apiNames[api], "domain", domain, "limit", policyName(v))
 	}
 	if code == codeOverLimit && snap.settings.Decisions.ShadowMode {
-		s.metrics.shadowAnswers[apiRateLimit].Inc()
+		s.metrics.shadowAnswers[api].Inc()
 		code = codeOK
 	}
 	return failed, code, nil
