@@ -34,10 +34,14 @@ func (d *daemon) newXDS() (*xdsState, error) {
 		return nil, nil
 	}
 	x := &xdsState{file: d.cfg}
+	m, err := xdsrules.NewMetrics(d.reg)
+	if err != nil {
+		return nil, err
+	}
 	c, err := xdsrules.New(*d.cfg.RulesXDS, xdsrules.Options{
 		Apply:   func(_ context.Context, u xdsrules.Update) error { return d.applyXDS(x, u) },
 		Logger:  d.log.With("component", "rules_xds"),
-		Metrics: xdsrules.NewMetrics(d.reg),
+		Metrics: m,
 	})
 	if err != nil {
 		return nil, err

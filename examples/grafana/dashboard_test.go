@@ -102,7 +102,9 @@ func registered(t *testing.T) map[string]bool {
 	if err := bm.Lease("redis", func() server.LeaseUsage { return server.LeaseUsage{} }); err != nil {
 		t.Fatal(err)
 	}
-	xdsrules.NewMetrics(r)
+	if _, err := xdsrules.NewMetrics(r); err != nil {
+		t.Fatal(err)
+	}
 	m := opsmetrics.New(r, nil)
 	if err := m.EnableTLS(); err != nil {
 		t.Fatal(err)

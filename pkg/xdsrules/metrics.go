@@ -1,8 +1,9 @@
 package xdsrules
 
 import (
+	"fmt"
+
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promauto"
 )
 
 // Metrics are the subscription's metrics. A nil *Metrics records nothing.
@@ -13,30 +14,35 @@ type Metrics struct {
 	lastApplied       prometheus.Gauge
 }
 
-// NewMetrics registers the metrics with reg. It panics, as promauto does,
-// if they are registered twice.
-func NewMetrics(reg prometheus.Registerer) *Metrics {
-	f := promauto.With(reg)
-	updates := f.NewCounterVec(prometheus.CounterOpts{
+// NewMetrics registers the metrics with reg. It fails if they are
+// registered there already.
+func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
+	updates := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "extauthz_xds_updates_total",
 		Help: "xDS rule updates received, by result: applied (ACK) or rejected (NACK; the previous rules kept serving).",
 	}, []string{"result"})
-	return &Metrics{
+	m := &Metrics{
 		applied:  updates.WithLabelValues("applied"),
 		rejected: updates.WithLabelValues("rejected"),
-		streamFailures: f.NewCounter(prometheus.CounterOpts{
+		streamFailures: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "extauthz_xds_stream_failures_total",
 			Help: "xDS streams to the management server that ended or could not be opened (each followed by a reconnection).",
 		}),
-		up: f.NewGauge(prometheus.GaugeOpts{
+		up: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "extauthz_xds_connected",
 			Help: "1 while the xDS stream to the management server is open, else 0.",
 		}),
-		lastApplied: f.NewGauge(prometheus.GaugeOpts{
+		lastApplied: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "extauthz_xds_last_applied_timestamp_seconds",
 			Help: "When the last xDS rule update was applied (Unix time; 0: none yet).",
 		}),
 	}
+	for _, c := range []prometheus.Collector{updates, m.streamFailures, m.up, m.lastApplied} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("xdsrules: register the extauthz_xds_* metrics: %w (one subscription per Prometheus Registerer)", err)
+		}
+	}
+	return m, nil
 }
 
 func (m *Metrics) update(ok bool) {

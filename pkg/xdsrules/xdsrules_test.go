@@ -204,7 +204,10 @@ func client(t *testing.T, s xdsrules.Settings, in *installer, reg prometheus.Reg
 	}
 	var m *xdsrules.Metrics
 	if reg != nil {
-		m = xdsrules.NewMetrics(reg)
+		var err error
+		if m, err = xdsrules.NewMetrics(reg); err != nil {
+			t.Fatal(err)
+		}
 	}
 	c, err := xdsrules.New(s, xdsrules.Options{Apply: in.apply, Metrics: m})
 	if err != nil {
