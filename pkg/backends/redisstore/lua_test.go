@@ -284,12 +284,20 @@ func TestDecodeOne(t *testing.T) {
 		{"NaN", pack(1, 7, math.NaN(), 0, 0), limiter.Result{}},
 		{"-Inf", pack(1, 7, 900, math.Inf(-1), 0), limiter.Result{}},
 	}
+	// As takeOne decodes a go-redis reply.
+	decodeCmd := func(cmd *redis.Cmd, r *limiter.Request, res *limiter.Result) error {
+		packed, err := packedReply(cmd)
+		if err != nil {
+			return err
+		}
+		return decodeOne(packed, r, res)
+	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			cmd := redis.NewCmd(context.Background())
 			cmd.SetVal(tc.reply)
 			var got limiter.Result
-			err := decodeOne(cmd, &limiter.Request{Key: "k", Limit: l, Hits: 1}, &got)
+			err := decodeCmd(cmd, &limiter.Request{Key: "k", Limit: l, Hits: 1}, &got)
 			if bad := tc.want == (limiter.Result{}); bad != errors.Is(err, ErrBadReply) {
 				t.Fatalf("got error %v, want ErrBadReply: %v", err, bad)
 			}
@@ -300,7 +308,7 @@ func TestDecodeOne(t *testing.T) {
 	}
 	cmd := redis.NewCmd(context.Background())
 	cmd.SetErr(errors.New("ERR boom"))
-	if err := decodeOne(cmd, &limiter.Request{Key: "k", Limit: l}, new(limiter.Result)); err == nil || errors.Is(err, ErrBadReply) {
+	if err := decodeCmd(cmd, &limiter.Request{Key: "k", Limit: l}, new(limiter.Result)); err == nil || errors.Is(err, ErrBadReply) {
 		t.Errorf("a Redis error: got %v, want it returned as is", err)
 	}
 }

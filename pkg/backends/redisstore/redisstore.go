@@ -23,6 +23,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/extauthz/extauthz/pkg/backends/redisstore/internal/pipe"
 	"github.com/extauthz/extauthz/pkg/limiter"
 )
 
@@ -142,9 +143,11 @@ type Store struct {
 	opts    Options
 	cache   *overCache // nil when the local cache is off
 	addr    string     // for String and Addr
-	// ap, when set, carries Take's script calls (Config.AutoPipeline); the
-	// other commands (Ping, LoadScript) use client directly.
-	ap *redis.AutoPipeliner
+	// pipe (standalone) or ap (Sentinel), when set, carries Take's script
+	// calls (Config.AutoPipeline); the other commands (Ping, LoadScript)
+	// use client directly.
+	pipe *pipe.Client
+	ap   *redis.AutoPipeliner
 }
 
 var _ limiter.Store = (*Store)(nil)
@@ -202,6 +205,9 @@ func (s *Store) Close() error {
 	var err error
 	if s.ap != nil {
 		err = s.ap.Close()
+	}
+	if s.pipe != nil {
+		err = errors.Join(err, s.pipe.Close())
 	}
 	err = errors.Join(err, s.client.Close())
 	if err != nil {
@@ -348,6 +354,12 @@ func checkBounds(reqs []limiter.Request) error {
 // is missing.
 func (s *Store) runOne(ctx context.Context, c *call, reqs []limiter.Request, res []limiter.Result, mode int, now time.Time, lo, hi int) error {
 	keys, args := c.keys[lo:hi], c.args(reqs, lo, hi, mode, false, now, s.opts)
+	if s.pipe != nil {
+		return s.pipeEval(ctx, takeScript.Hash(), takeSource, keys, args, func(packed string) error {
+			_, err := s.decodePacked(packed, c, reqs, res, lo, hi, now)
+			return err
+		})
+	}
 	cmd, err := s.send(ctx, scriptCmd(ctx, "evalsha", takeScript.Hash(), keys, args))
 	if err == nil && isNoScript(cmd.Err()) {
 		s.scriptLoaded()
@@ -558,35 +570,51 @@ type write struct {
 // decode checks the reply of one script call for requests c.idx[lo:hi] and
 // writes their results (and feeds the local cache).
 func (s *Store) decode(cmd *redis.Cmd, c *call, reqs []limiter.Request, res []limiter.Result, lo, hi int, now time.Time, wantUndo bool) (outcome, error) {
-	var o outcome
+	if !wantUndo {
+		packed, err := packedReply(cmd)
+		if err != nil {
+			return outcome{}, err
+		}
+		return s.decodePacked(packed, c, reqs, res, lo, hi, now)
+	}
 	v, err := cmd.Result()
+	if err != nil {
+		return outcome{}, err
+	}
+	vals, ok := v.([]interface{})
+	if !ok || len(vals) < 1 || len(vals)%2 != 1 {
+		return outcome{}, fmt.Errorf("%w: got %T of length %d, want an array of a string and 2 values per key written", ErrBadReply, v, len(vals))
+	}
+	packed, ok := vals[0].(string)
+	if !ok {
+		return outcome{}, fmt.Errorf("%w: got %T, want a string", ErrBadReply, vals[0])
+	}
+	n := hi - lo
+	if len(packed) != 8*(replyWidth+2)*n {
+		return outcome{}, fmt.Errorf("%w: got %d bytes, want %d (%d numbers)", ErrBadReply, len(packed), 8*(replyWidth+2)*n, (replyWidth+2)*n)
+	}
+	o, err := s.decodeResults(packed, c, reqs, res, lo, hi, now)
 	if err != nil {
 		return o, err
 	}
-	n := hi - lo
-	want := replyWidth * n
-	var packed string
-	var rest []interface{}
-	if wantUndo {
-		want += 2 * n
-		vals, ok := v.([]interface{})
-		if !ok || len(vals) < 1 || len(vals)%2 != 1 {
-			return o, fmt.Errorf("%w: got %T of length %d, want an array of a string and 2 values per key written", ErrBadReply, v, len(vals))
-		}
-		if packed, ok = vals[0].(string); !ok {
-			return o, fmt.Errorf("%w: got %T, want a string", ErrBadReply, vals[0])
-		}
-		rest = vals[1:]
-	} else {
-		var ok bool
-		if packed, ok = v.(string); !ok {
-			return o, fmt.Errorf("%w: got %T, want a string", ErrBadReply, v)
-		}
-	}
+	err = o.decodeUndo(packed, vals[1:], c, lo, hi)
+	return o, err
+}
+
+// decodePacked checks the packed reply of a script call for requests
+// c.idx[lo:hi] without want_undo and writes their results.
+func (s *Store) decodePacked(packed string, c *call, reqs []limiter.Request, res []limiter.Result, lo, hi int, now time.Time) (outcome, error) {
+	want := replyWidth * (hi - lo)
 	if len(packed) != 8*want {
-		return o, fmt.Errorf("%w: got %d bytes, want %d (%d numbers)", ErrBadReply, len(packed), 8*want, want)
+		return outcome{}, fmt.Errorf("%w: got %d bytes, want %d (%d numbers)", ErrBadReply, len(packed), 8*want, want)
 	}
-	o.allowed = true
+	return s.decodeResults(packed, c, reqs, res, lo, hi, now)
+}
+
+// decodeResults writes the results of requests c.idx[lo:hi] from a packed
+// reply of the right length (and feeds the local cache).
+func (s *Store) decodeResults(packed string, c *call, reqs []limiter.Request, res []limiter.Result, lo, hi int, now time.Time) (outcome, error) {
+	o := outcome{allowed: true}
 	for k := lo; k < hi; k++ {
 		i := c.idx[k]
 		over, err := decodeResult(packed, k-lo, &reqs[i], &res[i])
@@ -598,11 +626,7 @@ func (s *Store) decode(cmd *redis.Cmd, c *call, reqs []limiter.Request, res []li
 			s.cache.put(&reqs[i], now, over, res[i].ResetAfter)
 		}
 	}
-	if !wantUndo {
-		return o, nil
-	}
-	err = o.decodeUndo(packed, rest, c, lo, hi)
-	return o, err
+	return o, nil
 }
 
 // decodeResult writes the result of request r from the k-th group of
@@ -799,11 +823,15 @@ func (c *call) args(reqs []limiter.Request, lo, hi, mode int, wantUndo bool, now
 // script is missing. Its arguments take one allocation (oneCall) besides
 // the key's.
 func (s *Store) takeOne(ctx context.Context, mode limiter.Mode, r *limiter.Request, res *limiter.Result, now time.Time) error {
+	if s.pipe != nil {
+		return s.pipeOne(ctx, mode, r, res, now)
+	}
 	a := r.Limit.Algorithm
 	oc := new(oneCall)
 	kb := appendKey(make([]byte, 0, keyLen(s.prefix, r.Key)), s.prefix, r.Key)
 	oc.key = unsafe.String(unsafe.SliceData(kb), len(kb)) // kb is never written again
-	oc.encode(r, mode == limiter.CountAll || r.Shadow, now, s.opts)
+	argv := appendOneArgv(oc.buf[:0], r, mode == limiter.CountAll || r.Shadow, now, s.opts)
+	oc.argv = unsafe.String(&argv[0], len(argv)) // buf is never written again
 	// go-redis writes *string arguments (and reads the key from one for
 	// Cluster routing), which saves boxing the strings.
 	oc.args = [...]interface{}{"evalsha", oneHashes[a], 1, &oc.key, &oc.argv}
@@ -815,21 +843,33 @@ func (s *Store) takeOne(ctx context.Context, mode limiter.Mode, r *limiter.Reque
 	if err != nil {
 		return err
 	}
-	return decodeOne(cmd, r, res)
-}
-
-// decodeOne checks the reply of a one-request script and writes its
-// result.
-func decodeOne(cmd *redis.Cmd, r *limiter.Request, res *limiter.Result) error {
-	v, err := cmd.Result()
+	packed, err := packedReply(cmd)
 	if err != nil {
 		return err
 	}
-	packed, ok := v.(string)
-	if !ok || len(packed) != 8*replyWidth {
-		return fmt.Errorf("%w: got %T of %d bytes, want a string of %d", ErrBadReply, v, len(packed), 8*replyWidth)
+	return decodeOne(packed, r, res)
+}
+
+// packedReply returns the string a script call answered.
+func packedReply(cmd *redis.Cmd) (string, error) {
+	v, err := cmd.Result()
+	if err != nil {
+		return "", err
 	}
-	_, err = decodeResult(packed, 0, r, res)
+	packed, ok := v.(string)
+	if !ok {
+		return "", fmt.Errorf("%w: got %T, want a string", ErrBadReply, v)
+	}
+	return packed, nil
+}
+
+// decodeOne checks the packed reply of a one-request script and writes its
+// result.
+func decodeOne(packed string, r *limiter.Request, res *limiter.Result) error {
+	if len(packed) != 8*replyWidth {
+		return fmt.Errorf("%w: got %d bytes, want %d", ErrBadReply, len(packed), 8*replyWidth)
+	}
+	_, err := decodeResult(packed, 0, r, res)
 	return err
 }
 
@@ -841,20 +881,20 @@ type oneCall struct {
 	buf  [8 * 8]byte
 }
 
-// encode sets argv to ARGV[1] of the one-request scripts (take_fixed.lua):
-// 8 little-endian doubles, flags now_us now_sub extra_ms requests
-// period_ns burst hits.
-func (oc *oneCall) encode(r *limiter.Request, countRefused bool, now time.Time, opts Options) {
+// appendOneArgv appends ARGV[1] of the one-request scripts
+// (take_fixed.lua): 8 little-endian doubles, flags now_us now_sub extra_ms
+// requests period_ns burst hits.
+func appendOneArgv(b []byte, r *limiter.Request, countRefused bool, now time.Time, opts Options) []byte {
 	flags, us, sub := boolInt(countRefused), int64(0), int64(0)
 	if opts.Now != nil {
 		us, sub = splitNanos(now)
 	} else {
 		flags |= 2 // the script reads Redis's TIME
 	}
-	for j, v := range [...]int64{flags, us, sub, extraMillis(opts), r.Limit.Requests, int64(r.Limit.Period), r.Limit.Burst, r.Hits} {
-		binary.LittleEndian.PutUint64(oc.buf[8*j:], math.Float64bits(float64(v)))
+	for _, v := range [...]int64{flags, us, sub, extraMillis(opts), r.Limit.Requests, int64(r.Limit.Period), r.Limit.Burst, r.Hits} {
+		b = binary.LittleEndian.AppendUint64(b, math.Float64bits(float64(v)))
 	}
-	oc.argv = unsafe.String(&oc.buf[0], len(oc.buf)) // buf is never written again
+	return b
 }
 
 // oneHashes[a] is the SHA of oneScripts[a], boxed once.

@@ -1,0 +1,485 @@
+// Package pipe is a pipelining Redis client for commands that must never be
+// sent twice (redisstore's script calls): concurrent calls share one write
+// and one read per batch on a few long-lived connections, with no goroutine
+// or allocation per call or per batch.
+//
+// Each connection is served by one goroutine that takes every call queued
+// on it, writes them in one system call, reads their replies in order and
+// wakes their callers; calls queued meanwhile form the next batch. A call
+// is written at most once: when its connection fails after the write, the
+// call gets the error (the command may have run) and the connection is
+// dialled afresh for the next batch. Calls never written (a failed dial, a
+// closed client, a caller that gave up first) get an error wrapping
+// ErrNotSent.
+//
+// It speaks RESP2 and understands the replies redisstore's calls get:
+// simple strings, errors, integers and bulk strings. Any other reply fails
+// the call (after being read in full, so the connection stays usable).
+package pipe
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Defaults of Config's zero values.
+const (
+	DefaultConns        = 2
+	DefaultReadTimeout  = 3 * time.Second
+	DefaultWriteTimeout = 3 * time.Second
+	DefaultDialTimeout  = 5 * time.Second
+	DefaultGather       = 150 * time.Microsecond
+)
+
+// Errors of Do besides Redis's own (Error), the caller's context's and the
+// connection's.
+var (
+	// ErrNotSent is wrapped by the errors of calls that never reached the
+	// connection: the command did not run.
+	ErrNotSent = errors.New("redis command not sent")
+	// ErrClosed is returned for calls made or queued when Close was called.
+	ErrClosed = errors.New("redis pipeline closed")
+	// ErrProtocol is wrapped when the server's reply does not parse; the
+	// connection is closed.
+	ErrProtocol = errors.New("redis protocol error")
+	// ErrUnexpected is wrapped when a reply parses but is of a type Reply
+	// does not carry (an array); the connection stays up.
+	ErrUnexpected = errors.New("unexpected redis reply")
+)
+
+// Error is an error reply from Redis ("-NOSCRIPT ...", "-ERR ..."). It
+// implements go-redis's redis.Error, so that the helpers that classify
+// go-redis's errors classify it too.
+type Error string
+
+func (e Error) Error() string { return string(e) }
+
+// RedisError marks Error as a reply from the server (go-redis's redis.Error).
+func (Error) RedisError() {}
+
+// Config configures a Client. Zero durations and counts are the defaults
+// above.
+type Config struct {
+	// Dial opens a connection to the server, TLS handshake included
+	// (required). It must honour ctx's deadline (DialTimeout).
+	Dial func(ctx context.Context) (net.Conn, error)
+	// Setup, when set, returns the commands to run first on each new
+	// connection (AUTH, SELECT); each must succeed. It is called at every
+	// dial, so a password read from a file is read afresh.
+	Setup func(ctx context.Context) ([][]string, error)
+	// Conns is how many connections (each with its goroutine) carry the
+	// calls; a call goes to one chosen in turn.
+	Conns int
+	// DialTimeout bounds a dial and its setup; WriteTimeout a batch's write;
+	// ReadTimeout the wait for a batch's replies once written.
+	DialTimeout, WriteTimeout, ReadTimeout time.Duration
+	// Gather is how long a connection waits, after a batch of n calls, for
+	// n calls to queue before it sends what it has (default DefaultGather).
+	Gather time.Duration
+}
+
+// Client is a pipelining Redis client. It is safe for concurrent use.
+type Client struct {
+	cfg   Config
+	conns []*conn
+	next  atomic.Uint32
+	calls sync.Pool
+}
+
+// New returns a Client; it does not contact the server (the first batch of
+// each connection dials it).
+func New(cfg Config) (*Client, error) {
+	if cfg.Dial == nil {
+		return nil, errors.New("pipe: no Dial")
+	}
+	if cfg.Conns < 0 || cfg.DialTimeout < 0 || cfg.WriteTimeout < 0 || cfg.ReadTimeout < 0 || cfg.Gather < 0 {
+		return nil, errors.New("pipe: negative connection count or timeout")
+	}
+	setDefault(&cfg.Conns, DefaultConns)
+	setDefault(&cfg.DialTimeout, DefaultDialTimeout)
+	setDefault(&cfg.WriteTimeout, DefaultWriteTimeout)
+	setDefault(&cfg.ReadTimeout, DefaultReadTimeout)
+	setDefault(&cfg.Gather, DefaultGather)
+	c := &Client{cfg: cfg, conns: make([]*conn, cfg.Conns)}
+	c.calls.New = func() any { return &call{done: make(chan struct{}, 1)} }
+	for i := range c.conns {
+		c.conns[i] = newConn(c)
+	}
+	return c, nil
+}
+
+func setDefault[T comparable](v *T, def T) {
+	var zero T
+	if *v == zero {
+		*v = def
+	}
+}
+
+// Close fails the queued calls with ErrClosed, closes the connections (the
+// calls in flight get their error) and stops the goroutines. Calls made
+// afterwards fail with ErrClosed.
+func (c *Client) Close() error {
+	for _, cn := range c.conns {
+		cn.close()
+	}
+	return nil
+}
+
+// Reply is a successful reply: Kind is '+' (a simple string, in Str), ':'
+// (an integer, in Int) or '$' (a bulk string in Str; Nil for a null bulk
+// string). Str is valid only during the callback Do passes it to.
+type Reply struct {
+	Kind byte
+	Str  []byte
+	Int  int64
+	Nil  bool
+}
+
+// Do sends the command args once and, when its reply comes, calls fn with
+// it. An error reply is returned as Error (fn is not called). When ctx ends
+// first, Do returns ctx's error at once (wrapping ErrNotSent if the
+// command was not written yet; otherwise it may still run) and the reply is
+// dropped when it comes. args and the strings in it may not be modified
+// until Do returns.
+func (c *Client) Do(ctx context.Context, args []string, fn func(Reply) error) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("%w: %w", ErrNotSent, err)
+	}
+	k := c.calls.Get().(*call)
+	k.args = append(k.args[:0], args...)
+	cn := c.conns[int(c.next.Add(1))%len(c.conns)]
+	if err := cn.enqueue(k); err != nil {
+		c.release(k)
+		return err
+	}
+	select {
+	case <-k.done:
+	case <-ctx.Done():
+		// The connection's goroutine releases an abandoned call.
+		if k.state.CompareAndSwap(queued, abandoned) {
+			return fmt.Errorf("%w: %w", ErrNotSent, ctx.Err())
+		}
+		if k.state.CompareAndSwap(written, abandoned) {
+			return ctx.Err() // it may run
+		}
+		<-k.done // finished meanwhile: its reply is there
+	}
+	err := k.err
+	if err == nil {
+		err = fn(k.reply)
+	}
+	c.release(k)
+	return err
+}
+
+func (c *Client) release(k *call) {
+	clear(k.args)
+	k.args, k.err, k.reply = k.args[:0], nil, Reply{Str: k.reply.Str[:0]}
+	k.state.Store(queued)
+	c.calls.Put(k)
+}
+
+// Call states. A call is queued, then written; the connection's goroutine
+// moves it to finished (and signals done) unless its caller abandoned it
+// first, in which case the goroutine releases it.
+const (
+	queued int32 = iota
+	written
+	finished
+	abandoned
+)
+
+type call struct {
+	args  []string
+	state atomic.Int32
+	done  chan struct{} // one token when finished
+	reply Reply
+	err   error
+}
+
+// conn is one connection and the goroutine that serves it.
+type conn struct {
+	c      *Client
+	mu     sync.Mutex
+	queue  []*call // waiting for the next batch
+	busy   bool    // the goroutine is running batches (or was woken to)
+	want   int     // > 0: the goroutine waits for the queue to reach it
+	closed bool
+	wake   chan struct{}
+	quit   chan struct{}
+
+	// Owned by the goroutine; nc is set and cleared under mu, for close.
+	nc    net.Conn
+	br    *bufio.Reader
+	wbuf  []byte
+	batch []*call
+}
+
+func newConn(c *Client) *conn {
+	cn := &conn{c: c, wake: make(chan struct{}, 1), quit: make(chan struct{})}
+	go cn.serve()
+	return cn
+}
+
+// enqueue queues k for the next batch, waking the goroutine if it is idle.
+func (cn *conn) enqueue(k *call) error {
+	cn.mu.Lock()
+	if cn.closed {
+		cn.mu.Unlock()
+		return fmt.Errorf("%w: %w", ErrNotSent, ErrClosed)
+	}
+	cn.queue = append(cn.queue, k)
+	wake := false
+	switch {
+	case !cn.busy:
+		cn.busy, wake = true, true
+	case cn.want > 0 && len(cn.queue) >= cn.want:
+		cn.want, wake = 0, true
+	}
+	cn.mu.Unlock()
+	if wake {
+		select {
+		case cn.wake <- struct{}{}:
+		default: // a wake-up is pending already
+		}
+	}
+	return nil
+}
+
+func (cn *conn) close() {
+	cn.mu.Lock()
+	if cn.closed {
+		cn.mu.Unlock()
+		return
+	}
+	cn.closed = true
+	q := cn.queue
+	cn.queue = nil
+	if cn.nc != nil {
+		_ = cn.nc.Close() // ends a batch in flight: its calls get the error
+	}
+	cn.mu.Unlock()
+	close(cn.quit)
+	for _, k := range q {
+		cn.finish(k, fmt.Errorf("%w: %w", ErrNotSent, ErrClosed))
+	}
+}
+
+// serve runs batches while calls are queued, and sleeps otherwise. After
+// a batch of n calls it waits up to Config.Gather for n calls to queue (the
+// callers it just answered come back with their next command) before the
+// next batch, so that batches stay as large as the load allows.
+func (cn *conn) serve() {
+	gather := time.NewTimer(time.Hour)
+	gather.Stop()
+	for {
+		select {
+		case <-cn.wake:
+		case <-cn.quit:
+			return
+		}
+		n := 0 // the last batch's size
+		for {
+			cn.mu.Lock()
+			if len(cn.queue) < n && !cn.closed {
+				cn.gather(n, gather)
+			}
+			if len(cn.queue) == 0 || cn.closed {
+				cn.busy = false
+				cn.mu.Unlock()
+				break
+			}
+			// Swap the queue with the last batch's (emptied) slice.
+			cn.batch, cn.queue = cn.queue, cn.batch[:0]
+			cn.mu.Unlock()
+			n = len(cn.batch)
+			cn.run()
+			clear(cn.batch)
+		}
+	}
+}
+
+// gather waits, with cn.mu held (released while waiting), for the queue
+// to reach n calls: it gives up after a Gather-long gap with no new call,
+// or after maxGaps such gaps in all.
+func (cn *conn) gather(n int, t *time.Timer) {
+	cn.want = n
+	for range maxGaps {
+		before := len(cn.queue)
+		cn.mu.Unlock()
+		t.Reset(cn.c.cfg.Gather)
+		woken := false
+		select {
+		case <-cn.wake:
+			woken = true
+		case <-t.C:
+		case <-cn.quit:
+			woken = true
+		}
+		t.Stop()
+		cn.mu.Lock()
+		if woken || len(cn.queue) == before || len(cn.queue) >= n {
+			break
+		}
+	}
+	cn.want = 0
+}
+
+// maxGaps bounds a gather to this many Gather periods.
+const maxGaps = 4
+
+// finish delivers k's outcome (err, or the reply already in k) to its
+// caller, or releases k if the caller has gone.
+func (cn *conn) finish(k *call, err error) {
+	k.err = err
+	if k.state.CompareAndSwap(queued, finished) || k.state.CompareAndSwap(written, finished) {
+		k.done <- struct{}{}
+		return
+	}
+	cn.c.release(k)
+}
+
+// run writes cn.batch and reads its replies.
+func (cn *conn) run() {
+	if cn.nc == nil {
+		if err := cn.dial(); err != nil {
+			for _, k := range cn.batch {
+				cn.finish(k, fmt.Errorf("%w: %w", ErrNotSent, err))
+			}
+			return
+		}
+	}
+	live := cn.batch[:0]
+	cn.wbuf = cn.wbuf[:0]
+	for _, k := range cn.batch {
+		if !k.state.CompareAndSwap(queued, written) {
+			cn.c.release(k) // abandoned before it was written
+			continue
+		}
+		cn.wbuf = appendCommand(cn.wbuf, k.args)
+		live = append(live, k)
+	}
+	if len(live) == 0 {
+		return
+	}
+	_ = cn.nc.SetWriteDeadline(time.Now().Add(cn.c.cfg.WriteTimeout))
+	if _, err := cn.nc.Write(cn.wbuf); err != nil {
+		cn.fail(live, err)
+		return
+	}
+	_ = cn.nc.SetReadDeadline(time.Now().Add(cn.c.cfg.ReadTimeout))
+	for i, k := range live {
+		err := readReply(cn.br, &k.reply)
+		var e Error
+		switch {
+		case err == nil:
+			cn.finish(k, nil)
+		case errors.As(err, &e), errors.Is(err, ErrUnexpected):
+			cn.finish(k, err) // the connection is still in step
+		default:
+			cn.fail(live[i:], err)
+			return
+		}
+	}
+}
+
+// fail closes the connection after an I/O or protocol error and gives the
+// error to calls, which were written (they may have run).
+func (cn *conn) fail(calls []*call, err error) {
+	_ = cn.nc.Close()
+	cn.mu.Lock()
+	cn.nc, cn.br = nil, nil
+	cn.mu.Unlock()
+	err = fmt.Errorf("redis pipeline connection: %w", err)
+	for _, k := range calls {
+		cn.finish(k, err)
+	}
+}
+
+// dial opens the connection and runs Config.Setup's commands on it.
+func (cn *conn) dial() error {
+	cfg := &cn.c.cfg
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.DialTimeout)
+	defer cancel()
+	go func() { // Close ends a dial in progress
+		select {
+		case <-cn.quit:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	nc, err := cfg.Dial(ctx)
+	if err != nil {
+		return fmt.Errorf("dial: %w", err)
+	}
+	br := bufio.NewReaderSize(nc, 16<<10)
+	if cfg.Setup != nil {
+		if err := setup(ctx, nc, br, cfg.Setup); err != nil {
+			_ = nc.Close()
+			return err
+		}
+	}
+	cn.mu.Lock()
+	defer cn.mu.Unlock()
+	if cn.closed {
+		_ = nc.Close()
+		return ErrClosed
+	}
+	cn.nc, cn.br = nc, br
+	return nil
+}
+
+// setup runs the setup commands on a new connection, in one write.
+func setup(ctx context.Context, nc net.Conn, br *bufio.Reader, cmds func(context.Context) ([][]string, error)) error {
+	list, err := cmds(ctx)
+	if err != nil {
+		return fmt.Errorf("setup: %w", err)
+	}
+	if len(list) == 0 {
+		return nil
+	}
+	deadline, _ := ctx.Deadline()
+	_ = nc.SetDeadline(deadline)
+	var b []byte
+	for _, args := range list {
+		b = appendCommand(b, args)
+	}
+	if _, err := nc.Write(b); err != nil {
+		return fmt.Errorf("setup: %w", err)
+	}
+	var errs []error
+	for _, args := range list {
+		var r Reply
+		if err := readReply(br, &r); err != nil {
+			var e Error
+			if !errors.As(err, &e) {
+				return fmt.Errorf("setup: %w", err)
+			}
+			errs = append(errs, fmt.Errorf("setup %s: %w", args[0], e)) // never the arguments: AUTH's are secret
+		}
+	}
+	_ = nc.SetDeadline(time.Time{})
+	return errors.Join(errs...)
+}
+
+// appendCommand appends args as a RESP array of bulk strings.
+func appendCommand(b []byte, args []string) []byte {
+	b = append(b, '*')
+	b = strconv.AppendInt(b, int64(len(args)), 10)
+	b = append(b, '\r', '\n')
+	for _, a := range args {
+		b = append(b, '$')
+		b = strconv.AppendInt(b, int64(len(a)), 10)
+		b = append(b, '\r', '\n')
+		b = append(b, a...)
+		b = append(b, '\r', '\n')
+	}
+	return b
+}

@@ -1,0 +1,97 @@
+package redisstore
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+	"unsafe"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/extauthz/extauthz/pkg/backends/redisstore/internal/pipe"
+	"github.com/extauthz/extauthz/pkg/limiter"
+)
+
+// pipeConns is how many connections carry a standalone store's pipelined
+// script calls. Two keep one batch on the wire while the next is read.
+const pipeConns = 1
+
+// newPipe returns the pipelining client of a standalone server reached
+// with o: go-redis's dialer (TLS included) or o.Dialer, then AUTH and
+// SELECT as go-redis would send them.
+func newPipe(o *redis.Options) (*pipe.Client, error) {
+	network, addr := o.Network, o.Addr
+	if network == "" {
+		network = "tcp"
+	}
+	dial := o.Dialer
+	if dial == nil {
+		dial = redis.NewDialer(o)
+	}
+	return pipe.New(pipe.Config{
+		Dial: func(ctx context.Context) (net.Conn, error) { return dial(ctx, network, addr) },
+		Setup: func(ctx context.Context) ([][]string, error) {
+			user, pass := o.Username, o.Password
+			if o.CredentialsProviderContext != nil {
+				var err error
+				if user, pass, err = o.CredentialsProviderContext(ctx); err != nil {
+					return nil, err
+				}
+			}
+			var cmds [][]string
+			switch {
+			case pass != "" && user != "":
+				cmds = append(cmds, []string{"auth", user, pass})
+			case pass != "":
+				cmds = append(cmds, []string{"auth", pass})
+			}
+			if o.DB != 0 {
+				cmds = append(cmds, []string{"select", strconv.Itoa(o.DB)})
+			}
+			return cmds, nil
+		},
+		Conns:        pipeConns,
+		DialTimeout:  o.DialTimeout,
+		ReadTimeout:  o.ReadTimeout,
+		WriteTimeout: o.WriteTimeout,
+	})
+}
+
+// pipeOne is takeOne through the pipe: the key and ARGV[1] share one
+// allocation, and the reply is decoded in place.
+func (s *Store) pipeOne(ctx context.Context, mode limiter.Mode, r *limiter.Request, res *limiter.Result, now time.Time) error {
+	a := r.Limit.Algorithm
+	kl := keyLen(s.prefix, r.Key)
+	b := appendKey(make([]byte, 0, kl+8*8), s.prefix, r.Key)
+	b = appendOneArgv(b, r, mode == limiter.CountAll || r.Shadow, now, s.opts)
+	// b is never written again.
+	key := unsafe.String(unsafe.SliceData(b), kl)
+	argv := unsafe.String(&b[kl], len(b)-kl)
+	return s.pipeEval(ctx, oneScripts[a].Hash(), oneSources[a], []string{key}, argv, func(packed string) error {
+		return decodeOne(packed, r, res)
+	})
+}
+
+// pipeEval runs "EVALSHA hash numkeys keys... argv" through the pipe, and
+// EVAL with source when the server lost the script, and passes the packed
+// reply to decode.
+func (s *Store) pipeEval(ctx context.Context, hash, source string, keys []string, argv string, decode func(packed string) error) error {
+	fn := func(r pipe.Reply) error {
+		if r.Kind != '$' || r.Nil {
+			return fmt.Errorf("%w: got a reply of type %q, want a string", ErrBadReply, r.Kind)
+		}
+		return decode(unsafe.String(unsafe.SliceData(r.Str), len(r.Str))) // valid during fn
+	}
+	var buf [8]string
+	args := append(buf[:0], "evalsha", hash, strconv.Itoa(len(keys)))
+	args = append(append(args, keys...), argv)
+	err := s.pipe.Do(ctx, args, fn)
+	if isNoScript(err) {
+		s.scriptLoaded()
+		args[0], args[1] = "eval", source
+		err = s.pipe.Do(ctx, args, fn)
+	}
+	return err
+}
