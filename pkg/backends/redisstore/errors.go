@@ -9,6 +9,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/extauthz/extauthz/pkg/backends/redisstore/internal/pipe"
 	"github.com/extauthz/extauthz/pkg/limiter"
 )
 
@@ -41,7 +42,7 @@ func ErrorKind(err error) string {
 		return KindTimeout
 	case errors.Is(err, limiter.ErrInvalidLimit), errors.Is(err, limiter.ErrInvalidRequest), errors.Is(err, limiter.ErrUnknownAlgorithm):
 		return KindInvalid
-	case errors.Is(err, ErrBadReply):
+	case errors.Is(err, ErrBadReply), errors.Is(err, pipe.ErrUnexpected):
 		return KindReply
 	case errors.As(err, &rErr):
 		if isScriptError(rErr) {
@@ -49,7 +50,8 @@ func ErrorKind(err error) string {
 		}
 		return KindServer
 	case errors.As(err, &netErr), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
-		errors.Is(err, redis.ErrClosed), errors.Is(err, redis.ErrPoolExhausted):
+		errors.Is(err, redis.ErrClosed), errors.Is(err, redis.ErrPoolExhausted),
+		errors.Is(err, pipe.ErrClosed), errors.Is(err, pipe.ErrProtocol):
 		return KindConnection
 	}
 	return KindOther

@@ -14,9 +14,6 @@ import (
 	"github.com/extauthz/extauthz/pkg/limiter"
 )
 
-// pipeConns is how many connections carry a standalone store's pipelined
-// script calls. Two keep one batch on the wire while the next is read.
-const pipeConns = 1
 
 // newPipe returns the pipelining client of a standalone server reached
 // with o: go-redis's dialer (TLS included) or o.Dialer, then AUTH and
@@ -52,7 +49,6 @@ func newPipe(o *redis.Options) (*pipe.Client, error) {
 			}
 			return cmds, nil
 		},
-		Conns:        pipeConns,
 		DialTimeout:  o.DialTimeout,
 		ReadTimeout:  o.ReadTimeout,
 		WriteTimeout: o.WriteTimeout,

@@ -12,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/extauthz/extauthz/internal/redistest"
+	"github.com/extauthz/extauthz/pkg/backends/redisstore/internal/pipe"
 	"github.com/extauthz/extauthz/pkg/limiter"
 )
 
@@ -524,6 +525,11 @@ func TestErrorKind(t *testing.T) {
 		{err: redis.ErrPoolTimeout, want: KindTimeout},
 		{err: ErrBadReply, want: KindReply},
 		{err: redis.ErrClosed, want: KindConnection},
+		{err: fmt.Errorf("%w: %w", pipe.ErrNotSent, pipe.ErrClosed), want: KindConnection},
+		{err: fmt.Errorf("%w: bad line", pipe.ErrProtocol), want: KindConnection},
+		{err: fmt.Errorf("%w: an array", pipe.ErrUnexpected), want: KindReply},
+		{err: pipe.Error("NOSCRIPT No matching script"), want: KindScript},
+		{err: pipe.Error("READONLY You can't write against a read only replica."), want: KindServer},
 		{err: errors.New("boom"), want: KindOther},
 	}
 	for _, tc := range tests {

@@ -167,3 +167,81 @@ func TestClusterReplyLossCountsOnce(t *testing.T) {
 		t.Errorf("undo: %d hits counted after the undo, want at least %d (the undo ran twice)", got, before)
 	}
 }
+
+// TestStandaloneReplyLossCountsOnce: on the standalone pipeline, a lost
+// reply fails every call of its batch (each may have run) and none is sent
+// again, so no hit is counted twice; the next call redials and serves.
+func TestStandaloneReplyLossCountsOnce(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	cfg := Config{URL: URL(srv.URL())}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	uo, desc, err := cfg.universal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	drop := &replyDropper{}
+	evalsha := []byte("evalsha")
+	drop.match.Store(&evalsha)
+	uo.Dialer = drop.dial
+	s, err := cfg.newStore(uo, desc, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	if s.pipe == nil {
+		t.Fatal("the standalone store does not use the pipeline")
+	}
+	reader := newReader(t, srv)
+	l := limiter.Limit{Requests: 1000, Period: time.Hour}
+	take(t, s, limiter.CountAll, limiter.Request{Key: "warm", Limit: l}) // loads the scripts
+
+	// Concurrent calls, so that several may share the batch whose reply is
+	// lost. Every call ran exactly once: the dropper waits for the batch's
+	// replies before losing them, and the calls behind it go out on a new
+	// connection. A call sent again would count twice.
+	const calls = 32
+	drop.armed.Store(true)
+	var failed atomic.Int64
+	var wg sync.WaitGroup
+	for range calls {
+		wg.Go(func() {
+			err := s.Take(context.Background(), limiter.CountAll, []limiter.Request{{Key: "k", Limit: l, Hits: 1}}, make([]limiter.Result, 1))
+			if err != nil {
+				if ErrorKind(err) != KindConnection {
+					t.Errorf("lost reply: got %v (kind %q), want kind %q", err, ErrorKind(err), KindConnection)
+				}
+				failed.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if drop.fired.Load() != 1 {
+		t.Fatalf("the reply was dropped %d times, want once", drop.fired.Load())
+	}
+	if failed.Load() == 0 {
+		t.Fatal("no call failed although a reply was lost")
+	}
+	used := l.Requests - take(t, reader, limiter.CountAll, limiter.Request{Key: "k", Limit: l})[0].Remaining
+	if used != calls {
+		t.Errorf("%d hits counted for %d calls (%d failed), want exactly one per call", used, calls, failed.Load())
+	}
+	// The next call dials afresh and counts once.
+	take(t, s, limiter.CountAll, limiter.Request{Key: "k", Limit: l, Hits: 1})
+	if got := l.Requests - take(t, reader, limiter.CountAll, limiter.Request{Key: "k", Limit: l})[0].Remaining; got != used+1 {
+		t.Errorf("after the loss: %d hits counted, want %d", got, used+1)
+	}
+}
+
+// newReader opens a second store on srv that reads counts (without the
+// pipeline, so that it shares nothing with the store under test).
+func newReader(t *testing.T, srv *redistest.Server) *Store {
+	t.Helper()
+	r, err := Open(Config{URL: URL(srv.URL()), AutoPipeline: new(false)}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = r.Close() })
+	return r
+}

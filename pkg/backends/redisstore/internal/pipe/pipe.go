@@ -31,7 +31,7 @@ import (
 
 // Defaults of Config's zero values.
 const (
-	DefaultConns        = 2
+	DefaultConns        = 1
 	DefaultReadTimeout  = 3 * time.Second
 	DefaultWriteTimeout = 3 * time.Second
 	DefaultDialTimeout  = 5 * time.Second
@@ -75,13 +75,14 @@ type Config struct {
 	// dial, so a password read from a file is read afresh.
 	Setup func(ctx context.Context) ([][]string, error)
 	// Conns is how many connections (each with its goroutine) carry the
-	// calls; a call goes to one chosen in turn.
+	// calls; a call goes to one chosen in turn. One batches best.
 	Conns int
 	// DialTimeout bounds a dial and its setup; WriteTimeout a batch's write;
 	// ReadTimeout the wait for a batch's replies once written.
 	DialTimeout, WriteTimeout, ReadTimeout time.Duration
-	// Gather is how long a connection waits, after a batch of n calls, for
-	// n calls to queue before it sends what it has (default DefaultGather).
+	// Gather: after a batch of n calls, a connection waits for n calls to
+	// queue before the next batch, but sends what it has once Gather passes
+	// with no new call, or after 4 Gathers in all (default DefaultGather).
 	Gather time.Duration
 }
 
@@ -273,9 +274,9 @@ func (cn *conn) close() {
 }
 
 // serve runs batches while calls are queued, and sleeps otherwise. After
-// a batch of n calls it waits up to Config.Gather for n calls to queue (the
-// callers it just answered come back with their next command) before the
-// next batch, so that batches stay as large as the load allows.
+// a batch of n calls it waits a little for n calls to queue (the callers it
+// just answered come back with their next command; see gather), so that
+// batches stay as large as the load allows.
 func (cn *conn) serve() {
 	gather := time.NewTimer(time.Hour)
 	gather.Stop()
