@@ -63,20 +63,16 @@ func (cfg *Config) newStore(uo *redis.UniversalOptions, desc string, opts Option
 		return nil, err
 	}
 	s.addr = desc
-	if cfg.AutoPipelineOn() && cfg.URL != "" {
+	if cfg.AutoPipelineOn() && plain != nil {
 		// Our own pipeline: no goroutine, allocation or pool check per batch
 		// (BENCHMARKS.md), and a call is never written twice.
-		if s.pipe, err = newPipe(uo.Simple()); err != nil {
+		o := uo.Simple()
+		if cfg.Sentinel != nil {
+			o = sentinelOptions(uo.Failover())
+		}
+		if s.pipe, err = newPipe(o); err != nil {
 			_ = client.Close()
 			return nil, fmt.Errorf("redisstore: open: pipeline: %w", err)
-		}
-		s.addr += " (auto pipeline)"
-	} else if cfg.AutoPipelineOn() && plain != nil {
-		// The deferred face: Take submits and waits with its own context,
-		// which the blocking face does not honour once a call is queued.
-		if s.ap, err = plain.AsyncAutoPipeline(); err != nil {
-			_ = client.Close()
-			return nil, fmt.Errorf("redisstore: open: auto pipeline: %w", err)
 		}
 		s.addr += " (auto pipeline)"
 	}

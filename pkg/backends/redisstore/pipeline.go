@@ -2,6 +2,7 @@ package redisstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"strconv"
@@ -15,9 +16,45 @@ import (
 )
 
 
-// newPipe returns the pipelining client of a standalone server reached
-// with o: go-redis's dialer (TLS included) or o.Dialer, then AUTH and
-// SELECT as go-redis would send them.
+// sentinelOptions returns the options of newPipe for the master that fo's
+// sentinels name: each dial asks them in turn (GetMasterAddrByName) and
+// dials the answer. The pipe dials afresh after a READONLY reply, so a
+// failover is followed at the first write to the demoted master.
+func sentinelOptions(fo *redis.FailoverOptions) *redis.Options {
+	o := &redis.Options{
+		Username: fo.Username, Password: fo.Password, CredentialsProviderContext: fo.CredentialsProviderContext,
+		DB: fo.DB, TLSConfig: fo.TLSConfig,
+		DialTimeout: fo.DialTimeout, ReadTimeout: fo.ReadTimeout, WriteTimeout: fo.WriteTimeout,
+	}
+	dial := fo.Dialer
+	if dial == nil {
+		dial = redis.NewDialer(o)
+	}
+	o.Dialer = func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var errs []error
+		for _, a := range fo.SentinelAddrs {
+			sc := redis.NewSentinelClient(&redis.Options{
+				Addr: a, Dialer: fo.Dialer, TLSConfig: fo.TLSConfig,
+				Username: fo.SentinelUsername, Password: fo.SentinelPassword,
+				DialTimeout: fo.DialTimeout, ReadTimeout: fo.ReadTimeout, WriteTimeout: fo.WriteTimeout,
+				MaxRetries: -1, DisableIdentity: true,
+			})
+			hp, err := sc.GetMasterAddrByName(ctx, fo.MasterName).Result()
+			_ = sc.Close()
+			if err != nil {
+				errs = append(errs, fmt.Errorf("sentinel %s: master %q: %w", a, fo.MasterName, err))
+				continue
+			}
+			return dial(ctx, "tcp", net.JoinHostPort(hp[0], hp[1]))
+		}
+		return nil, errors.Join(errs...)
+	}
+	return o
+}
+
+// newPipe returns the pipelining client of the server reached with o:
+// go-redis's dialer (TLS included) or o.Dialer, then AUTH and SELECT as
+// go-redis would send them.
 func newPipe(o *redis.Options) (*pipe.Client, error) {
 	network, addr := o.Network, o.Addr
 	if network == "" {

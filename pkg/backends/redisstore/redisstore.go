@@ -143,11 +143,9 @@ type Store struct {
 	opts    Options
 	cache   *overCache // nil when the local cache is off
 	addr    string     // for String and Addr
-	// pipe (standalone) or ap (Sentinel), when set, carries Take's script
-	// calls (Config.AutoPipeline); the other commands (Ping, LoadScript)
-	// use client directly.
+	// pipe, when set, carries Take's script calls (Config.AutoPipeline);
+	// the other commands (Ping, LoadScript) use client.
 	pipe *pipe.Client
-	ap   *redis.AutoPipeliner
 }
 
 var _ limiter.Store = (*Store)(nil)
@@ -200,14 +198,11 @@ func (s *Store) Addr() string { return s.addr }
 // same Redis (traffic insight); they must not close it.
 func (s *Store) Client() redis.UniversalClient { return s.client }
 
-// Close closes the Redis client (and the autopipeliner on it).
+// Close closes the Redis client and the pipeline.
 func (s *Store) Close() error {
 	var err error
-	if s.ap != nil {
-		err = s.ap.Close()
-	}
 	if s.pipe != nil {
-		err = errors.Join(err, s.pipe.Close())
+		err = s.pipe.Close()
 	}
 	err = errors.Join(err, s.client.Close())
 	if err != nil {
@@ -360,32 +355,20 @@ func (s *Store) runOne(ctx context.Context, c *call, reqs []limiter.Request, res
 			return err
 		})
 	}
-	cmd, err := s.send(ctx, scriptCmd(ctx, "evalsha", takeScript.Hash(), keys, args))
-	if err == nil && isNoScript(cmd.Err()) {
+	cmd := s.send(ctx, scriptCmd(ctx, "evalsha", takeScript.Hash(), keys, args))
+	if isNoScript(cmd.Err()) {
 		s.scriptLoaded()
-		cmd, err = s.send(ctx, scriptCmd(ctx, "eval", takeSource, keys, args))
+		cmd = s.send(ctx, scriptCmd(ctx, "eval", takeSource, keys, args))
 	}
-	if err != nil {
-		return err
-	}
-	_, err = s.decode(cmd, c, reqs, res, lo, hi, now, false)
+	_, err := s.decode(cmd, c, reqs, res, lo, hi, now, false)
 	return err
 }
 
-// send runs a script call (EVALSHA or EVAL) once (see once). Through the
-// autopipeliner it waits no longer than ctx allows: a queued command cannot
-// be withdrawn, so when ctx ends first send returns ctx's error and the
-// command's reply, if it comes, is dropped (as a timed-out plain call's
-// would be).
-func (s *Store) send(ctx context.Context, cmd *redis.Cmd) (*redis.Cmd, error) {
-	if s.ap == nil {
-		_ = s.client.Process(ctx, once{cmd}) // the error is cmd's
-		return cmd, nil
-	}
-	if err := s.ap.Submit(ctx, once{cmd}).WaitContext(ctx); err != nil && ctx.Err() != nil {
-		return nil, ctx.Err()
-	}
-	return cmd, nil
+// send runs a script call (EVALSHA or EVAL) once (see once); the outcome
+// is cmd's.
+func (s *Store) send(ctx context.Context, cmd *redis.Cmd) *redis.Cmd {
+	_ = s.client.Process(ctx, once{cmd})
+	return cmd
 }
 
 // scriptCmd builds "verb body numkeys keys... args..." (EVAL or EVALSHA).
@@ -835,13 +818,10 @@ func (s *Store) takeOne(ctx context.Context, mode limiter.Mode, r *limiter.Reque
 	// go-redis writes *string arguments (and reads the key from one for
 	// Cluster routing), which saves boxing the strings.
 	oc.args = [...]interface{}{"evalsha", oneHashes[a], 1, &oc.key, &oc.argv}
-	cmd, err := s.send(ctx, redis.NewCmd(ctx, oc.args[:]...))
-	if err == nil && isNoScript(cmd.Err()) {
+	cmd := s.send(ctx, redis.NewCmd(ctx, oc.args[:]...))
+	if isNoScript(cmd.Err()) {
 		s.scriptLoaded()
-		cmd, err = s.send(ctx, scriptCmd(ctx, "eval", oneSources[a], []string{oc.key}, oc.argv))
-	}
-	if err != nil {
-		return err
+		cmd = s.send(ctx, scriptCmd(ctx, "eval", oneSources[a], []string{oc.key}, oc.argv))
 	}
 	packed, err := packedReply(cmd)
 	if err != nil {

@@ -102,10 +102,10 @@ type Config struct {
 	MaxRetries int `yaml:"max_retries"`
 	// AutoPipeline batches the script calls of concurrent Takes into shared
 	// pipelined writes: fewer system calls and wake-ups on both sides, each
-	// Take still one EVALSHA and one round trip (see README.md). url uses the
-	// store's own pipeline, sentinel go-redis's autopipelining. Unset means
-	// on for url and sentinel; false turns it off. Cluster does not support
-	// it (true is an error there). Read it with AutoPipelineOn.
+	// Take still one EVALSHA and one round trip, on the store's own pipeline
+	// (see README.md). Unset means on for url and sentinel; false turns it
+	// off. Cluster does not support it (true is an error there). Read it
+	// with AutoPipelineOn.
 	AutoPipeline *bool `yaml:"auto_pipeline"`
 	// Prefix starts every Redis key (default DefaultPrefix); no braces.
 	Prefix string `yaml:"prefix"`

@@ -24,6 +24,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -376,32 +377,44 @@ func (cn *conn) run() {
 		return
 	}
 	_ = cn.nc.SetReadDeadline(time.Now().Add(cn.c.cfg.ReadTimeout))
+	demoted := false
 	for i, k := range live {
 		err := readReply(cn.br, &k.reply)
 		var e Error
 		switch {
 		case err == nil:
 			cn.finish(k, nil)
-		case errors.As(err, &e), errors.Is(err, ErrUnexpected):
+		case errors.As(err, &e):
+			demoted = demoted || strings.HasPrefix(string(e), "READONLY")
 			cn.finish(k, err) // the connection is still in step
+		case errors.Is(err, ErrUnexpected):
+			cn.finish(k, err)
 		default:
 			cn.fail(live[i:], err)
 			return
 		}
+	}
+	if demoted {
+		cn.hangUp() // a replica now: the next batch dials the master afresh
 	}
 }
 
 // fail closes the connection after an I/O or protocol error and gives the
 // error to calls, which were written (they may have run).
 func (cn *conn) fail(calls []*call, err error) {
-	_ = cn.nc.Close()
-	cn.mu.Lock()
-	cn.nc, cn.br = nil, nil
-	cn.mu.Unlock()
+	cn.hangUp()
 	err = fmt.Errorf("redis pipeline connection: %w", err)
 	for _, k := range calls {
 		cn.finish(k, err)
 	}
+}
+
+// hangUp closes the connection; the next batch dials afresh.
+func (cn *conn) hangUp() {
+	_ = cn.nc.Close()
+	cn.mu.Lock()
+	cn.nc, cn.br = nil, nil
+	cn.mu.Unlock()
 }
 
 // dial opens the connection and runs Config.Setup's commands on it.
