@@ -15,7 +15,6 @@ import (
 	"github.com/extauthz/extauthz/pkg/limiter"
 )
 
-
 // sentinelOptions returns the options of newPipe for the master that fo's
 // sentinels name: each dial asks them in turn (GetMasterAddrByName) and
 // dials the answer. The pipe dials afresh after a READONLY reply, so a
