@@ -378,11 +378,10 @@ func (cn *conn) run() {
 	_ = cn.nc.SetReadDeadline(time.Now().Add(cn.c.cfg.ReadTimeout))
 	for i, k := range live {
 		err := readReply(cn.br, &k.reply)
-		var e Error
 		switch {
 		case err == nil:
 			cn.finish(k, nil)
-		case errors.As(err, &e), errors.Is(err, ErrUnexpected):
+		case isReplyError(err), errors.Is(err, ErrUnexpected): // not errors.As: its target would escape, an allocation per reply
 			cn.finish(k, err) // the connection is still in step
 		default:
 			cn.fail(live[i:], err)
