@@ -155,7 +155,7 @@ func (c *Client) Do(ctx context.Context, args []string, fn func(Reply) error) er
 	}
 	k := c.calls.Get().(*call)
 	k.args = append(k.args[:0], args...)
-	cn := c.conns[int(c.next.Add(1))%len(c.conns)]
+	cn := c.conns[c.next.Add(1)%uint32(len(c.conns))] // not int(): negative past 2^31 where int has 32 bits
 	if err := cn.enqueue(k); err != nil {
 		c.release(k)
 		return err

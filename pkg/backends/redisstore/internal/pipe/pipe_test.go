@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"math"
 
 	"net"
 	"os"
@@ -569,6 +570,26 @@ func TestLostReply(t *testing.T) {
 	}
 	if n := d.dials.Load(); n != 2 {
 		t.Errorf("%d dials, want 2", n)
+	}
+}
+
+// Do picks connections in turn with a uint32 counter; past 2^31 calls the
+// counter must not become a negative index (as int(uint32) does where int
+// has 32 bits).
+func TestConnChoiceWraps(t *testing.T) {
+	dialErr := errors.New("no server")
+	c := newClient(t, Config{Conns: 3, Dial: func(context.Context) (net.Conn, error) { return nil, dialErr }})
+	c.next.Store(math.MaxInt32 - 2)
+	for range 6 {
+		if _, err := do(context.Background(), c, "PING"); !errors.Is(err, dialErr) || !errors.Is(err, ErrNotSent) {
+			t.Fatalf("err = %v, want the dial error and ErrNotSent", err)
+		}
+	}
+	c.next.Store(math.MaxUint32 - 2)
+	for range 6 {
+		if _, err := do(context.Background(), c, "PING"); !errors.Is(err, dialErr) {
+			t.Fatalf("err = %v, want the dial error", err)
+		}
 	}
 }
 
