@@ -156,7 +156,7 @@ func (c *Client) Do(ctx context.Context, args []string, fn func(Reply) error) er
 	}
 	k := c.calls.Get().(*call)
 	k.args = append(k.args[:0], args...)
-	cn := c.conns[int(c.next.Add(1))%len(c.conns)]
+	cn := c.conns[c.next.Add(1)%uint32(len(c.conns))] // not int(): negative past 2^31 where int has 32 bits
 	if err := cn.enqueue(k); err != nil {
 		c.release(k)
 		return err
@@ -380,12 +380,11 @@ func (cn *conn) run() {
 	demoted := false
 	for i, k := range live {
 		err := readReply(cn.br, &k.reply)
-		var e Error
 		switch {
 		case err == nil:
 			cn.finish(k, nil)
-		case errors.As(err, &e):
-			demoted = demoted || strings.HasPrefix(string(e), "READONLY")
+		case isReplyError(err): // not errors.As: its target would escape, an allocation per reply
+			demoted = demoted || strings.HasPrefix(err.Error(), "READONLY")
 			cn.finish(k, err) // the connection is still in step
 		case errors.Is(err, ErrUnexpected):
 			cn.finish(k, err)

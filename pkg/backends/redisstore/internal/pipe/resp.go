@@ -73,7 +73,7 @@ func skipArray(br *bufio.Reader, line []byte, depth int) error {
 		return err
 	case depth >= maxDepth:
 		return fmt.Errorf("%w: arrays nested deeper than %d", ErrProtocol, maxDepth)
-	case n > maxArray:
+	case n < -1 || n > maxArray:
 		return fmt.Errorf("%w: array of %d elements", ErrProtocol, n)
 	}
 	var scratch Reply
