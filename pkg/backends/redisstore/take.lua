@@ -57,7 +57,7 @@ local want_over1 = flags % 8 >= 4
 local want_undo = flags % 16 >= 8
 if flags >= 16 then
   local t = redis.call('TIME')
-  now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  now_us = t[1] * 1000000 + t[2] -- the strings coerce: as exact as tonumber, and cheaper
   now_sub = 0
 end
 

@@ -15,7 +15,7 @@ if rq == 0 then
 end
 if flags >= 2 then
   local t = redis.call('TIME')
-  now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  now_us = t[1] * 1000000 + t[2] -- the strings coerce: as exact as tonumber, and cheaper
   now_sub = 0
 end
 

@@ -22,7 +22,7 @@ local MAX_STEP_BACK = 3600000000000 -- limiter.MaxClockStepBack in ns
 local flags, now_us, now_sub, extra_ms, rq, p, _, h = struct.unpack('<dddddddd', ARGV[1])
 if flags >= 2 then
   local t = redis.call('TIME')
-  now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  now_us = t[1] * 1000000 + t[2] -- the strings coerce: as exact as tonumber, and cheaper
   now_sub = 0
 end
 

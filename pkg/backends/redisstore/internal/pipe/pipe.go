@@ -36,7 +36,7 @@ const (
 	DefaultReadTimeout  = 3 * time.Second
 	DefaultWriteTimeout = 3 * time.Second
 	DefaultDialTimeout  = 5 * time.Second
-	DefaultGather       = 150 * time.Microsecond
+	DefaultGather       = 250 * time.Microsecond
 )
 
 // Errors of Do besides Redis's own (Error), the caller's context's and the
@@ -83,7 +83,8 @@ type Config struct {
 	DialTimeout, WriteTimeout, ReadTimeout time.Duration
 	// Gather: after a batch of n calls, a connection waits for n calls to
 	// queue before the next batch, but sends what it has once Gather passes
-	// with no new call, or after 4 Gathers in all (default DefaultGather).
+	// with no new call, or after maxGaps (6) Gathers in all (default
+	// DefaultGather).
 	Gather time.Duration
 }
 
@@ -335,7 +336,7 @@ func (cn *conn) gather(n int, t *time.Timer) {
 }
 
 // maxGaps bounds a gather to this many Gather periods.
-const maxGaps = 4
+const maxGaps = 6
 
 // finish delivers k's outcome (err, or the reply already in k) to its
 // caller, or releases k if the caller has gone.
