@@ -30,12 +30,19 @@ const (
 // schema (ErrSchema), server (any other error the server reported),
 // reply (ErrBadReply), invalid (a request the limiter rejects) or other.
 func ErrorKind(err error) string {
+	if err == nil {
+		return KindNone
+	}
+	return kindOf(err)
+}
+
+// kindOf is ErrorKind of a non-nil error. Its errors.As targets escape
+// (an allocation each), which a successful call must not pay.
+func kindOf(err error) string {
 	var pgErr *pgconn.PgError
 	var netErr net.Error
 	var connErr *pgconn.ConnectError
 	switch {
-	case err == nil:
-		return KindNone
 	case errors.Is(err, context.Canceled):
 		return KindCanceled
 	case errors.Is(err, context.DeadlineExceeded), pgconn.Timeout(err):
