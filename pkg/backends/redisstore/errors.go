@@ -51,6 +51,8 @@ func kindOf(err error) string {
 		return KindInvalid
 	case errors.Is(err, ErrBadReply), errors.Is(err, pipe.ErrUnexpected):
 		return KindReply
+	case errors.Is(err, pipe.ErrNotSent):
+		return KindConnection // a failed dial or setup (AUTH, SELECT), a closed store
 	case errors.As(err, &rErr):
 		if isScriptError(rErr) {
 			return KindScript

@@ -533,6 +533,7 @@ func TestErrorKind(t *testing.T) {
 		{err: fmt.Errorf("%w: bad line", pipe.ErrProtocol), want: KindConnection},
 		{err: fmt.Errorf("%w: an array", pipe.ErrUnexpected), want: KindReply},
 		{err: pipe.Error("NOSCRIPT No matching script"), want: KindScript},
+		{err: fmt.Errorf("%w: setup auth: %w", pipe.ErrNotSent, pipe.Error("WRONGPASS invalid username-password pair")), want: KindConnection},
 		{err: pipe.Error("READONLY You can't write against a read only replica."), want: KindServer},
 		{err: errors.New("boom"), want: KindOther},
 	}

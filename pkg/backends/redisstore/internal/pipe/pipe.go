@@ -184,10 +184,17 @@ func (c *Client) Do(ctx context.Context, args []string, fn func(Reply) error) er
 
 func (c *Client) release(k *call) {
 	clear(k.args)
-	k.args, k.err, k.reply = k.args[:0], nil, Reply{Str: k.reply.Str[:0]}
+	str := k.reply.Str[:0]
+	if cap(str) > maxPooled {
+		str = nil // a huge reply's room is not kept
+	}
+	k.args, k.err, k.reply = k.args[:0], nil, Reply{Str: str}
 	k.state.Store(queued)
 	c.calls.Put(k)
 }
+
+// maxPooled is the largest reply buffer a released call keeps.
+const maxPooled = 64 << 10
 
 // Call states. A call is queued, then written; the connection's goroutine
 // moves it to finished (and signals done) unless its caller abandoned it
