@@ -70,16 +70,11 @@ func (c *droppingConn) Read(b []byte) (int, error) {
 	return 0, io.EOF
 }
 
-// TestClusterReplyLossCountsOnce: when the reply of a script call is lost
-// (issue 16, finding 4), go-redis's cluster client used to send the script
-// again (up to MaxRedirects times on EOF and non-deadline timeouts,
-// MaxRetries: -1 notwithstanding), counting the hits twice, and undo.lua
-// took them back twice. A lost reply must be an error, with the hits
-// counted at most once.
-func TestClusterReplyLossCountsOnce(t *testing.T) {
-	cluster := redistest.StartCluster(t)
-	// Open's client, with a dialer that can lose replies.
-	cfg := Config{Cluster: &Cluster{Addrs: cluster.Addrs()}}
+// droppingStore opens cfg as Open does, on connections that lose the
+// reply of the next command containing "evalsha" once the dropper is
+// armed.
+func droppingStore(t *testing.T, cfg Config) (*Store, *replyDropper) {
+	t.Helper()
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -96,6 +91,18 @@ func TestClusterReplyLossCountsOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = s.Close() })
+	return s, drop
+}
+
+// TestClusterReplyLossCountsOnce: when the reply of a script call is lost
+// (issue 16, finding 4), go-redis's cluster client used to send the script
+// again (up to MaxRedirects times on EOF and non-deadline timeouts,
+// MaxRetries: -1 notwithstanding), counting the hits twice, and undo.lua
+// took them back twice. A lost reply must be an error, with the hits
+// counted at most once.
+func TestClusterReplyLossCountsOnce(t *testing.T) {
+	cluster := redistest.StartCluster(t)
+	s, drop := droppingStore(t, Config{Cluster: &Cluster{Addrs: cluster.Addrs()}})
 	reader, err := Open(Config{Cluster: &Cluster{Addrs: cluster.Addrs()}}, Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -173,23 +180,7 @@ func TestClusterReplyLossCountsOnce(t *testing.T) {
 // again, so no hit is counted twice; the next call redials and serves.
 func TestStandaloneReplyLossCountsOnce(t *testing.T) {
 	srv := redistest.Start(t, redistest.Options{})
-	cfg := Config{URL: URL(srv.URL())}
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	uo, desc, err := cfg.universal()
-	if err != nil {
-		t.Fatal(err)
-	}
-	drop := &replyDropper{}
-	evalsha := []byte("evalsha")
-	drop.match.Store(&evalsha)
-	uo.Dialer = drop.dial
-	s, err := cfg.newStore(uo, desc, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
+	s, drop := droppingStore(t, Config{URL: URL(srv.URL())})
 	if s.pipe == nil {
 		t.Fatal("the standalone store does not use the pipeline")
 	}
