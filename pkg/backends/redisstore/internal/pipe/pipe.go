@@ -36,7 +36,7 @@ const (
 	DefaultReadTimeout  = 3 * time.Second
 	DefaultWriteTimeout = 3 * time.Second
 	DefaultDialTimeout  = 5 * time.Second
-	DefaultGather       = 250 * time.Microsecond
+	DefaultGather       = time.Millisecond
 )
 
 // Errors of Do besides Redis's own (Error), the caller's context's and the
@@ -82,9 +82,9 @@ type Config struct {
 	// ReadTimeout the wait for a batch's replies once written.
 	DialTimeout, WriteTimeout, ReadTimeout time.Duration
 	// Gather: after a batch of n calls, a connection waits for n calls to
-	// queue before the next batch, but sends what it has once Gather passes
-	// with no new call, or after maxGaps (6) Gathers in all (default
-	// DefaultGather).
+	// queue before the next batch, but sends what it has after a silence of
+	// four times the last batch's round trip (at least 250µs, at most
+	// Gather, default DefaultGather), or after two such silences in all.
 	Gather time.Duration
 }
 
@@ -230,6 +230,7 @@ type conn struct {
 	br    *bufio.Reader
 	wbuf  []byte
 	batch []*call
+	rtt   time.Duration // the last batch's, from its write to its last reply
 }
 
 func newConn(c *Client) *conn {
@@ -317,14 +318,14 @@ func (cn *conn) serve() {
 }
 
 // gather waits, with cn.mu held (released while waiting), for the queue
-// to reach n calls: it gives up after a Gather-long gap with no new call,
+// to reach n calls: it gives up after a gap (see minGap) with no new call,
 // or after maxGaps such gaps in all.
 func (cn *conn) gather(n int, t *time.Timer) {
 	cn.want = n
 	for range maxGaps {
 		before := len(cn.queue)
 		cn.mu.Unlock()
-		t.Reset(cn.c.cfg.Gather)
+		t.Reset(min(max(4*cn.rtt, minGap), cn.c.cfg.Gather))
 		woken := false
 		select {
 		case <-cn.wake:
@@ -342,8 +343,15 @@ func (cn *conn) gather(n int, t *time.Timer) {
 	cn.want = 0
 }
 
-// maxGaps bounds a gather to this many Gather periods.
-const maxGaps = 6
+// A gather waits for silences of four times the last batch's round trip,
+// but at least minGap and at most Config.Gather, and maxGaps of them at
+// most: under load the callers come back spread over several round trips
+// (BENCHMARKS.md), and when Redis answers quickly a long wait would cost
+// callers more than batching saves.
+const (
+	minGap  = 250 * time.Microsecond
+	maxGaps = 2
+)
 
 // finish delivers k's outcome (err, or the reply already in k) to its
 // caller, or releases k if the caller has gone.
@@ -379,7 +387,8 @@ func (cn *conn) run() {
 	if len(live) == 0 {
 		return
 	}
-	_ = cn.nc.SetWriteDeadline(time.Now().Add(cn.c.cfg.WriteTimeout))
+	start := time.Now()
+	_ = cn.nc.SetWriteDeadline(start.Add(cn.c.cfg.WriteTimeout))
 	if _, err := cn.nc.Write(cn.wbuf); err != nil {
 		cn.fail(live, err)
 		return
@@ -401,6 +410,7 @@ func (cn *conn) run() {
 			return
 		}
 	}
+	cn.rtt = time.Since(start)
 	if demoted {
 		cn.hangUp() // a replica now: the next batch dials the master afresh
 	}
