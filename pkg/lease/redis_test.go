@@ -96,19 +96,7 @@ func TestRedisFailover(t *testing.T) {
 	clock := &fakeClock{now: t0}
 	var calls atomic.Int64
 	ls := newLease(t, redisReplica(t, srv, clock, &calls), Options{Now: clock.Now})
-	mem, err := memstore.New(memstore.Options{Now: clock.Now, SweepInterval: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = mem.Close() })
-	c, err := chain.New(chain.Options{Backends: []chain.Backend{
-		{Name: "redis", Store: ls},
-		{Name: "memory", Store: mem, Local: true},
-	}, Settings: chain.Settings{HealthCheck: chain.HealthSettings{Disabled: true}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Close() })
+	c := fallbackChain(t, ls, clock)
 
 	l := limiter.Limit{Requests: 1000, Period: time.Minute}
 	lease := &limiter.Lease{HotAfter: 1}
@@ -140,6 +128,21 @@ func TestRedisFailover(t *testing.T) {
 
 var _ chain.LocalTaker = (*Store)(nil)
 
+// fallbackChain is a failover chain of ls with a memory fallback, as
+// extauthz builds one for a Redis backend.
+func fallbackChain(t *testing.T, ls *Store, clock *fakeClock) *chain.Chain {
+	t.Helper()
+	c, err := chain.New(chain.Options{Backends: []chain.Backend{
+		{Name: "redis", Store: ls},
+		{Name: "memory", Store: newMem(t, clock), Local: true},
+	}, Settings: chain.Settings{HealthCheck: chain.HealthSettings{Disabled: true}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
 // TestChainLocalAnswers: inside a chain, a hot key's answers from its block
 // take the chain's local path (no breaker, no call timeout, no store call),
 // and every request that the block cannot answer goes through Take.
@@ -147,19 +150,7 @@ func TestChainLocalAnswers(t *testing.T) {
 	clock := &fakeClock{now: t0}
 	inner := newMem(t, clock)
 	ls := newLease(t, inner, Options{Now: clock.Now})
-	mem, err := memstore.New(memstore.Options{Now: clock.Now, SweepInterval: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = mem.Close() })
-	c, err := chain.New(chain.Options{Backends: []chain.Backend{
-		{Name: "redis", Store: ls},
-		{Name: "memory", Store: mem, Local: true},
-	}, Settings: chain.Settings{HealthCheck: chain.HealthSettings{Disabled: true}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Close() })
+	c := fallbackChain(t, ls, clock)
 	l := limiter.Limit{Requests: 1000, Period: time.Minute}
 	lease := &limiter.Lease{HotAfter: 1, Fraction: 0.5}
 	admitted := 0
