@@ -1,6 +1,7 @@
 package chain
 
 import (
+	"cmp"
 	"errors"
 	"maps"
 	"math"
@@ -111,24 +112,17 @@ func (s *Settings) Validate() error {
 }
 
 func (s *Settings) setDefaults() {
-	setDefault(&s.Replicas, DefaultReplicas)
+	s.Replicas = cmp.Or(s.Replicas, DefaultReplicas)
 	b := &s.Breaker
-	setDefault(&b.CallTimeout, DefaultCallTimeout)
-	setDefault(&b.ConsecutiveFailures, DefaultConsecutiveFailures)
-	setDefault(&b.FailureRatio, DefaultFailureRatio)
-	setDefault(&b.MinRequests, DefaultMinRequests)
-	setDefault(&b.Window, DefaultWindow)
-	setDefault(&b.OpenFor, DefaultOpenFor)
-	setDefault(&b.HalfOpenProbes, DefaultHalfOpenProbes)
-	setDefault(&s.HealthCheck.Interval, DefaultHealthInterval)
-	setDefault(&s.HealthCheck.Timeout, DefaultHealthTimeout)
-}
-
-func setDefault[T comparable](p *T, def T) {
-	var zero T
-	if *p == zero {
-		*p = def
-	}
+	b.CallTimeout = cmp.Or(b.CallTimeout, DefaultCallTimeout)
+	b.ConsecutiveFailures = cmp.Or(b.ConsecutiveFailures, DefaultConsecutiveFailures)
+	b.FailureRatio = cmp.Or(b.FailureRatio, DefaultFailureRatio)
+	b.MinRequests = cmp.Or(b.MinRequests, DefaultMinRequests)
+	b.Window = cmp.Or(b.Window, DefaultWindow)
+	b.OpenFor = cmp.Or(b.OpenFor, DefaultOpenFor)
+	b.HalfOpenProbes = cmp.Or(b.HalfOpenProbes, DefaultHalfOpenProbes)
+	s.HealthCheck.Interval = cmp.Or(s.HealthCheck.Interval, DefaultHealthInterval)
+	s.HealthCheck.Timeout = cmp.Or(s.HealthCheck.Timeout, DefaultHealthTimeout)
 }
 
 // validate checks b, whose defaults are filled in.

@@ -1,6 +1,7 @@
 package redisstore
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"math"
@@ -232,20 +233,13 @@ func (c *Config) Validate() error {
 }
 
 func (c *Config) setDefaults() {
-	setDefault(&c.Prefix, DefaultPrefix)
-	setDefault(&c.Timeouts.Dial, DefaultDialTimeout)
-	setDefault(&c.Timeouts.Read, DefaultReadTimeout)
-	setDefault(&c.Timeouts.Write, DefaultWriteTimeout)
-	setDefault(&c.Pool.Timeout, c.Timeouts.Read)
+	c.Prefix = cmp.Or(c.Prefix, DefaultPrefix)
+	c.Timeouts.Dial = cmp.Or(c.Timeouts.Dial, DefaultDialTimeout)
+	c.Timeouts.Read = cmp.Or(c.Timeouts.Read, DefaultReadTimeout)
+	c.Timeouts.Write = cmp.Or(c.Timeouts.Write, DefaultWriteTimeout)
+	c.Pool.Timeout = cmp.Or(c.Pool.Timeout, c.Timeouts.Read)
 	if c.LocalCache.Enabled {
-		setDefault(&c.LocalCache.MaxKeys, DefaultCacheKeys)
-	}
-}
-
-func setDefault[T comparable](p *T, def T) {
-	var zero T
-	if *p == zero {
-		*p = def
+		c.LocalCache.MaxKeys = cmp.Or(c.LocalCache.MaxKeys, DefaultCacheKeys)
 	}
 }
 

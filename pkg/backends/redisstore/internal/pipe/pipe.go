@@ -19,6 +19,7 @@ package pipe
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -105,24 +106,17 @@ func New(cfg Config) (*Client, error) {
 	if cfg.Conns < 0 || cfg.DialTimeout < 0 || cfg.WriteTimeout < 0 || cfg.ReadTimeout < 0 || cfg.Gather < 0 {
 		return nil, errors.New("pipe: negative connection count or timeout")
 	}
-	setDefault(&cfg.Conns, DefaultConns)
-	setDefault(&cfg.DialTimeout, DefaultDialTimeout)
-	setDefault(&cfg.WriteTimeout, DefaultWriteTimeout)
-	setDefault(&cfg.ReadTimeout, DefaultReadTimeout)
-	setDefault(&cfg.Gather, DefaultGather)
+	cfg.Conns = cmp.Or(cfg.Conns, DefaultConns)
+	cfg.DialTimeout = cmp.Or(cfg.DialTimeout, DefaultDialTimeout)
+	cfg.WriteTimeout = cmp.Or(cfg.WriteTimeout, DefaultWriteTimeout)
+	cfg.ReadTimeout = cmp.Or(cfg.ReadTimeout, DefaultReadTimeout)
+	cfg.Gather = cmp.Or(cfg.Gather, DefaultGather)
 	c := &Client{cfg: cfg, conns: make([]*conn, cfg.Conns)}
 	c.calls.New = func() any { return &call{done: make(chan struct{}, 1)} }
 	for i := range c.conns {
 		c.conns[i] = newConn(c)
 	}
 	return c, nil
-}
-
-func setDefault[T comparable](v *T, def T) {
-	var zero T
-	if *v == zero {
-		*v = def
-	}
 }
 
 // Close fails the queued calls with ErrClosed, closes the connections (the
