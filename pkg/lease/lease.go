@@ -43,6 +43,7 @@ type Store struct {
 	table *table
 
 	local, blocks, refused, evicted atomic.Int64
+	bound                           atomic.Int64 // BoundCalls's, in nanoseconds: 0 none
 }
 
 var _ limiter.Store = (*Store)(nil)
@@ -75,6 +76,20 @@ func (s *Store) Ping(ctx context.Context) error {
 		return p.Ping(ctx)
 	}
 	return nil
+}
+
+// BoundCalls gives d to the wrapped store when it bounds its own calls
+// (redisstore.Store.BoundCalls), and reports whether it does. Take then
+// bounds a call that may reach the store more than once (taking a block,
+// then the rest) by d in all, with a context.
+func (s *Store) BoundCalls(d time.Duration) bool {
+	b, ok := s.inner.(interface{ BoundCalls(time.Duration) bool })
+	if !ok || !b.BoundCalls(d) {
+		s.bound.Store(0)
+		return false
+	}
+	s.bound.Store(int64(max(d, 0)))
+	return true
 }
 
 // Stats returns the counts so far.
@@ -115,6 +130,11 @@ func (s *Store) Take(ctx context.Context, mode limiter.Mode, reqs []limiter.Requ
 	}
 	if err := limiter.CheckRequests(reqs, res); err != nil {
 		return fmt.Errorf("lease: take %d keys: %w", len(reqs), err)
+	}
+	if d := time.Duration(s.bound.Load()); d > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, d)
+		defer cancel()
 	}
 	var buf [stackCall]localHit
 	hits := buf[:0]

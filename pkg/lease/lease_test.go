@@ -440,3 +440,53 @@ func TestHostileHits(t *testing.T) {
 		t.Errorf("stats %+v: a block admitted hits that only the store may judge", st)
 	}
 }
+
+// bounding is a counting store that bounds its own calls when accept is
+// set (redisstore's BoundCalls), and records the bound and whether the last
+// call's context had a deadline.
+type bounding struct {
+	*counting
+	accept      bool
+	bound       time.Duration
+	hadDeadline atomic.Bool
+}
+
+func (b *bounding) BoundCalls(d time.Duration) bool {
+	b.bound = d
+	return b.accept
+}
+
+func (b *bounding) Take(ctx context.Context, mode limiter.Mode, reqs []limiter.Request, res []limiter.Result) error {
+	_, ok := ctx.Deadline()
+	b.hadDeadline.Store(ok)
+	return b.counting.Take(ctx, mode, reqs, res)
+}
+
+// BoundCalls passes the bound to a store that can keep it; calls with a
+// lease, which may reach the store more than once, get one context for
+// all of them, the others none.
+func TestBoundCalls(t *testing.T) {
+	clock := &fakeClock{now: t0}
+	if s := newLease(t, newMem(t, clock), Options{Now: clock.Now}); s.BoundCalls(time.Second) {
+		t.Error("BoundCalls = true over a store that cannot bound its calls")
+	}
+	declines := &bounding{counting: newMem(t, clock)}
+	if s := newLease(t, declines, Options{Now: clock.Now}); s.BoundCalls(time.Second) || declines.bound != time.Second {
+		t.Errorf("BoundCalls over a store that declines: true or bound %v not passed on", declines.bound)
+	}
+
+	inner := &bounding{counting: newMem(t, clock), accept: true}
+	s := newLease(t, inner, Options{Now: clock.Now})
+	if !s.BoundCalls(time.Second) || inner.bound != time.Second {
+		t.Fatalf("BoundCalls = false or bound %v not passed on", inner.bound)
+	}
+	l := limiter.Limit{Requests: 1000, Period: time.Minute}
+	take1(t, s, "plain", l, nil, 1)
+	if inner.hadDeadline.Load() {
+		t.Error("a call without lease reached the store with a deadline: the store bounds it")
+	}
+	take1(t, s, "leased", l, &limiter.Lease{}, 1)
+	if !inner.hadDeadline.Load() {
+		t.Error("a call with a lease reached the store without a deadline")
+	}
+}

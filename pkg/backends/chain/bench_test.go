@@ -21,6 +21,26 @@ func (nopStore) Take(_ context.Context, _ limiter.Mode, reqs []limiter.Request, 
 
 func (nopStore) Ping(context.Context) error { return nil }
 
+// boundingStore is a nopStore that bounds its own calls (callBounder)
+// when accept is set, and records the bound it was given and the deadline
+// of the last call's context.
+type boundingStore struct {
+	nopStore
+	accept      bool
+	bound       time.Duration
+	hadDeadline bool
+}
+
+func (s *boundingStore) BoundCalls(d time.Duration) bool {
+	s.bound = d
+	return s.accept
+}
+
+func (s *boundingStore) Take(ctx context.Context, mode limiter.Mode, reqs []limiter.Request, res []limiter.Result) error {
+	_, s.hadDeadline = ctx.Deadline()
+	return s.nopStore.Take(ctx, mode, reqs, res)
+}
+
 type failStore struct{}
 
 func (failStore) Take(context.Context, limiter.Mode, []limiter.Request, []limiter.Result) error {
@@ -49,6 +69,8 @@ func benchChains(tb testing.TB) map[string]*Chain {
 		"guarded": mk(Options{Backends: []Backend{{Name: "redis", Store: nopStore{}}}, Settings: Settings{Breaker: BreakerSettings{CallTimeout: -1}}}),
 		// A guarded backend with the default call timeout.
 		"guarded_timeout": mk(Options{Backends: []Backend{{Name: "redis", Store: nopStore{}}}}),
+		// A guarded backend whose store bounds its own calls.
+		"self_bounded": mk(Options{Backends: []Backend{{Name: "redis", Store: &boundingStore{accept: true}}}}),
 		// An actively probed backend.
 		"probed": mk(Options{Backends: []Backend{{Name: "redis", Store: nopStore{}}}, Settings: Settings{Breaker: BreakerSettings{CallTimeout: -1}, HealthCheck: HealthSettings{Interval: time.Hour}}}),
 		// Primary open, served by the local fallback.
@@ -61,7 +83,7 @@ func benchReqs() ([]limiter.Request, []limiter.Result) {
 }
 
 func TestTakeAllocs(t *testing.T) {
-	want := map[string]float64{"local": 0, "guarded": 0, "probed": 0, "failed_over": 0, "guarded_timeout": 4}
+	want := map[string]float64{"local": 0, "guarded": 0, "probed": 0, "failed_over": 0, "guarded_timeout": 4, "self_bounded": 0}
 	for name, c := range benchChains(t) {
 		reqs, res := benchReqs()
 		ctx := context.Background()
@@ -90,7 +112,7 @@ func TestTakeAllocs(t *testing.T) {
 
 func BenchmarkTake(b *testing.B) {
 	chains := benchChains(b)
-	for _, name := range []string{"local", "guarded", "guarded_timeout", "probed", "failed_over"} {
+	for _, name := range []string{"local", "guarded", "guarded_timeout", "self_bounded", "probed", "failed_over"} {
 		c := chains[name]
 		b.Run(name, func(b *testing.B) {
 			reqs, res := benchReqs()

@@ -38,6 +38,40 @@ func TestBackendCallTimeoutOverride(t *testing.T) {
 	}
 }
 
+// A store that bounds its own calls gets the backend's call timeout once
+// and no deadline per call; one that declines gets the usual context.
+func TestStoreBoundsItsCalls(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		accept      bool
+		override    time.Duration
+		wantBound   time.Duration
+		wantContext bool
+	}{
+		{"bounds", true, 0, 20 * time.Millisecond, false},
+		{"bounds the backend's own timeout", true, 300 * time.Millisecond, 300 * time.Millisecond, false},
+		{"declines", false, 0, 20 * time.Millisecond, true},
+		{"no timeout", true, -1, 0, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := &boundingStore{accept: tc.accept}
+			c := newChain(t, Options{
+				Backends: []Backend{{Name: "redis", Store: st, BackendSettings: BackendSettings{CallTimeout: tc.override}}},
+				Settings: Settings{Breaker: BreakerSettings{CallTimeout: 20 * time.Millisecond}, HealthCheck: HealthSettings{Disabled: true}},
+			})
+			if st.bound != tc.wantBound {
+				t.Errorf("BoundCalls got %v, want %v", st.bound, tc.wantBound)
+			}
+			if err := take(t, c); err != nil {
+				t.Fatal(err)
+			}
+			if st.hadDeadline != tc.wantContext {
+				t.Errorf("the store's context had a deadline: %v, want %v", st.hadDeadline, tc.wantContext)
+			}
+		})
+	}
+}
+
 func TestBackendCallTimeoutNotOnLocal(t *testing.T) {
 	err := BackendSettings{CallTimeout: time.Millisecond}.Validate(0, "memory", true)
 	if err == nil {

@@ -38,6 +38,15 @@ type LocalTaker interface {
 	TakeLocal(mode limiter.Mode, reqs []limiter.Request, res []limiter.Result) bool
 }
 
+// callBounder is implemented by stores that bound their own calls
+// (redisstore.Store through lease.Store, with its pipeline): given the call
+// timeout once, they end a call that outlasts it as a context deadline
+// would, so the chain sets none per call (about 1 µs and 4 allocations).
+// BoundCalls reports whether the store does.
+type callBounder interface {
+	BoundCalls(d time.Duration) bool
+}
+
 // Backend is one entry of the chain.
 type Backend struct {
 	// Name identifies the backend in metrics, logs and the health table,
@@ -132,6 +141,7 @@ type backend struct {
 	pinger  Pinger                              // nil when not actively probed
 	local   LocalTaker                          // nil when the store has no local answers
 	timeout time.Duration                       // 0: none
+	bounded bool                                // the store bounds its calls by timeout itself
 	// state mirrors the breaker's state (a State), updated by the breaker's
 	// OnStateChange, so that the request path of an actively probed backend
 	// can skip it without taking the breaker's lock.
@@ -207,6 +217,9 @@ func (c *Chain) newBackend(o Backend) *backend {
 	}
 	if o.CallTimeout != 0 {
 		b.timeout = max(o.CallTimeout, 0)
+	}
+	if cb, ok := o.Store.(callBounder); ok && b.timeout > 0 {
+		b.bounded = cb.BoundCalls(b.timeout)
 	}
 	if p, ok := o.Store.(Pinger); ok && !c.health.Disabled {
 		b.pinger = p
@@ -305,11 +318,12 @@ func (c *Chain) call(ctx context.Context, b *backend, share bool, mode limiter.M
 // take calls b's store with the call timeout.
 func (b *backend) take(ctx context.Context, mode limiter.Mode, reqs []limiter.Request, res []limiter.Result) error {
 	var err error
-	if b.timeout > 0 && !deadlineWithin(ctx, b.timeout) {
+	if b.timeout > 0 && !b.bounded && !deadlineWithin(ctx, b.timeout) {
 		// WithTimeout costs about 1µs and 4 allocations per call (a timer
 		// context). It is what bounds a hung backend whose client timeouts
 		// are longer, so that the call still fails over within Envoy's
-		// deadline; the round trip it guards costs far more.
+		// deadline; a store that can bound its calls more cheaply does
+		// (callBounder).
 		tctx, cancel := context.WithTimeout(ctx, b.timeout)
 		err = b.Store.Take(tctx, mode, reqs, res)
 		cancel()

@@ -15,6 +15,7 @@ import (
 	"github.com/extauthz/extauthz/internal/redistest"
 	"github.com/extauthz/extauthz/pkg/backends/memstore"
 	"github.com/extauthz/extauthz/pkg/backends/redisstore"
+	"github.com/extauthz/extauthz/pkg/lease"
 	"github.com/extauthz/extauthz/pkg/limiter"
 )
 
@@ -59,6 +60,22 @@ func newRedisStore(t *testing.T, addr string, poolSize int) limiter.Store {
 	return s
 }
 
+// newPipelinedStore is the Redis store as the server wires it: redisstore
+// with its pipeline (which bounds its own calls, callBounder), under the
+// lease layer.
+func newPipelinedStore(t *testing.T, addr string) limiter.Store {
+	s, err := redisstore.Open(redisstore.Config{URL: redisstore.URL("redis://" + addr), Prefix: "chaintest:"}, redisstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	ls, err := lease.New(s, lease.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ls
+}
+
 func (s *incrStore) Take(ctx context.Context, _ limiter.Mode, reqs []limiter.Request, res []limiter.Result) error {
 	cmds := make([]*redis.IntCmd, len(reqs))
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
@@ -96,6 +113,12 @@ func (c *tally) Take(ctx context.Context, mode limiter.Mode, reqs []limiter.Requ
 		c.mu.Unlock()
 	}
 	return err
+}
+
+// BoundCalls passes the call timeout on to a store that bounds its calls.
+func (c *tally) BoundCalls(d time.Duration) bool {
+	b, ok := c.Store.(callBounder)
+	return ok && b.BoundCalls(d)
 }
 
 func (c *tally) Ping(ctx context.Context) error {
@@ -283,13 +306,32 @@ func killAndRestart(t *testing.T, mk func(*testing.T, string, int) limiter.Store
 		poolSize, outage, calls, len(fails), p50, p99, maxLat, firstMem.Sub(killed), opened.Sub(killed), back.Sub(restarted), ev.stateLog(), stats["incrby"], stats["evalsha"], stats["ping"])
 }
 
+// A paused Redis costs each call at most the call timeout, whether the
+// chain bounds the call with a context (go-redis) or the store bounds it
+// itself (the pipeline).
 func TestRedisPauseBoundsLatency(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		store   func(t *testing.T, addr string) limiter.Store
+		bounded bool
+	}{
+		{"context", func(t *testing.T, addr string) limiter.Store { return newRedisStore(t, addr, 8) }, false},
+		{"self_bounded", newPipelinedStore, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) { redisPauseBoundsLatency(t, tc.store, tc.bounded) })
+	}
+}
+
+func redisPauseBoundsLatency(t *testing.T, store func(t *testing.T, addr string) limiter.Store, bounded bool) {
 	srv := redistest.Start(t, redistest.Options{})
 	const callTimeout = 30 * time.Millisecond
 	var ev events
-	c, red, _ := newRedisChain(t, srv.Addr, newRedisStore(t, srv.Addr, 8), &ev, Options{
+	c, red, _ := newRedisChain(t, srv.Addr, store(t, srv.Addr), &ev, Options{
 		Settings: Settings{Breaker: BreakerSettings{CallTimeout: callTimeout, ConsecutiveFailures: 3, OpenFor: 300 * time.Millisecond}, HealthCheck: HealthSettings{Interval: 100 * time.Millisecond, Timeout: 50 * time.Millisecond}},
 	})
+	if got := c.backends[0].bounded; got != bounded {
+		t.Fatalf("store bounds its own calls: %v, want %v", got, bounded)
+	}
 	stop := make(chan struct{})
 	l, wg := runLoad(c, 4, 4*time.Millisecond, stop)
 	time.Sleep(200 * time.Millisecond)

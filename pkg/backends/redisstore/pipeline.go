@@ -106,9 +106,23 @@ func (s *Store) pipeOne(ctx context.Context, mode limiter.Mode, r *limiter.Reque
 	})
 }
 
+// BoundCalls makes every later Take give up after d, with an error
+// wrapping context.DeadlineExceeded, as a context with that timeout would
+// but without allocating one per call; d <= 0 removes the bound. It
+// reports whether the store bounds its calls: only the pipeline can
+// (Config.AutoPipeline, with a url or sentinel). The failover chain gives
+// it the call timeout when it is built.
+func (s *Store) BoundCalls(d time.Duration) bool {
+	if s.pipe == nil {
+		return false
+	}
+	s.bound.Store(int64(max(d, 0)))
+	return true
+}
+
 // pipeEval runs "EVALSHA hash numkeys keys... argv" through the pipe, and
 // EVAL with source when the server lost the script, and passes the packed
-// reply to decode.
+// reply to decode. Both together are bounded by BoundCalls's bound.
 func (s *Store) pipeEval(ctx context.Context, hash, source string, keys []string, argv string, decode func(packed string) error) error {
 	fn := func(r pipe.Reply) error {
 		if r.Kind != '$' || r.Nil {
@@ -119,11 +133,26 @@ func (s *Store) pipeEval(ctx context.Context, hash, source string, keys []string
 	var buf [8]string
 	args := append(buf[:0], "evalsha", hash, strconv.Itoa(len(keys)))
 	args = append(append(args, keys...), argv)
-	err := s.pipe.Do(ctx, args, fn)
+	bound := time.Duration(s.bound.Load())
+	var start time.Time
+	if bound > 0 {
+		start = time.Now()
+	}
+	err := s.pipe.DoWithin(ctx, bound, args, fn)
 	if isNoScript(err) {
 		s.scriptLoaded()
 		args[0], args[1] = "eval", source
-		err = s.pipe.Do(ctx, args, fn)
+		left := bound
+		if bound > 0 {
+			if left = bound - time.Since(start); left <= 0 {
+				return fmt.Errorf("%w: %w", pipe.ErrNotSent, &pipe.TimeoutError{Bound: bound})
+			}
+		}
+		err = s.pipe.DoWithin(ctx, left, args, fn)
+		var te *pipe.TimeoutError
+		if errors.As(err, &te) {
+			te.Bound = bound // the whole call's, not what was left of it
+		}
 	}
 	return err
 }

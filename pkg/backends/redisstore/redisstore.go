@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"math"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -146,6 +147,8 @@ type Store struct {
 	// pipe, when set, carries Take's script calls (Config.AutoPipeline);
 	// the other commands (Ping, LoadScript) use client.
 	pipe *pipe.Client
+	// bound is BoundCalls's bound in nanoseconds (0: none).
+	bound atomic.Int64
 }
 
 var _ limiter.Store = (*Store)(nil)

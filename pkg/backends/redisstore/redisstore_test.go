@@ -150,6 +150,9 @@ func testNoScriptRecovery(t *testing.T, autoPipeline bool) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = s.Close() })
+	if autoPipeline && !s.BoundCalls(time.Second) { // the retry keeps within what the first call left
+		t.Fatal("BoundCalls = false with the pipeline")
+	}
 	rdb := srv.Client(t)
 	ctx := context.Background()
 	l := limiter.Limit{Requests: 5, Period: time.Hour}
@@ -382,16 +385,26 @@ func TestTakeRejects(t *testing.T) {
 // TestDeadlineBeatsReadTimeout: against a hung server, concurrent calls
 // return at their context deadline (the chain's call_timeout), not at the
 // far longer socket read timeout, also when auto pipelining queues them
-// behind a stalled batch.
+// behind a stalled batch, and also when the bound is the store's own
+// (BoundCalls, which only the pipeline offers) rather than the context's.
 func TestDeadlineBeatsReadTimeout(t *testing.T) {
-	for _, ap := range []bool{false, true} {
-		t.Run(fmt.Sprintf("auto_pipeline=%v", ap), func(t *testing.T) {
+	const bound = 30 * time.Millisecond
+	for _, tc := range []struct {
+		autoPipeline, selfBound bool
+	}{{false, false}, {true, false}, {true, true}} {
+		t.Run(fmt.Sprintf("auto_pipeline=%v,self_bound=%v", tc.autoPipeline, tc.selfBound), func(t *testing.T) {
 			srv := redistest.Start(t, redistest.Options{})
-			s, err := Open(Config{URL: URL(srv.URL()), Timeouts: Timeouts{Read: 3 * time.Second}, AutoPipeline: new(ap)}, Options{})
+			s, err := Open(Config{URL: URL(srv.URL()), Timeouts: Timeouts{Read: 3 * time.Second}, AutoPipeline: new(tc.autoPipeline)}, Options{})
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer s.Close()
+			if got := s.BoundCalls(bound); got != tc.autoPipeline {
+				t.Fatalf("BoundCalls = %v, want %v (the pipeline's)", got, tc.autoPipeline)
+			}
+			if !tc.selfBound {
+				s.BoundCalls(0)
+			}
 			l := limiter.Limit{Requests: 100, Period: time.Hour}
 			if err := s.Take(context.Background(), limiter.CountAll, []limiter.Request{{Key: "warm", Limit: l, Hits: 1}}, make([]limiter.Result, 1)); err != nil {
 				t.Fatal(err)
@@ -405,19 +418,24 @@ func TestDeadlineBeatsReadTimeout(t *testing.T) {
 			took := make(chan time.Duration, calls)
 			for i := range calls {
 				go func() {
-					ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
-					defer cancel()
+					ctx := context.Background()
+					if !tc.selfBound {
+						var cancel context.CancelFunc
+						ctx, cancel = context.WithTimeout(ctx, bound)
+						defer cancel()
+					}
 					start := time.Now()
 					errs <- s.Take(ctx, limiter.CountAll, []limiter.Request{{Key: fmt.Sprint("k", i), Limit: l, Hits: 1}}, make([]limiter.Result, 1))
 					took <- time.Since(start)
 				}()
 			}
 			for range calls {
-				if err := <-errs; ErrorKind(err) != KindTimeout {
+				// go-redis reports its socket's timeout, the pipeline the deadline.
+				if err := <-errs; ErrorKind(err) != KindTimeout || tc.autoPipeline && !errors.Is(err, context.DeadlineExceeded) {
 					t.Errorf("got %v (kind %q), want kind %q", err, ErrorKind(err), KindTimeout)
 				}
-				if d := <-took; d > time.Second {
-					t.Errorf("a call took %v: want about its 30ms deadline, far below the 3s read timeout", d)
+				if d := <-took; d < bound || d > time.Second {
+					t.Errorf("a call took %v: want about its %v bound, far below the 3s read timeout", d, bound)
 				}
 			}
 		})

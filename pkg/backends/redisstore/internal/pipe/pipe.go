@@ -146,6 +146,14 @@ type Reply struct {
 // dropped when it comes. args and the strings in it may not be modified
 // until Do returns.
 func (c *Client) Do(ctx context.Context, args []string, fn func(Reply) error) error {
+	return c.DoWithin(ctx, 0, args, fn)
+}
+
+// DoWithin is Do bounded by d as well as by ctx (d <= 0: by ctx alone).
+// When d passes first, it returns an error wrapping
+// context.DeadlineExceeded, as a context with that timeout would, without
+// the context's allocations: each call keeps its timer for the next.
+func (c *Client) DoWithin(ctx context.Context, d time.Duration, args []string, fn func(Reply) error) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("%w: %w", ErrNotSent, err)
 	}
@@ -156,15 +164,33 @@ func (c *Client) Do(ctx context.Context, args []string, fn func(Reply) error) er
 		c.release(k)
 		return err
 	}
+	var expired <-chan time.Time
+	if d > 0 {
+		if k.timer == nil {
+			k.timer = time.NewTimer(d)
+		} else {
+			k.timer.Reset(d)
+		}
+		expired = k.timer.C
+	}
+	var cause error
 	select {
 	case <-k.done:
+	case <-expired:
+		cause = &TimeoutError{d}
 	case <-ctx.Done():
+		cause = ctx.Err()
+	}
+	if d > 0 {
+		k.timer.Stop() // before k may be released below: no stale tick (Go 1.23 timers)
+	}
+	if cause != nil {
 		// The connection's goroutine releases an abandoned call.
 		if k.state.CompareAndSwap(queued, abandoned) {
-			return fmt.Errorf("%w: %w", ErrNotSent, ctx.Err())
+			return fmt.Errorf("%w: %w", ErrNotSent, cause)
 		}
 		if k.state.CompareAndSwap(written, abandoned) {
-			return ctx.Err() // it may run
+			return cause // it may run
 		}
 		<-k.done // finished meanwhile: its reply is there
 	}
@@ -175,6 +201,20 @@ func (c *Client) Do(ctx context.Context, args []string, fn func(Reply) error) er
 	c.release(k)
 	return err
 }
+
+// TimeoutError is returned by DoWithin when its bound passes first. It
+// wraps context.DeadlineExceeded, and its Timeout method reports true.
+type TimeoutError struct{ Bound time.Duration }
+
+func (e *TimeoutError) Error() string {
+	return fmt.Sprintf("no reply within the call timeout of %v: %v", e.Bound, context.DeadlineExceeded)
+}
+
+// Unwrap returns context.DeadlineExceeded.
+func (e *TimeoutError) Unwrap() error { return context.DeadlineExceeded }
+
+// Timeout reports true.
+func (e *TimeoutError) Timeout() bool { return true }
 
 func (c *Client) release(k *call) {
 	clear(k.args)
@@ -206,6 +246,7 @@ type call struct {
 	done  chan struct{} // one token when finished
 	reply Reply
 	err   error
+	timer *time.Timer // DoWithin's, made at its first use; stopped when idle
 }
 
 // conn is one connection and the goroutine that serves it.

@@ -333,6 +333,62 @@ func TestDeadlineWhilePaused(t *testing.T) {
 	}
 }
 
+// DoWithin's bound ends a call as a context deadline would: a written
+// call may still run, a queued one is never sent, and the connection is
+// kept.
+func TestDoWithinWhilePaused(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	d := &testDialer{addr: srv.Addr}
+	c := newClient(t, Config{Dial: d.dial, Conns: 1, ReadTimeout: 10 * time.Second})
+	ctx := timeout(t, 10*time.Second)
+	incr := func(bound time.Duration) (int64, error) {
+		var n int64
+		err := c.DoWithin(ctx, bound, []string{"INCR", "bounded"}, func(r Reply) error { n = r.Int; return nil })
+		return n, err
+	}
+	if n, err := incr(time.Second); err != nil || n != 1 {
+		t.Fatalf("INCR = %d, %v", n, err)
+	}
+	if err := srv.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Resume() })
+
+	start := time.Now()
+	_, err := incr(150 * time.Millisecond)
+	if elapsed := time.Since(start); elapsed < 150*time.Millisecond || elapsed > time.Second {
+		t.Errorf("DoWithin returned after %v, bound 150ms", elapsed)
+	}
+	var te *TimeoutError
+	if !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, ErrNotSent) || !errors.As(err, &te) || te.Bound != 150*time.Millisecond {
+		t.Errorf("written call: err = %v, want a TimeoutError of 150ms not wrapping ErrNotSent", err)
+	}
+	if _, err := incr(50 * time.Millisecond); !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, ErrNotSent) {
+		t.Errorf("queued call: err = %v, want context.DeadlineExceeded and ErrNotSent", err)
+	}
+	// The context still ends a bounded call, whichever comes first.
+	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	err = c.DoWithin(short, time.Hour, []string{"INCR", "bounded"}, func(Reply) error { return nil })
+	if !errors.Is(err, context.DeadlineExceeded) || errors.As(err, &te) {
+		t.Errorf("context ended first: err = %v, want the context's deadline", err)
+	}
+
+	if err := srv.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	// The written INCR ran (2), the queued ones did not; the timers of the
+	// reused calls do not fire into later calls.
+	for want := int64(3); want < 6; want++ {
+		if n, err := incr(time.Second); err != nil || n != want {
+			t.Errorf("INCR after resume = %d, %v; want %d", n, err, want)
+		}
+	}
+	if n := d.dials.Load(); n != 1 {
+		t.Errorf("%d dials, want the connection kept", n)
+	}
+}
+
 // ReadTimeout fails a batch whose replies do not come; the next batch
 // redials.
 func TestReadTimeout(t *testing.T) {
@@ -617,18 +673,20 @@ func TestDoAllocs(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			size := 0
 			fn := func(r Reply) error { size = len(r.Str); return nil }
-			run := func() {
-				if err := c.Do(ctx, tt.args, fn); err != nil {
-					t.Fatal(err)
+			for _, bound := range []time.Duration{0, time.Second} {
+				run := func() {
+					if err := c.DoWithin(ctx, bound, tt.args, fn); err != nil {
+						t.Fatal(err)
+					}
 				}
-			}
-			for range 100 {
-				run()
-			}
-			allocs := testing.AllocsPerRun(2000, run)
-			t.Logf("%s: %v allocations per Do", tt.name, allocs)
-			if allocs > 0 {
-				t.Errorf("%s: %v allocations per Do, want none", tt.name, allocs)
+				for range 100 {
+					run()
+				}
+				allocs := testing.AllocsPerRun(2000, run)
+				t.Logf("%s, bound %v: %v allocations per call", tt.name, bound, allocs)
+				if allocs > 0 {
+					t.Errorf("%s, bound %v: %v allocations per call, want none", tt.name, bound, allocs)
+				}
 			}
 			if size != tt.size {
 				t.Errorf("reply of %d bytes, want %d", size, tt.size)
