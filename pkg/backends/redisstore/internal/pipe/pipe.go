@@ -357,11 +357,11 @@ func (cn *conn) serve() {
 // or after maxGaps such gaps in all.
 func (cn *conn) gather(n int, t *time.Timer) {
 	cn.want = n
+	woken := false
 	for range maxGaps {
 		before := len(cn.queue)
 		cn.mu.Unlock()
 		t.Reset(min(max(4*cn.rtt, minGap), cn.c.cfg.Gather))
-		woken := false
 		select {
 		case <-cn.wake:
 			woken = true
@@ -374,6 +374,13 @@ func (cn *conn) gather(n int, t *time.Timer) {
 		if woken || len(cn.queue) == before || len(cn.queue) >= n {
 			break
 		}
+	}
+	if !woken && cn.want == 0 {
+		// A call filled the batch as the gap ended: its enqueue claimed the
+		// wake-up (want 0) and sends a token, which would end the next
+		// gather at once. Take it now (it comes right after enqueue's
+		// unlock).
+		<-cn.wake
 	}
 	cn.want = 0
 }
