@@ -68,7 +68,12 @@ func (p *Provider) intercept(ctx context.Context, req any, info *grpc.UnaryServe
 	if !ok {
 		return handler(ctx, req)
 	}
-	ctx, span := p.tracer.Start(p.extract(ctx, req), m.name, trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(m.attrs...))
+	ctx, link := p.extract(ctx, req)
+	opts := []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(m.attrs...)}
+	if link.SpanContext.IsValid() {
+		opts = append(opts, trace.WithLinks(link))
+	}
+	ctx, span := p.tracer.Start(ctx, m.name, opts...)
 	defer span.End()
 	resp, err := handler(ctx, req)
 	code := status.Code(err)
@@ -93,27 +98,32 @@ func serverFault(code codes.Code) bool {
 }
 
 // extract returns ctx with the caller's W3C trace context (traceparent,
-// tracestate) as the remote parent: from the gRPC metadata, which Envoy
-// fills when it traces its call to us, else, for Check, from the HTTP
-// request's headers inside the CheckRequest. An invalid context is
-// ignored: the span starts a new trace.
-func (p *Provider) extract(ctx context.Context, req any) context.Context {
+// tracestate) as the remote parent, from the gRPC metadata, which Envoy
+// fills when it traces its call to us. Without one, for Check, the trace
+// context of the HTTP request inside the CheckRequest comes back as a
+// link: it is the client's, so it may correlate the span but neither
+// makes it a child nor decides its sampling (a client marking every
+// request sampled would otherwise have every call recorded, whatever
+// sampling_ratio says). An invalid context is ignored.
+func (p *Provider) extract(ctx context.Context, req any) (context.Context, trace.Link) {
 	out := p.prop.Extract(ctx, metadataCarrier{ctx})
 	if trace.SpanContextFromContext(out).IsValid() {
-		return out
+		return out, trace.Link{}
 	}
 	cr, ok := req.(*authv3.CheckRequest)
 	if !ok {
-		return ctx
+		return ctx, trace.Link{}
 	}
+	var client context.Context
 	h := cr.GetAttributes().GetRequest().GetHttp()
 	if hs := h.GetHeaders(); len(hs) > 0 {
-		return p.prop.Extract(ctx, propagation.MapCarrier(hs))
+		client = p.prop.Extract(context.Background(), propagation.MapCarrier(hs))
+	} else if hm := h.GetHeaderMap(); hm != nil {
+		client = p.prop.Extract(context.Background(), headerMapCarrier{hm.GetHeaders()})
+	} else {
+		return ctx, trace.Link{}
 	}
-	if hm := h.GetHeaderMap(); hm != nil {
-		return p.prop.Extract(ctx, headerMapCarrier{hm.GetHeaders()})
-	}
-	return ctx
+	return ctx, trace.Link{SpanContext: trace.SpanContextFromContext(client)}
 }
 
 // metadataCarrier reads the incoming gRPC metadata of ctx, one key at a

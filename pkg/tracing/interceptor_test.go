@@ -2,6 +2,7 @@ package tracing
 
 import (
 	"context"
+	"encoding/hex"
 	"net"
 	"strings"
 	"testing"
@@ -139,8 +140,8 @@ func checkReq(path string, headers map[string]string, headerMap []*corev3.Header
 }
 
 // TestInterceptorExports sends calls to a traced server and reads the
-// spans an OTLP/gRPC collector received: names, parents, attributes,
-// status, and nothing for untraced methods.
+// spans an OTLP/gRPC collector received: names, parents, links,
+// attributes, status, and nothing for untraced methods.
 func TestInterceptorExports(t *testing.T) {
 	col := otlptest.Start(t)
 	p := startProvider(t, Settings{Enabled: true, Protocol: ProtocolGRPC, Endpoint: col.GRPCAddr, Insecure: true,
@@ -197,24 +198,34 @@ func TestInterceptorExports(t *testing.T) {
 	}
 	rlsName := "envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit"
 	checkName := "envoy.service.auth.v3.Authorization/Check"
+	// link: the span is a new root linked to the client's trace context
+	// (a Check's HTTP headers), never its child.
 	want := []struct {
 		name, trace, status string
 		grpcCode            string
 		errStatus           bool
+		link                string
 	}{
-		{rlsName, parentTrace, "ok", "0", false},
-		{rlsName, "", "unavailable", "14", true},
-		{rlsName, "", "invalid", "3", false},
-		{rlsName, "", "panic", "13", true},
-		{rlsName, "", "bad parent", "0", false},
-		{checkName, otherTrace, "headers", "0", false},
-		{checkName, otherTrace, "header_map", "0", false},
-		{checkName, parentTrace, "metadata wins", "0", false},
+		{rlsName, parentTrace, "ok", "0", false, ""},
+		{rlsName, "", "unavailable", "14", true, ""},
+		{rlsName, "", "invalid", "3", false, ""},
+		{rlsName, "", "panic", "13", true, ""},
+		{rlsName, "", "bad parent", "0", false, ""},
+		{checkName, "", "headers", "0", false, otherTrace},
+		{checkName, "", "header_map", "0", false, otherTrace},
+		{checkName, parentTrace, "metadata wins", "0", false, ""},
 	}
 	for i, w := range want {
 		s := spans[i]
 		if s.GetName() != w.name || s.GetKind() != tracepb.Span_SPAN_KIND_SERVER {
 			t.Errorf("span %d (%s): name %q kind %v, want %q server", i, w.status, s.GetName(), s.GetKind(), w.name)
+		}
+		var links []string
+		for _, l := range s.GetLinks() {
+			links = append(links, hex.EncodeToString(l.GetTraceId())+"/"+hex.EncodeToString(l.GetSpanId()))
+		}
+		if w.link == "" && len(links) > 0 || w.link != "" && (len(links) != 1 || links[0] != w.link+"/"+parentSpan) {
+			t.Errorf("span %d (%s): links %v, want %q", i, w.status, links, w.link)
 		}
 		if w.trace != "" && (s.TraceID() != w.trace || s.ParentID() != parentSpan) {
 			t.Errorf("span %d (%s): trace %s parent %s, want %s %s", i, w.status, s.TraceID(), s.ParentID(), w.trace, parentSpan)
@@ -251,7 +262,8 @@ func TestInterceptorExports(t *testing.T) {
 }
 
 // TestSampling: ratio 0 records no new trace, but follows a caller that
-// sampled; an unsampled caller is followed too. Over OTLP/HTTP, to an
+// sampled; an unsampled caller is followed too; a Check's HTTP request
+// marked sampled by the client is not. Over OTLP/HTTP, to an
 // endpoint URL without a path.
 func TestSampling(t *testing.T) {
 	col := otlptest.Start(t)
@@ -269,6 +281,11 @@ func TestSampling(t *testing.T) {
 		if _, err := rls.ShouldRateLimit(ctx, rlsReq("ok")); err != nil {
 			t.Fatal(err)
 		}
+	}
+	// A client cannot force sampling through the HTTP request of a Check.
+	authz := authv3.NewAuthorizationClient(serveTraced(t, p))
+	if _, err := authz.Check(context.Background(), checkReq("/ok", map[string]string{"traceparent": traceparent(otherTrace)}, nil)); err != nil {
+		t.Fatal(err)
 	}
 	flush(t, p)
 	spans := col.Spans()

@@ -54,7 +54,9 @@ type Settings struct {
 	Headers map[string]secret.String `yaml:"headers"`
 	// SamplingRatio is the fraction of new traces recorded, from 0 to 1
 	// (default 1: all). A call whose caller (Envoy) sent a trace context
-	// follows the caller's sampling decision instead.
+	// in the gRPC metadata follows the caller's sampling decision instead;
+	// the trace context of a Check's HTTP request is the client's, and
+	// only linked.
 	SamplingRatio *float64 `yaml:"sampling_ratio"`
 	// ServiceName, ServiceNamespace and ServiceInstanceID are the
 	// resource's service.name, service.namespace and service.instance.id.

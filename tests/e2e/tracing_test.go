@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/hex"
 	"net/http"
 	"os"
 	"strings"
@@ -19,9 +20,10 @@ import (
 
 // TestTracing runs the binary with tracing on, exporting to an in-process
 // OTLP collector, sends a ShouldRateLimit with a W3C traceparent in its
-// gRPC metadata, a Check whose HTTP request carries one, and a POST /json
-// with one in its headers, and reads the spans flushed at shutdown:
-// names, parents, attributes, and no secret.
+// gRPC metadata, a Check whose HTTP request carries one (linked, not
+// continued), and a POST /json with one in its headers, and reads the
+// spans flushed at shutdown: names, parents, links, attributes, and no
+// secret.
 // Once configured in the file (OTLP/gRPC), once by the OTEL_EXPORTER_OTLP_*
 // variables alone (OTLP/HTTP).
 func TestTracing(t *testing.T) {
@@ -106,25 +108,36 @@ func checkTracedCalls(t *testing.T, p *Process, col *otlptest.Collector) {
 	if len(spans) != 4 {
 		t.Fatalf("got %d spans, want 4 (flushed at shutdown): %v", len(spans), spans)
 	}
-	byTrace := map[string]otlptest.Span{}
+	// A span continues its caller's trace, or, for the client's trace
+	// context in a Check's HTTP request, starts a new one linked to it.
+	byTrace, byLink := map[string]otlptest.Span{}, map[string]otlptest.Span{}
 	for _, s := range spans {
 		byTrace[s.TraceID()] = s
+		for _, l := range s.GetLinks() {
+			byLink[hex.EncodeToString(l.GetTraceId())+"/"+hex.EncodeToString(l.GetSpanId())] = s
+		}
 	}
 	want := []struct {
 		name, trace, descriptors string
+		linked                   bool
 	}{
-		{"envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit", tracedParent, "2"},
-		{"envoy.service.auth.v3.Authorization/Check", tracedParent2, "2"},
-		{"POST /json", tracedParent3, "1"},
+		{"envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit", tracedParent, "2", false},
+		{"envoy.service.auth.v3.Authorization/Check", tracedParent2, "2", true},
+		{"POST /json", tracedParent3, "1", false},
 	}
 	for _, w := range want {
 		s, ok := byTrace[w.trace]
+		wantParent := tracedParentID
+		if w.linked {
+			s, ok = byLink[w.trace+"/"+tracedParentID]
+			wantParent = ""
+		}
 		if !ok {
-			t.Errorf("no span of %s in trace %s: %v", w.name, w.trace, spans)
+			t.Errorf("no span of %s in or linked to trace %s: %v", w.name, w.trace, spans)
 			continue
 		}
-		if s.GetName() != w.name || s.ParentID() != tracedParentID || s.GetKind() != tracepb.Span_SPAN_KIND_SERVER {
-			t.Errorf("trace %s: span %q parent %s kind %v, want %q %s server", w.trace, s.GetName(), s.ParentID(), s.GetKind(), w.name, tracedParentID)
+		if s.GetName() != w.name || s.ParentID() != wantParent || s.GetKind() != tracepb.Span_SPAN_KIND_SERVER {
+			t.Errorf("trace %s: span %q parent %q kind %v, want %q %q server", w.trace, s.GetName(), s.ParentID(), s.GetKind(), w.name, wantParent)
 		}
 		wantAttrs := map[string]string{"ratelimit.domain": "edge_authz", "ratelimit.descriptors": w.descriptors, "ratelimit.code": "ok", "rpc.grpc.status_code": "0"}
 		if w.trace == tracedParent3 {
