@@ -163,7 +163,7 @@ func TestRedisBackendErrors(t *testing.T) {
 		{name: "cluster without addrs", backend: "cluster: {}", wantErr: []string{"backends[0].cluster.addrs: missing"}},
 		{name: "two passwords", backend: "url: redis://h:1\n    password: a\n    password_env: B", wantErr: []string{"at most one of password, password_env and password_file"}},
 		{name: "env unset", backend: "url: redis://h:1\n    password_env: EXTAUTHZ_TEST_SURELY_UNSET", wantErr: []string{"backends[0].password_env: environment variable EXTAUTHZ_TEST_SURELY_UNSET is not set"}},
-		{name: "missing file", backend: "url: redis://h:1\n    tls: {ca_file: /nonexistent/ca.pem}", wantErr: []string{"backends[0].tls.ca_file: open /nonexistent/ca.pem"}},
+		{name: "missing file", backend: "url: redis://h:1\n    tls: {ca_file: /nonexistent/ca.pem}", wantErr: []string{"backends[0].tls.ca_file: certs: stat /nonexistent/ca.pem: no such file"}},
 		{name: "cert without key", backend: "url: redis://h:1\n    tls: {cert_file: " + os.Args[0] + "}", wantErr: []string{"backends[0].tls: set both cert_file and key_file"}},
 		{name: "negatives", backend: "url: redis://h:1\n    pool: {size: -1}\n    timeouts: {read: -1s}", wantErr: []string{"backends[0].pool.size: -1 is negative", "backends[0].timeouts.read: -1s is negative"}},
 		{name: "auto pipeline on a cluster", backend: "cluster: {addrs: [h:1]}\n    auto_pipeline: true", wantErr: []string{"backends[0].auto_pipeline: not available with cluster"}},

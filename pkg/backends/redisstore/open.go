@@ -3,7 +3,6 @@ package redisstore
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -13,13 +12,7 @@ import (
 	"strings"
 
 	"github.com/redis/go-redis/v9"
-
-	"github.com/extauthz/extauthz/pkg/certs"
 )
-
-func (t TLS) on() bool {
-	return t.Enabled || t.CAFile != "" || t.CertFile != "" || t.KeyFile != "" || t.ServerName != "" || t.InsecureSkipVerify
-}
 
 // Open builds a Store from cfg and opts, in three phases: validate cfg
 // (Config.Validate, which fills in its defaults), map it to go-redis's
@@ -121,14 +114,17 @@ func (cfg *Config) universal() (*redis.UniversalOptions, string, error) {
 		return nil, "", err
 	}
 	if cfg.TLS.on() || urlTLS {
-		serverName := cfg.TLS.ServerName
-		if serverName == "" {
-			serverName = urlServerName
-		}
-		tc, err := cfg.TLS.config(serverName)
+		tc, err := cfg.TLS.Config()
 		if err != nil {
-			return nil, "", err
+			return nil, "", fmt.Errorf("tls: %w", err)
 		}
+		if tc == nil { // on by the rediss:// URL or insecure_skip_verify alone
+			tc = &tls.Config{MinVersion: tls.VersionTLS12}
+		}
+		if tc.ServerName == "" {
+			tc.ServerName = urlServerName
+		}
+		tc.InsecureSkipVerify = cfg.TLS.InsecureSkipVerify //nolint:gosec // opt-in, documented as tests only
 		uo.TLSConfig = tc
 		desc += " (tls)"
 	}
@@ -197,40 +193,6 @@ func readSecret(path string) (string, error) {
 		return "", err
 	}
 	return strings.TrimRight(string(b), "\r\n"), nil
-}
-
-// config builds the *tls.Config: TLS 1.2 or later, the CA bundle, the
-// client certificate, the server name.
-func (t TLS) config(serverName string) (*tls.Config, error) {
-	tc := &tls.Config{
-		MinVersion:         tls.VersionTLS12,
-		ServerName:         serverName,
-		InsecureSkipVerify: t.InsecureSkipVerify, //nolint:gosec // opt-in, documented as tests only
-	}
-	if t.CAFile != "" {
-		pool, err := t.loadCAs()
-		if err != nil {
-			return nil, fmt.Errorf("tls ca file: %w", err)
-		}
-		tc.RootCAs = pool
-	}
-	if t.CertFile != "" {
-		cert, err := t.loadCertificate()
-		if err != nil {
-			return nil, fmt.Errorf("tls client certificate: %w", err)
-		}
-		tc.Certificates = []tls.Certificate{cert}
-	}
-	return tc, nil
-}
-
-// loadCAs reads the CA bundle (Validate and config both call it).
-func (t TLS) loadCAs() (*x509.CertPool, error) { return certs.LoadCAs(t.CAFile) }
-
-// loadCertificate reads the client certificate and its key (Validate and
-// config both call it).
-func (t TLS) loadCertificate() (tls.Certificate, error) {
-	return tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
 }
 
 // RedactURL returns u with any password replaced by "xxxxx", for logs and

@@ -13,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/extauthz/extauthz/internal/redistest"
+	"github.com/extauthz/extauthz/pkg/certs"
 	"github.com/extauthz/extauthz/pkg/limiter"
 )
 
@@ -35,7 +36,7 @@ func TestOpenValidates(t *testing.T) {
 		{name: "socket without a path", cfg: Config{URL: URL("unix://")}, wantErr: "expected unix:///absolute/path"},
 		{name: "socket query", cfg: Config{URL: URL("unix:///tmp/r.sock?db=0&dial_timeout=1s")}, wantErr: `query parameter "dial_timeout" is not accepted`},
 		{name: "socket bad db", cfg: Config{URL: URL("unix:///tmp/r.sock?db=x")}, wantErr: `db "x" is not a database number`},
-		{name: "socket with tls", cfg: Config{URL: URL("unix:///tmp/r.sock"), TLS: TLS{Enabled: true}}, wantErr: "tls: not available over a unix socket"},
+		{name: "socket with tls", cfg: Config{URL: URL("unix:///tmp/r.sock"), TLS: TLS{ClientSettings: certs.ClientSettings{Enabled: true}}}, wantErr: "tls: not available over a unix socket"},
 		{name: "bad url keeps the password out", cfg: Config{URL: URL("redis://u:hunter2@h:port")}, wantErr: "url: not a URL"},
 		{name: "query", cfg: Config{URL: URL("redis://h:1/0?dial_timeout=1s")}, wantErr: "query parameters are not accepted"},
 		{name: "sentinel without addrs", cfg: Config{Sentinel: &Sentinel{MasterName: "m"}}, wantErr: "sentinel.addrs: missing"},
@@ -43,14 +44,14 @@ func TestOpenValidates(t *testing.T) {
 		{name: "bad cluster addr", cfg: Config{Cluster: &Cluster{Addrs: []string{"nohost"}}}, wantErr: `cluster.addrs[0]: "nohost" is not an address`},
 		{name: "negative timeout", cfg: Config{URL: URL("redis://h:1"), Timeouts: Timeouts{Read: -time.Second}}, wantErr: "timeouts.read: -1s is negative"},
 		{name: "missing password file", cfg: Config{URL: URL("redis://h:1"), PasswordFile: "/nonexistent/pw"}, wantErr: "password_file: open /nonexistent/pw"},
-		{name: "cert without key", cfg: Config{URL: URL("redis://h:1"), TLS: TLS{CertFile: "c.pem"}}, wantErr: "tls: set both cert_file and key_file"},
-		{name: "missing ca", cfg: Config{URL: URL("rediss://h:1"), TLS: TLS{CAFile: "/nonexistent/ca.pem"}}, wantErr: "tls.ca_file: open /nonexistent/ca.pem"},
+		{name: "cert without key", cfg: Config{URL: URL("redis://h:1"), TLS: TLS{ClientSettings: certs.ClientSettings{CertFile: "c.pem"}}}, wantErr: "tls: set both cert_file and key_file"},
+		{name: "missing ca", cfg: Config{URL: URL("rediss://h:1"), TLS: TLS{ClientSettings: certs.ClientSettings{CAFile: "/nonexistent/ca.pem"}}}, wantErr: "tls.ca_file: certs: stat /nonexistent/ca.pem: no such file"},
 		// Issue 16, finding 6: Validate (so validate) refuses what Open refused, or go-redis panicked on.
 		{name: "pool beyond int32", cfg: Config{URL: URL("redis://h:1"), Pool: Pool{Size: 1 << 31}}, wantErr: "pool.size: 2147483648 is too large: expected at most 2147483647"},
 		{name: "min idle beyond int32", cfg: Config{URL: URL("redis://h:1"), Pool: Pool{MinIdle: 1 << 31}}, wantErr: "pool.min_idle: 2147483648 is too large"},
 		{name: "password file is a directory", cfg: Config{URL: URL("redis://h:1"), PasswordFile: os.TempDir()}, wantErr: "password_file: read " + os.TempDir() + ": is a directory"},
-		{name: "ca file without a certificate", cfg: Config{URL: URL("rediss://h:1"), TLS: TLS{CAFile: notPEM}}, wantErr: "tls.ca_file: certs: " + notPEM + ": no PEM certificate found"},
-		{name: "client certificate not PEM", cfg: Config{URL: URL("rediss://h:1"), TLS: TLS{CertFile: notPEM, KeyFile: notPEM}}, wantErr: "tls: tls: failed to find any PEM data"},
+		{name: "ca file without a certificate", cfg: Config{URL: URL("rediss://h:1"), TLS: TLS{ClientSettings: certs.ClientSettings{CAFile: notPEM}}}, wantErr: "tls.ca_file: certs: " + notPEM + ": no PEM certificate found"},
+		{name: "client certificate not PEM", cfg: Config{URL: URL("rediss://h:1"), TLS: TLS{ClientSettings: certs.ClientSettings{CertFile: notPEM, KeyFile: notPEM}}}, wantErr: "tls: certs: cert_file " + notPEM + " and key_file " + notPEM + " are not a certificate and its key: tls: failed to find any PEM data"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -200,18 +201,19 @@ func TestOpenAuth(t *testing.T) {
 func TestOpenTLS(t *testing.T) {
 	srv, files := redistest.StartTLS(t)
 	ctx := context.Background()
-	good := TLS{CAFile: files.CAFile, CertFile: files.ClientCert, KeyFile: files.ClientKey, ServerName: files.ServerName}
+	good := TLS{ClientSettings: certs.ClientSettings{CAFile: files.CAFile, CertFile: files.ClientCert, KeyFile: files.ClientKey, ServerName: files.ServerName}}
 	tests := []struct {
 		name    string
 		cfg     Config
 		wantErr bool
 	}{
 		{name: "rediss url with client cert", cfg: Config{URL: URL("rediss://" + srv.Addr + "/0"), TLS: good}},
-		{name: "server name defaults to the host (127.0.0.1 is in the certificate)", cfg: Config{URL: URL("rediss://" + srv.Addr), TLS: TLS{CAFile: files.CAFile, CertFile: files.ClientCert, KeyFile: files.ClientKey}}},
-		{name: "enabled on a redis url", cfg: Config{URL: URL("redis://" + srv.Addr), TLS: TLS{Enabled: true, CAFile: files.CAFile, CertFile: files.ClientCert, KeyFile: files.ClientKey}}},
-		{name: "no client certificate", cfg: Config{URL: URL("rediss://" + srv.Addr), TLS: TLS{CAFile: files.CAFile}}, wantErr: true},
-		{name: "untrusted server", cfg: Config{URL: URL("rediss://" + srv.Addr), TLS: TLS{CertFile: files.ClientCert, KeyFile: files.ClientKey}}, wantErr: true},
-		{name: "wrong server name", cfg: Config{URL: URL("rediss://" + srv.Addr), TLS: TLS{CAFile: files.CAFile, CertFile: files.ClientCert, KeyFile: files.ClientKey, ServerName: "other.test"}}, wantErr: true},
+		{name: "server name defaults to the host (127.0.0.1 is in the certificate)", cfg: Config{URL: URL("rediss://" + srv.Addr), TLS: TLS{ClientSettings: certs.ClientSettings{CAFile: files.CAFile, CertFile: files.ClientCert, KeyFile: files.ClientKey}}}},
+		{name: "enabled on a redis url", cfg: Config{URL: URL("redis://" + srv.Addr), TLS: TLS{ClientSettings: certs.ClientSettings{Enabled: true, CAFile: files.CAFile, CertFile: files.ClientCert, KeyFile: files.ClientKey}}}},
+		{name: "no client certificate", cfg: Config{URL: URL("rediss://" + srv.Addr), TLS: TLS{ClientSettings: certs.ClientSettings{CAFile: files.CAFile}}}, wantErr: true},
+		{name: "untrusted server", cfg: Config{URL: URL("rediss://" + srv.Addr), TLS: TLS{ClientSettings: certs.ClientSettings{CertFile: files.ClientCert, KeyFile: files.ClientKey}}}, wantErr: true},
+		{name: "untrusted server, verification off", cfg: Config{URL: URL("rediss://" + srv.Addr), TLS: TLS{ClientSettings: certs.ClientSettings{CertFile: files.ClientCert, KeyFile: files.ClientKey}, InsecureSkipVerify: true}}},
+		{name: "wrong server name", cfg: Config{URL: URL("rediss://" + srv.Addr), TLS: TLS{ClientSettings: certs.ClientSettings{CAFile: files.CAFile, CertFile: files.ClientCert, KeyFile: files.ClientKey, ServerName: "other.test"}}}, wantErr: true},
 		{name: "plain text", cfg: Config{URL: URL("redis://" + srv.Addr)}, wantErr: true},
 	}
 	for _, tc := range tests {

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/extauthz/extauthz/pkg/certs"
 	"github.com/extauthz/extauthz/pkg/field"
 	"github.com/extauthz/extauthz/pkg/secret"
 )
@@ -139,23 +140,18 @@ type Cluster struct {
 	Addrs []string `yaml:"addrs"`
 }
 
-// TLS configures the client side of TLS connections to Redis.
+// TLS configures the client side of TLS connections to Redis: the
+// settings of every TLS client of the server (a CA bundle, a client
+// certificate, the server name, default the host dialled), and for tests
+// only, no verification at all.
 type TLS struct {
-	// Enabled turns TLS on (implied by a rediss:// URL and by any file set).
-	Enabled bool `yaml:"enabled"`
-	// CAFile is a PEM bundle of the CAs that sign the servers' certificates
-	// (default: the system roots).
-	CAFile string `yaml:"ca_file"`
-	// CertFile and KeyFile are the PEM client certificate and key for
-	// mutual TLS; both or neither.
-	CertFile string `yaml:"cert_file"`
-	KeyFile  string `yaml:"key_file"`
-	// ServerName overrides the name checked in the server certificate
-	// (default: the host being dialled).
-	ServerName string `yaml:"server_name"`
+	certs.ClientSettings `yaml:",inline"`
 	// InsecureSkipVerify disables certificate verification. Tests only.
 	InsecureSkipVerify bool `yaml:"insecure_skip_verify"`
 }
+
+// on reports whether the settings ask for TLS.
+func (t *TLS) on() bool { return t.ClientSettings.On() || t.InsecureSkipVerify }
 
 // Pool sizes each node's connection pool.
 type Pool struct {
@@ -370,27 +366,9 @@ func (c *Config) validateSecrets() error {
 }
 
 // validateTLS checks that the TLS files come in pairs and load as Open
-// loads them (TLS.config): the CA bundle, the client certificate and key.
+// loads them: the CA bundle, the client certificate and key.
 func (c *Config) validateTLS() error {
-	t := c.TLS
-	errs := []error{checkFile("tls.ca_file", t.CAFile), checkFile("tls.cert_file", t.CertFile), checkFile("tls.key_file", t.KeyFile)}
-	if (t.CertFile == "") != (t.KeyFile == "") {
-		errs = append(errs, field.Errorf("tls", "set both cert_file and key_file for a client certificate, or neither"))
-	}
-	if err := errors.Join(errs...); err != nil {
-		return err
-	}
-	if t.CAFile != "" {
-		if _, err := t.loadCAs(); err != nil {
-			errs = append(errs, field.Errorf("tls.ca_file", "%w", err))
-		}
-	}
-	if t.CertFile != "" {
-		if _, err := t.loadCertificate(); err != nil {
-			errs = append(errs, field.Errorf("tls", "%w", err))
-		}
-	}
-	return errors.Join(errs...)
+	return field.Wrap("tls", c.TLS.Validate())
 }
 
 // validateNumbers checks that counts and durations are not negative, and
