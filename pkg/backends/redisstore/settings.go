@@ -407,19 +407,6 @@ func (c *Config) validateNumbers() error {
 // connections in an int32 (and refuses, by panicking, a larger pool).
 const MaxPoolSize = math.MaxInt32
 
-// checkFile reports a set path that cannot be opened.
-func checkFile(path, file string) error {
-	if file == "" {
-		return nil
-	}
-	f, err := os.Open(file)
-	if err != nil {
-		return field.Errorf(path, "%w", err)
-	}
-	_ = f.Close()
-	return nil
-}
-
 // checkPrefix rejects a key prefix with braces.
 func checkPrefix(p string) error {
 	if strings.ContainsAny(p, "{}") {
