@@ -88,8 +88,12 @@ func TestServerTimeAndTTL(t *testing.T) {
 			}
 			want := tc.ttl(last, tc.limit.Period)
 			// PTTL is rounded up to a millisecond when set and has run down
-			// a little since.
-			if pttl <= 0 || pttl > want+time.Millisecond || pttl < want-2*time.Second {
+			// a little since; and SET ... PX counts from Redis's cached
+			// millisecond clock, which can be a millisecond ahead of the
+			// TIME the script read (never behind: 0 of 20 000 calls on
+			// Redis 7.0, 58 ahead), so a key may outlive its state by up
+			// to 2ms but never expires before it ends.
+			if pttl <= 0 || pttl > want+2*time.Millisecond || pttl < want-2*time.Second {
 				t.Errorf("PTTL: got %v, want about %v and never more", pttl, want)
 			}
 		})
