@@ -312,3 +312,57 @@ func TestDecodeOne(t *testing.T) {
 		t.Errorf("a Redis error: got %v, want it returned as is", err)
 	}
 }
+
+// TestMergedCallsMatchOneByOne: a call of a one-request script that carries
+// several requests (each.lua, as the pipeline merges a batch's calls)
+// answers each one exactly as its own call would, in order, requests on the
+// same key seeing each other's hits, and leaves the same state.
+func TestMergedCallsMatchOneByOne(t *testing.T) {
+	_, srv := newStandalone(t, Options{})
+	rdb := srv.Client(t)
+	ctx := context.Background()
+	rng := rand.New(rand.NewPCG(*luaSeed, 7))
+	now := time.Unix(1_700_000_000, 123_456_789)
+	opts := Options{Now: func() time.Time { return now }, ExtraTTL: time.Hour}
+	limits := [...][]limiter.Limit{
+		limiter.FixedWindow:   {{Requests: 5, Period: time.Second}, {Requests: 4, Period: 7*time.Millisecond + 3}, {Requests: 0, Period: time.Second}},
+		limiter.SlidingWindow: {{Requests: 3, Period: 100 * time.Millisecond, Algorithm: limiter.SlidingWindow}, {Requests: 7, Period: time.Minute, Algorithm: limiter.SlidingWindow}},
+		limiter.TokenBucket:   {{Requests: 3, Period: time.Second, Algorithm: limiter.TokenBucket}, {Requests: 10, Period: time.Minute, Burst: 4, Algorithm: limiter.TokenBucket}},
+	}
+	for round := range 600 {
+		a := limiter.Algorithm(round % len(limits))
+		n := 1 + rng.IntN(12)
+		keys, merged := make([]string, n), make([]string, n)
+		args := make([]interface{}, n)
+		for i := range n {
+			l := limits[a][rng.IntN(len(limits[a]))]
+			k := fmt.Sprintf("%s/%d/%v", a, rng.IntN(3), l)
+			r := limiter.Request{Key: k, Limit: l, Hits: rng.Int64N(4)}
+			keys[i], merged[i] = "one:"+k, "merged:"+k
+			args[i] = string(appendOneArgv(nil, &r, rng.IntN(2) == 0, now, opts))
+		}
+		var want strings.Builder
+		for i := range n {
+			rep, err := oneScripts[a].Run(ctx, rdb, keys[i:i+1], args[i]).Text()
+			if err != nil {
+				t.Fatal(err)
+			}
+			want.WriteString(rep)
+		}
+		got, err := oneScripts[a].Run(ctx, rdb, merged, args...).Text()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got != want.String() {
+			t.Fatalf("round %d (%s, %d requests): merged reply %x, one by one %x", round, a, n, got, want.String())
+		}
+		for i := range n {
+			one, _ := rdb.Get(ctx, keys[i]).Result()
+			m, _ := rdb.Get(ctx, merged[i]).Result()
+			if one != m {
+				t.Fatalf("round %d: %s holds %x merged, %x one by one", round, keys[i], m, one)
+			}
+		}
+		now = now.Add(time.Duration(rng.Int64N(int64(300 * time.Millisecond))))
+	}
+}

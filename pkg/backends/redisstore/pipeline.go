@@ -91,7 +91,8 @@ func newPipe(o *redis.Options) (*pipe.Client, error) {
 	})
 }
 
-// pipeOne is takeOne through the pipe: the key and ARGV[1] share one
+// pipeOne is takeOne through the pipe, which merges it with the batch's
+// other calls of its script (oneMerged): the key and ARGV[1] share one
 // allocation, and the reply is decoded in place.
 func (s *Store) pipeOne(ctx context.Context, mode limiter.Mode, r *limiter.Request, res *limiter.Result, now time.Time) error {
 	a := r.Limit.Algorithm
@@ -101,7 +102,7 @@ func (s *Store) pipeOne(ctx context.Context, mode limiter.Mode, r *limiter.Reque
 	// b is never written again.
 	key := unsafe.String(unsafe.SliceData(b), kl)
 	argv := unsafe.String(&b[kl], len(b)-kl)
-	return s.pipeEval(ctx, oneScripts[a].Hash(), oneSources[a], []string{key}, argv, func(packed string) error {
+	return s.pipeEval(ctx, oneMerged[a].SHA, &oneMerged[a], oneSources[a], []string{key}, argv, func(packed string) error {
 		return decodeOne(packed, r, res)
 	})
 }
@@ -120,25 +121,32 @@ func (s *Store) BoundCalls(d time.Duration) bool {
 	return true
 }
 
-// pipeEval runs "EVALSHA hash numkeys keys... argv" through the pipe, and
-// EVAL with source when the server lost the script, and passes the packed
-// reply to decode. Both together are bounded by BoundCalls's bound.
-func (s *Store) pipeEval(ctx context.Context, hash, source string, keys []string, argv string, decode func(packed string) error) error {
+// pipeEval runs "EVALSHA hash numkeys keys... argv" through the pipe
+// (merged with the batch's other calls of the script when merge is set: a
+// one-request script, each.lua), and EVAL with source when the server lost
+// the script, and passes the packed reply to decode. Both together are
+// bounded by BoundCalls's bound.
+func (s *Store) pipeEval(ctx context.Context, hash string, merge *pipe.Script, source string, keys []string, argv string, decode func(packed string) error) error {
 	fn := func(r pipe.Reply) error {
 		if r.Kind != '$' || r.Nil {
 			return fmt.Errorf("%w: got a reply of type %q, want a string", ErrBadReply, r.Kind)
 		}
 		return decode(unsafe.String(unsafe.SliceData(r.Str), len(r.Str))) // valid during fn
 	}
-	var buf [8]string
-	args := append(buf[:0], "evalsha", hash, strconv.Itoa(len(keys)))
-	args = append(append(args, keys...), argv)
 	bound := time.Duration(s.bound.Load())
 	var start time.Time
 	if bound > 0 {
 		start = time.Now()
 	}
-	err := s.pipe.DoWithin(ctx, bound, args, fn)
+	var buf [8]string
+	args := append(buf[:0], "evalsha", hash, strconv.Itoa(len(keys)))
+	args = append(append(args, keys...), argv)
+	var err error
+	if merge != nil && len(keys) == 1 {
+		err = s.pipe.DoScript(ctx, bound, merge, keys[0], argv, fn)
+	} else {
+		err = s.pipe.DoWithin(ctx, bound, args, fn)
+	}
 	if isNoScript(err) {
 		s.scriptLoaded()
 		args[0], args[1] = "eval", source

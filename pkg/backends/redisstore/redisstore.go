@@ -47,6 +47,10 @@ var (
 	takeSlidingLua string
 	//go:embed take_bucket.lua
 	takeBucketLua string
+	// each.lua ends the one-request scripts: it runs their take once per
+	// key, so that the pipeline can merge a batch's calls into one.
+	//go:embed each.lua
+	eachLua string
 )
 
 // luaSource joins Lua fragments into one script, each on its own lines.
@@ -60,9 +64,9 @@ var (
 	undoSource = luaSource(libLua, undoLua)
 	// oneSources[a] is the source of oneScripts[a].
 	oneSources = [...]string{
-		limiter.FixedWindow:   takeFixedLua,
-		limiter.SlidingWindow: luaSource(libLua, takeSlidingLua),
-		limiter.TokenBucket:   takeBucketLua,
+		limiter.FixedWindow:   luaSource(takeFixedLua, eachLua),
+		limiter.SlidingWindow: luaSource(libLua, takeSlidingLua, eachLua),
+		limiter.TokenBucket:   luaSource(takeBucketLua, eachLua),
 	}
 )
 
@@ -75,6 +79,13 @@ var (
 		limiter.FixedWindow:   redis.NewScript(oneSources[limiter.FixedWindow]),
 		limiter.SlidingWindow: redis.NewScript(oneSources[limiter.SlidingWindow]),
 		limiter.TokenBucket:   redis.NewScript(oneSources[limiter.TokenBucket]),
+	}
+	// oneMerged[a] lets the pipeline merge the calls of oneScripts[a] of a
+	// batch into one (each.lua).
+	oneMerged = [...]pipe.Script{
+		limiter.FixedWindow:   {SHA: oneScripts[limiter.FixedWindow].Hash(), Width: 8 * replyWidth},
+		limiter.SlidingWindow: {SHA: oneScripts[limiter.SlidingWindow].Hash(), Width: 8 * replyWidth},
+		limiter.TokenBucket:   {SHA: oneScripts[limiter.TokenBucket].Hash(), Width: 8 * replyWidth},
 	}
 )
 
@@ -353,7 +364,7 @@ func checkBounds(reqs []limiter.Request) error {
 func (s *Store) runOne(ctx context.Context, c *call, reqs []limiter.Request, res []limiter.Result, mode int, now time.Time, lo, hi int) error {
 	keys, args := c.keys[lo:hi], c.args(reqs, lo, hi, mode, false, now, s.opts)
 	if s.pipe != nil {
-		return s.pipeEval(ctx, takeScript.Hash(), takeSource, keys, args, func(packed string) error {
+		return s.pipeEval(ctx, takeScript.Hash(), nil, takeSource, keys, args, func(packed string) error {
 			_, err := s.decodePacked(packed, c, reqs, res, lo, hi, now)
 			return err
 		})

@@ -9,61 +9,69 @@
 local floor, min = math.floor, math.min
 local TWO62 = 4611686018427387904
 
-local flags, now_us, now_sub, extra_ms, rq, p, b, h = struct.unpack('<dddddddd', ARGV[1])
-if rq == 0 then
-  return struct.pack('<ddddd', 0, 0, p, p, 0)
-end
-if flags >= 2 then
-  local t = redis.call('TIME')
-  now_us = t[1] * 1000000 + t[2] -- the strings coerce: as exact as tonumber, and cheaper
-  now_sub = 0
-end
+-- t_us is the server's TIME in microseconds, read at most once per call of
+-- the script (each.lua runs take once per request).
+local t_us
 
--- T = ceil(P/R) (the double division may be off by one; fix it).
-local t = floor(p / rq)
-local rem = p - t * rq
-if rem < 0 then
-  t, rem = t - 1, rem + rq
-elseif rem >= rq then
-  t, rem = t + 1, rem - rq
-end
-if rem ~= 0 then
-  t = t + 1
-end
-if b <= 0 then
-  b = rq
-end
-local tolerance = min(b * t, TWO62) -- capped as in limiter's tokenBucket
-
--- base = max(TAT, now) - now.
-local base = 0
-local v = redis.call('GET', KEYS[1])
-if v and #v == 32 then
-  local s, u = struct.unpack('<dd', v)
-  base = math.max((s - now_us) * 1000 + (u - now_sub), 0)
-end
-local need = base + h * t
-if need <= tolerance then
-  local remaining = 0
-  if need < tolerance then
-    remaining = min(floor((tolerance - need) / t), b)
+local function take(key, arg)
+  local flags, now_us, now_sub, extra_ms, rq, p, b, h = struct.unpack('<dddddddd', arg)
+  if rq == 0 then
+    return struct.pack('<ddddd', 0, 0, p, p, 0)
   end
-  if h > 0 then
-    -- The new TAT, now + need, as microseconds and nanoseconds.
-    local x = now_sub + need
-    local q = floor(x / 1000)
-    local r = x - q * 1000
-    if r < 0 then
-      q, r = q - 1, r + 1000
-    elseif r >= 1000 then
-      q, r = q + 1, r - 1000
+  if flags >= 2 then
+    if not t_us then
+      local tm = redis.call('TIME')
+      t_us = tm[1] * 1000000 + tm[2] -- the strings coerce: as exact as tonumber, and cheaper
     end
-    redis.call('SET', KEYS[1], struct.pack('<dddd', now_us + q, r, 0, 0), 'PX', math.max(1, math.ceil(need / 1000000) + extra_ms))
+    now_us, now_sub = t_us, 0
   end
-  return struct.pack('<ddddd', 1, remaining, need, 0, 0)
+
+  -- T = ceil(P/R) (the double division may be off by one; fix it).
+  local t = floor(p / rq)
+  local rem = p - t * rq
+  if rem < 0 then
+    t, rem = t - 1, rem + rq
+  elseif rem >= rq then
+    t, rem = t + 1, rem - rq
+  end
+  if rem ~= 0 then
+    t = t + 1
+  end
+  if b <= 0 then
+    b = rq
+  end
+  local tolerance = min(b * t, TWO62) -- capped as in limiter's tokenBucket
+
+  -- base = max(TAT, now) - now.
+  local base = 0
+  local v = redis.call('GET', key)
+  if v and #v == 32 then
+    local s, u = struct.unpack('<dd', v)
+    base = math.max((s - now_us) * 1000 + (u - now_sub), 0)
+  end
+  local need = base + h * t
+  if need <= tolerance then
+    local remaining = 0
+    if need < tolerance then
+      remaining = min(floor((tolerance - need) / t), b)
+    end
+    if h > 0 then
+      -- The new TAT, now + need, as microseconds and nanoseconds.
+      local x = now_sub + need
+      local q = floor(x / 1000)
+      local r = x - q * 1000
+      if r < 0 then
+        q, r = q - 1, r + 1000
+      elseif r >= 1000 then
+        q, r = q + 1, r - 1000
+      end
+      redis.call('SET', key, struct.pack('<dddd', now_us + q, r, 0, 0), 'PX', math.max(1, math.ceil(need / 1000000) + extra_ms))
+    end
+    return struct.pack('<ddddd', 1, remaining, need, 0, 0)
+  end
+  local remaining = 0
+  if base < tolerance then
+    remaining = min(floor((tolerance - base) / t), b)
+  end
+  return struct.pack('<ddddd', 0, remaining, base, need - tolerance, 0)
 end
-local remaining = 0
-if base < tolerance then
-  remaining = min(floor((tolerance - base) / t), b)
-end
-return struct.pack('<ddddd', 0, remaining, base, need - tolerance, 0)

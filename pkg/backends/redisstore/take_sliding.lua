@@ -4,74 +4,82 @@
 -- never counts). It mirrors limiter.Limit.Eval's sliding window counter,
 -- on lib.lua's muldiv and window, which redisstore.go prepends to this file.
 
-local flags, now_us, now_sub, extra_ms, rq, p, _, h = struct.unpack('<dddddddd', ARGV[1])
-if flags >= 2 then
-  local t = redis.call('TIME')
-  now_us = t[1] * 1000000 + t[2] -- the strings coerce: as exact as tonumber, and cheaper
-  now_sub = 0
-end
+-- t_us is the server's TIME in microseconds, read at most once per call of
+-- the script (each.lua runs take once per request).
+local t_us
 
-local v = redis.call('GET', KEYS[1])
-local s, c, pv = false, 0, 0
-if v and #v == 32 then
-  local u
-  s, u, c, pv = struct.unpack('<dddd', v)
-end
-local w, to_end = window(now_us, now_sub, p, s)
-if rq == 0 then
-  return spack('<ddddd', 0, 0, to_end, to_end, 0)
-end
-
-local curr, prev = 0, 0
-if s == w then
-  curr, prev = c, pv
-elseif s == w - 1 then
-  prev = c
-end
-local weighted
-if to_end % 1000 == 0 and p % 1000 == 0 then
-  weighted = muldiv(prev, to_end / 1000, p / 1000, true)
-else
-  weighted = muldiv(prev, to_end, p, true)
-end
-local after = curr + h
-if weighted + after <= rq then
-  if h > 0 then
-    local val = spack('<dddd', w, 0, after, prev)
-    if s == w then
-      redis.call('SET', KEYS[1], val, 'KEEPTTL')
-    else
-      redis.call('SET', KEYS[1], val, 'PX', max(1, math.ceil((to_end + p) / 1000000) + extra_ms))
+local function take(key, arg)
+  local flags, now_us, now_sub, extra_ms, rq, p, _, h = struct.unpack('<dddddddd', arg)
+  if flags >= 2 then
+    if not t_us then
+      local tm = redis.call('TIME')
+      t_us = tm[1] * 1000000 + tm[2] -- the strings coerce: as exact as tonumber, and cheaper
     end
+    now_us, now_sub = t_us, 0
   end
+
+  local v = redis.call('GET', key)
+  local s, c, pv = false, 0, 0
+  if v and #v == 32 then
+    local u
+    s, u, c, pv = struct.unpack('<dddd', v)
+  end
+  local w, to_end = window(now_us, now_sub, p, s)
+  if rq == 0 then
+    return spack('<ddddd', 0, 0, to_end, to_end, 0)
+  end
+
+  local curr, prev = 0, 0
+  if s == w then
+    curr, prev = c, pv
+  elseif s == w - 1 then
+    prev = c
+  end
+  local weighted
+  if to_end % 1000 == 0 and p % 1000 == 0 then
+    weighted = muldiv(prev, to_end / 1000, p / 1000, true)
+  else
+    weighted = muldiv(prev, to_end, p, true)
+  end
+  local after = curr + h
+  if weighted + after <= rq then
+    if h > 0 then
+      local val = spack('<dddd', w, 0, after, prev)
+      if s == w then
+        redis.call('SET', key, val, 'KEEPTTL')
+      else
+        redis.call('SET', key, val, 'PX', max(1, math.ceil((to_end + p) / 1000000) + extra_ms))
+      end
+    end
+    local reset = 0
+    if after > 0 then
+      reset = to_end + p
+    elseif prev > 0 then
+      reset = to_end
+    end
+    return spack('<ddddd', 1, max(0, rq - (weighted + after)), reset, 0, 0)
+  end
+
+  -- Refused: nothing changes. The earliest time the same hits fit
+  -- (limiter's slidingRetry).
   local reset = 0
-  if after > 0 then
+  if curr > 0 then
     reset = to_end + p
   elseif prev > 0 then
     reset = to_end
   end
-  return spack('<ddddd', 1, max(0, rq - (weighted + after)), reset, 0, 0)
-end
-
--- Refused: nothing changes. The earliest time the same hits fit
--- (limiter's slidingRetry).
-local reset = 0
-if curr > 0 then
-  reset = to_end + p
-elseif prev > 0 then
-  reset = to_end
-end
-local retry = 0
-if h > rq then
-  retry = to_end
-else
-  local room = rq - curr - h
-  if room >= 0 then
-    if prev > 0 then
-      retry = max(0, to_end - min(muldiv(room, p, prev), p))
-    end
+  local retry = 0
+  if h > rq then
+    retry = to_end
   else
-    retry = to_end + p - min(muldiv(rq - h, p, curr), p)
+    local room = rq - curr - h
+    if room >= 0 then
+      if prev > 0 then
+        retry = max(0, to_end - min(muldiv(room, p, prev), p))
+      end
+    else
+      retry = to_end + p - min(muldiv(rq - h, p, curr), p)
+    end
   end
+  return spack('<ddddd', 0, max(0, rq - (weighted + curr)), reset, retry, 0)
 end
-return spack('<ddddd', 0, max(0, rq - (weighted + curr)), reset, retry, 0)

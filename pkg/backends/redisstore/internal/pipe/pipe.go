@@ -5,8 +5,9 @@
 //
 // Each connection is served by one goroutine that takes every call queued
 // on it, writes them in one system call, reads their replies in order and
-// wakes their callers; calls queued meanwhile form the next batch. A call
-// is written at most once: when its connection fails after the write, the
+// wakes their callers; calls queued meanwhile form the next batch. Calls of
+// a Script (DoScript) in a batch go out as one command, whose reply is
+// split among them. A call is written at most once: when its connection fails after the write, the
 // call gets the error (the command may have run) and the connection is
 // dialled afresh for the next batch. Calls never written (a failed dial, a
 // closed client, a caller that gave up first) get an error wrapping
@@ -159,6 +160,35 @@ func (c *Client) DoWithin(ctx context.Context, d time.Duration, args []string, f
 	}
 	k := c.calls.Get().(*call)
 	k.args = append(k.args[:0], args...)
+	return c.do(ctx, d, k, fn)
+}
+
+// A Script is a Lua script whose calls a batch merges: its calls made with
+// DoScript, one key and one argument each, are sent as one "EVALSHA SHA n
+// key1..keyn arg1..argn", and the script must answer with the calls'
+// replies back to back, Width bytes each, in order (redisstore's each.lua).
+// An error reply goes to every call of the merged command. A Script is
+// compared by address: use one value per script.
+type Script struct {
+	SHA   string
+	Width int
+}
+
+// DoScript is DoWithin of "EVALSHA s.SHA 1 key arg", which the batch it
+// joins may merge with the other calls of s; fn gets this call's Width
+// bytes of the reply. key and arg may not be modified until DoScript
+// returns.
+func (c *Client) DoScript(ctx context.Context, d time.Duration, s *Script, key, arg string, fn func(Reply) error) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("%w: %w", ErrNotSent, err)
+	}
+	k := c.calls.Get().(*call)
+	k.script, k.key, k.arg = s, key, arg
+	return c.do(ctx, d, k, fn)
+}
+
+// do queues k and waits for its outcome, ctx's end or d (see DoWithin).
+func (c *Client) do(ctx context.Context, d time.Duration, k *call, fn func(Reply) error) error {
 	cn := c.conns[c.next.Add(1)%uint32(len(c.conns))] // not int(): negative past 2^31 where int has 32 bits
 	if err := cn.enqueue(k); err != nil {
 		c.release(k)
@@ -223,6 +253,7 @@ func (c *Client) release(k *call) {
 		str = nil // a huge reply's room is not kept
 	}
 	k.args, k.err, k.reply = k.args[:0], nil, Reply{Str: str}
+	k.script, k.key, k.arg = nil, "", ""
 	k.state.Store(queued)
 	c.calls.Put(k)
 }
@@ -241,12 +272,15 @@ const (
 )
 
 type call struct {
-	args  []string
-	state atomic.Int32
-	done  chan struct{} // one token when finished
-	reply Reply
-	err   error
-	timer *time.Timer // DoWithin's, made at its first use; stopped when idle
+	args []string // the command, unless script is set
+	// A DoScript call: script's SHA, with key and arg.
+	script   *Script
+	key, arg string
+	state    atomic.Int32
+	done     chan struct{} // one token when finished
+	reply    Reply
+	err      error
+	timer    *time.Timer // DoWithin's, made at its first use; stopped when idle
 }
 
 // conn is one connection and the goroutine that serves it.
@@ -266,6 +300,18 @@ type conn struct {
 	wbuf  []byte
 	batch []*call
 	rtt   time.Duration // the last batch's, from its write to its last reply
+	// A batch's commands in write order: cmds[j] covers order[lo:hi], one
+	// call, or every call of one Script; merged reads a merged reply.
+	order  []*call
+	cmds   []command
+	merged Reply
+}
+
+// command is one command of a batch: a call's, or several calls of script
+// merged into one.
+type command struct {
+	script *Script
+	lo, hi int
 }
 
 func newConn(c *Client) *conn {
@@ -417,44 +463,114 @@ func (cn *conn) run() {
 		}
 	}
 	live := cn.batch[:0]
-	cn.wbuf = cn.wbuf[:0]
 	for _, k := range cn.batch {
 		if !k.state.CompareAndSwap(queued, written) {
 			cn.c.release(k) // abandoned before it was written
 			continue
 		}
-		cn.wbuf = appendCommand(cn.wbuf, k.args)
 		live = append(live, k)
 	}
 	if len(live) == 0 {
 		return
 	}
+	cn.plan(live)
+	cn.wbuf = cn.wbuf[:0]
+	for _, c := range cn.cmds {
+		if c.script == nil {
+			cn.wbuf = appendCommand(cn.wbuf, cn.order[c.lo].args)
+		} else {
+			cn.wbuf = appendScript(cn.wbuf, c.script.SHA, cn.order[c.lo:c.hi])
+		}
+	}
 	start := time.Now()
 	_ = cn.nc.SetWriteDeadline(start.Add(cn.c.cfg.WriteTimeout))
 	if _, err := cn.nc.Write(cn.wbuf); err != nil {
-		cn.fail(live, err)
+		cn.fail(cn.order, err)
 		return
 	}
 	_ = cn.nc.SetReadDeadline(time.Now().Add(cn.c.cfg.ReadTimeout))
 	demoted := false
-	for i, k := range live {
-		err := readReply(cn.br, &k.reply)
+	for _, c := range cn.cmds {
+		calls := cn.order[c.lo:c.hi]
+		r := &calls[0].reply
+		if c.script != nil {
+			r = &cn.merged
+		}
+		err := readReply(cn.br, r)
 		switch {
+		case err == nil && c.script != nil:
+			cn.split(c.script, calls)
 		case err == nil:
-			cn.finish(k, nil)
+			cn.finish(calls[0], nil)
 		case isReplyError(err): // not errors.As: its target would escape, an allocation per reply
 			demoted = demoted || strings.HasPrefix(err.Error(), "READONLY")
-			cn.finish(k, err) // the connection is still in step
+			cn.finishAll(calls, err) // the connection is still in step
 		case errors.Is(err, ErrUnexpected):
-			cn.finish(k, err)
+			cn.finishAll(calls, err)
 		default:
-			cn.fail(live[i:], err)
+			cn.fail(cn.order[c.lo:], err)
 			return
 		}
 	}
 	cn.rtt = time.Since(start)
 	if demoted {
 		cn.hangUp() // a replica now: the next batch dials the master afresh
+	}
+}
+
+// plan orders live calls into commands: one per Script, with all of its
+// calls in the order they came, then one per other call.
+func (cn *conn) plan(live []*call) {
+	cn.order, cn.cmds = cn.order[:0], cn.cmds[:0]
+	for i, k := range live {
+		if k.script == nil || cn.planned(k.script) {
+			continue
+		}
+		lo := len(cn.order)
+		for _, m := range live[i:] {
+			if m.script == k.script {
+				cn.order = append(cn.order, m)
+			}
+		}
+		cn.cmds = append(cn.cmds, command{script: k.script, lo: lo, hi: len(cn.order)})
+	}
+	for _, k := range live {
+		if k.script == nil {
+			cn.order = append(cn.order, k)
+			cn.cmds = append(cn.cmds, command{lo: len(cn.order) - 1, hi: len(cn.order)})
+		}
+	}
+}
+
+// planned reports whether s has its command already.
+func (cn *conn) planned(s *Script) bool {
+	for _, c := range cn.cmds {
+		if c.script == s {
+			return true
+		}
+	}
+	return false
+}
+
+// split gives each of calls its Width bytes of the merged reply, or, when
+// the reply is not a string of that many bytes per call, an error wrapping
+// ErrUnexpected.
+func (cn *conn) split(s *Script, calls []*call) {
+	r := &cn.merged
+	if r.Kind != '$' || r.Nil || len(r.Str) != s.Width*len(calls) {
+		cn.finishAll(calls, fmt.Errorf("%w: a reply of type %q and %d bytes for %d merged calls of %d bytes", ErrUnexpected, r.Kind, len(r.Str), len(calls), s.Width))
+		return
+	}
+	for i, k := range calls {
+		k.reply = Reply{Kind: '$', Str: append(k.reply.Str[:0], r.Str[i*s.Width:(i+1)*s.Width]...)}
+		cn.finish(k, nil)
+	}
+}
+
+// finishAll gives err to every one of calls.
+func (cn *conn) finishAll(calls []*call, err error) {
+	for _, k := range calls {
+		cn.finish(k, err)
 	}
 }
 
@@ -544,15 +660,39 @@ func setup(ctx context.Context, nc net.Conn, br *bufio.Reader, cmds func(context
 
 // appendCommand appends args as a RESP array of bulk strings.
 func appendCommand(b []byte, args []string) []byte {
-	b = append(b, '*')
-	b = strconv.AppendInt(b, int64(len(args)), 10)
-	b = append(b, '\r', '\n')
+	b = appendLen(b, '*', len(args))
 	for _, a := range args {
-		b = append(b, '$')
-		b = strconv.AppendInt(b, int64(len(a)), 10)
-		b = append(b, '\r', '\n')
-		b = append(b, a...)
-		b = append(b, '\r', '\n')
+		b = appendBulk(b, a)
 	}
 	return b
+}
+
+// appendScript appends "EVALSHA sha n key1..keyn arg1..argn" of calls.
+func appendScript(b []byte, sha string, calls []*call) []byte {
+	b = appendLen(b, '*', 3+2*len(calls))
+	b = appendBulk(b, "evalsha")
+	b = appendBulk(b, sha)
+	var num [20]byte
+	b = appendBulk(b, strconv.AppendInt(num[:0], int64(len(calls)), 10))
+	for _, k := range calls {
+		b = appendBulk(b, k.key)
+	}
+	for _, k := range calls {
+		b = appendBulk(b, k.arg)
+	}
+	return b
+}
+
+// appendLen appends a RESP length line: kind ('*' or '$'), n, CRLF.
+func appendLen(b []byte, kind byte, n int) []byte {
+	b = append(b, kind)
+	b = strconv.AppendInt(b, int64(n), 10)
+	return append(b, '\r', '\n')
+}
+
+// appendBulk appends s as a bulk string.
+func appendBulk[T string | []byte](b []byte, s T) []byte {
+	b = appendLen(b, '$', len(s))
+	b = append(b, s...)
+	return append(b, '\r', '\n')
 }
