@@ -5,7 +5,9 @@
 # Usage: bash bench/redis-cost.sh [CALLS]   (default 3000; needs valgrind)
 # Each line starts a redis-server under callgrind, warms it up with 300
 # calls, counts the instructions of CALLS serial calls (one round trip
-# each: the event loop and socket I/O included) and divides.
+# each: the event loop and socket I/O included) and divides; the "merged"
+# lines make the calls from 32 concurrent callers through the store's
+# pipeline, which sends each batch's calls as one script call.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 calls="${1:-3000}"
@@ -37,4 +39,5 @@ cost "INCRBY + PEXPIRE NX, one pipeline" -raw incr
 for alg in fixed_window sliding_window token_bucket; do
   cost "$alg: take.lua (general)" -algorithm "$alg" -general
   cost "$alg: one-request script" -algorithm "$alg"
+  cost "$alg: the same, 32 callers (merged)" -algorithm "$alg" -callers 32
 done

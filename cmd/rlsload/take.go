@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -20,13 +21,15 @@ type takeOptions struct {
 	addr      string
 	algorithm limiter.Algorithm
 	n, keys   int
+	callers   int
 	general   bool
 	raw       string
 }
 
-// take makes n serial one-request redisstore Takes (or the raw commands
-// of -raw) on the redis-server at -redis-addr: a fixed, load-independent
-// workload whose redis-server instructions bench/redis-cost.sh counts.
+// take makes n one-request redisstore Takes, serial or from -callers
+// concurrent callers (or the raw commands of -raw), on the redis-server at
+// -redis-addr: a fixed, load-independent workload whose redis-server
+// instructions bench/redis-cost.sh counts.
 func take(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	o, err := parseTake(args, stderr)
 	if err != nil {
@@ -49,6 +52,7 @@ func parseTake(args []string, stderr io.Writer) (takeOptions, error) {
 	alg := fs.String("algorithm", "fixed_window", "fixed_window, sliding_window or token_bucket")
 	fs.IntVar(&o.n, "n", 1000, "calls")
 	fs.IntVar(&o.keys, "keys", 1000, "distinct keys cycled through")
+	fs.IntVar(&o.callers, "callers", 1, "concurrent callers sharing the n calls; above 1 the store runs on its pipeline (auto_pipeline), which merges a batch's calls")
 	fs.BoolVar(&o.general, "general", false, "turn the local cache on, which sends every call to the general script (take.lua)")
 	fs.StringVar(&o.raw, "raw", "", "instead of Takes: ping (PING), or incr (INCRBY and PEXPIRE NX in one pipeline, a fixed window without a script)")
 	if err := fs.Parse(args); err != nil {
@@ -57,8 +61,8 @@ func parseTake(args []string, stderr io.Writer) (takeOptions, error) {
 	if err := o.algorithm.UnmarshalText([]byte(*alg)); err != nil {
 		return o, fmt.Errorf("-algorithm: %w", err)
 	}
-	if o.addr == "" || o.n < 1 || o.keys < 1 {
-		return o, errors.New("take needs -redis-addr, and positive -n and -keys")
+	if o.addr == "" || o.n < 1 || o.keys < 1 || o.callers < 1 {
+		return o, errors.New("take needs -redis-addr, and positive -n, -keys and -callers")
 	}
 	return o, nil
 }
@@ -66,6 +70,7 @@ func parseTake(args []string, stderr io.Writer) (takeOptions, error) {
 func takeStore(ctx context.Context, o takeOptions) error {
 	cfg := redisstore.Config{URL: redisstore.URL("redis://" + o.addr + "/0")}
 	cfg.LocalCache.Enabled = o.general
+	cfg.AutoPipeline = new(o.callers > 1)
 	// A redis-server under valgrind answers far slower than the sidecar
 	// defaults allow.
 	cfg.Timeouts = redisstore.Timeouts{Read: 10 * time.Second, Write: 10 * time.Second}
@@ -75,17 +80,26 @@ func takeStore(ctx context.Context, o takeOptions) error {
 	}
 	defer s.Close()
 	l := limiter.Limit{Requests: 1_000_000_000, Period: time.Minute, Algorithm: o.algorithm}
-	reqs, res := make([]limiter.Request, 1), make([]limiter.Result, 1)
-	for i := range o.n {
-		reqs[0] = limiter.Request{Key: "k" + strconv.Itoa(i%o.keys), Limit: l, Hits: 1}
-		if err := s.Take(ctx, limiter.CountAll, reqs, res); err != nil {
-			return err
-		}
-		if !res[0].Allowed {
-			return fmt.Errorf("call %d refused: %+v", i, res[0])
-		}
+	var wg sync.WaitGroup
+	errs := make([]error, o.callers)
+	for c := range o.callers {
+		wg.Go(func() {
+			reqs, res := make([]limiter.Request, 1), make([]limiter.Result, 1)
+			for i := c; i < o.n; i += o.callers {
+				reqs[0] = limiter.Request{Key: "k" + strconv.Itoa(i%o.keys), Limit: l, Hits: 1}
+				if err := s.Take(ctx, limiter.CountAll, reqs, res); err != nil {
+					errs[c] = err
+					return
+				}
+				if !res[0].Allowed {
+					errs[c] = fmt.Errorf("call %d refused: %+v", i, res[0])
+					return
+				}
+			}
+		})
 	}
-	return nil
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 func takeRaw(ctx context.Context, o takeOptions) error {

@@ -47,8 +47,11 @@ var (
 	takeSlidingLua string
 	//go:embed take_bucket.lua
 	takeBucketLua string
-	// each.lua ends the one-request scripts: it runs their take once per
-	// key, so that the pipeline can merge a batch's calls into one.
+	// one.lua starts the one-request scripts (their clock) and each.lua
+	// ends them: it runs their take once per key, so that the pipeline can
+	// merge a batch's calls into one.
+	//go:embed one.lua
+	oneLua string
 	//go:embed each.lua
 	eachLua string
 )
@@ -64,9 +67,9 @@ var (
 	undoSource = luaSource(libLua, undoLua)
 	// oneSources[a] is the source of oneScripts[a].
 	oneSources = [...]string{
-		limiter.FixedWindow:   luaSource(takeFixedLua, eachLua),
-		limiter.SlidingWindow: luaSource(libLua, takeSlidingLua, eachLua),
-		limiter.TokenBucket:   luaSource(takeBucketLua, eachLua),
+		limiter.FixedWindow:   luaSource(oneLua, takeFixedLua, eachLua),
+		limiter.SlidingWindow: luaSource(libLua, oneLua, takeSlidingLua, eachLua),
+		limiter.TokenBucket:   luaSource(oneLua, takeBucketLua, eachLua),
 	}
 )
 

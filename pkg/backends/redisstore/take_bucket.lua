@@ -1,7 +1,7 @@
 -- take_bucket.lua: take.lua for one token-bucket (GCRA) request (see
 -- take_fixed.lua for when Take sends it, its arguments and its reply; the
 -- flags' "count refused" bit is unused: a refused request never counts). It
--- mirrors limiter.Limit.Eval's token bucket.
+-- mirrors limiter.Limit.Eval's token bucket, on one.lua's clock.
 --
 -- Value    as take.lua's: the TAT as stamp microseconds and sub
 --          nanoseconds, count and prev 0; its TTL is the TAT.
@@ -9,22 +9,12 @@
 local floor, min = math.floor, math.min
 local TWO62 = 4611686018427387904
 
--- t_us is the server's TIME in microseconds, read at most once per call of
--- the script (each.lua runs take once per request).
-local t_us
-
 local function take(key, arg)
   local flags, now_us, now_sub, extra_ms, rq, p, b, h = struct.unpack('<dddddddd', arg)
   if rq == 0 then
     return struct.pack('<ddddd', 0, 0, p, p, 0)
   end
-  if flags >= 2 then
-    if not t_us then
-      local tm = redis.call('TIME')
-      t_us = tm[1] * 1000000 + tm[2] -- the strings coerce: as exact as tonumber, and cheaper
-    end
-    now_us, now_sub = t_us, 0
-  end
+  now_us, now_sub = clock(flags, now_us, now_sub)
 
   -- T = ceil(P/R) (the double division may be off by one; fix it).
   local t = floor(p / rq)

@@ -1,12 +1,13 @@
 -- take_fixed.lua: take.lua for fixed-window calls of one request each
 -- (limiter.Limit.Eval of algorithms.go, then ApplyAll of batch.go for a
 -- call of one request), with only what that needs: take handles one
--- request without tables or loops, and each.lua, appended, runs it for
--- every request of the script call. Take sends a call of one request here
--- when the local cache is off and the call may count (the common case: one
--- descriptor), and the pipeline merges such calls of a batch into one script
--- call; take.lua handles every other call. TestScriptMatchesLimiter and
--- TestOneKeyScriptsMatchLimiter compare both with pkg/limiter.
+-- request without tables or loops, on one.lua's clock (prepended), and
+-- each.lua, appended, runs it for every request of the script call. Take
+-- sends a call of one request here when the local cache is off and the
+-- call may count (the common case: one descriptor), and the pipeline merges
+-- such calls of a batch into one script call; take.lua handles every other
+-- call. TestScriptMatchesLimiter and TestOneKeyScriptsMatchLimiter compare
+-- both with pkg/limiter.
 --
 -- KEYS[i]  the counter of request i.
 -- ARGV[i]  8 little-endian doubles, all integers: flags now_us now_sub
@@ -21,19 +22,9 @@
 local spack = struct.pack
 local MAX_STEP_BACK = 3600000000000 -- limiter.MaxClockStepBack in ns
 
--- t_us is the server's TIME in microseconds, read at most once per call of
--- the script (each.lua runs take once per request).
-local t_us
-
 local function take(key, arg)
   local flags, now_us, now_sub, extra_ms, rq, p, _, h = struct.unpack('<dddddddd', arg)
-  if flags >= 2 then
-    if not t_us then
-      local tm = redis.call('TIME')
-      t_us = tm[1] * 1000000 + tm[2] -- the strings coerce: as exact as tonumber, and cheaper
-    end
-    now_us, now_sub = t_us, 0
-  end
+  now_us, now_sub = clock(flags, now_us, now_sub)
 
   -- w = floor(now_ns / p) and the time from now to the end of window w. The
   -- double divisions may be off by one: each quotient is fixed so that its

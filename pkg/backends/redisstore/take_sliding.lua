@@ -2,21 +2,12 @@
 -- take_fixed.lua for when Take sends it, its arguments and its reply; the
 -- flags' "count refused" bit is unused: a refused sliding-window request
 -- never counts). It mirrors limiter.Limit.Eval's sliding window counter,
--- on lib.lua's muldiv and window, which redisstore.go prepends to this file.
-
--- t_us is the server's TIME in microseconds, read at most once per call of
--- the script (each.lua runs take once per request).
-local t_us
+-- on lib.lua's muldiv and window and one.lua's clock, which redisstore.go
+-- prepends to this file (and each.lua appends).
 
 local function take(key, arg)
   local flags, now_us, now_sub, extra_ms, rq, p, _, h = struct.unpack('<dddddddd', arg)
-  if flags >= 2 then
-    if not t_us then
-      local tm = redis.call('TIME')
-      t_us = tm[1] * 1000000 + tm[2] -- the strings coerce: as exact as tonumber, and cheaper
-    end
-    now_us, now_sub = t_us, 0
-  end
+  now_us, now_sub = clock(flags, now_us, now_sub)
 
   local v = redis.call('GET', key)
   local s, c, pv = false, 0, 0
