@@ -7,11 +7,11 @@
 // on it, writes them in one system call, reads their replies in order and
 // wakes their callers; calls queued meanwhile form the next batch. Calls of
 // a Script (DoScript) in a batch go out as one command, whose reply is
-// split among them. A call is written at most once: when its connection fails after the write, the
-// call gets the error (the command may have run) and the connection is
-// dialled afresh for the next batch. Calls never written (a failed dial, a
-// closed client, a caller that gave up first) get an error wrapping
-// ErrNotSent.
+// split among them. A call is written at most once: when its connection
+// fails after the write, the call gets the error (the command may have
+// run) and the connection is dialled afresh for the next batch. Calls never
+// written (a failed dial, a closed client, a caller that gave up first) get
+// an error wrapping ErrNotSent.
 //
 // It speaks RESP2 and understands the replies redisstore's calls get:
 // simple strings, errors, integers and bulk strings. Any other reply fails
@@ -232,8 +232,9 @@ func (c *Client) do(ctx context.Context, d time.Duration, k *call, fn func(Reply
 	return err
 }
 
-// TimeoutError is returned by DoWithin when its bound passes first. It
-// wraps context.DeadlineExceeded, and its Timeout method reports true.
+// TimeoutError is returned by DoWithin and DoScript when their bound passes
+// first. It wraps context.DeadlineExceeded, and its Timeout method reports
+// true.
 type TimeoutError struct{ Bound time.Duration }
 
 func (e *TimeoutError) Error() string {
