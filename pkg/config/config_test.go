@@ -261,7 +261,7 @@ func TestBadFiles(t *testing.T) {
 		}},
 		{file: "replaces.bad.yaml", want: []string{
 			`:10:21: domains[0].descriptors[0].rate_limit.replaces[0].name: a rate_limit cannot replace itself ("a")`,
-			`:11:21: domains[0].descriptors[0].rate_limit.replaces[1].name: no rate_limit of this domain is named "missing"; set name: missing on the rate_limit to replace`,
+			`:11:21: domains[0].descriptors[0].rate_limit.replaces[1].name: no rate_limit of this domain is named "missing"; set name: "missing" on the rate_limit to replace`,
 			":12:21: domains[0].descriptors[0].rate_limit.replaces[2].name: missing: each replaces entry names the rate_limit it replaces",
 			`:20:21: domains[1].descriptors[0].rate_limit.replaces[0].name: no rate_limit of this domain is named "a"`,
 		}},

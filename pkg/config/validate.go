@@ -420,7 +420,7 @@ func (rc *ruleCompiler) rateLimit(c *checker, rl *RateLimit, p string, names map
 		case r.Name == rl.Name:
 			c.errorf(rp, "a rate_limit cannot replace itself (%q)", r.Name)
 		case !names[r.Name]:
-			c.errorf(rp, "no rate_limit of this domain is named %q; set name: %s on the rate_limit to replace", r.Name, r.Name)
+			c.errorf(rp, "no rate_limit of this domain is named %q; set name: %q on the rate_limit to replace", r.Name, r.Name)
 		}
 		out.Replaces = append(out.Replaces, r.Name)
 	}
