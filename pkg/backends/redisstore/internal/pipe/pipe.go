@@ -501,6 +501,9 @@ func (cn *conn) run() {
 		switch {
 		case err == nil && c.script != nil:
 			cn.split(c.script, calls)
+			if cap(cn.merged.Str) > maxPooled {
+				cn.merged.Str = nil // a huge reply's room is not kept
+			}
 		case err == nil:
 			cn.finish(calls[0], nil)
 		case isReplyError(err): // not errors.As: its target would escape, an allocation per reply

@@ -47,6 +47,7 @@ func readReply(br *bufio.Reader, r *Reply) error {
 		}
 		r.Str = grow(r.Str, int(n)+2)
 		if _, err := io.ReadFull(br, r.Str); err != nil {
+			r.Str = r.Str[:0] // nothing of a reply cut short is handed out
 			return err
 		}
 		if r.Str[n] != '\r' || r.Str[n+1] != '\n' {
