@@ -136,31 +136,36 @@ func (s *Store) pipeEval(ctx context.Context, hash string, merge *pipe.Script, s
 	bound := time.Duration(s.bound.Load())
 	var start time.Time
 	if bound > 0 {
-		start = time.Now()
+		start = time.Now() // for what a retry has left
 	}
 	var buf [8]string
-	args := append(buf[:0], "evalsha", hash, strconv.Itoa(len(keys)))
-	args = append(append(args, keys...), argv)
 	var err error
 	if merge != nil && len(keys) == 1 {
 		err = s.pipe.DoScript(ctx, bound, merge, keys[0], argv, fn)
 	} else {
-		err = s.pipe.DoWithin(ctx, bound, args, fn)
+		err = s.pipe.DoWithin(ctx, bound, scriptArgs(buf[:0], "evalsha", hash, keys, argv), fn)
 	}
-	if isNoScript(err) {
-		s.scriptLoaded()
-		args[0], args[1] = "eval", source
-		left := bound
-		if bound > 0 {
-			if left = bound - time.Since(start); left <= 0 {
-				return fmt.Errorf("%w: %w", pipe.ErrNotSent, &pipe.TimeoutError{Bound: bound})
-			}
+	if !isNoScript(err) {
+		return err
+	}
+	s.scriptLoaded()
+	left := bound
+	if bound > 0 {
+		if left = bound - time.Since(start); left <= 0 {
+			return fmt.Errorf("%w: %w", pipe.ErrNotSent, &pipe.TimeoutError{Bound: bound})
 		}
-		err = s.pipe.DoWithin(ctx, left, args, fn)
-		var te *pipe.TimeoutError
-		if errors.As(err, &te) {
-			te.Bound = bound // the whole call's, not what was left of it
-		}
+	}
+	err = s.pipe.DoWithin(ctx, left, scriptArgs(buf[:0], "eval", source, keys, argv), fn)
+	var te *pipe.TimeoutError
+	if errors.As(err, &te) {
+		te.Bound = bound // the whole call's, not what was left of it
 	}
 	return err
+}
+
+// scriptArgs appends "cmd script numkeys keys... argv" (EVALSHA or EVAL) to
+// dst.
+func scriptArgs(dst []string, cmd, script string, keys []string, argv string) []string {
+	dst = append(dst, cmd, script, strconv.Itoa(len(keys)))
+	return append(append(dst, keys...), argv)
 }
