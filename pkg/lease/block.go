@@ -20,6 +20,7 @@ type block struct {
 	used    int64     // hits admitted from the grant (given back ones excluded)
 	end     time.Time // the grant holds nothing from end on
 	emit    time.Duration
+	mark    int64 // the store's mark of the grant (blockStore); -1 none
 
 	// The store's last word on the key: Remaining and ResetAfter at
 	// learned, valid until known (windows) or refilled from then (bucket).
@@ -27,16 +28,6 @@ type block struct {
 	reset     time.Duration
 	learned   time.Time
 	known     time.Time // windows: the end of the window remaining is about
-}
-
-// emission is the token bucket's emission interval ceil(P/R) (R > 0).
-func emission(l limiter.Limit) time.Duration {
-	p := int64(l.Period)
-	t := p / l.Requests
-	if p%l.Requests != 0 {
-		t++
-	}
-	return time.Duration(t)
 }
 
 // ceilDiv is ceil(a/b) for a >= 0, b > 0.
@@ -88,6 +79,37 @@ func (b *block) giveBack(gen uint64, hits int64) {
 	}
 }
 
+// unused is a grant detached from its block to be returned to the store.
+type unused struct {
+	limit         limiter.Limit
+	mark          int64
+	granted, used int64
+}
+
+// detach ends the grant at now, so that its unused hits can be returned,
+// and reports false (changing nothing) when it has none the store could
+// still take back: no grant or no mark, every hit used, a fixed window
+// over, a sliding window one period past its end (the store still counts
+// the block's window as the previous one until then), a token bucket
+// block decayed. Hits admitted from the grant and given back later are
+// not returned (giveBack ignores an ended grant): they stay counted.
+func (b *block) detach(now time.Time) (unused, bool) {
+	if b.granted == 0 || b.mark < 0 || b.used >= b.granted {
+		return unused{}, false
+	}
+	end := b.end
+	if b.limit.Algorithm == limiter.SlidingWindow {
+		end = end.Add(b.limit.Period)
+	}
+	if !now.Before(end) || (b.emit > 0 && b.avail(now) == 0) {
+		return unused{}, false
+	}
+	u := unused{limit: b.limit, mark: b.mark, granted: b.granted, used: b.used}
+	b.gen++
+	b.granted, b.used = 0, 0
+	return u, true
+}
+
 // result fills r for hits admitted at now with left hits left in the
 // grant. Remaining is an estimate: the store's Remaining when it last
 // answered plus the grant's hits left (other replicas may have used some
@@ -102,13 +124,14 @@ func (b *block) result(now time.Time, left int64, r *limiter.Result) {
 }
 
 // grant records a block of hits the store counted, asked for at sent, with
-// the store's Result r (Allowed). The block ends with the window it was
-// counted in: fixed window ResetAfter, sliding window ResetAfter minus a
-// period (the current window holds hits, so the estimate reaches zero a
-// period after its end); the token bucket's when it has decayed.
-func (b *block) grant(sent time.Time, hits int64, r limiter.Result) {
+// the store's Result r (Allowed) and mark (-1: none, it cannot be
+// returned). The block ends with the window it was counted in: fixed
+// window ResetAfter, sliding window ResetAfter minus a period (the current
+// window holds hits, so the estimate reaches zero a period after its end);
+// the token bucket's when it has decayed.
+func (b *block) grant(sent time.Time, hits int64, r limiter.Result, mark int64) {
 	b.gen++
-	b.sent, b.granted, b.used = sent, hits, 0
+	b.sent, b.granted, b.used, b.mark = sent, hits, 0, mark
 	b.emit = 0
 	switch b.limit.Algorithm {
 	case limiter.FixedWindow:
@@ -116,7 +139,7 @@ func (b *block) grant(sent time.Time, hits int64, r limiter.Result) {
 	case limiter.SlidingWindow:
 		b.end = sent.Add(max(r.ResetAfter-b.limit.Period, 0))
 	default:
-		b.emit = emission(b.limit)
+		b.emit = b.limit.Emission()
 		life := time.Duration(math.MaxInt64)
 		if hits < math.MaxInt64/int64(b.emit) {
 			life = time.Duration(hits) * b.emit
@@ -159,7 +182,7 @@ func (b *block) estimate(now time.Time) int64 {
 		if b.limit.Requests == 0 {
 			return 0
 		}
-		refill := int64(max(now.Sub(b.learned), 0) / emission(b.limit))
+		refill := int64(max(now.Sub(b.learned), 0) / b.limit.Emission())
 		return min(b.remaining+refill, c)
 	case !now.Before(b.known):
 		return c

@@ -71,7 +71,7 @@ func TestBlockAccounting(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			b := block{limit: tc.limit}
-			b.grant(t0, tc.grant, tc.res)
+			b.grant(t0, tc.grant, tc.res, -1)
 			for i, s := range tc.steps {
 				if s.hits > 0 {
 					var r limiter.Result
@@ -91,7 +91,7 @@ func TestBlockAccounting(t *testing.T) {
 
 func TestBlockGiveBack(t *testing.T) {
 	b := block{limit: limiter.Limit{Requests: 100, Period: time.Minute}}
-	b.grant(t0, 10, limiter.Result{Allowed: true, ResetAfter: time.Minute})
+	b.grant(t0, 10, limiter.Result{Allowed: true, ResetAfter: time.Minute}, -1)
 	var r limiter.Result
 	if !b.take(t0, 4, &r) {
 		t.Fatal("take 4 of 10 refused")
@@ -102,10 +102,73 @@ func TestBlockGiveBack(t *testing.T) {
 		t.Errorf("avail after give-back = %d, want 10", got)
 	}
 	b.take(t0, 4, &r)
-	b.grant(t0, 5, limiter.Result{Allowed: true, ResetAfter: time.Minute})
+	b.grant(t0, 5, limiter.Result{Allowed: true, ResetAfter: time.Minute}, -1)
 	b.giveBack(gen, 4) // the old grant's hits: ignored by the new one
 	if got := b.avail(t0); got != 5 {
 		t.Errorf("avail after a stale give-back = %d, want 5", got)
+	}
+}
+
+// TestBlockDetach: a grant is detached for a return only while the store
+// may still take some of its hits back, and a detached grant admits
+// nothing more and ignores later give-backs.
+func TestBlockDetach(t *testing.T) {
+	fixed := limiter.Limit{Requests: 100, Period: time.Minute}
+	sliding := limiter.Limit{Requests: 100, Period: time.Minute, Algorithm: limiter.SlidingWindow}
+	bucket := limiter.Limit{Requests: 10, Period: time.Second, Algorithm: limiter.TokenBucket} // T = 100ms
+	tests := []struct {
+		name  string
+		limit limiter.Limit
+		mark  int64
+		used  int64
+		at    time.Duration
+		want  bool
+	}{
+		{"fixed in its window", fixed, 7, 4, 30 * time.Second, true},
+		{"fixed no mark", fixed, -1, 4, 30 * time.Second, false},
+		{"fixed all used", fixed, 7, 10, 30 * time.Second, false},
+		{"fixed window over", fixed, 7, 4, 40 * time.Second, false},
+		{"sliding window over", sliding, 7, 4, 40 * time.Second, true},
+		{"sliding a period after", sliding, 7, 4, 100 * time.Second, false},
+		{"bucket in time", bucket, 7, 4, 300 * time.Millisecond, true},
+		{"bucket decayed", bucket, 7, 4, time.Second, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			b := block{limit: tc.limit}
+			// Windows: the block ends 40s after t0 (ResetAfter; sliding: a
+			// period less).
+			reset := 40 * time.Second
+			if tc.limit.Algorithm == limiter.SlidingWindow {
+				reset += time.Minute
+			}
+			b.grant(t0, 10, limiter.Result{Allowed: true, Remaining: 50, ResetAfter: reset}, tc.mark)
+			var r limiter.Result
+			if !b.take(t0, tc.used, &r) {
+				t.Fatalf("take %d of 10 refused", tc.used)
+			}
+			gen := b.gen
+			u, ok := b.detach(at(tc.at))
+			if ok != tc.want {
+				t.Fatalf("detach = %v, want %v", ok, tc.want)
+			}
+			if !ok {
+				return
+			}
+			if want := (unused{limit: tc.limit, mark: tc.mark, granted: 10, used: tc.used}); u != want {
+				t.Errorf("detached %+v, want %+v", u, want)
+			}
+			if b.take(at(tc.at), 1, &r) {
+				t.Error("a detached grant admitted a hit")
+			}
+			b.giveBack(gen, tc.used)
+			if got := b.avail(at(tc.at)); got != 0 {
+				t.Errorf("a give-back to the detached grant left %d available, want 0", got)
+			}
+			if _, again := b.detach(at(tc.at)); again {
+				t.Error("a grant detached twice")
+			}
+		})
 	}
 }
 

@@ -53,12 +53,37 @@
 //
 // The cost is early refusals: hits counted in a block and not admitted by
 // its replica (stranded) are lost to the others until the window ends (the
-// token bucket: until they decay). With n replicas each holding a block,
-// the fleet may refuse up to (n−1) × block hits before the limit. Blocks
-// are fraction × remaining, so the stranding shrinks as the key nears its
-// limit: with remaining r, at most (n−1) × max(hits, floor(fraction × r)).
-// Unused blocks are not returned (returning safely would need the store to
-// take hits back only within the same window); they expire.
+// token bucket: until they decay), unless the block is returned (below).
+// With n replicas each holding a block, the fleet may refuse up to
+// (n−1) × block hits before the limit. Blocks are fraction × remaining, so
+// the stranding shrinks as the key nears its limit: with remaining r, at
+// most (n−1) × max(hits, floor(fraction × r)).
+//
+// # Returning blocks
+//
+// When the wrapped store can take hits back (redisstore.Store: TakeBlock
+// marks each block with the window it was counted in, or for the token
+// bucket the time; ReturnBlock), a replica gives a block's unused hits
+// back when its key has had no hit here for Options.ReturnAfter (a
+// goroutine looks every quarter of it), when its key is evicted from the
+// table, and at Close (a replica shutting down): one store call per block,
+// off the request path. The block is detached first, so it admits nothing
+// more, and a give-back of its hits (CountIfAllAllowed) afterwards is
+// ignored: they stay counted. The store takes back only hits it still
+// counts against the same limit, so the bound above holds with returns:
+//
+//   - Fixed window: granted − used, from the block's window only while it
+//     is the current one.
+//   - Sliding window: the same, or, in the next window, from the previous
+//     window's count, which the estimate still weighs.
+//   - Token bucket: granted − max(used, ceil(e/T)), e the time since the
+//     block was counted, on the store's clock: the tokens that decayed are
+//     not given back. A bucket that refilled since the block (and may have
+//     been counted afresh) therefore gets nothing back, and a return that
+//     reaches the store late gives back less, never more.
+//
+// A failed return strands the block's hits until they expire, as without
+// returns.
 //
 // # Costs
 //
@@ -66,7 +91,7 @@
 // call) plus a hash and one slot of a fixed table that counts the key's
 // hits. Leased keys live in a table bounded by Options.MaxKeys; when it is
 // full, the least recently used of a few sampled entries is evicted (its
-// block stranded, never over-admitted), so many distinct keys can neither
+// block returned, or stranded when it cannot be), so many distinct keys can neither
 // grow memory nor raise the store calls per decision above one. (A block
 // take refused because other replicas used the quota since this one last
 // heard is followed by a normal call: two calls for one decision, after

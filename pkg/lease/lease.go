@@ -4,15 +4,25 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/extauthz/extauthz/pkg/limiter"
 )
 
-// DefaultMaxKeys bounds the leased keys of a Store when Options.MaxKeys is
-// 0.
-const DefaultMaxKeys = 4096
+// Defaults of Options.
+const (
+	// DefaultMaxKeys bounds the leased keys of a Store when Options.MaxKeys
+	// is 0.
+	DefaultMaxKeys = 4096
+	// DefaultReturnAfter is Options.ReturnAfter's default.
+	DefaultReturnAfter = time.Second
+)
+
+// ReturnTimeout bounds each call that returns a block, and Close's returns
+// all together.
+const ReturnTimeout = 2 * time.Second
 
 // Options configures a Store. Zero values are the documented defaults.
 type Options struct {
@@ -23,6 +33,12 @@ type Options struct {
 	// Now is the clock (default time.Now). Blocks are timed on it, from the
 	// moment they are asked for, so it must not run slower than the store's.
 	Now func() time.Time
+	// ReturnAfter: a block whose key has had no hit on this replica for
+	// this long gives its unused hits back to the store, when the store can
+	// take them back (redisstore; default DefaultReturnAfter), and so do
+	// the blocks of evicted keys; Close returns every block. Negative:
+	// blocks are only returned by Close.
+	ReturnAfter time.Duration
 }
 
 // Stats counts what a Store did, for metrics, tests and benchmarks.
@@ -33,6 +49,8 @@ type Stats struct {
 	Blocks, Refused int64
 	// Evicted is the leased keys dropped from a full table.
 	Evicted int64
+	// Returned is the unused hits of blocks given back to the store.
+	Returned int64
 }
 
 // Store is a limiter.Store that leases hot keys' quota from the Store it
@@ -41,10 +59,38 @@ type Store struct {
 	inner limiter.Store
 	now   func() time.Time
 	table *table
+	// marked is inner when it takes blocks that can be returned; nil
+	// otherwise (blocks expire).
+	marked blockStore
 
-	local, blocks, refused, evicted atomic.Int64
-	bound                           atomic.Int64 // BoundCalls's, in nanoseconds: 0 none
+	local, blocks, refused, evicted, returned atomic.Int64
+	bound                                     atomic.Int64 // BoundCalls's, in nanoseconds: 0 none
+
+	// Returns: evicted blocks wait in pending for the returner goroutine,
+	// which also returns idle blocks; Close stops it.
+	mu        sync.Mutex
+	pending   []pendingReturn
+	stop      chan struct{}
+	done      chan struct{}
+	closeOnce sync.Once
 }
+
+// blockStore is a store that marks the blocks it counts and can take
+// their unused hits back (redisstore.Store).
+type blockStore interface {
+	TakeBlock(ctx context.Context, r limiter.Request, res *limiter.Result) (mark int64, err error)
+	ReturnBlock(ctx context.Context, r limiter.Request, mark, used int64) (int64, error)
+}
+
+// pendingReturn is a detached block of key to return.
+type pendingReturn struct {
+	key string
+	unused
+}
+
+// maxPending bounds the evicted blocks waiting to be returned; beyond it
+// they are stranded, as without returns.
+const maxPending = 1024
 
 var _ limiter.Store = (*Store)(nil)
 
@@ -63,7 +109,18 @@ func New(inner limiter.Store, opts Options) (*Store, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Store{inner: inner, now: opts.Now, table: newTable(opts.MaxKeys)}, nil
+	if opts.ReturnAfter == 0 {
+		opts.ReturnAfter = DefaultReturnAfter
+	}
+	s := &Store{inner: inner, now: opts.Now, table: newTable(opts.MaxKeys)}
+	if bs, ok := inner.(blockStore); ok {
+		s.marked = bs
+		if opts.ReturnAfter > 0 {
+			s.stop, s.done = make(chan struct{}), make(chan struct{})
+			go s.returner(opts.ReturnAfter)
+		}
+	}
+	return s, nil
 }
 
 // Inner returns the wrapped store.
@@ -94,7 +151,7 @@ func (s *Store) BoundCalls(d time.Duration) bool {
 
 // Stats returns the counts so far.
 func (s *Store) Stats() Stats {
-	return Stats{Local: s.local.Load(), Blocks: s.blocks.Load(), Refused: s.refused.Load(), Evicted: s.evicted.Load()}
+	return Stats{Local: s.local.Load(), Blocks: s.blocks.Load(), Refused: s.refused.Load(), Evicted: s.evicted.Load(), Returned: s.returned.Load()}
 }
 
 // Len returns the number of leased keys in the table.
@@ -255,9 +312,13 @@ func (s *Store) admit(ctx context.Context, r *limiter.Request, res *limiter.Resu
 			sh.mu.Unlock()
 			return localHit{}, false, nil
 		}
-		var evicted bool
-		if e, evicted = sh.insert(r.Key, now); evicted {
+		var victim string
+		var old *entry
+		if e, victim, old = sh.insert(r.Key, now); old != nil {
 			s.evicted.Add(1)
+			if u, ok := old.detach(now); ok && s.stop != nil {
+				s.queueReturn(victim, u)
+			}
 		}
 		if e != nil {
 			// The key has just turned hot: this request is a normal call
@@ -323,7 +384,13 @@ func (s *Store) takeBlock(ctx context.Context, sh *shard, e *entry, r *limiter.R
 	sent := s.now()
 	one := [1]limiter.Request{{Key: r.Key, Limit: r.Limit, Hits: size}}
 	var out [1]limiter.Result
-	err := s.inner.Take(ctx, limiter.CountIfAllAllowed, one[:], out[:])
+	var err error
+	mark := int64(-1)
+	if s.marked != nil {
+		mark, err = s.marked.TakeBlock(ctx, one[0], &out[0])
+	} else {
+		err = s.inner.Take(ctx, limiter.CountIfAllAllowed, one[:], out[:])
+	}
 	sh.mu.Lock()
 	e.wait = nil
 	close(ch)
@@ -333,7 +400,7 @@ func (s *Store) takeBlock(ctx context.Context, sh *shard, e *entry, r *limiter.R
 	case e.limit != r.Limit:
 		// The limit changed meanwhile: the block is stranded.
 	case out[0].Allowed:
-		e.grant(sent, size, out[0])
+		e.grant(sent, size, out[0], mark)
 		s.blocks.Add(1)
 	default:
 		e.learn(sent, out[0])

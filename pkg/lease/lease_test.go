@@ -65,6 +65,7 @@ func newLease(t *testing.T, inner limiter.Store, opts Options) *Store {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = s.Close() })
 	return s
 }
 
@@ -239,7 +240,7 @@ func fleetBound(t *testing.T, fleet []*Store, clock *fakeClock, l limiter.Limit)
 		switch l.Algorithm {
 		case limiter.TokenBucket:
 			elapsed := clock.Now().Sub(start)
-			if bound := l.Capacity() + int64(elapsed/emission(l)); total > bound {
+			if bound := l.Capacity() + int64(elapsed/l.Emission()); total > bound {
 				t.Fatalf("admitted %d within %v of a full bucket, want at most B + elapsed/T = %d", total, elapsed, bound)
 			}
 		case limiter.SlidingWindow:

@@ -3,6 +3,7 @@ package lease
 import (
 	"context"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -50,10 +51,116 @@ func TestRedisFleetNeverOverAdmits(t *testing.T) {
 			}
 			// A limit of its own per algorithm: a fresh key.
 			l := limiter.Limit{Requests: 1000 + int64(alg), Period: time.Minute, Algorithm: alg}
+			// Each replica also returns every block it holds, over and over,
+			// while its workers admit from them.
+			stop := make(chan struct{})
+			var wg sync.WaitGroup
+			for _, s := range fleet {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for {
+						select {
+						case <-stop:
+							return
+						default:
+							s.returnBlocks(context.Background(), 0)
+						}
+					}
+				}()
+			}
 			fleetBound(t, fleet, clock, l)
-			t.Logf("%d Redis calls", calls.Load())
+			close(stop)
+			wg.Wait()
+			returned := int64(0)
+			for _, s := range fleet {
+				returned += s.Stats().Returned
+			}
+			t.Logf("%d Redis calls, %d hits returned", calls.Load(), returned)
+			if returned == 0 {
+				t.Error("no block was returned: the test did not race returns with admissions")
+			}
 		})
 	}
+}
+
+// TestRedisReturnedHitsAreAdmitted: hits stranded in an idle replica's
+// block are admitted by another replica once returned (an idle key, a
+// replica shutting down), so the fleet admits exactly the limit; an
+// evicted key's block is returned too.
+func TestRedisReturnedHitsAreAdmitted(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	ls := &limiter.Lease{HotAfter: 1, Fraction: 0.5}
+	limits := []limiter.Limit{
+		{Requests: 1000, Period: time.Minute},
+		{Requests: 1000, Period: time.Minute, Algorithm: limiter.SlidingWindow},
+		{Requests: 1000, Period: 1000 * time.Hour, Algorithm: limiter.TokenBucket}, // T = 3.6s
+	}
+	for _, how := range []string{"idle", "close", "evicted"} {
+		for _, l := range limits {
+			t.Run(how+"/"+l.Algorithm.String(), func(t *testing.T) {
+				clock := &fakeClock{now: t0.Add(10 * time.Second)}
+				var calls atomic.Int64
+				opts := Options{Now: clock.Now, ReturnAfter: -1}
+				if how == "evicted" {
+					opts.MaxKeys, opts.ReturnAfter = 1, time.Hour // one key per shard; the returner never ticks
+				}
+				a := newLease(t, redisReplica(t, srv, clock, &calls), opts)
+				b := newLease(t, redisReplica(t, srv, clock, &calls), Options{Now: clock.Now, ReturnAfter: -1})
+				key := "k " + how + " " + l.String()
+				take1(t, a, key, l, ls, 1) // turns hot: a normal call
+				take1(t, a, key, l, ls, 1) // a block of floor(0.5 × 999) = 499; one used
+				drain := func() int64 {
+					n := int64(0)
+					for take1(t, b, key, l, ls, 1).Allowed {
+						n++
+					}
+					return n
+				}
+				first := drain()
+				if want := l.Requests - 2 - 498; first != want {
+					t.Fatalf("b admitted %d before the return, want %d (498 stranded in a's block)", first, want)
+				}
+				clock.Advance(2 * time.Second)
+				switch how {
+				case "idle":
+					a.returnBlocks(context.Background(), time.Second)
+				case "close":
+					if err := a.Close(); err != nil {
+						t.Fatal(err)
+					}
+				case "evicted":
+					other := sameShard(t, a, key)
+					take1(t, a, other, l, ls, 1) // turns hot and evicts key, whose block is queued
+					a.returnBlocks(context.Background(), time.Hour)
+				}
+				if got := a.Stats().Returned; got != 498 {
+					t.Errorf("a returned %d hits, want 498 (%+v)", got, a.Stats())
+				}
+				want := l.Requests
+				if l.Algorithm == limiter.FixedWindow {
+					want-- // the refusal that ended the first drain counted (CountAll)
+				}
+				if got := 2 + first + drain(); got != want {
+					t.Errorf("the fleet admitted %d, want exactly %d", got, want)
+				}
+			})
+		}
+	}
+}
+
+// sameShard returns a key on key's shard of s's table.
+func sameShard(t *testing.T, s *Store, key string) string {
+	t.Helper()
+	want, _ := s.table.shard(key)
+	for i := range 100000 {
+		k := fmt.Sprintf("other-%d", i)
+		if sh, _ := s.table.shard(k); sh == want {
+			return k
+		}
+	}
+	t.Fatal("no key found on the same shard")
+	return ""
 }
 
 // TestRedisCallsPerDecision: on the real clock, a hot key costs at most

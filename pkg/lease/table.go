@@ -82,28 +82,27 @@ func (sh *shard) hot(h uint64, now time.Time, period time.Duration, hotAfter int
 
 // insert adds an entry for key (sh.mu held), evicting the least recently
 // used of a few sampled entries with no block take in flight when the shard
-// is full; it returns nil when none can go. It reports whether it evicted.
-func (sh *shard) insert(key string, now time.Time) (*entry, bool) {
-	evicted := false
+// is full; it returns nil when none can go. It returns the evicted entry
+// and its key, if any.
+func (sh *shard) insert(key string, now time.Time) (e *entry, victim string, evicted *entry) {
 	if len(sh.entries) >= sh.max {
-		var victim string
 		var oldest *entry
 		n := 0
-		for k, e := range sh.entries {
-			if e.wait == nil && (oldest == nil || e.lastUsed.Before(oldest.lastUsed)) {
-				victim, oldest = k, e
+		for k, c := range sh.entries {
+			if c.wait == nil && (oldest == nil || c.lastUsed.Before(oldest.lastUsed)) {
+				victim, oldest = k, c
 			}
 			if n++; n == evictSample {
 				break
 			}
 		}
 		if oldest == nil {
-			return nil, false
+			return nil, "", nil
 		}
 		delete(sh.entries, victim)
-		evicted = true
+		evicted = oldest
 	}
-	e := &entry{lastUsed: now}
+	e = &entry{lastUsed: now}
 	sh.entries[strings.Clone(key)] = e
-	return e, evicted
+	return e, victim, evicted
 }

@@ -115,7 +115,7 @@ func (l *Limit) tokenBucket(s *State, now, hits int64, r *Result) {
 		r.RetryAfter = r.ResetAfter
 		return
 	}
-	t := l.emission()
+	t := int64(l.Emission())
 	b := l.Capacity()
 	// Relative to now: need = max(TAT, now) - now + hits*T. The tolerance is
 	// capped below MaxInt64, so a saturated need is always refused and an

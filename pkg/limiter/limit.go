@@ -222,18 +222,18 @@ func (l Limit) MaxBurst() int64 {
 	if l.Requests <= 0 || l.Period <= 0 {
 		return MaxCount
 	}
-	return min(MaxTolerance/l.emission(), MaxCount)
+	return min(MaxTolerance/int64(l.Emission()), MaxCount)
 }
 
-// emission returns a token bucket's emission interval T = ceil(P/R), for
-// R > 0.
-func (l Limit) emission() int64 {
+// Emission returns a token bucket's emission interval T = ceil(P/R), for
+// R > 0: the time it takes to gain a token.
+func (l Limit) Emission() time.Duration {
 	p := int64(l.Period)
 	t := p / l.Requests
 	if p%l.Requests != 0 {
 		t++
 	}
-	return t
+	return time.Duration(t)
 }
 
 // Capacity is the most hits Limit admits at once: Burst for a token bucket

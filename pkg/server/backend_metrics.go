@@ -307,8 +307,9 @@ func (p *PostgresMetrics) Cleaned(rows int64) {
 type LeaseUsage struct {
 	// Local is the requests answered from a block; Blocks and Refused the
 	// blocks the backend granted and refused; Evicted the keys dropped
-	// from a full table; Keys the keys leased now.
-	Local, Blocks, Refused, Evicted, Keys int64
+	// from a full table; Returned the unused hits of blocks given back;
+	// Keys the keys leased now.
+	Local, Blocks, Refused, Evicted, Returned, Keys int64
 }
 
 // Lease registers the leasing metrics of the backend named backend, which
@@ -320,6 +321,8 @@ type LeaseUsage struct {
 //     granted or refused.
 //   - extauthz_lease_evictions_total{backend} (counter): leased keys
 //     dropped from a full table.
+//   - extauthz_lease_returned_total{backend} (counter): unused hits of
+//     blocks given back to the backend (idle and evicted keys, shutdown).
 //   - extauthz_lease_keys{backend} (gauge): keys leased now.
 //
 // It fails if they are already registered for backend.
@@ -334,6 +337,7 @@ func (m *BackendMetrics) Lease(backend string, usage func() LeaseUsage) error {
 		{"extauthz_lease_blocks_total", "Blocks of a hot key's quota asked of the backend, by result (granted, refused).", prometheus.Labels{"result": "granted"}, false, func(u LeaseUsage) int64 { return u.Blocks }},
 		{"extauthz_lease_blocks_total", "Blocks of a hot key's quota asked of the backend, by result (granted, refused).", prometheus.Labels{"result": "refused"}, false, func(u LeaseUsage) int64 { return u.Refused }},
 		{"extauthz_lease_evictions_total", "Leased keys dropped from a full lease table.", nil, false, func(u LeaseUsage) int64 { return u.Evicted }},
+		{"extauthz_lease_returned_total", "Unused hits of leased blocks given back to the backend (idle and evicted keys, shutdown).", nil, false, func(u LeaseUsage) int64 { return u.Returned }},
 		{"extauthz_lease_keys", "Keys leased now.", nil, true, func(u LeaseUsage) int64 { return u.Keys }},
 	} {
 		labels := prometheus.Labels{"backend": backend}

@@ -137,15 +137,17 @@ func (bs *Backends) member(name string, b config.Backend, bm *server.BackendMetr
 		if err != nil {
 			return chain.Backend{}, err
 		}
-		bs.closers = append(bs.closers, func() { _ = rs.Close() })
-		bs.redis = append(bs.redis, redisMember{name: name, store: rs, metrics: rm})
 		// Rules with rate_limit.lease lease hot keys from Redis, inside the
 		// chain so that a fallback never leases; other requests pass
 		// straight through.
 		ls, err := lease.New(rs, lease.Options{})
 		if err != nil {
+			_ = rs.Close()
 			return chain.Backend{}, err
 		}
+		// The lease layer returns its blocks to Redis before Redis closes.
+		bs.closers = append(bs.closers, func() { _ = ls.Close(); _ = rs.Close() })
+		bs.redis = append(bs.redis, redisMember{name: name, store: rs, metrics: rm})
 		if bm != nil {
 			if err := bm.Lease(name, func() server.LeaseUsage { return leaseUsage(ls) }); err != nil {
 				return chain.Backend{}, err
@@ -166,7 +168,7 @@ func (bs *Backends) member(name string, b config.Backend, bm *server.BackendMetr
 // leaseUsage reads the counts of a lease layer for its metrics.
 func leaseUsage(ls *lease.Store) server.LeaseUsage {
 	st := ls.Stats()
-	return server.LeaseUsage{Local: st.Local, Blocks: st.Blocks, Refused: st.Refused, Evicted: st.Evicted, Keys: int64(ls.Len())}
+	return server.LeaseUsage{Local: st.Local, Blocks: st.Blocks, Refused: st.Refused, Evicted: st.Evicted, Returned: st.Returned, Keys: int64(ls.Len())}
 }
 
 // setRedisHooks points the metrics hooks of o at m: every round trip's

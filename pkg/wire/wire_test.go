@@ -9,9 +9,11 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/extauthz/extauthz/internal/redistest"
 	"github.com/extauthz/extauthz/pkg/backends/chain"
+	"github.com/extauthz/extauthz/pkg/backends/redisstore"
 	"github.com/extauthz/extauthz/pkg/config"
 	"github.com/extauthz/extauthz/pkg/lease"
 	"github.com/extauthz/extauthz/pkg/limiter"
@@ -149,10 +151,24 @@ func TestBackendsLease(t *testing.T) {
 	}
 	for name, want := range map[string]float64{
 		"extauthz_lease_local_total": 99, "extauthz_lease_blocks_total/granted": 1, "extauthz_lease_blocks_total/refused": 0,
-		"extauthz_lease_evictions_total": 0, "extauthz_lease_keys": 1,
+		"extauthz_lease_evictions_total": 0, "extauthz_lease_keys": 1, "extauthz_lease_returned_total": 0,
 	} {
 		if v, ok := got[name]; !ok || v != want {
 			t.Errorf("%s = %v (present %v), want %v", name, v, ok, want)
 		}
+	}
+	// Closing returns the block's unused hits to Redis before closing its
+	// client: Redis then counts only the 100 hits admitted.
+	bs.Close()
+	if st := ls.Stats(); st.Returned != 99_999-99 {
+		t.Errorf("returned %d hits at Close, want %d (a block of 99 999, 99 used)", st.Returned, 99_999-99)
+	}
+	rs, err := redisstore.New(redis.NewClient(&redis.Options{Addr: srv.Addr, DisableIdentity: true}), redisstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rs.Close()
+	if err := rs.Take(context.Background(), limiter.CountAll, []limiter.Request{{Key: "hot", Limit: l}}, res); err != nil || res[0].Remaining != l.Requests-100 {
+		t.Errorf("after Close Redis reads %+v (%v), want %d remaining", res[0], err, l.Requests-100)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -103,5 +104,49 @@ domains:
 				t.Error(err)
 			}
 		})
+	}
+}
+
+// A replica that shuts down gives its blocks' unused hits back to Redis:
+// after 100 decisions (the first a normal call, then a block of half the
+// remaining quota), a stopped process leaves only the 100 hits counted, so
+// the next process sees them and no more.
+func TestRedisLeaseReturnedAtShutdown(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	cfg := fmt.Sprintf(`backends:
+  - type: redis
+    url: redis://%s/0
+domains:
+  - domain: lease_return
+    descriptors:
+      - key: client
+        rate_limit: {unit: hour, requests_per_unit: 1000000, lease: {fraction: 0.5, hot_after: 1}}
+`, srv.Addr)
+	path := WriteFile(t, t.TempDir(), "extauthz.yaml", cfg)
+	awayFromWindowEdge(time.Hour, 30*time.Second)
+	ctx := context.Background()
+	call := func(c rlsv3.RateLimitServiceClient) *rlsv3.RateLimitResponse {
+		t.Helper()
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		resp, err := c.ShouldRateLimit(cctx, distRequest("lease_return", "leaver"))
+		if err != nil || resp.GetOverallCode() != rlsv3.RateLimitResponse_OK {
+			t.Fatalf("ShouldRateLimit: %v, %v", resp, err)
+		}
+		return resp
+	}
+	p := Start(t, Options{Binary: extauthzBin, Args: []string{"--config", path}})
+	c := rlsv3.NewRateLimitServiceClient(p.Dial(t))
+	for range 100 {
+		call(c)
+	}
+	p.Signal(t, syscall.SIGTERM)
+	if code := p.Wait(t, 20*time.Second); code != 0 {
+		t.Fatalf("exit code %d, logs:\n%s", code, p.Logs())
+	}
+	next := Start(t, Options{Binary: extauthzBin, Args: []string{"--config", path}})
+	resp := call(rlsv3.NewRateLimitServiceClient(next.Dial(t)))
+	if got, want := resp.GetStatuses()[0].GetLimitRemaining(), uint32(1_000_000-101); got != want {
+		t.Errorf("after the first process stopped, the next one reads %d remaining, want %d (its block of 499 999 returned but for the 99 hits it used)", got, want)
 	}
 }

@@ -290,7 +290,7 @@ func TestDecodeOne(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		return decodeOne(packed, r, res)
+		return decodeOne(packed, r, res, nil)
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

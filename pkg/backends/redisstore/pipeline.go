@@ -94,7 +94,7 @@ func newPipe(o *redis.Options) (*pipe.Client, error) {
 // pipeOne is takeOne through the pipe, which merges it with the batch's
 // other calls of its script (oneMerged): the key and ARGV[1] share one
 // allocation, and the reply is decoded in place.
-func (s *Store) pipeOne(ctx context.Context, mode limiter.Mode, r *limiter.Request, res *limiter.Result, now time.Time) error {
+func (s *Store) pipeOne(ctx context.Context, mode limiter.Mode, r *limiter.Request, res *limiter.Result, now time.Time, mark *int64) error {
 	a := r.Limit.Algorithm
 	kl := keyLen(s.prefix, r.Key)
 	b := appendKey(make([]byte, 0, kl+8*8), s.prefix, r.Key)
@@ -103,7 +103,7 @@ func (s *Store) pipeOne(ctx context.Context, mode limiter.Mode, r *limiter.Reque
 	key := unsafe.String(unsafe.SliceData(b), kl)
 	argv := unsafe.String(&b[kl], len(b)-kl)
 	return s.pipeEval(ctx, oneMerged[a].SHA, &oneMerged[a], oneSources[a], []string{key}, argv, func(packed string) error {
-		return decodeOne(packed, r, res)
+		return decodeOne(packed, r, res, mark)
 	})
 }
 

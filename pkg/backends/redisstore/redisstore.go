@@ -288,7 +288,7 @@ func (s *Store) Take(ctx context.Context, mode limiter.Mode, reqs []limiter.Requ
 
 	if s.cache == nil && len(reqs) == 1 && int(reqs[0].Limit.Algorithm) < len(oneScripts) {
 		start := time.Now()
-		return s.called(start, 1, s.takeOne(ctx, mode, &reqs[0], &res[0], now))
+		return s.called(start, 1, s.takeOne(ctx, mode, &reqs[0], &res[0], now, nil))
 	}
 
 	scriptMode := modeCountAll
@@ -500,7 +500,7 @@ func (s *Store) undo(ctx context.Context, c *call, reqs []limiter.Request, res [
 			l := first.Limit
 			t := int64(0)
 			if l.Algorithm == limiter.TokenBucket && l.Requests > 0 {
-				t = (int64(l.Period) + l.Requests - 1) / l.Requests // limiter's T = ceil(P/R)
+				t = int64(l.Emission())
 			}
 			as = append(as, int64(l.Algorithm), w.value, hits, t)
 		}
@@ -820,11 +820,12 @@ func (c *call) args(reqs []limiter.Request, lo, hi, mode int, wantUndo bool, now
 
 // takeOne runs a call of one request (without the local cache) as one
 // EVALSHA of its algorithm's script (take_fixed.lua), and EVAL if the
-// script is missing. Its arguments take one allocation (oneCall) besides
+// script is missing, and sets *mark, when mark is not nil, to the reply's
+// mark (TakeBlock). Its arguments take one allocation (oneCall) besides
 // the key's.
-func (s *Store) takeOne(ctx context.Context, mode limiter.Mode, r *limiter.Request, res *limiter.Result, now time.Time) error {
+func (s *Store) takeOne(ctx context.Context, mode limiter.Mode, r *limiter.Request, res *limiter.Result, now time.Time, mark *int64) error {
 	if s.pipe != nil {
-		return s.pipeOne(ctx, mode, r, res, now)
+		return s.pipeOne(ctx, mode, r, res, now, mark)
 	}
 	a := r.Limit.Algorithm
 	oc := new(oneCall)
@@ -844,7 +845,7 @@ func (s *Store) takeOne(ctx context.Context, mode limiter.Mode, r *limiter.Reque
 	if err != nil {
 		return err
 	}
-	return decodeOne(packed, r, res)
+	return decodeOne(packed, r, res, mark)
 }
 
 // packedReply returns the string a script call answered.
@@ -861,12 +862,15 @@ func packedReply(cmd *redis.Cmd) (string, error) {
 }
 
 // decodeOne checks the packed reply of a one-request script and writes its
-// result.
-func decodeOne(packed string, r *limiter.Request, res *limiter.Result) error {
+// result, and its mark to *mark when mark is not nil.
+func decodeOne(packed string, r *limiter.Request, res *limiter.Result, mark *int64) error {
 	if len(packed) != 8*replyWidth {
 		return fmt.Errorf("%w: got %d bytes, want %d", ErrBadReply, len(packed), 8*replyWidth)
 	}
-	_, err := decodeResult(packed, 0, r, res)
+	m, err := decodeResult(packed, 0, r, res)
+	if err == nil && mark != nil {
+		*mark = int64(m)
+	}
 	return err
 }
 

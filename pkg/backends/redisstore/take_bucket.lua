@@ -57,7 +57,7 @@ local function take(key, arg)
       end
       redis.call('SET', key, struct.pack('<dddd', now_us + q, r, 0, 0), 'PX', math.max(1, math.ceil(need / 1000000) + extra_ms))
     end
-    return struct.pack('<ddddd', 1, remaining, need, 0, 0)
+    return struct.pack('<ddddd', 1, remaining, need, 0, now_us)
   end
   local remaining = 0
   if base < tolerance then

@@ -17,7 +17,10 @@
 --          now_us and now_sub are a test clock's). burst is unused.
 -- Value    as take.lua's: stamp (the window index), sub (0), count, prev (0).
 -- Reply    per request, as take.lua's for one key: allowed remaining
---          reset_after_ns retry_after_ns 0, packed (40 bytes).
+--          reset_after_ns retry_after_ns mark, packed (40 bytes). mark is,
+--          when allowed, the window counted in (the mark of a block,
+--          Store.TakeBlock; the token bucket's is the time counted, Unix
+--          microseconds); else 0.
 
 local spack = struct.pack
 local MAX_STEP_BACK = 3600000000000 -- limiter.MaxClockStepBack in ns
@@ -90,7 +93,7 @@ local function take(key, arg)
         redis.call('SET', key, spack('<dddd', w, 0, after, 0), 'PX', math.max(1, math.ceil(to_end / 1000000) + extra_ms))
       end
     end
-    return spack('<ddddd', 1, rq - after, to_end, 0, 0)
+    return spack('<ddddd', 1, rq - after, to_end, 0, w)
   end
   if flags % 2 == 0 then
     return spack('<ddddd', 0, math.max(0, rq - before), to_end, to_end, 0)

@@ -48,7 +48,7 @@ local function take(key, arg)
     elseif prev > 0 then
       reset = to_end
     end
-    return spack('<ddddd', 1, max(0, rq - (weighted + after)), reset, 0, 0)
+    return spack('<ddddd', 1, max(0, rq - (weighted + after)), reset, 0, w)
   end
 
   -- Refused: nothing changes. The earliest time the same hits fit
