@@ -196,7 +196,7 @@ func (a *Authz) check(ctx context.Context, lv *live, st *AuthzSettings, req *aut
 		}
 		if decided {
 			sc.key = s.countDecision(lv, v, &snap.settings, sc.key)
-			s.recordInsight(snap, v)
+			s.recordInsight(snap, v, refused)
 		}
 	}
 	if refused && snap.settings.Decisions.ShadowMode {

@@ -11,10 +11,17 @@ var insightOutcomes = [numOutcomes]insight.Outcome{
 }
 
 // recordInsight records a decided, counted verdict of snap with traffic insight
-// (when Options.Insight is set).
-func (s *Server) recordInsight(snap *Snapshot, v *verdict) {
+// (when Options.Insight is set); refused is whether the verdicts refused
+// the request. A quota-mode descriptor over its limit in a request that
+// was admitted (another quota descriptor had room) is recorded as near
+// its limit, not refused: its client was served.
+func (s *Server) recordInsight(snap *Snapshot, v *verdict, refused bool) {
 	if s.insight == nil {
 		return
 	}
-	s.insight.Record(v.rule, v.desc, insightOutcomes[outcomeOf(v, snap.settings.NearLimitRatio)], v.hits, snap.rules.Identities())
+	o := outcomeOf(v, snap.settings.NearLimitRatio)
+	if o == outcomeOverLimit && !refused {
+		o = outcomeNearLimit
+	}
+	s.insight.Record(v.rule, v.desc, insightOutcomes[o], v.hits, snap.rules.Identities())
 }

@@ -3,10 +3,14 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 
+	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
+
 	"github.com/extauthz/extauthz/pkg/backends/memstore"
+	"github.com/extauthz/extauthz/pkg/descriptor"
 	"github.com/extauthz/extauthz/pkg/extract"
 	"github.com/extauthz/extauthz/pkg/insight"
 )
@@ -79,6 +83,68 @@ func TestInsightRecordsBothAPIs(t *testing.T) {
 	for _, secret := range []string{"sk-raw-secret", "sk-pro", "sk-unlisted"} {
 		if strings.Contains(string(body), secret) {
 			t.Errorf("%s in clear: %s", secret, body)
+		}
+	}
+}
+
+// TestInsightQuotaMode: a quota-mode descriptor over its limit in a
+// request that another quota descriptor admitted is recorded as near its
+// limit (its client was served); when every quota descriptor is over, the
+// request is refused and so recorded.
+func TestInsightQuotaMode(t *testing.T) {
+	rec, err := insight.New(insight.Settings{}, insight.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mem, err := memstore.New(memstore.Options{MaxKeys: 1000, SweepInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = mem.Close() })
+	quota := func(n int64) *descriptor.RateLimit {
+		return &descriptor.RateLimit{Unit: descriptor.UnitHour, RequestsPerUnit: n}
+	}
+	rules, err := descriptor.NewSet([]descriptor.Domain{{Name: "q", Descriptors: []descriptor.Node{
+		{Key: "plan", QuotaMode: true, RateLimit: quota(1)},
+		{Key: "burst", QuotaMode: true, RateLimit: quota(2)},
+	}}}, descriptor.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap, err := NewSnapshot(rules, Settings{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := New(Options{Store: mem, Insight: rec}, snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// plan allows 1 an hour, burst 2: the second request is admitted with
+	// plan over (burst has room), the third refused (both over).
+	var codes []rlsv3.RateLimitResponse_Code
+	for range 3 {
+		resp, err := srv.ShouldRateLimit(context.Background(), request("q", desc("plan", "p1"), desc("burst", "b1")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		codes = append(codes, resp.GetOverallCode())
+	}
+	if want := []rlsv3.RateLimitResponse_Code{rlsv3.RateLimitResponse_OK, rlsv3.RateLimitResponse_OK, rlsv3.RateLimitResponse_OVER_LIMIT}; !slices.Equal(codes, want) {
+		t.Fatalf("codes %v, want %v", codes, want)
+	}
+	ans, err := rec.Offenders(context.Background(), insight.OffendersQuery{Limit: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string][2]int64{}
+	for _, o := range ans.Offenders {
+		got[o.Value] = [2]int64{o.Refused, o.Admitted}
+	}
+	// plan: admitted, admitted while over (near limit), refused.
+	// burst: admitted twice, then over in the refused request.
+	for v, c := range map[string][2]int64{"p1": {1, 2}, "b1": {1, 2}} {
+		if got[v] != c {
+			t.Errorf("%s: refused/admitted %v, want %v (all: %v)", v, got[v], c, got)
 		}
 	}
 }

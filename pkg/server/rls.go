@@ -131,7 +131,7 @@ func (s *Server) decideVerdicts(ctx context.Context, lv *live, api apiID, domain
 		if !failed {
 			// The counter keys are no longer needed: reuse their buffer.
 			sc.key = s.countDecision(lv, v, &snap.settings, sc.key)
-			s.recordInsight(snap, v)
+			s.recordInsight(snap, v, code == codeOverLimit)
 		}
 	}
 	if code == codeOverLimit && s.log.Enabled(ctx, slog.LevelDebug) {
