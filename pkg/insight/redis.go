@@ -123,9 +123,10 @@ func (r *Recorder) flushLocked(ctx context.Context) error {
 	pipe.ZAdd(ctx, f.st.RedisPrefix+"replicas", redis.Z{Score: float64(now), Member: f.replica})
 	pipe.ZRemRangeByScore(ctx, f.st.RedisPrefix+"replicas", "-inf", strconv.FormatInt(now-int64(f.st.Retention/time.Second), 10))
 	seen := map[*ruleState]bool{}
+	var sketches []sketchCall
 	for minute, m := range pending {
 		for rs, d := range m {
-			f.pushDelta(ctx, pipe, rs, minute, d)
+			sketches = f.pushDelta(ctx, pipe, rs, minute, d, sketches)
 			seen[rs] = true
 		}
 	}
@@ -140,15 +141,51 @@ func (r *Recorder) flushLocked(ctx context.Context) error {
 		pipe.ZRemRangeByRank(ctx, f.st.RedisPrefix+"rules:seen", 0, -int64(f.st.MaxRules)-1)
 	}
 	pipe.ZRemRangeByScore(ctx, f.st.RedisPrefix+"rules:seen", "-inf", strconv.FormatInt(now-int64(f.st.Retention/time.Second), 10))
-	if _, err := pipe.Exec(ctx); err != nil {
+	cmds, _ := pipe.Exec(ctx) // errors are per command, checked below
+	for _, c := range cmds {
+		if err := c.Err(); err != nil && !isNoScript(err) {
+			return fmt.Errorf("insight: merge into Redis: %w", err)
+		}
+	}
+	return f.resendSketches(ctx, sketches)
+}
+
+// sketchCall is one EVALSHA of spaceSaving in a flush, kept so that a
+// server that lost the script gets it again.
+type sketchCall struct {
+	cmd  *redis.Cmd
+	keys []string
+	args []any
+}
+
+// resendSketches sends again, with EVAL, the sketch merges that a server
+// answered NOSCRIPT (after a restart or SCRIPT FLUSH; they did not run),
+// in one more pipeline.
+func (f *fleet) resendSketches(ctx context.Context, calls []sketchCall) error {
+	var retry redis.Pipeliner
+	for _, c := range calls {
+		if isNoScript(c.cmd.Err()) {
+			if retry == nil {
+				retry = f.rdb.Pipeline()
+			}
+			spaceSaving.Eval(ctx, retry, c.keys, c.args...)
+		}
+	}
+	if retry == nil {
+		return nil
+	}
+	if _, err := retry.Exec(ctx); err != nil {
 		return fmt.Errorf("insight: merge into Redis: %w", err)
 	}
 	return nil
 }
 
+func isNoScript(err error) bool { return redis.HasErrorPrefix(err, "NOSCRIPT") }
+
 // pushDelta queues one rule's delta of one minute: counts and sketches
-// into each granularity's bucket, and the totals.
-func (f *fleet) pushDelta(ctx context.Context, pipe redis.Pipeliner, rs *ruleState, minute int64, d *delta) {
+// into each granularity's bucket, and the totals. It appends the sketch
+// merges (EVALSHA) to calls and returns it.
+func (f *fleet) pushDelta(ctx context.Context, pipe redis.Pipeliner, rs *ruleState, minute int64, d *delta, calls []sketchCall) []sketchCall {
 	rid := ruleKey(rs.id)
 	tot := f.st.RedisPrefix + "{" + rid + "}:t"
 	f.incrCounts(ctx, pipe, tot, d.c)
@@ -175,9 +212,11 @@ func (f *fleet) pushDelta(ctx context.Context, pipe redis.Pipeliner, rs *ruleSta
 			for _, e := range s.l.Entries {
 				args = append(args, e.Value, e.Count, e.First, e.Last)
 			}
-			spaceSaving.Eval(ctx, pipe, []string{key + s.z, key + s.seen, key + ":m"}, args...)
+			keys := []string{key + s.z, key + s.seen, key + ":m"}
+			calls = append(calls, sketchCall{spaceSaving.EvalSha(ctx, pipe, keys, args...), keys, args})
 		}
 	}
+	return calls
 }
 
 func (f *fleet) incrCounts(ctx context.Context, pipe redis.Pipeliner, key string, c counts) {

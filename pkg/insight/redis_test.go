@@ -97,41 +97,80 @@ func TestFleetTwoRecorders(t *testing.T) {
 }
 
 // TestFleetOnePipeline: a flush is one round trip whatever the number of
-// rules and granularities.
+// rules and granularities, its sketch merges sent by SHA (EVALSHA); a
+// server without the script (new, restarted, SCRIPT FLUSH) costs one more
+// round trip with EVAL for the merges it refused, and loses none.
 func TestFleetOnePipeline(t *testing.T) {
 	srv := redistest.Start(t, redistest.Options{})
 	rdb := srv.Client(t)
-	var calls, pipes int
-	rdb.AddHook(countHook{calls: &calls, pipes: &pipes})
+	h := &countHook{names: map[string]int{}}
+	rdb.AddHook(h)
 	s := testSet(t)
 	clk := &fakeClock{t: t0}
 	r := newFleetRecorder(t, rdb, Settings{}, clk, "a")
-	r.Record(match(t, s, ip("x")), ip("203.0.113.1"), Refused, 1, nil)
 	d := descriptor.Descriptor{{Key: "global", Value: "all"}}
-	r.Record(match(t, s, d), d, Admitted, 1, nil)
-	clk.set(t0.Add(11 * time.Second))
-	r.tick(context.Background(), t0.Add(11*time.Second))
-	if calls != 0 || pipes != 1 {
-		t.Errorf("flush: %d calls and %d pipelines, want one pipeline", calls, pipes)
+	flush := func(at time.Duration) {
+		r.Record(match(t, s, ip("x")), ip("203.0.113.1"), Refused, 1, nil)
+		r.Record(match(t, s, d), d, Admitted, 1, nil)
+		clk.set(t0.Add(at))
+		r.tick(context.Background(), t0.Add(at))
+	}
+	flush(11 * time.Second) // a new server: NOSCRIPT, then EVAL
+	if h.calls != 0 || h.pipes != 2 || h.names["eval"] == 0 || h.names["eval"] != h.names["evalsha"] {
+		t.Errorf("first flush: %d calls, %d pipelines, commands %v; want two pipelines, each refused EVALSHA sent again as EVAL", h.calls, h.pipes, h.names)
+	}
+	*h = countHook{names: map[string]int{}}
+	flush(22 * time.Second)
+	if h.calls != 0 || h.pipes != 1 || h.names["eval"] != 0 || h.names["evalsha"] == 0 {
+		t.Errorf("second flush: %d calls, %d pipelines, commands %v; want one pipeline of EVALSHAs", h.calls, h.pipes, h.names)
+	}
+	if err := rdb.ScriptFlush(context.Background()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	*h = countHook{names: map[string]int{}}
+	flush(33 * time.Second)
+	if h.pipes != 2 || h.names["eval"] == 0 {
+		t.Errorf("after SCRIPT FLUSH: %d pipelines, commands %v; want the merges sent again with EVAL", h.pipes, h.names)
+	}
+	ra, err := r.Rules(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	refused := int64(0)
+	for _, rule := range ra.Rules {
+		refused += rule.Totals.Refused
+	}
+	if refused != 3 {
+		t.Errorf("fleet totals: %d refused, want the 3 recorded across the three flushes", refused)
+	}
+	ans := offenders(t, r, "5m")
+	if len(ans.Offenders) == 0 || ans.Offenders[0].Value != "203.0.113.1" || ans.Offenders[0].Refused != 3 {
+		t.Errorf("offenders %+v, want 203.0.113.1 refused 3 (every sketch merge landed once)", ans.Offenders)
 	}
 }
 
-type countHook struct{ calls, pipes *int }
+type countHook struct {
+	calls, pipes int
+	names        map[string]int // commands in pipelines, by name
+}
 
-func (h countHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h *countHook) DialHook(next redis.DialHook) redis.DialHook { return next }
 
-func (h countHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+func (h *countHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
 		if n := cmd.Name(); n != "hello" && n != "client" { // connection set-up
-			*h.calls++
+			h.calls++
 		}
 		return next(ctx, cmd)
 	}
 }
 
-func (h countHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+func (h *countHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
-		*h.pipes++
+		h.pipes++
+		for _, c := range cmds {
+			h.names[c.Name()]++
+		}
 		return next(ctx, cmds)
 	}
 }

@@ -36,7 +36,7 @@ const (
 func distConfig(redis string) string {
 	// The call timeout is generous: this test is about counts, and the test
 	// machine runs 3 servers, Redis and 50 clients on few cores. Traffic
-	// insight is off: its fleet merge sends its own script (EVAL) every
+	// insight is off: its fleet merge runs its own script every
 	// flush_interval, which would blur the store's command counts.
 	return fmt.Sprintf(`backends:
   - type: redis
