@@ -175,6 +175,24 @@ func TestCluster(t *testing.T) {
 		}
 	}
 
+	// Blocks on a few slots (Cluster routes the one-key scripts): taken,
+	// then all but 3 hits given back.
+	for _, k := range keys {
+		bl := limiter.Limit{Requests: 100, Period: time.Hour}
+		r := limiter.Request{Key: "block-" + k, Limit: bl, Hits: 40}
+		var res limiter.Result
+		mark, err := s.TakeBlock(ctx, r, &res)
+		if err != nil || !res.Allowed {
+			t.Fatalf("TakeBlock(%s): %v, %+v", r.Key, err, res)
+		}
+		if n, err := s.ReturnBlock(ctx, r, mark, 3); err != nil || n != 37 {
+			t.Errorf("ReturnBlock(%s) = %d, %v; want 37", r.Key, n, err)
+		}
+		if got := take(t, s, limiter.CountAll, limiter.Request{Key: r.Key, Limit: bl})[0].Remaining; got != 97 {
+			t.Errorf("%s after the return: %d remaining, want 97", r.Key, got)
+		}
+	}
+
 	t.Run("MatchesLimiter", func(t *testing.T) {
 		clock := newFakeClock(time.Unix(1_700_000_000, 123_456_789))
 		st, err := Open(Config{Cluster: &Cluster{Addrs: cluster.Addrs()}}, Options{Now: clock.Now, ExtraTTL: time.Hour})
