@@ -15,10 +15,10 @@ import (
 	"github.com/extauthz/extauthz/pkg/insight"
 )
 
-// TestInsightRecordsBothAPIs: every decided descriptor of ShouldRateLimit
-// and Check reaches the recorder with its outcome; API keys appear as the
-// listed id or a sha256: prefix, never in clear.
-func TestInsightRecordsBothAPIs(t *testing.T) {
+// insightParts returns a local recorder and a memory store for a server
+// under test.
+func insightParts(t *testing.T) (*insight.Recorder, *memstore.Store) {
+	t.Helper()
 	rec, err := insight.New(insight.Settings{}, insight.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -28,6 +28,14 @@ func TestInsightRecordsBothAPIs(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = mem.Close() })
+	return rec, mem
+}
+
+// TestInsightRecordsBothAPIs: every decided descriptor of ShouldRateLimit
+// and Check reaches the recorder with its outcome; API keys appear as the
+// listed id or a sha256: prefix, never in clear.
+func TestInsightRecordsBothAPIs(t *testing.T) {
+	rec, mem := insightParts(t)
 	x, ids := authzExtractor(t)
 	snap, err := NewSnapshot(authzRules(t, ids), Settings{Authz: &AuthzSettings{Extractor: x}}, nil)
 	if err != nil {
@@ -92,15 +100,7 @@ func TestInsightRecordsBothAPIs(t *testing.T) {
 // limit (its client was served); when every quota descriptor is over, the
 // request is refused and so recorded.
 func TestInsightQuotaMode(t *testing.T) {
-	rec, err := insight.New(insight.Settings{}, insight.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	mem, err := memstore.New(memstore.Options{MaxKeys: 1000, SweepInterval: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = mem.Close() })
+	rec, mem := insightParts(t)
 	quota := func(n int64) *descriptor.RateLimit {
 		return &descriptor.RateLimit{Unit: descriptor.UnitHour, RequestsPerUnit: n}
 	}
