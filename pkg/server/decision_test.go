@@ -147,6 +147,9 @@ func TestDecideFailureMode(t *testing.T) {
 }
 
 func TestDecideAllocations(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector allocates on its own")
+	}
 	e := newEnv(t, Settings{})
 	// The memstore itself, without the recording wrapper (which allocates).
 	srv, err := New(Options{Store: e.mem}, e.srv.Snapshot())
