@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -201,7 +202,7 @@ func TestFleetNeverOverAdmits(t *testing.T) {
 			for range 3 {
 				fleet = append(fleet, newLease(t, inner, Options{Now: clock.Now}))
 			}
-			fleetBound(t, fleet, clock, limiter.Limit{Requests: 1000, Period: time.Minute, Algorithm: alg})
+			fleetBound(t, fleet, clock, limiter.Limit{Requests: 1000, Period: time.Minute, Algorithm: alg}, false)
 		})
 	}
 }
@@ -217,13 +218,48 @@ func TestFleetNeverOverAdmits(t *testing.T) {
 //     admits at most R: blocks of the last window do not spill into this
 //     one. The token bucket admits at most B + elapsed/T since phase 1.
 //  3. the clock moves by a quarter period and phase 2 repeats.
-func fleetBound(t *testing.T, fleet []*Store, clock *fakeClock, l limiter.Limit) {
+//
+// With returns (a store that takes blocks back), every replica returns its
+// light-phase block (most of it unused) before phase 2; then, in phases 2
+// and 3, a goroutine per replica returns all its blocks over and over, and
+// one worker per replica after every 8th take, racing the others'
+// admissions: the bounds hold all the same.
+func fleetBound(t *testing.T, fleet []*Store, clock *fakeClock, l limiter.Limit, returns bool) {
 	t.Helper()
 	ls := &limiter.Lease{HotAfter: 1, Fraction: 0.2}
 	start := clock.Now()
-	light := hammer(t, fleet, l, ls, 1, 3)
+	light := hammer(t, fleet, l, ls, 1, 3, false)
 	if light != int64(3*len(fleet)) {
 		t.Fatalf("light phase admitted %d, want %d", light, 3*len(fleet))
+	}
+	if returns {
+		for i, s := range fleet {
+			held := s.unusedHits()
+			s.returnBlocks(context.Background(), 0)
+			// The clock has not moved: every unused hit goes back.
+			if got := s.Stats().Returned; got != held || held < 100 {
+				t.Errorf("replica %d returned %d hits of its light-phase block, want all %d unused (2 used of about a fifth of the limit)", i, got, held)
+			}
+		}
+		// From now on each replica also returns every block it holds, over
+		// and over, while its workers admit from them.
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		for _, s := range fleet {
+			wg.Go(func() {
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+						s.returnBlocks(context.Background(), 0)
+						runtime.Gosched() // the workers run between returns, on one CPU too
+					}
+				}
+			})
+		}
+		defer wg.Wait()
+		defer close(stop)
 	}
 	total := light
 	for phase, step := range []time.Duration{l.Period, l.Period / 4} {
@@ -231,7 +267,7 @@ func fleetBound(t *testing.T, fleet []*Store, clock *fakeClock, l limiter.Limit)
 			step = l.Period / 2
 		}
 		clock.Advance(step)
-		got := hammer(t, fleet, l, ls, 16, 200)
+		got := hammer(t, fleet, l, ls, 16, 200, returns)
 		total += got
 		t.Logf("phase %d: admitted %d (total %d), %+v", phase+2, got, total, fleet[0].Stats())
 		if phase == 0 && got < l.Requests/2 {
@@ -261,20 +297,38 @@ func fleetBound(t *testing.T, fleet []*Store, clock *fakeClock, l limiter.Limit)
 	}
 }
 
+// unusedHits returns the hits granted and not used in s's blocks.
+func (s *Store) unusedHits() int64 {
+	n := int64(0)
+	for i := range s.table.shards {
+		sh := &s.table.shards[i]
+		sh.mu.Lock()
+		for _, e := range sh.entries {
+			n += e.granted - e.used
+		}
+		sh.mu.Unlock()
+	}
+	return n
+}
+
 // hammer has workers goroutines per replica take n single hits of one key
-// each, and returns how many the fleet admitted.
-func hammer(t *testing.T, fleet []*Store, l limiter.Limit, ls *limiter.Lease, workers, n int) int64 {
+// each, and returns how many the fleet admitted. With returns, the first
+// worker of each replica returns all its blocks after every 8th take.
+func hammer(t *testing.T, fleet []*Store, l limiter.Limit, ls *limiter.Lease, workers, n int, returns bool) int64 {
 	t.Helper()
 	var admitted atomic.Int64
 	var wg sync.WaitGroup
 	key := "hot " + l.String() // a key per limit: tests may share a store
 	for _, s := range fleet {
-		for range workers {
+		for w := range workers {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
 				var res [1]limiter.Result
-				for range n {
+				for i := range n {
+					if returns && w == 0 && i%8 == 7 {
+						s.returnBlocks(context.Background(), 0)
+					}
 					if err := s.Take(context.Background(), limiter.CountAll, []limiter.Request{{Key: key, Limit: l, Hits: 1, Lease: ls}}, res[:]); err != nil {
 						t.Error(err)
 						return
