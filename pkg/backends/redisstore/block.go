@@ -28,15 +28,8 @@ var (
 // counted in, or for the token bucket when Redis counted them (Unix
 // microseconds on its clock). The mark is 0 when the block was refused.
 func (s *Store) TakeBlock(ctx context.Context, r limiter.Request, res *limiter.Result) (int64, error) {
-	reqs, out := []limiter.Request{r}, []limiter.Result{{}}
-	if err := limiter.CheckRequests(reqs, out); err != nil {
-		return 0, fmt.Errorf("redisstore: take a block: %w", err)
-	}
-	if err := checkBounds(reqs); err != nil {
-		return 0, fmt.Errorf("redisstore: take a block: %w", err)
-	}
-	if int(r.Limit.Algorithm) >= len(oneScripts) {
-		return 0, fmt.Errorf("redisstore: take a block: %w: %v", limiter.ErrUnknownAlgorithm, r.Limit.Algorithm)
+	if err := check([]limiter.Request{r}, []limiter.Result{{}}); err != nil {
+		return 0, fmt.Errorf("redisstore: take a block: %w", err) // an unknown algorithm too
 	}
 	var now time.Time
 	if s.opts.Now != nil {

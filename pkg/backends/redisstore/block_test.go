@@ -137,8 +137,8 @@ func TestReturnBlockOnServerTime(t *testing.T) {
 	}
 }
 
-// TestReturnBlockRejects: a return that cannot describe a block is refused
-// before it reaches Redis.
+// TestReturnBlockRejects: a return that cannot describe a block, or a block
+// take that Take would refuse, is refused before it reaches Redis.
 func TestReturnBlockRejects(t *testing.T) {
 	s, _ := newStandalone(t, Options{})
 	ctx := context.Background()
@@ -157,5 +157,13 @@ func TestReturnBlockRejects(t *testing.T) {
 		if _, err := s.ReturnBlock(ctx, tc.r, tc.mark, tc.used); !errors.Is(err, limiter.ErrInvalidRequest) {
 			t.Errorf("%s: got %v, want ErrInvalidRequest", tc.name, err)
 		}
+	}
+	// TakeBlock validates as Take does.
+	var res limiter.Result
+	if _, err := s.TakeBlock(ctx, limiter.Request{Key: "k", Limit: limiter.Limit{Requests: 1, Period: time.Second, Algorithm: 9}, Hits: 5}, &res); !errors.Is(err, limiter.ErrUnknownAlgorithm) {
+		t.Errorf("TakeBlock of an unknown algorithm: got %v, want ErrUnknownAlgorithm", err)
+	}
+	if _, err := s.TakeBlock(ctx, limiter.Request{Key: "k", Limit: l, Hits: -1}, &res); !errors.Is(err, limiter.ErrInvalidRequest) {
+		t.Errorf("TakeBlock of negative hits: got %v, want ErrInvalidRequest", err)
 	}
 }

@@ -267,10 +267,7 @@ func (s *Store) LoadScript(ctx context.Context) error {
 // with them, at the cost of a second round trip when one slot refused while
 // another counted).
 func (s *Store) Take(ctx context.Context, mode limiter.Mode, reqs []limiter.Request, res []limiter.Result) error {
-	if err := limiter.CheckRequests(reqs, res); err != nil {
-		return fmt.Errorf("redisstore: take %d keys: %w", len(reqs), err)
-	}
-	if err := checkBounds(reqs); err != nil {
+	if err := check(reqs, res); err != nil {
 		return fmt.Errorf("redisstore: take %d keys: %w", len(reqs), err)
 	}
 	if len(reqs) == 0 {
@@ -342,6 +339,15 @@ func (s *Store) called(start time.Time, n int, err error) error {
 		return fmt.Errorf("redisstore: take %d keys: %w", n, err)
 	}
 	return nil
+}
+
+// check validates a call as every Take does: limiter.CheckRequests, then
+// checkBounds.
+func check(reqs []limiter.Request, res []limiter.Result) error {
+	if err := limiter.CheckRequests(reqs, res); err != nil {
+		return err
+	}
+	return checkBounds(reqs)
 }
 
 // checkBounds rejects limits the Lua arithmetic cannot represent exactly.
