@@ -316,8 +316,10 @@ func (s *Store) admit(ctx context.Context, r *limiter.Request, res *limiter.Resu
 		var old *entry
 		if e, victim, old = sh.insert(r.Key, now); old != nil {
 			s.evicted.Add(1)
-			if u, ok := old.detach(now); ok && s.stop != nil {
-				s.queueReturn(victim, u)
+			if s.stop != nil {
+				if u, ok := old.detach(now); ok {
+					s.queueReturn(victim, u)
+				}
 			}
 		}
 		if e != nil {
