@@ -66,7 +66,8 @@
 // bucket the time; ReturnBlock), a replica gives a block's unused hits
 // back when its key has had no hit here for Options.ReturnAfter (a
 // goroutine looks every quarter of it), when its key is evicted from the
-// table, and at Close (a replica shutting down): one store call per block,
+// table or its limit changes (a config reload), and at Close (a replica
+// shutting down): one store call per block,
 // off the request path. The block is detached first, so it admits nothing
 // more, and a give-back of its hits (CountIfAllAllowed) afterwards is
 // ignored: they stay counted. The store takes back only hits it still
@@ -82,8 +83,12 @@
 //     been counted afresh) therefore gets nothing back, and a return that
 //     reaches the store late gives back less, never more.
 //
-// A failed return strands the block's hits until they expire, as without
-// returns.
+// A block whose limit changed goes back under the limit it was counted
+// with: the key's state (the same four numbers for every algorithm) still
+// holds the block's window or, for the token bucket, a time, so a key
+// counted since under another period or algorithm no longer matches the
+// block's mark and gets nothing back. A failed return strands the block's
+// hits until they expire, as without returns.
 //
 // # Costs
 //

@@ -316,11 +316,7 @@ func (s *Store) admit(ctx context.Context, r *limiter.Request, res *limiter.Resu
 		var old *entry
 		if e, victim, old = sh.insert(r.Key, now); old != nil {
 			s.evicted.Add(1)
-			if s.stop != nil {
-				if u, ok := old.detach(now); ok {
-					s.queueReturn(victim, u)
-				}
-			}
+			s.retire(victim, &old.block, now)
 		}
 		if e != nil {
 			// The key has just turned hot: this request is a normal call
@@ -332,8 +328,9 @@ func (s *Store) admit(ctx context.Context, r *limiter.Request, res *limiter.Resu
 		return localHit{}, false, nil
 	}
 	if e.limit != r.Limit {
-		// A new key, or its limit changed: what was known is void (any
-		// block stays counted in the store, and is stranded).
+		// The key's limit changed (a reload): what was known is void, and
+		// the block goes back under the limit it was counted with.
+		s.retire(r.Key, &e.block, now)
 		e.block = block{limit: r.Limit, gen: e.gen + 1}
 	}
 	waited, takes := false, 0
@@ -371,6 +368,9 @@ func (s *Store) admit(ctx context.Context, r *limiter.Request, res *limiter.Resu
 			sh.mu.Unlock()
 			return localHit{}, false, err
 		}
+		if e.limit != r.Limit {
+			break // the limit changed meanwhile: r goes as a normal call
+		}
 		now = s.now()
 	}
 	sh.mu.Unlock()
@@ -400,7 +400,10 @@ func (s *Store) takeBlock(ctx context.Context, sh *shard, e *entry, r *limiter.R
 	case err != nil:
 		return err
 	case e.limit != r.Limit:
-		// The limit changed meanwhile: the block is stranded.
+		// The limit changed meanwhile: the block goes back unused.
+		if out[0].Allowed && mark >= 0 && s.stop != nil {
+			s.queueReturn(r.Key, unused{limit: r.Limit, mark: mark, granted: size})
+		}
 	case out[0].Allowed:
 		e.grant(sent, size, out[0], mark)
 		s.blocks.Add(1)

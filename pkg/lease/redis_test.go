@@ -63,7 +63,8 @@ func TestRedisFleetNeverOverAdmits(t *testing.T) {
 // TestRedisReturnedHitsAreAdmitted: hits stranded in an idle replica's
 // block are admitted by another replica once returned (an idle key, a
 // replica shutting down), so the fleet admits exactly the limit; an
-// evicted key's block is returned too.
+// evicted key's block is returned too, and so is the block of a key whose
+// limit changed (a reload), under its old limit.
 func TestRedisReturnedHitsAreAdmitted(t *testing.T) {
 	srv := redistest.Start(t, redistest.Options{})
 	ls := &limiter.Lease{HotAfter: 1, Fraction: 0.5}
@@ -72,14 +73,17 @@ func TestRedisReturnedHitsAreAdmitted(t *testing.T) {
 		{Requests: 1000, Period: time.Minute, Algorithm: limiter.SlidingWindow},
 		{Requests: 1000, Period: 1000 * time.Hour, Algorithm: limiter.TokenBucket}, // T = 3.6s
 	}
-	for _, how := range []string{"idle", "close", "evicted"} {
+	for _, how := range []string{"idle", "close", "evicted", "changed"} {
 		for _, l := range limits {
 			t.Run(how+"/"+l.Algorithm.String(), func(t *testing.T) {
 				clock := &fakeClock{now: t0.Add(10 * time.Second)}
 				var calls atomic.Int64
 				opts := Options{Now: clock.Now, ReturnAfter: -1}
-				if how == "evicted" {
+				switch how {
+				case "evicted":
 					opts.MaxKeys, opts.ReturnAfter = 1, time.Hour // one key per shard; the returner never ticks
+				case "changed":
+					opts.ReturnAfter = time.Hour // a returner that never ticks (queued returns only)
 				}
 				a := newLease(t, redisReplica(t, srv, clock, &calls), opts)
 				b := newLease(t, redisReplica(t, srv, clock, &calls), Options{Now: clock.Now, ReturnAfter: -1})
@@ -98,6 +102,7 @@ func TestRedisReturnedHitsAreAdmitted(t *testing.T) {
 					t.Fatalf("b admitted %d before the return, want %d (498 stranded in a's block)", first, want)
 				}
 				clock.Advance(2 * time.Second)
+				extra := int64(0) // hits admitted or counted under the changed limit by a
 				switch how {
 				case "idle":
 					a.returnBlocks(context.Background(), time.Second)
@@ -109,6 +114,18 @@ func TestRedisReturnedHitsAreAdmitted(t *testing.T) {
 					other := sameShard(t, a, key)
 					take1(t, a, other, l, ls, 1) // turns hot and evicts key, whose block is queued
 					a.returnBlocks(context.Background(), time.Hour)
+				case "changed":
+					l = changed(l)
+					// The key's first request under the new limit queues the
+					// old block's return; its block take is refused (the key
+					// is full), and its normal call counts one hit (fixed
+					// window: refused; sliding window: admitted, the limit
+					// being one more; token bucket: refused, not counted).
+					take1(t, a, key, l, ls, 1)
+					if l.Algorithm != limiter.TokenBucket {
+						extra = 1
+					}
+					a.returnBlocks(context.Background(), time.Hour)
 				}
 				if got := a.Stats().Returned; got != 498 {
 					t.Errorf("a returned %d hits, want 498 (%+v)", got, a.Stats())
@@ -117,12 +134,98 @@ func TestRedisReturnedHitsAreAdmitted(t *testing.T) {
 				if l.Algorithm == limiter.FixedWindow {
 					want-- // the refusal that ended the first drain counted (CountAll)
 				}
-				if got := 2 + first + drain(); got != want {
+				if got := 2 + first + extra + drain(); got != want {
 					t.Errorf("the fleet admitted %d, want exactly %d", got, want)
 				}
 			})
 		}
 	}
+}
+
+// gatedBlocks is a Redis store whose block takes, once counted, wait for
+// gate to close before they answer.
+type gatedBlocks struct {
+	*redisstore.Store
+	gate  chan struct{}
+	taken atomic.Int64 // block takes counted
+}
+
+func (g *gatedBlocks) TakeBlock(ctx context.Context, r limiter.Request, res *limiter.Result) (int64, error) {
+	mark, err := g.Store.TakeBlock(ctx, r, res)
+	g.taken.Add(1)
+	<-g.gate
+	return mark, err
+}
+
+// waitFor polls ok until it holds, for 10s at most.
+func waitFor(t *testing.T, what string, ok func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !ok(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+// TestRedisBlockOfChangedLimitReturned: a block taken while its key's limit
+// changes (a reload during the take) is returned unused, and its request
+// goes as a normal call; once the replica closes, the fleet admits exactly
+// the new limit.
+func TestRedisBlockOfChangedLimitReturned(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	clock := &fakeClock{now: t0.Add(10 * time.Second)}
+	var calls atomic.Int64
+	inner := &gatedBlocks{Store: redisReplica(t, srv, clock, &calls), gate: make(chan struct{})}
+	a := newLease(t, inner, Options{Now: clock.Now, ReturnAfter: time.Hour})
+	b := newLease(t, redisReplica(t, srv, clock, &calls), Options{Now: clock.Now, ReturnAfter: -1})
+	ls := &limiter.Lease{HotAfter: 1, Fraction: 0.1} // blocks of 99 and 100: every request fits, in any order
+	l := limiter.Limit{Requests: 1000, Period: time.Minute}
+	l2 := changed(l)
+	const key = "changing"
+	take1(t, a, key, l, ls, 1) // turns hot: a normal call
+
+	admitted := make(chan bool, 2)
+	go func() { admitted <- take1(t, a, key, l, ls, 1).Allowed }() // a block of 99, held at the gate
+	waitFor(t, "the block take", func() bool { return inner.taken.Load() == 1 })
+	go func() { admitted <- take1(t, a, key, l2, ls, 1).Allowed }() // the reload's first request
+	sh, _ := a.table.shard(key)
+	waitFor(t, "the limit change", func() bool {
+		sh.mu.Lock()
+		defer sh.mu.Unlock()
+		return sh.entries[key].limit == l2
+	})
+	close(inner.gate)
+	for range 2 {
+		if !<-admitted {
+			t.Fatal("a request was refused")
+		}
+	}
+	a.returnBlocks(context.Background(), time.Hour) // the queued return only
+	if got := a.Stats().Returned; got != 99 {
+		t.Fatalf("a returned %d hits, want the stale block's 99 (%+v)", got, a.Stats())
+	}
+	if err := a.Close(); err != nil { // returns the block of the new limit
+		t.Fatal(err)
+	}
+	n := int64(3)
+	for take1(t, b, key, l2, ls, 1).Allowed {
+		n++
+	}
+	if n != l2.Requests {
+		t.Errorf("the fleet admitted %d, want exactly %d", n, l2.Requests)
+	}
+}
+
+// changed returns l with another limit on the same key: one more request
+// per window (fixed, sliding); the token bucket's burst set to what it was
+// (capacity and T unchanged, so the counts stay those of l).
+func changed(l limiter.Limit) limiter.Limit {
+	if l.Algorithm == limiter.TokenBucket {
+		l.Burst = l.Capacity()
+		return l
+	}
+	l.Requests++
+	return l
 }
 
 // sameShard returns a key on key's shard of s's table.

@@ -81,6 +81,18 @@ func (s *Store) returnOne(ctx context.Context, p pendingReturn) {
 	}
 }
 
+// retire detaches b, the block of key, and queues what it holds unused
+// for the returner (sh.mu of its shard held), when a returner runs: the key
+// was evicted or its limit changed.
+func (s *Store) retire(key string, b *block, now time.Time) {
+	if s.stop == nil {
+		return
+	}
+	if u, ok := b.detach(now); ok {
+		s.queueReturn(key, u)
+	}
+}
+
 // queueReturn queues the detached block of an evicted key for the
 // returner (sh.mu of its shard held); beyond maxPending it is stranded.
 func (s *Store) queueReturn(key string, u unused) {
