@@ -95,6 +95,66 @@ func TestReturnBlock(t *testing.T) {
 	}
 }
 
+// TestReturnBlockLimitChanged: a block returned under the limit it was
+// taken with after its key was counted under another (pkg/lease returns
+// the blocks of a reloaded limit) gives back its unused hits only when the
+// key's state still holds the block's window or bucket; the key then reads
+// as a twin that counted only the hits that stay.
+func TestReturnBlockLimitChanged(t *testing.T) {
+	t0 := time.Unix(1_700_000_040, 0)
+	clock := newFakeClock(t0)
+	s, _ := newStandalone(t, Options{Now: clock.Now, ExtraTTL: time.Hour})
+	ctx := context.Background()
+	fixed := limiter.Limit{Requests: 100, Period: time.Minute}
+	bucket := limiter.Limit{Requests: 100, Period: 100 * time.Second, Algorithm: limiter.TokenBucket} // T = 1s
+	tests := []struct {
+		name string
+		old  limiter.Limit // the block's
+		new  limiter.Limit // the key's 7 hits after it
+		want int64         // of 20 unused
+	}{
+		{name: "fixed, more requests", old: fixed, new: limiter.Limit{Requests: 200, Period: time.Minute}, want: 20},
+		{name: "fixed to a longer period", old: fixed, new: limiter.Limit{Requests: 100, Period: time.Hour}, want: 0},
+		{name: "sliding to fixed", old: limiter.Limit{Requests: 100, Period: time.Minute, Algorithm: limiter.SlidingWindow}, new: fixed, want: 20},
+		{name: "fixed to bucket", old: fixed, new: bucket, want: 0},
+		{name: "bucket to fixed", old: bucket, new: fixed, want: 0},
+		{name: "bucket, twice the rate", old: bucket, new: limiter.Limit{Requests: 200, Period: 100 * time.Second, Algorithm: limiter.TokenBucket}, want: 20},
+	}
+	for i, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			clock.Set(t0.Add(time.Duration(i)*time.Hour + 10*time.Second))
+			key, twin := fmt.Sprintf("changed-%d", i), fmt.Sprintf("changed-twin-%d", i)
+			hits := func(k string, l limiter.Limit, n int64) limiter.Result {
+				t.Helper()
+				var res [1]limiter.Result
+				if err := s.Take(ctx, limiter.CountAll, []limiter.Request{{Key: k, Limit: l, Hits: n}}, res[:]); err != nil {
+					t.Fatal(err)
+				}
+				return res[0]
+			}
+			block := limiter.Request{Key: key, Limit: tc.old, Hits: 30}
+			var res limiter.Result
+			mark, err := s.TakeBlock(ctx, block, &res)
+			if err != nil || !res.Allowed {
+				t.Fatalf("TakeBlock: %v, %+v", err, res)
+			}
+			hits(key, tc.new, 7)
+			clock.Advance(3 * time.Second)
+			got, err := s.ReturnBlock(ctx, block, mark, 10)
+			if err != nil || got != tc.want {
+				t.Fatalf("gave back %d hits (%v), want %d", got, err, tc.want)
+			}
+			clock.Advance(-3 * time.Second)
+			hits(twin, tc.old, 30-got)
+			hits(twin, tc.new, 7)
+			clock.Advance(3 * time.Second)
+			if a, b := hits(key, tc.new, 0), hits(twin, tc.new, 0); a != b {
+				t.Errorf("after the return the key reads %+v, want %+v", a, b)
+			}
+		})
+	}
+}
+
 // TestReturnBlockOnServerTime: on Redis's clock (production), a block is
 // marked with the server's window or time, and a token bucket block given
 // back at once returns all its unused tokens but those decayed.

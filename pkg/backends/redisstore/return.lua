@@ -15,7 +15,10 @@
 --                   and the decayed ones are not given back. No later than
 --                   now: a full bucket stays full.
 -- A return that arrives late (a paused server, a queued call) gives back
--- less or nothing; never more.
+-- less or nothing; never more. The key may have been counted since under
+-- another limit (a reload; every algorithm stores the same four numbers):
+-- another period or algorithm leaves a stamp that is not the mark's window
+-- (or a TAT in the past), and nothing goes back.
 --
 -- KEYS[1]  the block's key.
 -- ARGV[1]  9 little-endian doubles, all integers: flags now_us now_sub
