@@ -41,6 +41,7 @@ func TestRun(t *testing.T) {
 	bad := writeConfig(t, "grpc_addr: 1\nnope: true\n")
 	withAuthz := writeConfig(t, explainAuthzConfig)
 	withXDS := writeConfig(t, "rules_xds: {address: 127.0.0.1:18000}\n")
+	idleLease := writeConfig(t, strings.Replace(testRules, "10}", "10, lease: {}}", 1))
 	env := func(kv ...string) func(string) string {
 		m := map[string]string{}
 		for i := 0; i+1 < len(kv); i += 2 {
@@ -64,6 +65,8 @@ func TestRun(t *testing.T) {
 		{name: "validate good", args: []string{"validate", "--config", good}, wantStdout: "OK (1 domain, 1 rule)"},
 		{name: "validate rules_xds", args: []string{"validate", "--config", withXDS}, wantStdout: `OK (0 domains, 0 rules)
 rules come from the xDS management server at 127.0.0.1:18000 (node_id "default")`},
+		{name: "validate idle lease", args: []string{"validate", "--config", idleLease}, wantStdout: "OK (1 domain, 1 rule)\nnote: " + idleLease +
+			":4:9: rule edge.remote_address: lease has no effect: chain default has no redis backend to lease from (add one to the chain, or remove lease)\n"},
 		{name: "validate from env", args: []string{"validate"}, getenv: env(envConfig, good), wantStdout: "OK"},
 		{name: "validate flag wins over env", args: []string{"validate", "-config", good}, getenv: env(envConfig, bad), wantStdout: "OK"},
 		{name: "validate bad", args: []string{"validate", "--config", bad}, wantCode: 1, wantStderr: bad + ":2:1: nope: unknown field"},

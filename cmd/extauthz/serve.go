@@ -250,6 +250,7 @@ func (d *daemon) build() error {
 	if err != nil {
 		return err
 	}
+	warnIdleLeases(log, cfg)
 	if d.insight, err = newInsight(cfg, d.bs, log); err != nil {
 		return err
 	}
@@ -299,6 +300,14 @@ func (d *daemon) build() error {
 		}
 	}
 	return nil
+}
+
+// warnIdleLeases logs each rule of cfg whose lease can do nothing (no
+// Redis backend in its chain), as validate notes it.
+func warnIdleLeases(log *slog.Logger, cfg *config.Config) {
+	for _, n := range cfg.IdleLeases() {
+		log.Warn(n)
+	}
 }
 
 // newAdmin returns the HTTP admin server: metrics, readiness (503 while
@@ -384,6 +393,7 @@ func (d *daemon) newWatcher() (*reload.Watcher, error) {
 			restart := reload.RestartRequired(started, cfg)
 			ops.ConfigReloaded(hash, restart)
 			log.Info("config reloaded", "hash", hash, "domains", len(d.srv.Snapshot().Rules().Domains()))
+			warnIdleLeases(log, cfg)
 			if len(restart) > 0 {
 				log.Warn("changed settings apply only after a restart", "settings", restart)
 			}

@@ -37,6 +37,9 @@ func validate(args []string, getenv func(string) string, stdout, stderr io.Write
 	if len(cfg.Chains) > 0 {
 		printChains(stdout, cfg)
 	}
+	for _, n := range cfg.IdleLeases() {
+		fmt.Fprintf(stdout, "note: %s\n", n)
+	}
 	return nil
 }
 

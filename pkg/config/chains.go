@@ -165,3 +165,30 @@ func (cfg *Config) unitChains() map[descriptor.Unit]string {
 	}
 	return out
 }
+
+// IdleLeases returns a note for each rule whose rate_limit.lease can do
+// nothing: leasing takes blocks from a Redis backend, and the rule's chain
+// has none (memory and PostgreSQL count every decision exactly; the lease
+// is ignored there). The rules load and serve as they are: a rule file may
+// be shared by servers with and without Redis.
+func (cfg *Config) IdleLeases() []string {
+	leasable := map[string]bool{}
+	for _, ch := range cfg.ChainList() {
+		for _, b := range ch.Backends {
+			leasable[ch.Name] = leasable[ch.Name] || b.Type == "redis"
+		}
+	}
+	var out []string
+	for _, d := range cfg.Rules.Domains() {
+		for _, r := range cfg.Rules.Rules(d) {
+			ch := r.Chain
+			if ch == "" {
+				ch = DefaultChain
+			}
+			if r.Lease != nil && !leasable[ch] {
+				out = append(out, fmt.Sprintf("%s: rule %s: lease has no effect: chain %s has no redis backend to lease from (add one to the chain, or remove lease)", r.Source, r.Path, ch))
+			}
+		}
+	}
+	return out
+}

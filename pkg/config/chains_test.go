@@ -77,6 +77,47 @@ func TestChainsLoad(t *testing.T) {
 	}
 }
 
+// TestIdleLeases: a lease on a rule whose chain has no Redis backend is
+// noted (it loads and serves; the lease does nothing), on any other rule it
+// is not.
+func TestIdleLeases(t *testing.T) {
+	tests := []struct {
+		name, backends string
+		want           []string
+	}{
+		{name: "memory only", backends: "", want: []string{
+			"leases.yaml:6:9: rule edge.ip: lease has no effect: chain default has no redis backend to lease from (add one to the chain, or remove lease)",
+			"leases.yaml:8:9: rule edge.plan: lease has no effect: chain durable has no redis backend to lease from (add one to the chain, or remove lease)",
+		}},
+		{name: "redis behind postgres", backends: `backends: [{type: postgres, dsn: "postgres://db/app"}, {type: redis, url: "redis://127.0.0.1:6379"}]`, want: []string{
+			"leases.yaml:8:9: rule edge.plan: lease has no effect: chain durable has no redis backend to lease from (add one to the chain, or remove lease)",
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			src := tc.backends + `
+chains: {durable: [{type: memory}]}
+domains:
+  - domain: edge
+    descriptors:
+      - key: ip
+        rate_limit: {unit: second, requests_per_unit: 10, lease: {}}
+      - key: plan
+        rate_limit: {unit: day, requests_per_unit: 50, chain: durable, lease: {}}
+      - key: user
+        rate_limit: {unit: day, requests_per_unit: 50, chain: durable}
+`
+			cfg, err := Load(strings.NewReader(src), "leases.yaml")
+			if err != nil {
+				t.Fatalf("Load: %v", err)
+			}
+			if got := cfg.IdleLeases(); strings.Join(got, "\n") != strings.Join(tc.want, "\n") {
+				t.Errorf("IdleLeases:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(tc.want, "\n"))
+			}
+		})
+	}
+}
+
 func TestChainsErrors(t *testing.T) {
 	for _, tc := range []struct {
 		name, src string

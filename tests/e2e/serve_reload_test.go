@@ -63,12 +63,16 @@ func TestServeReloadsRules(t *testing.T) {
 		t.Errorf("/metrics lacks the failed reload")
 	}
 
-	// A file event is debounced; SIGHUP reloads at once.
-	WriteFile(t, dir, "rules/edge.yaml", strings.Replace(edgeRules, "requests_per_unit: 3", "requests_per_unit: 9", 1))
+	// A file event is debounced; SIGHUP reloads at once. The new rule
+	// leases, which the memory backend cannot: served, and logged.
+	WriteFile(t, dir, "rules/edge.yaml", strings.Replace(edgeRules, "requests_per_unit: 3", "requests_per_unit: 9\n      lease: {}", 1))
 	p.Signal(t, syscall.SIGHUP)
 	waitLimit(9)
 	if p.Exited() {
 		t.Fatal("SIGHUP stopped the server")
+	}
+	if want := rules + ":4:5: rule edge.remote_address: lease has no effect: chain default has no redis backend"; !strings.Contains(p.Logs(), want) {
+		t.Errorf("the reload does not log %q:\n%s", want, p.Logs())
 	}
 }
 
