@@ -125,7 +125,7 @@ pg_cpu_ticks() {
   done
   echo "$t"
 }
-pg_calls() { psql_ -tAc "select coalesce(sum(calls),0) from pg_stat_user_functions where funcname = 'take'"; }
+pg_calls() { psql_ -tAc "select coalesce(sum(calls),0) from pg_stat_user_functions where funcname in ('take', 'take_one')"; }
 psql_() { "$pgbin/psql" -h 127.0.0.1 -p "$pgport" -U postgres -d postgres "$@"; }
 pg_run() { # rlsload args; prints PostgreSQL CPU per take() call
   local cfg; cfg=$(pg_config "$1"); shift

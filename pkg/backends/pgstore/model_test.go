@@ -109,3 +109,69 @@ func TestMatchesLimiterModel(t *testing.T) {
 		}
 	}
 }
+
+// TestTakeOneMatchesTake sends the same random one-request calls to take
+// (arrays of one) and take_one on twin keys at the same times: every reply
+// and, at the end, every stored row must be the same, so the one-request
+// path decides exactly as the general one (which TestMatchesLimiterModel
+// holds to pkg/limiter).
+func TestTakeOneMatchesTake(t *testing.T) {
+	srv := pgtest.Shared(t)
+	s := openStore(t, srv, Settings{CleanupInterval: -1})
+	q := quoteIdent(s.schema)
+	seed := uint64(time.Now().UnixNano())
+	rng := rand.New(rand.NewPCG(seed, 11))
+	t.Logf("seed %d", seed)
+	const nkeys = 8
+	limits := make([]limiter.Limit, nkeys)
+	for i := range limits {
+		limits[i] = randomLimit(rng)
+	}
+	ctx := context.Background()
+	now := int64(1_700_000_000_123_456_789)
+	type reply struct {
+		allowed                 bool
+		remaining, reset, retry int64
+	}
+	for call := range 1500 {
+		k := rng.IntN(nkeys)
+		l := limits[k]
+		hits := rng.Int64N(4)
+		if rng.IntN(20) == 0 {
+			hits = math.MaxInt64 - rng.Int64N(2)
+		}
+		shadow, mode := rng.IntN(5) == 0, rng.IntN(2)
+		var many, one reply
+		err := s.pool.QueryRow(ctx, `SELECT allowed[1], remaining[1], reset_after[1], retry_after[1] FROM `+q+`.take($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+			[][]byte{[]byte(fmt.Sprintf("many\x00%d", k))}, []int32{int32(l.Algorithm)}, []int64{l.Requests}, []int64{int64(l.Period)},
+			[]int64{l.Burst}, []int64{hits}, []bool{shadow}, mode, now).Scan(&many.allowed, &many.remaining, &many.reset, &many.retry)
+		if err != nil {
+			t.Fatalf("call %d: take: %v", call, err)
+		}
+		err = s.pool.QueryRow(ctx, `SELECT allowed, remaining, reset_after, retry_after FROM `+q+`.take_one($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+			[]byte(fmt.Sprintf("one\x00%d", k)), int32(l.Algorithm), l.Requests, int64(l.Period), l.Burst, hits, shadow, mode, now).
+			Scan(&one.allowed, &one.remaining, &one.reset, &one.retry)
+		if err != nil {
+			t.Fatalf("call %d: take_one: %v", call, err)
+		}
+		if one != many {
+			t.Fatalf("call %d (seed %d) at %d, mode %d, shadow %v, %d hits of %+v: take_one %+v, take %+v", call, seed, now, mode, shadow, hits, l, one, many)
+		}
+		switch rng.IntN(8) {
+		case 0, 1, 2:
+			now += rng.Int64N(int64(3 * time.Second))
+		case 3:
+			now -= rng.Int64N(int64(2 * limiter.MaxClockStepBack)) // a clock stepped back
+		}
+	}
+	var differ int
+	err := s.pool.QueryRow(ctx, `SELECT count(*) FROM `+q+`.counters m FULL JOIN `+q+`.counters o
+		ON substr(m.key, 5) = substr(o.key, 4) AND substr(o.key, 1, 3) = 'one'
+		WHERE substr(m.key, 1, 4) = 'many' AND (o.key IS NULL OR (m.stamp, m.count, m.prev, m.expires_at) <> (o.stamp, o.count, o.prev, o.expires_at))`).Scan(&differ)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if differ != 0 {
+		t.Errorf("%d of take's rows differ from take_one's twins", differ)
+	}
+}

@@ -1,6 +1,7 @@
 // Package pgstore is the PostgreSQL limiter.Store: every algorithm of
-// pkg/limiter runs in one PL/pgSQL function over arrays, so one Take is one
-// round trip whatever its number of requests, atomic under concurrency from
+// pkg/limiter runs in one PL/pgSQL function over arrays (take_one for a
+// call of one request), so one Take is one round trip whatever its number
+// of requests, atomic under concurrency from
 // any number of extauthz replicas, decided on the database server's clock.
 //
 // Counters live in one table (one row per key) in their own schema, created
@@ -33,7 +34,8 @@ type Store struct {
 	pool     *pgxpool.Pool
 	schema   string
 	settings Settings // with defaults
-	takeSQL  string
+	takeSQL  string   // take: any number of requests, in arrays
+	oneSQL   string   // take_one: one request
 	addr     string
 
 	// ready is set once the schema was found at SchemaVersion (or
@@ -91,6 +93,7 @@ func Connect(ctx context.Context, st Settings) (*Store, error) {
 		settings: st,
 		checking: make(chan struct{}, 1),
 		takeSQL:  "SELECT allowed, remaining, reset_after, retry_after FROM " + q + ".take($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+		oneSQL:   "SELECT allowed, remaining, reset_after, retry_after FROM " + q + ".take_one($1, $2, $3, $4, $5, $6, $7, $8, $9)",
 		addr:     fmt.Sprintf("%s:%d/%s", cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.Database),
 	}, nil
 }
@@ -222,6 +225,14 @@ func (s *Store) Take(ctx context.Context, mode limiter.Mode, reqs []limiter.Requ
 
 // take sends the call and decodes the reply into res.
 func (s *Store) take(ctx context.Context, mode limiter.Mode, reqs []limiter.Request, res []limiter.Result) error {
+	now := s.clock()
+	m := int32(0)
+	if mode == limiter.CountIfAllAllowed {
+		m = 1
+	}
+	if len(reqs) == 1 {
+		return s.takeOne(ctx, m, now, &reqs[0], &res[0])
+	}
 	n := len(reqs)
 	keys := make([][]byte, n)
 	algs := make([]int32, n)
@@ -234,15 +245,6 @@ func (s *Store) take(ctx context.Context, mode limiter.Mode, reqs []limiter.Requ
 		requests[i], periods[i], bursts[i], hits[i] = r.Limit.Requests, int64(r.Limit.Period), r.Limit.Burst, r.Hits
 		shadow[i] = r.Shadow
 	}
-	var now *int64
-	if s.settings.Now != nil {
-		ns := s.settings.Now().UnixNano()
-		now = &ns
-	}
-	m := int32(0)
-	if mode == limiter.CountIfAllAllowed {
-		m = 1
-	}
 	var allowed []bool
 	var remaining, reset, retry []int64
 	err := s.pool.QueryRow(ctx, s.takeSQL, keys, algs, requests, periods, bursts, hits, shadow, m, now).
@@ -254,16 +256,46 @@ func (s *Store) take(ctx context.Context, mode limiter.Mode, reqs []limiter.Requ
 		return fmt.Errorf("%w: arrays of %d, %d, %d, %d elements for %d requests", ErrBadReply, len(allowed), len(remaining), len(reset), len(retry), n)
 	}
 	for i := range reqs {
-		if remaining[i] < 0 || reset[i] < 0 || retry[i] < 0 {
-			return fmt.Errorf("%w: request %d: negative value in (%d, %d, %d)", ErrBadReply, i, remaining[i], reset[i], retry[i])
+		if err := result(&reqs[i], allowed[i], remaining[i], reset[i], retry[i], &res[i]); err != nil {
+			return fmt.Errorf("request %d: %w", i, err)
 		}
-		res[i] = limiter.Result{
-			Allowed:    allowed[i],
-			Limit:      reqs[i].Limit.Capacity(),
-			Remaining:  remaining[i],
-			ResetAfter: time.Duration(reset[i]),
-			RetryAfter: time.Duration(retry[i]),
-		}
+	}
+	return nil
+}
+
+// takeOne is take for one request, through take_one.
+func (s *Store) takeOne(ctx context.Context, mode int32, now *int64, r *limiter.Request, res *limiter.Result) error {
+	var allowed bool
+	var remaining, reset, retry int64
+	err := s.pool.QueryRow(ctx, s.oneSQL, []byte(r.Key), int32(r.Limit.Algorithm), r.Limit.Requests, int64(r.Limit.Period),
+		r.Limit.Burst, r.Hits, r.Shadow, mode, now).Scan(&allowed, &remaining, &reset, &retry)
+	if err != nil {
+		return err
+	}
+	return result(r, allowed, remaining, reset, retry, res)
+}
+
+// clock returns the test clock's time in Unix ns (Settings.Now), or nil
+// for the database server's clock.
+func (s *Store) clock() *int64 {
+	if s.settings.Now == nil {
+		return nil
+	}
+	ns := s.settings.Now().UnixNano()
+	return &ns
+}
+
+// result fills res with the database's answer for r, which it checks.
+func result(r *limiter.Request, allowed bool, remaining, reset, retry int64, res *limiter.Result) error {
+	if remaining < 0 || reset < 0 || retry < 0 {
+		return fmt.Errorf("%w: negative value in (%d, %d, %d)", ErrBadReply, remaining, reset, retry)
+	}
+	*res = limiter.Result{
+		Allowed:    allowed,
+		Limit:      r.Limit.Capacity(),
+		Remaining:  remaining,
+		ResetAfter: time.Duration(reset),
+		RetryAfter: time.Duration(retry),
 	}
 	return nil
 }

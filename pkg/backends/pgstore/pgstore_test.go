@@ -139,13 +139,17 @@ func TestOneQueryPerTake(t *testing.T) {
 	if got := s.PoolStat().Max; got != 1 {
 		t.Errorf("PoolStat().Max: got %d, want 1 (MaxConns)", got)
 	}
-	for call := range 3 {
+	for call := range 4 {
+		n := len(reqs)
+		if call == 3 {
+			n = 1 // take_one
+		}
 		before := qc.n.Load()
-		if err := s.Take(context.Background(), limiter.CountIfAllAllowed, reqs, res); err != nil {
+		if err := s.Take(context.Background(), limiter.CountIfAllAllowed, reqs[:n], res[:n]); err != nil {
 			t.Fatal(err)
 		}
 		if got := qc.n.Load() - before; got != 1 {
-			t.Errorf("call %d: %d queries for one Take of %d requests, want 1 (last %v)", call, got, len(reqs), qc.last.Load())
+			t.Errorf("call %d: %d queries for one Take of %d requests, want 1 (last %v)", call, got, n, qc.last.Load())
 		}
 	}
 }
@@ -249,6 +253,44 @@ func TestOpenRefusesWrongSchema(t *testing.T) {
 	}
 	if err := open("auto", false); err != nil {
 		t.Errorf("Open after AutoMigrate: %v", err)
+	}
+}
+
+// TestMigrateFromVersion1 upgrades a schema made by version 1 alone (as an
+// earlier extauthz left it, with a count in it) to SchemaVersion: the count
+// carries over, and one-request calls (take_one, version 2) see it.
+func TestMigrateFromVersion1(t *testing.T) {
+	srv := pgtest.Shared(t)
+	ctx := context.Background()
+	s, err := Connect(ctx, Settings{DSN: secret.String(srv.DSN("postgres")), Schema: newSchema(), CleanupInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	q := quoteIdent(s.schema)
+	for _, st := range []string{
+		"CREATE SCHEMA " + q,
+		"CREATE TABLE " + q + ".schema_migrations (version int PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())",
+		strings.ReplaceAll(migrations[0].SQL, "{{schema}}", q),
+		"INSERT INTO " + q + ".schema_migrations (version, name) VALUES (1, 'counters')",
+	} {
+		if _, err := s.pool.Exec(ctx, st); err != nil {
+			t.Fatalf("%.60s: %v", st, err)
+		}
+	}
+	// One hit of 5 per hour on key k, through version 1's take.
+	if _, err := s.pool.Exec(ctx, "SELECT * FROM "+q+".take($1, '{0}', '{5}', '{3600000000000}', '{0}', '{1}', '{f}', 0, NULL)", [][]byte{[]byte("k")}); err != nil {
+		t.Fatal(err)
+	}
+	if from, to, err := s.Migrate(ctx); err != nil || from != 1 || to != SchemaVersion {
+		t.Fatalf("Migrate: (%d, %d, %v), want (1, %d, nil)", from, to, err, SchemaVersion)
+	}
+	var res [1]limiter.Result
+	if err := s.Take(ctx, limiter.CountAll, []limiter.Request{{Key: "k", Limit: limiter.Limit{Requests: 5, Period: time.Hour}, Hits: 1}}, res[:]); err != nil {
+		t.Fatal(err)
+	}
+	if !res[0].Allowed || res[0].Remaining != 3 {
+		t.Errorf("after the upgrade: %+v, want allowed with 3 remaining (the count of version 1 kept)", res[0])
 	}
 }
 

@@ -14,7 +14,7 @@ import (
 )
 
 // TestTakePlansUseThePrimaryKey checks, with auto_explain, that every
-// statement inside take reaches counters through its primary key on a big
+// statement inside take and take_one reaches counters through its primary key on a big
 // table, also with generic (cached) plans: no sequential or expiry-index
 // scan per call.
 func TestTakePlansUseThePrimaryKey(t *testing.T) {
@@ -67,19 +67,30 @@ func TestTakePlansUseThePrimaryKey(t *testing.T) {
 		}
 	}
 	mu.Lock()
-	all := strings.Join(plans, "\n")
+	many := strings.Join(plans, "\n")
+	plans = nil
 	mu.Unlock()
-	if testing.Verbose() { // BENCHMARKS.md quotes these plans
-		t.Logf("plans:\n%s", all)
-	}
-	for _, want := range []string{"Conflict Arbiter Indexes: counters_pkey", "Index Scan using counters_pkey on counters c", "Update on counters c"} {
-		if !strings.Contains(all, want) {
-			t.Errorf("plans do not contain %q:\n%s", want, all)
+	for i := range 3 {
+		if _, err := c.Exec(ctx, `SELECT * FROM `+q+`.take_one($1, $2, 5, 3600000000000, 0, 1, false, 0, NULL)`, []byte("one"+string(rune('a'+i))), i); err != nil {
+			t.Fatal(err)
 		}
 	}
-	for _, bad := range []string{"Seq Scan on counters", "Bitmap Heap Scan on counters", "counters_expires_at"} {
-		if strings.Contains(all, bad) {
-			t.Errorf("plans contain %q:\n%s", bad, all)
+	mu.Lock()
+	one := strings.Join(plans, "\n")
+	mu.Unlock()
+	for name, all := range map[string]string{"take": many, "take_one": one} {
+		if testing.Verbose() { // BENCHMARKS.md quotes these plans
+			t.Logf("%s plans:\n%s", name, all)
+		}
+		for _, want := range []string{"Conflict Arbiter Indexes: counters_pkey", "Index Scan using counters_pkey on counters c", "Update on counters c"} {
+			if !strings.Contains(all, want) {
+				t.Errorf("%s plans do not contain %q:\n%s", name, want, all)
+			}
+		}
+		for _, bad := range []string{"Seq Scan on counters", "Bitmap Heap Scan on counters", "counters_expires_at"} {
+			if strings.Contains(all, bad) {
+				t.Errorf("%s plans contain %q:\n%s", name, bad, all)
+			}
 		}
 	}
 }
