@@ -248,6 +248,19 @@ func TestOpenRefusesWrongSchema(t *testing.T) {
 		t.Errorf("Open with AutoMigrate on a newer schema: got %v, want ErrSchema", err)
 	}
 
+	// A newer schema whose migrations since only added (compatible_from):
+	// served as it is, and Migrate leaves it alone.
+	a := openStore(t, srv, Settings{Schema: "additive", AutoMigrate: true})
+	if _, err := a.pool.Exec(ctx, `INSERT INTO "additive".schema_migrations (version, name, compatible_from) VALUES ($1, 'future', $2)`, SchemaVersion+1, SchemaVersion); err != nil {
+		t.Fatal(err)
+	}
+	if err := open("additive", false); err != nil {
+		t.Errorf("Open on a newer, additive schema: %v", err)
+	}
+	if from, to, err := a.Migrate(ctx); err != nil || from != SchemaVersion+1 || to != SchemaVersion+1 {
+		t.Errorf("Migrate on a newer, additive schema: (%d, %d, %v), want (%d, %d, nil)", from, to, err, SchemaVersion+1, SchemaVersion+1)
+	}
+
 	if err := open("auto", true); err != nil {
 		t.Errorf("Open with AutoMigrate on a missing schema: %v", err)
 	}
@@ -282,8 +295,15 @@ func TestMigrateFromVersion1(t *testing.T) {
 	if _, err := s.pool.Exec(ctx, "SELECT * FROM "+q+".take($1, '{0}', '{5}', '{3600000000000}', '{0}', '{1}', '{f}', 0, NULL)", [][]byte{[]byte("k")}); err != nil {
 		t.Fatal(err)
 	}
+	if err := s.CheckSchema(ctx); !errors.Is(err, ErrSchema) || !strings.Contains(err.Error(), "version 1, this extauthz needs") {
+		t.Errorf("CheckSchema on version 1 (no compatible_from column yet): %v, want ErrSchema naming version 1", err)
+	}
 	if from, to, err := s.Migrate(ctx); err != nil || from != 1 || to != SchemaVersion {
 		t.Fatalf("Migrate: (%d, %d, %v), want (1, %d, nil)", from, to, err, SchemaVersion)
+	}
+	var compat int
+	if err := s.pool.QueryRow(ctx, "SELECT compatible_from FROM "+q+".schema_migrations WHERE version = 2").Scan(&compat); err != nil || compat != 1 {
+		t.Errorf("version 2's compatible_from: %d (%v), want 1", compat, err)
 	}
 	var res [1]limiter.Result
 	if err := s.Take(ctx, limiter.CountAll, []limiter.Request{{Key: "k", Limit: limiter.Limit{Requests: 5, Period: time.Hour}, Hits: 1}}, res[:]); err != nil {

@@ -25,7 +25,15 @@ type migration struct {
 	Version int
 	Name    string
 	SQL     string // with {{schema}} placeholders
+	// CompatibleFrom is the oldest build's SchemaVersion that can still
+	// serve a schema at Version: the file's "-- compatible_from: N" line
+	// for a migration that only adds (old builds use none of it), else
+	// Version itself.
+	CompatibleFrom int
 }
+
+// compatibleLine declares a migration additive (migration.CompatibleFrom).
+const compatibleLine = "-- compatible_from: "
 
 // migrations lists the embedded migrations in version order; file names
 // are NNNN_name.sql, numbered from 1 without gaps.
@@ -61,7 +69,15 @@ func loadMigrations(fsys fs.FS) ([]migration, error) {
 		if err != nil {
 			return nil, err
 		}
-		ms = append(ms, migration{Version: v, Name: name, SQL: string(b)})
+		m := migration{Version: v, Name: name, SQL: string(b), CompatibleFrom: v}
+		for _, line := range strings.Split(m.SQL, "\n") {
+			if c, ok := strings.CutPrefix(line, compatibleLine); ok {
+				if m.CompatibleFrom, err = strconv.Atoi(strings.TrimSpace(c)); err != nil || m.CompatibleFrom < 1 || m.CompatibleFrom > v {
+					return nil, fmt.Errorf("pgstore: migration file %s: %q wants a version from 1 to %d", base, line, v)
+				}
+			}
+		}
+		ms = append(ms, m)
 	}
 	return ms, nil
 }
@@ -70,6 +86,18 @@ func loadMigrations(fsys fs.FS) ([]migration, error) {
 // missing, older or newer than SchemaVersion, and by Migrate when the schema
 // is newer than this build.
 var ErrSchema = errors.New("schema version mismatch")
+
+// schemaVersion is what a schema's schema_migrations table records: its
+// version, and the oldest build's SchemaVersion that can serve it.
+type schemaVersion struct {
+	Version, CompatibleFrom int
+}
+
+// servable reports whether this build can serve a schema at v: its own
+// version, or a newer one whose migrations since only added.
+func (v schemaVersion) servable() bool {
+	return v.Version == SchemaVersion || (v.Version > SchemaVersion && v.CompatibleFrom <= SchemaVersion)
+}
 
 // schemaError says what is wrong with version have and what to do.
 func schemaError(schema string, have int) error {
@@ -90,33 +118,38 @@ func (s *Store) Version(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, errorf("schema version: %w", err)
 	}
-	return v, nil
+	return v.Version, nil
 }
 
 type querier interface {
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
 
-func readVersion(ctx context.Context, q querier, schema string) (int, error) {
-	var v int
-	err := q.QueryRow(ctx, "SELECT coalesce(max(version), 0) FROM "+quoteIdent(schema)+".schema_migrations").Scan(&v)
+// readVersion reads the newest version row. A table made before
+// compatible_from existed has no such column: to_jsonb reads it either way
+// (absent: the version itself, as for a migration that did not declare it).
+func readVersion(ctx context.Context, q querier, schema string) (schemaVersion, error) {
+	var v schemaVersion
+	err := q.QueryRow(ctx, "SELECT version, coalesce((to_jsonb(m)->>'compatible_from')::int, version) FROM "+
+		quoteIdent(schema)+".schema_migrations m ORDER BY version DESC LIMIT 1").Scan(&v.Version, &v.CompatibleFrom)
 	var pe *pgconn.PgError
-	if errors.As(err, &pe) && (pe.Code == "42P01" || pe.Code == "3F000") { // undefined_table, invalid_schema_name
-		return 0, nil
+	if errors.Is(err, pgx.ErrNoRows) || errors.As(err, &pe) && (pe.Code == "42P01" || pe.Code == "3F000") { // undefined_table, invalid_schema_name
+		return schemaVersion{}, nil
 	}
 	return v, err
 }
 
-// CheckSchema returns nil when the database's schema is at SchemaVersion,
+// CheckSchema returns nil when the database's schema is at SchemaVersion
+// (or newer, with only additive migrations since: migration.CompatibleFrom),
 // and otherwise an error wrapping ErrSchema that says to run migrate (or
 // the error that kept it from reading the version).
 func (s *Store) CheckSchema(ctx context.Context) error {
-	v, err := s.Version(ctx)
+	v, err := readVersion(ctx, s.pool, s.schema)
 	if err != nil {
-		return err
+		return errorf("schema version: %w", err)
 	}
-	if v != SchemaVersion {
-		return errorf("%w", schemaError(s.schema, v))
+	if !v.servable() {
+		return errorf("%w", schemaError(s.schema, v.Version))
 	}
 	return nil
 }
@@ -132,14 +165,16 @@ func lockKey(schema string) int64 {
 // the versions before and after. It is idempotent and safe to run from
 // several processes at once: one transaction under a transaction-scoped
 // advisory lock applies every missing migration, or none. It refuses (with
-// ErrSchema) a schema newer than this build.
+// ErrSchema) a schema newer than this build unless the migrations since
+// only added (migration.CompatibleFrom): then it changes nothing and
+// reports the schema's version as both.
 func (s *Store) Migrate(ctx context.Context) (from, to int, err error) {
 	from, err = migrate(ctx, s.pool, s.schema)
 	if err != nil {
 		return from, from, errorf("migrate schema %q: %w", s.schema, err)
 	}
 	s.ready.Store(true)
-	return from, SchemaVersion, nil
+	return from, max(from, SchemaVersion), nil
 }
 
 type beginner interface {
@@ -159,24 +194,29 @@ func migrate(ctx context.Context, db beginner, schema string) (from int, err err
 		fmt.Sprintf("SELECT pg_advisory_xact_lock(%d)", lockKey(schema)),
 		"CREATE SCHEMA IF NOT EXISTS " + q,
 		"CREATE TABLE IF NOT EXISTS " + q + ".schema_migrations (version int PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())",
+		"ALTER TABLE " + q + ".schema_migrations ADD COLUMN IF NOT EXISTS compatible_from int",
 	}
 	for _, st := range stmts {
 		if _, err := tx.Exec(ctx, st); err != nil {
 			return 0, err
 		}
 	}
-	from, err = readVersion(ctx, tx, schema)
+	v, err := readVersion(ctx, tx, schema)
 	if err != nil {
 		return 0, err
 	}
+	from = v.Version
 	if from > SchemaVersion {
+		if v.servable() {
+			return from, nil // newer, but only added to since: nothing to do
+		}
 		return from, schemaError(schema, from)
 	}
 	for _, m := range migrations[from:] {
 		if _, err := tx.Exec(ctx, strings.ReplaceAll(m.SQL, "{{schema}}", q)); err != nil {
 			return from, fmt.Errorf("version %d (%s): %w", m.Version, m.Name, err)
 		}
-		if _, err := tx.Exec(ctx, "INSERT INTO "+q+".schema_migrations (version, name) VALUES ($1, $2)", m.Version, m.Name); err != nil {
+		if _, err := tx.Exec(ctx, "INSERT INTO "+q+".schema_migrations (version, name, compatible_from) VALUES ($1, $2, $3)", m.Version, m.Name, m.CompatibleFrom); err != nil {
 			return from, fmt.Errorf("record version %d: %w", m.Version, err)
 		}
 	}

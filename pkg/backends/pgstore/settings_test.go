@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"testing/fstest"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -135,6 +136,19 @@ func TestMigrationFiles(t *testing.T) {
 	for i, m := range migrations {
 		if m.Version != i+1 || m.Name == "" || !strings.Contains(m.SQL, "{{schema}}") {
 			t.Errorf("migration %d: %+v", i, m.Version)
+		}
+	}
+	// Version 2 only adds take_one: builds of version 1 serve it.
+	if got := []int{migrations[0].CompatibleFrom, migrations[1].CompatibleFrom}; got[0] != 1 || got[1] != 1 {
+		t.Errorf("compatible_from of versions 1 and 2: %v, want [1 1]", got)
+	}
+	for _, line := range []string{"-- compatible_from: 3", "-- compatible_from: 0", "-- compatible_from: two"} {
+		fsys := fstest.MapFS{
+			"migrations/0001_a.sql": {Data: []byte("CREATE TABLE {{schema}}.a ();")},
+			"migrations/0002_b.sql": {Data: []byte(line + "\nCREATE TABLE {{schema}}.b ();")},
+		}
+		if _, err := loadMigrations(fsys); err == nil || !strings.Contains(err.Error(), "0002_b.sql") {
+			t.Errorf("%q in version 2: got %v, want an error naming the file", line, err)
 		}
 	}
 }

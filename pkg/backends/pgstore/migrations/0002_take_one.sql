@@ -3,7 +3,9 @@
 -- as take does for one request (TestMatchesLimiterModel checks both against
 -- pkg/limiter), with plain statements on the one key instead of take's
 -- unnest, window function and array aggregates: about 2.5 times less
--- database time per call (BENCHMARKS.md).
+-- database time per call (BENCHMARKS.md). It only adds: a build of version
+-- 1 serves this schema as it is.
+-- compatible_from: 1
 CREATE FUNCTION {{schema}}.take_one(
 	p_key bytea, p_alg int, p_requests bigint, p_period bigint,
 	p_burst bigint, p_hits bigint, p_shadow boolean, p_mode int, p_now bigint,
