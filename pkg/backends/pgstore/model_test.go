@@ -56,6 +56,19 @@ func randomLimit(rng *rand.Rand) limiter.Limit {
 	return l
 }
 
+// randomLimits returns a generator seeded from the clock (the seed is
+// logged, and returned for failure messages) and n random limits from it.
+func randomLimits(t *testing.T, stream uint64, n int) (*rand.Rand, uint64, []limiter.Limit) {
+	seed := uint64(time.Now().UnixNano())
+	rng := rand.New(rand.NewPCG(seed, stream))
+	t.Logf("seed %d", seed)
+	limits := make([]limiter.Limit, n)
+	for i := range limits {
+		limits[i] = randomLimit(rng)
+	}
+	return rng, seed, limits
+}
+
 // TestMatchesLimiterModel drives the store and limiter.ApplyAll with the
 // same random calls on a fake clock (which sometimes steps back) and
 // requires identical results: the
@@ -64,15 +77,8 @@ func TestMatchesLimiterModel(t *testing.T) {
 	srv := pgtest.Shared(t)
 	clock := limitertest.NewFakeClock(time.Unix(1_700_000_000, 123_456_789))
 	s := openStore(t, srv, Settings{Now: clock.Now})
-	seed := uint64(time.Now().UnixNano())
-	rng := rand.New(rand.NewPCG(seed, 7))
-	t.Logf("seed %d", seed)
-
 	const nkeys = 12
-	limits := make([]limiter.Limit, nkeys)
-	for i := range limits {
-		limits[i] = randomLimit(rng)
-	}
+	rng, seed, limits := randomLimits(t, 7, nkeys)
 	m := &model{states: map[string]limiter.State{}, expiry: map[string]time.Time{}}
 	ctx := context.Background()
 	for call := range 600 {
@@ -119,14 +125,8 @@ func TestTakeOneMatchesTake(t *testing.T) {
 	srv := pgtest.Shared(t)
 	s := openStore(t, srv, Settings{CleanupInterval: -1})
 	q := quoteIdent(s.schema)
-	seed := uint64(time.Now().UnixNano())
-	rng := rand.New(rand.NewPCG(seed, 11))
-	t.Logf("seed %d", seed)
 	const nkeys = 8
-	limits := make([]limiter.Limit, nkeys)
-	for i := range limits {
-		limits[i] = randomLimit(rng)
-	}
+	rng, seed, limits := randomLimits(t, 11, nkeys)
 	ctx := context.Background()
 	now := int64(1_700_000_000_123_456_789)
 	type reply struct {
