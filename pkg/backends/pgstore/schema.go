@@ -28,7 +28,9 @@ type migration struct {
 	// CompatibleFrom is the oldest build's SchemaVersion that can still
 	// serve a schema at Version: the file's "-- compatible_from: N" line
 	// for a migration that only adds (old builds use none of it), else
-	// Version itself.
+	// Version itself. It never falls below the previous migration's (a
+	// build that could not serve that schema cannot serve this one), so
+	// the newest version's alone decides.
 	CompatibleFrom int
 }
 
@@ -72,8 +74,12 @@ func loadMigrations(fsys fs.FS) ([]migration, error) {
 		m := migration{Version: v, Name: name, SQL: string(b), CompatibleFrom: v}
 		for _, line := range strings.Split(m.SQL, "\n") {
 			if c, ok := strings.CutPrefix(line, compatibleLine); ok {
-				if m.CompatibleFrom, err = strconv.Atoi(strings.TrimSpace(c)); err != nil || m.CompatibleFrom < 1 || m.CompatibleFrom > v {
-					return nil, fmt.Errorf("pgstore: migration file %s: %q wants a version from 1 to %d", base, line, v)
+				low := 1
+				if len(ms) > 0 {
+					low = ms[len(ms)-1].CompatibleFrom
+				}
+				if m.CompatibleFrom, err = strconv.Atoi(strings.TrimSpace(c)); err != nil || m.CompatibleFrom < low || m.CompatibleFrom > v {
+					return nil, fmt.Errorf("pgstore: migration file %s: %q wants a version from %d (the previous migration's) to %d", base, line, low, v)
 				}
 			}
 		}

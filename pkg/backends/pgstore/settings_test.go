@@ -142,14 +142,25 @@ func TestMigrationFiles(t *testing.T) {
 	if got := []int{migrations[0].CompatibleFrom, migrations[1].CompatibleFrom}; got[0] != 1 || got[1] != 1 {
 		t.Errorf("compatible_from of versions 1 and 2: %v, want [1 1]", got)
 	}
-	for _, line := range []string{"-- compatible_from: 3", "-- compatible_from: 0", "-- compatible_from: two"} {
+	// Version 3 after a breaking version 2 (compatible from 2) cannot be
+	// served by builds of version 1.
+	for _, line := range []string{"-- compatible_from: 4", "-- compatible_from: 0", "-- compatible_from: 1", "-- compatible_from: two"} {
 		fsys := fstest.MapFS{
 			"migrations/0001_a.sql": {Data: []byte("CREATE TABLE {{schema}}.a ();")},
-			"migrations/0002_b.sql": {Data: []byte(line + "\nCREATE TABLE {{schema}}.b ();")},
+			"migrations/0002_b.sql": {Data: []byte("CREATE TABLE {{schema}}.b ();")},
+			"migrations/0003_c.sql": {Data: []byte(line + "\nCREATE TABLE {{schema}}.c ();")},
 		}
-		if _, err := loadMigrations(fsys); err == nil || !strings.Contains(err.Error(), "0002_b.sql") {
-			t.Errorf("%q in version 2: got %v, want an error naming the file", line, err)
+		if _, err := loadMigrations(fsys); err == nil || !strings.Contains(err.Error(), "0003_c.sql") {
+			t.Errorf("%q in version 3: got %v, want an error naming the file", line, err)
 		}
+	}
+	ok := fstest.MapFS{
+		"migrations/0001_a.sql": {Data: []byte("CREATE TABLE {{schema}}.a ();")},
+		"migrations/0002_b.sql": {Data: []byte("-- compatible_from: 1\nCREATE TABLE {{schema}}.b ();")},
+		"migrations/0003_c.sql": {Data: []byte("-- compatible_from: 1\nCREATE TABLE {{schema}}.c ();")},
+	}
+	if ms, err := loadMigrations(ok); err != nil || ms[2].CompatibleFrom != 1 {
+		t.Errorf("two additive migrations: %v, %+v", err, ms)
 	}
 }
 
