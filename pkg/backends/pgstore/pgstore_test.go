@@ -18,7 +18,8 @@ import (
 
 // TestReplicasShareExactCounts runs three Stores (three replicas, each
 // with its own pool) on one schema: under concurrency they admit exactly
-// the limit of a fixed window, and all-or-nothing calls stay atomic.
+// the limit of a fixed window, and all-or-nothing calls stay atomic; calls
+// of one request (take_one) admit exactly the limit of every algorithm.
 func TestReplicasShareExactCounts(t *testing.T) {
 	srv := pgtest.Shared(t)
 	first := openStore(t, srv, Settings{})
@@ -62,6 +63,32 @@ func TestReplicasShareExactCounts(t *testing.T) {
 		}
 		if want := day.Requests - month.Requests; res[0].Remaining != want {
 			t.Errorf("replica %d: day remaining %d, want %d", i, res[0].Remaining, want)
+		}
+	}
+
+	// One-request calls (take_one), 240 per algorithm for a limit of 100:
+	// exactly 100 admitted.
+	for _, alg := range []limiter.Algorithm{limiter.FixedWindow, limiter.SlidingWindow, limiter.TokenBucket} {
+		l := limiter.Limit{Requests: 100, Period: 1000 * time.Hour, Algorithm: alg}
+		var admitted atomic.Int64
+		for g := range 12 {
+			s := replicas[g%3]
+			wg.Go(func() {
+				res := make([]limiter.Result, 1)
+				for range 20 {
+					if err := s.Take(context.Background(), limiter.CountAll, []limiter.Request{{Key: "one " + alg.String(), Limit: l, Hits: 1}}, res); err != nil {
+						t.Errorf("Take: %v", err)
+						return
+					}
+					if res[0].Allowed {
+						admitted.Add(1)
+					}
+				}
+			})
+		}
+		wg.Wait()
+		if got := admitted.Load(); got != l.Requests {
+			t.Errorf("%s: 240 one-request calls on 3 replicas admitted %d, want exactly %d", alg, got, l.Requests)
 		}
 	}
 }
